@@ -1,0 +1,1 @@
+"""Readers, splits, fitted preprocessing (JSON state), batch loaders and the synthetic generator."""

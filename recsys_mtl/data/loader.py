@@ -1,0 +1,71 @@
+"""Batch loader that slices whole batches out of contiguous column tensors.
+
+Per-row ``__getitem__`` + collate caps training near 120k rows/s on two cores; one gather per
+column per epoch and then views per batch reaches millions of rows/s.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from recsys_mtl.data.tensors import Batch, EncodedTable, slice_batch
+
+
+class ColumnBatchLoader:
+    """Iterates ``table`` in batches; with ``shuffle`` the row order is redrawn every epoch.
+
+    The permutation of epoch ``e`` comes from ``seed + e``, so runs are reproducible and a resumed
+    run sees the same order. ``rank``/``world_size`` give each DDP process a disjoint shard of
+    equal length (the tail that does not divide evenly is dropped from training, as
+    DistributedSampler with ``drop_last`` does).
+    """
+
+    def __init__(
+        self,
+        table: EncodedTable,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.table = table
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self._columns = table.columns()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rows(self) -> int:
+        n = len(self.table)
+        return n // self.world_size if self.world_size > 1 else n
+
+    def __len__(self) -> int:
+        n = self._rows()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        columns = self._columns
+        if self.shuffle or self.world_size > 1:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(len(self.table), generator=g) if self.shuffle else torch.arange(len(self.table))
+            per_rank = self._rows()
+            if self.world_size > 1:
+                order = order[self.rank * per_rank : (self.rank + 1) * per_rank]
+            columns = self.table.permuted(order).columns()
+        self.epoch += 1
+        n = self._rows()
+        for b in range(len(self)):
+            start = b * self.batch_size
+            yield slice_batch(columns, start, min(start + self.batch_size, n))

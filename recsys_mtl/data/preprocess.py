@@ -1,0 +1,344 @@
+"""Fit preprocessing on the train split, save it as plain JSON, transform frames to column tensors.
+
+Index conventions shared by every categorical table (and later by the ONNX graph):
+``0`` = missing (null) or sequence padding, ``1`` = out of vocabulary, ``2..`` = vocabulary /
+hash buckets. The fitted state is the single source for training, export and serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mmh3
+import numpy as np
+import polars as pl
+import torch
+
+from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.errors import DataError
+from recsys_mtl.spec.features import (
+    CategoricalFeature,
+    FeatureSpec,
+    NumericFeature,
+    SequenceFeature,
+    Task,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MISSING, OOV, FIRST = 0, 1, 2
+
+
+def spec_hash(spec: FeatureSpec) -> str:
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass
+class FittedTable:
+    """The index of one embedding table: a fitted vocabulary or a hashing rule."""
+
+    name: str
+    vocab: list[str] | None = None
+    hash_buckets: int | None = None
+    hash_seed: int = 0
+
+    @property
+    def size(self) -> int:
+        return FIRST + (len(self.vocab) if self.vocab is not None else self.hash_buckets)  # type: ignore[arg-type]
+
+    def lookup(self, values: pl.Series) -> np.ndarray:
+        """String values → int64 indices (null → MISSING, unseen → OOV)."""
+        values = values.cast(pl.String)
+        if self.vocab is not None:
+            mapping = {v: i + FIRST for i, v in enumerate(self.vocab)}
+        else:
+            uniq = values.drop_nulls().unique().to_list()
+            mapping = {v: FIRST + mmh3.hash(v, self.hash_seed, signed=False) % self.hash_buckets for v in uniq}  # type: ignore[operator]
+        idx = values.replace_strict(mapping, default=OOV, return_dtype=pl.Int64)
+        return idx.fill_null(MISSING).to_numpy()
+
+
+@dataclass
+class FittedNumeric:
+    name: str
+    source: str
+    impute_value: float
+    indicator: bool
+    clip_min: float | None
+    clip_max: float | None
+    log1p: bool
+    mean: float
+    std: float
+    #: quantile bucket edges; when set, the feature is a bucket index, not a number.
+    boundaries: list[float] | None = None
+
+    def apply(self, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        """Raw numbers → (transformed float64 values, missing indicator)."""
+        x = values.cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64)
+        missing = np.isnan(x)
+        x = np.where(missing, self.impute_value, x)
+        if self.clip_min is not None or self.clip_max is not None:
+            x = np.clip(x, self.clip_min, self.clip_max)
+        if self.log1p:
+            x = np.sign(x) * np.log1p(np.abs(x))  # signed, so negative values stay finite
+        return x, missing
+
+    def transform(self, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        x, missing = self.apply(values)
+        if self.boundaries is not None:
+            return np.searchsorted(np.asarray(self.boundaries), x, side="right") + FIRST, missing
+        return (x - self.mean) / self.std, missing
+
+
+@dataclass
+class Layout:
+    """Where each feature sits in the encoded tensors; what the encoder is built from."""
+
+    #: (feature, table) per column of the categorical matrix (quantile-bucketed numerics included)
+    categorical: list[tuple[str, str]] = field(default_factory=list)
+    #: feature name per column of the numeric matrix
+    numeric: list[str] = field(default_factory=list)
+    #: feature names of numeric columns that are missing indicators
+    indicators: list[str] = field(default_factory=list)
+    #: (feature, table, max_len, pooling)
+    sequences: list[tuple[str, str, int, str]] = field(default_factory=list)
+    #: table → (size, embedding_dim)
+    tables: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class Preprocessor:
+    """Fitted preprocessing for one spec. Build with :meth:`fit` or :meth:`load`."""
+
+    def __init__(self, spec: FeatureSpec, tables: dict[str, FittedTable], numeric: dict[str, FittedNumeric]):
+        self.spec = spec
+        self.tables = tables
+        self.numeric = numeric
+        self.layout = self._layout()
+
+    # ------------------------------------------------------------------ fit
+    @classmethod
+    def fit(cls, spec: FeatureSpec, train: pl.DataFrame, where: str = "train") -> "Preprocessor":
+        check_frame(spec, train, where)
+        tables: dict[str, FittedTable] = {}
+        members: dict[str, list[CategoricalFeature | SequenceFeature]] = {}
+        for f in [*spec.categorical, *spec.sequences]:
+            members.setdefault(f.table, []).append(f)
+        for table, feats in members.items():
+            first = feats[0]
+            if first.hash is not None:
+                tables[table] = FittedTable(table, hash_buckets=first.hash.buckets, hash_seed=first.hash.seed)
+                continue
+            parts = [_flat_strings(train[f.source]) for f in feats]
+            values = pl.concat(parts).drop_nulls()
+            counts = values.value_counts(name="n").sort(["n", values.name], descending=[True, False])
+            counts = counts.filter(pl.col("n") >= first.vocab_config.min_freq)
+            if first.vocab_config.max_size is not None:
+                counts = counts.head(first.vocab_config.max_size)
+            tables[table] = FittedTable(table, vocab=counts[values.name].to_list())
+        numeric = {f.name: _fit_numeric(f, train[f.source]) for f in spec.numeric}
+        return cls(spec, tables, numeric)
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, df: pl.DataFrame, where: str = "data") -> EncodedTable:
+        check_frame(self.spec, df, where)
+        n = df.height
+        cat_cols: list[np.ndarray] = []
+        num_cols: list[np.ndarray] = []
+        ind_cols: list[np.ndarray] = []
+        for f in self.spec.categorical:
+            idx = self.tables[f.table].lookup(df[f.source])
+            _warn_oov(where, f.name, idx)
+            cat_cols.append(idx)
+        for f in self.spec.numeric:
+            fitted = self.numeric[f.name]
+            values, missing = fitted.transform(df[f.source])
+            (cat_cols if fitted.boundaries is not None else num_cols).append(values)
+            if fitted.indicator:
+                ind_cols.append(missing.astype(np.float32))
+        sequences = {f.name: self._sequence(f, df[f.source]) for f in self.spec.sequences}
+        labels, weights = encode_labels(self.spec.tasks, df, where)
+        return EncodedTable(
+            categorical=torch.from_numpy(_stack(cat_cols, n, np.int64)),
+            numeric=torch.from_numpy(_stack(num_cols + ind_cols, n, np.float32)),
+            sequences=sequences,
+            labels=torch.from_numpy(labels),
+            weights=torch.from_numpy(weights),
+        )
+
+    def _sequence(self, f: SequenceFeature, col: pl.Series) -> torch.Tensor:
+        heads = col.list.head(f.max_len)
+        lengths = heads.list.len().fill_null(0).to_numpy().astype(np.int64)
+        flat = heads.explode(empty_as_null=False, keep_nulls=False)
+        idx = self.tables[f.table].lookup(flat)
+        out = np.zeros((col.len(), f.max_len), dtype=np.int64)
+        rows = np.repeat(np.arange(col.len()), lengths)
+        starts = np.cumsum(lengths) - lengths
+        pos = np.arange(lengths.sum()) - np.repeat(starts, lengths)
+        out[rows, pos] = idx
+        return torch.from_numpy(out)
+
+    # ------------------------------------------------------------------ layout
+    def _layout(self) -> Layout:
+        lay = Layout()
+        for f in self.spec.categorical:
+            lay.categorical.append((f.name, f.table))
+            lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
+        for f in self.spec.numeric:
+            fitted = self.numeric[f.name]
+            if fitted.boundaries is not None:
+                lay.categorical.append((f.name, f.name))
+                lay.tables[f.name] = (len(fitted.boundaries) + 1 + FIRST, f.embedding_dim)
+            else:
+                lay.numeric.append(f.name)
+        lay.indicators = [f.name for f in self.spec.numeric if self.numeric[f.name].indicator]
+        for f in self.spec.sequences:
+            lay.sequences.append((f.name, f.table, f.max_len, f.pooling))
+            lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
+        return lay
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "spec_name": self.spec.name,
+            "spec_hash": spec_hash(self.spec),
+            "index_convention": {"missing": MISSING, "oov": OOV, "first": FIRST},
+            "tables": {k: asdict(v) for k, v in self.tables.items()},
+            "numeric": {k: asdict(v) for k, v in self.numeric.items()},
+        }
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state(), indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, spec: FeatureSpec) -> "Preprocessor":
+        path = Path(path)
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DataError(f"{path}: fitted preprocessing not found") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON: {exc}") from None
+        if state.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{path}: format_version {state.get('format_version')!r}, expected {FORMAT_VERSION}")
+        if state.get("spec_hash") != spec_hash(spec):
+            raise DataError(f"{path}: fitted for a different spec (hash {state.get('spec_hash')}, spec {spec_hash(spec)})")
+        tables = {k: FittedTable(**v) for k, v in state["tables"].items()}
+        numeric = {k: FittedNumeric(**v) for k, v in state["numeric"].items()}
+        return cls(spec, tables, numeric)
+
+
+# ---------------------------------------------------------------------- helpers
+def check_frame(spec: FeatureSpec, df: pl.DataFrame, where: str) -> None:
+    """Every column the spec reads is present with a usable dtype; numeric columns parse."""
+    if df.height == 0:
+        raise DataError(f"{where}: no rows")
+    for col in spec.required_columns():
+        if col not in df.columns:
+            raise DataError(f"{where}: column {col!r} named in the spec is missing from the data")
+    for f in spec.sequences:
+        if not isinstance(df.schema[f.source], pl.List):
+            raise DataError(f"{where}: column {f.source!r} (sequence feature {f.name!r}) must be a list column, got {df.schema[f.source]}")
+    for f in spec.numeric:
+        dtype = df.schema[f.source]
+        if not (dtype.is_numeric() or dtype == pl.String or dtype == pl.Null):
+            raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has dtype {dtype}")
+        if dtype == pl.String:
+            bad = df[f.source].drop_nulls().filter(df[f.source].drop_nulls().cast(pl.Float64, strict=False).is_null())
+            if bad.len():
+                raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has non-numeric value {bad[0]!r}")
+
+
+def _flat_strings(col: pl.Series) -> pl.Series:
+    if isinstance(col.dtype, pl.List):
+        col = col.explode(empty_as_null=False, keep_nulls=False)
+    return col.cast(pl.String).rename("value")
+
+
+def _fit_numeric(f: NumericFeature, col: pl.Series) -> FittedNumeric:
+    x = col.cast(pl.Float64).fill_nan(None).drop_nulls()
+    if x.len() == 0:
+        raise DataError(f"train: column {f.source!r} (numeric feature {f.name!r}) is entirely null")
+    policy = f.missing
+    impute = {
+        "mean": lambda: float(x.mean()),  # type: ignore[arg-type]
+        "median": lambda: float(x.median()),  # type: ignore[arg-type]
+        "zero": lambda: 0.0,
+        "constant": lambda: float(policy.value),  # type: ignore[arg-type]
+    }[policy.impute]()
+    fitted = FittedNumeric(
+        name=f.name,
+        source=f.source,
+        impute_value=impute,
+        indicator=policy.indicator,
+        clip_min=f.clip.min if f.clip else None,
+        clip_max=f.clip.max if f.clip else None,
+        log1p=f.log1p,
+        mean=0.0,
+        std=1.0,
+    )
+    values, _ = fitted.apply(col)
+    if f.quantile_buckets is not None:
+        edges = np.quantile(values, np.linspace(0, 1, f.quantile_buckets + 1)[1:-1])
+        fitted.boundaries = sorted(set(float(e) for e in edges))
+    elif f.standardize:
+        std = float(values.std())
+        fitted.mean = float(values.mean())
+        fitted.std = std if std > 1e-12 and math.isfinite(std) else 1.0
+    return fitted
+
+
+def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, T) float32 labels and (N, T) float32 weights = mask × sample weight (0 where label is null)."""
+    n = df.height
+    labels = np.zeros((n, len(tasks)), dtype=np.float32)
+    weights = np.zeros((n, len(tasks)), dtype=np.float32)
+    for t, task in enumerate(tasks):
+        try:
+            y = df.select(pl.sql_expr(task.label).alias("y"))["y"]
+        except Exception as exc:
+            raise DataError(f"{where}: task {task.name!r}: cannot evaluate label {task.label!r}: {str(exc).splitlines()[0]}") from None
+        if y.dtype == pl.String:
+            raise DataError(f"{where}: task {task.name!r}: label {task.label!r} is text; write an expression such as \"col = 'yes'\"")
+        y = y.cast(pl.Float64)
+        valid = y.is_not_null().to_numpy()
+        yv = y.fill_null(0).to_numpy()
+        if task.type == "binary" and not np.isin(yv[valid], (0.0, 1.0)).all():
+            raise DataError(f"{where}: task {task.name!r}: binary label {task.label!r} has values other than 0/1")
+        if task.type == "multiclass":
+            ok = (yv[valid] == np.round(yv[valid])) & (yv[valid] >= 0) & (yv[valid] < task.num_classes)  # type: ignore[operator]
+            if not ok.all():
+                raise DataError(f"{where}: task {task.name!r}: multiclass label must be an integer in [0, {task.num_classes})")
+        w = valid.astype(np.float32)
+        if task.mask is not None:
+            w *= df.select(pl.sql_expr(task.mask).fill_null(False).cast(pl.Float32).alias("m"))["m"].to_numpy()
+        if task.sample_weight is not None:
+            w *= df.select(pl.sql_expr(task.sample_weight).cast(pl.Float32).fill_null(0).alias("w"))["w"].to_numpy()
+        if w.sum() == 0:
+            raise DataError(f"{where}: task {task.name!r} has no labelled rows")
+        labels[:, t] = yv
+        weights[:, t] = w
+    return labels, weights
+
+
+def _stack(cols: list[np.ndarray], n: int, dtype: type) -> np.ndarray:
+    if not cols:
+        return np.zeros((n, 0), dtype=dtype)
+    return np.ascontiguousarray(np.stack(cols, axis=1).astype(dtype))
+
+
+def _warn_oov(where: str, name: str, idx: np.ndarray) -> None:
+    rate = float((idx == OOV).mean())
+    if rate > 0.05:
+        log.warning("%s: feature %r: %.1f%% of values are out of vocabulary", where, name, 100 * rate)

@@ -1,0 +1,57 @@
+"""OMoE and MMoE (Ma et al., KDD 2018): shared experts mixed by one gate (OMoE) or one gate per task (MMoE)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torch import Tensor
+
+from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.registry import register
+from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
+from torch import nn
+
+
+class MoEConfig(ModelConfig):
+    num_experts: int = Field(8, ge=1)
+    expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
+
+
+class _MixtureOfExperts(MultiTaskModel):
+    Config = MoEConfig
+    gates_per_task: bool
+
+    def __init__(self, context: ModelContext, config: MoEConfig):
+        super().__init__(context, config)
+        d = self.encoder.output_dim
+        self.experts = ParallelExperts(config.num_experts, d, config.expert_hidden, config.activation, config.dropout)
+        n_gates = len(self.task_names) if self.gates_per_task else 1
+        self.gates = nn.ModuleList([Gate(d, config.num_experts) for _ in range(n_gates)])
+        self.build_towers([self.experts.out_dim] * len(self.task_names))
+
+    def task_inputs(self, x: Tensor) -> list[Tensor]:
+        experts = self.experts(x)  # (B, E, H)
+        mixed = [mix(experts, gate(x)) for gate in self.gates]
+        return mixed if self.gates_per_task else mixed * len(self.task_names)
+
+
+@register("mmoe")
+class MMoE(_MixtureOfExperts):
+    """Multi-gate Mixture-of-Experts: shared experts, one softmax gate per task, a tower per task.
+
+    | param | default | meaning |
+    |---|---|---|
+    | num_experts | 8 | shared experts |
+    | expert_hidden | [64] | expert MLP widths (last = expert output dim) |
+    | tower_hidden | [32] | per-task tower widths |
+    | dropout | 0.0 | dropout in experts and towers |
+    | activation | relu | hidden activation |
+    """
+
+    gates_per_task = True
+
+
+@register("omoe")
+class OMoE(_MixtureOfExperts):
+    """One-gate Mixture-of-Experts: as MMoE but every task reads the same gated mixture."""
+
+    gates_per_task = False

@@ -1,0 +1,1 @@
+"""Building blocks: feature encoders (dense vector or tokens) and MLP / expert / gate blocks."""

@@ -1,0 +1,106 @@
+"""MLPs, a batch of parallel experts, and softmax gates."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+
+
+def activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r} (choose from {sorted(ACTIVATIONS)})") from None
+
+
+class MLP(nn.Sequential):
+    """(B, in_dim) → (B, hidden[-1]) (or (B, in_dim) when ``hidden`` is empty).
+
+    Each layer: Linear → [BatchNorm] → activation → Dropout.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: Sequence[int],
+        act: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ):
+        layers: list[nn.Module] = []
+        d = in_dim
+        for h in hidden:
+            layers.append(nn.Linear(d, h))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(activation(act))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            d = h
+        super().__init__(*layers)
+        self.out_dim = d
+
+
+class ParallelExperts(nn.Module):
+    """``num_experts`` independent MLPs evaluated with one batched matmul per layer.
+
+    (B, in_dim) → (B, E, hidden[-1]). Equivalent to a loop over ``E`` separate MLPs but a single
+    einsum per layer, which both trains faster and exports to ONNX as one Einsum node.
+    The last hidden activations are kept in ``last_output`` for diagnostics (sparsity).
+    """
+
+    def __init__(self, num_experts: int, in_dim: int, hidden: Sequence[int], act: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        if num_experts < 1 or not hidden:
+            raise ValueError("ParallelExperts needs num_experts >= 1 and at least one hidden layer")
+        self.num_experts = num_experts
+        self.out_dim = hidden[-1]
+        dims = [in_dim, *hidden]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            w = torch.empty(num_experts, d_in, d_out)
+            bound = 1.0 / math.sqrt(d_in)
+            nn.init.uniform_(w, -bound, bound)  # nn.Linear's default scale, per expert
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.empty(num_experts, d_out).uniform_(-bound, bound)))
+        self.act = activation(act)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.last_output: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.einsum("bi,eio->beo", x, self.weights[0]) + self.biases[0]
+        h = self.dropout(self.act(h))
+        for w, b in zip(list(self.weights)[1:], list(self.biases)[1:]):
+            h = self.dropout(self.act(torch.einsum("bei,eio->beo", h, w) + b))
+        self.last_output = h.detach()
+        return h
+
+
+class Gate(nn.Module):
+    """Softmax gate: (B, in_dim) → (B, num_experts) weights that sum to 1 per row."""
+
+    def __init__(self, in_dim: int, num_experts: int):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, num_experts)
+        self.last_weights: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = torch.softmax(self.proj(x), dim=-1)
+        self.last_weights = w.detach()
+        return w
+
+
+def mix(experts: Tensor, weights: Tensor) -> Tensor:
+    """(B, E, H) experts, (B, E) weights → (B, H) weighted sum."""
+    return torch.einsum("beh,be->bh", experts, weights)

@@ -1,0 +1,100 @@
+"""Encoders built from the fitted layout: a dense vector per row, or one token per feature."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from recsys_mtl.data.preprocess import Layout
+from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
+
+
+def pool(emb: Tensor, idx: Tensor, how: str) -> Tensor:
+    """(B, L, d) embeddings of (B, L) indices (0 = padding) → (B, d); an empty list pools to 0."""
+    mask = (idx != 0).unsqueeze(-1).to(emb.dtype)
+    if how == "max":
+        filled = emb.masked_fill(mask == 0, float("-inf")).amax(dim=1)
+        return torch.where(mask.sum(dim=1) > 0, filled, torch.zeros_like(filled))
+    total = (emb * mask).sum(dim=1)
+    if how == "sum":
+        return total
+    return total / mask.sum(dim=1).clamp_min(1.0)
+
+
+class EmbeddingTables(nn.Module):
+    """One ``nn.Embedding`` per table of the layout (shared tables appear once)."""
+
+    def __init__(self, layout: Layout):
+        super().__init__()
+        self.tables = nn.ModuleDict({name: nn.Embedding(size, dim) for name, (size, dim) in layout.tables.items()})
+        for emb in self.tables.values():
+            nn.init.normal_(emb.weight, std=0.05)
+
+    def __getitem__(self, name: str) -> nn.Embedding:
+        return self.tables[name]  # type: ignore[return-value]
+
+
+class FeatureEncoder(nn.Module):
+    """Encoded batch → (B, output_dim): categorical embeddings, numeric columns, pooled sequences.
+
+    ``feature_embeddings`` gives the per-feature pieces before concatenation (used by models
+    that reweight features, e.g. task-specific SENet bottoms).
+    """
+
+    def __init__(self, layout: Layout):
+        super().__init__()
+        self.layout = layout
+        self.embeddings = EmbeddingTables(layout)
+        self.cat_tables = [table for _, table in layout.categorical]
+        self.sequences = [(SEQ_PREFIX + name, table, pooling) for name, table, _, pooling in layout.sequences]
+        self.num_numeric = len(layout.numeric) + len(layout.indicators)
+        self.output_dim = (
+            sum(layout.tables[t][1] for t in self.cat_tables)
+            + self.num_numeric
+            + sum(layout.tables[t][1] for _, t, _ in self.sequences)
+        )
+        if self.output_dim == 0:
+            raise ValueError("the spec yields no input features")
+
+    def feature_embeddings(self, batch: Batch) -> list[Tensor]:
+        cat = batch["categorical"]
+        parts = [self.embeddings[t](cat[:, i]) for i, t in enumerate(self.cat_tables)]
+        parts += [pool(self.embeddings[t](batch[key]), batch[key], how) for key, t, how in self.sequences]
+        return parts
+
+    def forward(self, batch: Batch) -> Tensor:
+        parts = self.feature_embeddings(batch)
+        if self.num_numeric:
+            parts.append(batch["numeric"])
+        return torch.cat(parts, dim=-1)
+
+
+class FeatureTokenizer(nn.Module):
+    """Encoded batch → (B, F, d_token): one token per feature, for transformer models.
+
+    Categorical and sequence features: their embedding, linearly projected to ``d_token`` when
+    the dims differ. Numeric columns (and missing indicators): per-feature ``x·w_f + b_f``
+    (FT-Transformer's linear numeric embedding).
+    """
+
+    def __init__(self, layout: Layout, d_token: int):
+        super().__init__()
+        self.encoder = FeatureEncoder(layout)
+        dims = [layout.tables[t][1] for t in self.encoder.cat_tables] + [
+            layout.tables[t][1] for _, t, _ in self.encoder.sequences
+        ]
+        self.proj = nn.ModuleList([nn.Identity() if d == d_token else nn.Linear(d, d_token, bias=False) for d in dims])
+        n_num = self.encoder.num_numeric
+        self.num_weight = nn.Parameter(torch.randn(n_num, d_token) * 0.1)
+        self.num_bias = nn.Parameter(torch.zeros(n_num, d_token))
+        self.num_tokens = len(dims) + n_num
+        self.d_token = d_token
+
+    def forward(self, batch: Batch) -> Tensor:
+        tokens = [p(e) for p, e in zip(self.proj, self.encoder.feature_embeddings(batch))]
+        out = torch.stack(tokens, dim=1) if tokens else None
+        if self.encoder.num_numeric:
+            num = batch["numeric"].unsqueeze(-1) * self.num_weight + self.num_bias
+            out = num if out is None else torch.cat([out, num], dim=1)
+        assert out is not None
+        return out

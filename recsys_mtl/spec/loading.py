@@ -1,0 +1,104 @@
+"""Load YAML specs and pipelines; every error names the file and the field at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from recsys_mtl.errors import SpecError
+from recsys_mtl.spec.features import FeatureSpec
+from recsys_mtl.spec.pipeline import PipelineConfig
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpecError(f"{path}{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        raise SpecError(f"{path}: file is empty")
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def _loc(raw: Any, loc: Iterable[Any]) -> str:
+    """Render a pydantic location, naming list items by their ``name`` when they have one."""
+    parts: list[str] = []
+    node = raw
+    for key in loc:
+        if isinstance(key, int):
+            name = node[key].get("name") if isinstance(node, list) and key < len(node) and isinstance(node[key], dict) else None
+            parts.append(f"[{key}]" + (f" ({name})" if name else ""))
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+        else:
+            if isinstance(node, dict) and key not in node and key in {"categorical", "numeric", "sequence"}:
+                continue  # discriminated-union tag: not a real YAML key
+            parts.append(("." if parts else "") + str(key))
+            node = node.get(key) if isinstance(node, dict) else None
+    return "".join(parts) or "<top>"
+
+
+def validate(model: type[M], raw: dict[str, Any], source: str | Path) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{source}: {_loc(raw, err['loc'])}: {msg}")
+        raise SpecError("\n".join(lines)) from None
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def load_spec(path: str | Path) -> FeatureSpec:
+    return validate(FeatureSpec, read_yaml(path), path)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str | Path) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a raw pipeline mapping."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"override {item!r}: expected KEY.PATH=VALUE")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"{source}: override {item!r}: {part!r} is not a mapping")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def load_pipeline(path: str | Path, overrides: Iterable[str] = ()) -> tuple[PipelineConfig, FeatureSpec]:
+    """Load a pipeline and its spec; relative paths are resolved against the pipeline's folder."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), overrides, path)
+    cfg = validate(PipelineConfig, raw, path)
+    base = path.resolve().parent
+    updates: dict[str, Any] = {"spec": base / cfg.spec}
+    if not cfg.runs_dir.is_absolute():
+        updates["runs_dir"] = Path.cwd() / cfg.runs_dir
+    data = cfg.data
+    data_updates = {
+        field: base / value
+        for field in ("train", "valid", "test", "path", "cache_dir")
+        if isinstance(value := getattr(data, field, None), Path) and not value.is_absolute()
+    }
+    updates["data"] = data.model_copy(update=data_updates)
+    cfg = cfg.model_copy(update=updates)
+    return cfg, load_spec(cfg.spec)

@@ -1,0 +1,100 @@
+"""The pipeline file: which spec, which data, which model and balancing, how to train.
+
+Model and balancing parameters stay free-form dicts here; each model / strategy validates its own
+typed config (next to its code) when it is built, so this module never lists model names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, model_validator
+
+from recsys_mtl.spec.features import StrictModel
+
+
+class FilesData(StrictModel):
+    """Train / validation / test files (CSV, Parquet or Arrow IPC, chosen by extension)."""
+
+    kind: Literal["files"]
+    train: Path
+    valid: Path | None = None
+    test: Path | None = None
+    #: when valid/test are absent, they are carved from train with this seed and these fractions.
+    split_seed: int = 2018
+    valid_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class CensusData(StrictModel):
+    """UCI census-income KDD: train = the .data file; the .test file split 1:1 into valid/test."""
+
+    kind: Literal["census_kdd"]
+    path: Path
+    split_seed: int = 2018
+
+
+class SyntheticData(StrictModel):
+    """Generated multitask data (see :mod:`recsys_mtl.data.synthetic`), cached as Parquet."""
+
+    kind: Literal["synthetic"]
+    rows: int = Field(20_000, ge=100)
+    num_tasks: int = Field(2, ge=1)
+    task_correlation: float = Field(0.5, ge=-1, le=1)
+    seed: int = 0
+    cache_dir: Path = Path("data_cache")
+    valid_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+
+
+DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData], Field(discriminator="kind")]
+
+
+class ComponentConfig(StrictModel):
+    """A registered component chosen by name with its own parameters."""
+
+    name: str
+    params: dict[str, Any] = {}
+
+
+class TrainerConfig(StrictModel):
+    max_epochs: int = Field(10, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    eval_batch_size: int = Field(8192, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    #: early stopping and checkpoint selection, always on the validation split.
+    monitor: str = "val/auc_mean"
+    mode: Literal["min", "max"] = "max"
+    patience: int = Field(3, ge=1)
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    seed: int = 42
+    deterministic: bool = True
+    progress_bar: bool = True
+    gradient_clip_val: float | None = None
+    log_every_n_steps: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _monitor_on_validation(self) -> "TrainerConfig":
+        if not self.monitor.startswith("val/"):
+            raise ValueError(
+                f"monitor {self.monitor!r}: model selection must use a validation metric ('val/...')"
+            )
+        return self
+
+
+class PipelineConfig(StrictModel):
+    name: str = Field(min_length=1)
+    spec: Path
+    data: DataConfig
+    model: ComponentConfig
+    balancing: ComponentConfig = ComponentConfig(name="equal")
+    trainer: TrainerConfig = TrainerConfig()
+    runs_dir: Path = Path("runs")
+    #: free-form sections owned by later stages (tuning search space, export options).
+    tune: dict[str, Any] = {}
+    export: dict[str, Any] = {}

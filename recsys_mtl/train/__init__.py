@@ -1,0 +1,1 @@
+"""Training with Lightning: losses, metrics, the LightningModule, data module, run folders."""

@@ -1,0 +1,178 @@
+"""Fit a pipeline end to end into a run folder.
+
+Layout of a run folder::
+
+    runs/<name>-<time>/
+      pipeline.yaml       resolved pipeline (paths absolute)
+      spec.yaml           the feature spec it was trained with
+      preprocessing.json  fitted preprocessing (vocabularies, statistics)
+      checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
+      logs/               CSV and TensorBoard logs
+      metrics.json        val and test metrics per task at the best checkpoint, throughput
+
+Everything that can fail on bad input (spec, data, model and balancing config) is checked
+before the folder is created, and every file is written atomically, so a failure never leaves a
+half-written run or touches an earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from recsys_mtl.balancing import build_balancer
+from recsys_mtl.data.preprocess import Preprocessor
+from recsys_mtl.data.sources import Splits, load_splits
+from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.spec.features import FeatureSpec
+from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.train.callbacks import Throughput
+from recsys_mtl.train.datamodule import TableDataModule
+from recsys_mtl.train.module import MultiTaskModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Validated inputs of a fit: splits encoded with preprocessing fitted on train only."""
+
+    cfg: PipelineConfig
+    spec: FeatureSpec
+    preprocessor: Preprocessor
+    train: EncodedTable
+    valid: EncodedTable
+    test: EncodedTable
+    sizes: dict[str, int]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def prepare(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None) -> Prepared:
+    splits = splits or load_splits(cfg.data)
+    pre = Preprocessor.fit(spec, splits.train, where="train split")
+    return Prepared(
+        cfg=cfg,
+        spec=spec,
+        preprocessor=pre,
+        train=pre.transform(splits.train, "train split"),
+        valid=pre.transform(splits.valid, "validation split"),
+        test=pre.transform(splits.test, "test split"),
+        sizes=splits.sizes(),
+    )
+
+
+def build_module(prep: Prepared) -> MultiTaskModule:
+    """Seeded model + balancer + LightningModule (raises SpecError on bad params)."""
+    cfg = prep.cfg
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    context = ModelContext(layout=prep.preprocessor.layout, tasks=prep.spec.tasks)
+    model = build_model(cfg.model.name, cfg.model.params, context)
+    balancer = build_balancer(cfg.balancing.name, cfg.balancing.params, model.task_names)
+    return MultiTaskModule(model, prep.spec.tasks, balancer, cfg.trainer)
+
+
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = runs_dir / f"{name}-{stamp}-{secrets.token_hex(2)}"
+    path.mkdir(parents=True, exist_ok=False)  # never reuse (and overwrite) an earlier run
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, ModelCheckpoint, Throughput]:
+    t = cfg.trainer
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=t.mode, save_top_k=1, save_last=True
+    )
+    throughput = Throughput()
+    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
+    trainer = L.Trainer(
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,  # type: ignore[arg-type]
+        deterministic=t.deterministic,
+        gradient_clip_val=t.gradient_clip_val,
+        callbacks=[EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.patience), checkpoint, throughput, *extra_callbacks],
+        logger=loggers,
+        default_root_dir=run_dir,
+        enable_progress_bar=t.progress_bar and sys.stderr.isatty(),  # no bar spam in CI logs
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every_n_steps,
+    )
+    return trainer, checkpoint, throughput
+
+
+def fit(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, resume_from: Path | None = None) -> RunResult:
+    prep = prepare(cfg, spec, splits)
+    module = build_module(prep)  # bad model / balancing params fail here, before any file is written
+    run_dir = new_run_dir(cfg.runs_dir, cfg.name)
+    write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_atomic(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
+    prep.preprocessor.save(run_dir / "preprocessing.json")
+
+    t = cfg.trainer
+    dm = TableDataModule(prep.train, prep.valid, prep.test, t.batch_size, t.eval_batch_size, t.seed)
+    trainer, checkpoint, throughput = make_trainer(cfg, run_dir)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+    fit_seconds = time.perf_counter() - started
+
+    best = checkpoint.best_model_path
+    # the selected checkpoint is re-evaluated on validation, then the test split is read once
+    val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
+    test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
+    metrics = {
+        "pipeline": cfg.name,
+        "model": cfg.model.name,
+        "balancing": cfg.balancing.name,
+        "seed": t.seed,
+        "split_sizes": prep.sizes,
+        "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
+        "best_epoch": _epoch_of(best),
+        "epochs_run": trainer.current_epoch,
+        "monitor": {"name": t.monitor, "mode": t.mode, "best": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None},
+        "val": _strip(val, "val/"),
+        "test": _strip(test, "test/"),
+        "params": sum(p.numel() for p in module.model.parameters()),
+        "fit_seconds": round(fit_seconds, 2),
+        **throughput.summary(),
+    }
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return RunResult(run_dir, metrics)
+
+
+def _strip(values: dict[str, float], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): round(float(v), 6) for k, v in sorted(values.items())}
+
+
+def _epoch_of(ckpt: str) -> int | None:
+    if not ckpt:
+        return None
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])
