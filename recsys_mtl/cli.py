@@ -24,7 +24,7 @@ def _fit(args: argparse.Namespace) -> int:
     cfg, spec = load_pipeline(args.pipeline, args.set)
     if args.runs_dir:
         cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
-    result = fit(cfg, spec, resume_from=Path(args.resume) if args.resume else None)
+    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None)
     m = result.metrics
     print(f"run folder: {result.run_dir}")
     for split in ("val", "test"):
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = pipeline_cmd("fit", _fit, "fit preprocessing, train, select on validation, evaluate test once")
     fit.add_argument("--runs-dir", help="where run folders go (default: the pipeline's runs_dir)")
-    fit.add_argument("--resume", help="checkpoint to resume from (e.g. runs/<run>/checkpoints/last.ckpt)")
+    fit.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint")
     val = pipeline_cmd("validate", _validate, "check a pipeline and its spec (and with --data, the data)")
     val.add_argument("--data", action="store_true", help="also read the data and check its columns")
 

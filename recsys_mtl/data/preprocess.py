@@ -62,8 +62,8 @@ class FittedTable:
         else:
             uniq = values.drop_nulls().unique().to_list()
             mapping = {v: FIRST + mmh3.hash(v, self.hash_seed, signed=False) % self.hash_buckets for v in uniq}  # type: ignore[operator]
-        idx = values.replace_strict(mapping, default=OOV, return_dtype=pl.Int64)
-        return idx.fill_null(MISSING).to_numpy()
+        idx = values.replace_strict(mapping, default=OOV, return_dtype=pl.Int64).to_numpy()
+        return np.where(values.is_null().to_numpy(), MISSING, idx)  # replace_strict sends null to the default
 
 
 @dataclass

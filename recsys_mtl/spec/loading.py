@@ -60,8 +60,8 @@ def validate(model: type[M], raw: dict[str, Any], source: str | Path) -> M:
                 msg = "unknown key"
             lines.append(f"{source}: {_loc(raw, err['loc'])}: {msg}")
         raise SpecError("\n".join(lines)) from None
-    except SpecError as exc:
-        raise SpecError(f"{source}: {exc}") from None
+    except SpecError as exc:  # raised by cross-field checks (e.g. LeakageError): keep its type
+        raise type(exc)(f"{source}: {exc}") from None
 
 
 def load_spec(path: str | Path) -> FeatureSpec:

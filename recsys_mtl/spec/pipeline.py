@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from recsys_mtl.spec.features import StrictModel
 
@@ -78,13 +78,12 @@ class TrainerConfig(StrictModel):
     gradient_clip_val: float | None = None
     log_every_n_steps: int = Field(50, ge=1)
 
-    @model_validator(mode="after")
-    def _monitor_on_validation(self) -> "TrainerConfig":
-        if not self.monitor.startswith("val/"):
-            raise ValueError(
-                f"monitor {self.monitor!r}: model selection must use a validation metric ('val/...')"
-            )
-        return self
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_on_validation(cls, monitor: str) -> str:
+        if not monitor.startswith("val/"):
+            raise ValueError(f"{monitor!r}: model selection must use a validation metric ('val/...')")
+        return monitor
 
 
 class PipelineConfig(StrictModel):

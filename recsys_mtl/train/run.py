@@ -36,6 +36,7 @@ from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.sources import Splits, load_splits
 from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
@@ -65,9 +66,10 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def prepare(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None) -> Prepared:
+def prepare(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, preprocessor: Preprocessor | None = None) -> Prepared:
+    """Load the splits and encode them; preprocessing is fitted on train unless one is given."""
     splits = splits or load_splits(cfg.data)
-    pre = Preprocessor.fit(spec, splits.train, where="train split")
+    pre = preprocessor or Preprocessor.fit(spec, splits.train, where="train split")
     return Prepared(
         cfg=cfg,
         spec=spec,
@@ -127,10 +129,18 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
     return trainer, checkpoint, throughput
 
 
-def fit(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, resume_from: Path | None = None) -> RunResult:
-    prep = prepare(cfg, spec, splits)
+def fit(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, resume: Path | None = None) -> RunResult:
+    """Train into a new run folder, or with ``resume`` continue a run folder from its last checkpoint."""
+    last = None
+    if resume is not None:
+        last = resume / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise RecsysMTLError(f"{resume}: no checkpoints/last.ckpt to resume from")
+        prep = prepare(cfg, spec, splits, Preprocessor.load(resume / "preprocessing.json", spec))
+    else:
+        prep = prepare(cfg, spec, splits)
     module = build_module(prep)  # bad model / balancing params fail here, before any file is written
-    run_dir = new_run_dir(cfg.runs_dir, cfg.name)
+    run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name)
     write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     write_atomic(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
     prep.preprocessor.save(run_dir / "preprocessing.json")
@@ -139,7 +149,7 @@ def fit(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, re
     dm = TableDataModule(prep.train, prep.valid, prep.test, t.batch_size, t.eval_batch_size, t.seed)
     trainer, checkpoint, throughput = make_trainer(cfg, run_dir)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+    trainer.fit(module, datamodule=dm, ckpt_path=last)
     fit_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path

@@ -1,0 +1,35 @@
+"""The census-income reader and its standard split (needs ../shared/data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recsys_mtl.data.census import CENSUS_COLUMNS, read_census, read_census_file
+from recsys_mtl.errors import DataError
+
+
+def test_census_split_sizes_and_labels(census_dir: Path) -> None:
+    train, valid, test = read_census(census_dir, split_seed=2018)
+    assert (train.height, valid.height, test.height) == (199_523, 49_881, 49_881)
+    assert train.columns == CENSUS_COLUMNS
+    assert (train["income_50k"] == "50000+.").sum() == 12_382
+    assert (train["marital_stat"] == "Never married").sum() == 86_485
+    # fields are stripped of the ', ' separator's space
+    assert train["class_worker"][0] == train["class_worker"][0].strip()
+
+
+def test_census_split_is_seeded(census_dir: Path) -> None:
+    _, v1, _ = read_census(census_dir, split_seed=1)
+    _, v2, _ = read_census(census_dir, split_seed=1)
+    _, v3, _ = read_census(census_dir, split_seed=2)
+    assert v1.equals(v2) and not v1.equals(v3)
+
+
+def test_missing_and_empty_census_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="census file not found"):
+        read_census_file(tmp_path / "census-income.data.bz2")
+    (tmp_path / "empty.data").write_text("")
+    with pytest.raises(DataError, match="empty.data: file is empty"):
+        read_census_file(tmp_path / "empty.data")

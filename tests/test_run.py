@@ -1,0 +1,84 @@
+"""Fitting a pipeline into a run folder: beats a constant predictor, selects on validation, tests once."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsys_mtl.errors import SpecError
+from recsys_mtl.spec import load_pipeline
+from recsys_mtl.train.run import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_pipeline(tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
+    overrides = [
+        "data.rows=4000",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_epochs=4",
+        "trainer.batch_size=256",
+        "trainer.progress_bar=false",
+        f"runs_dir={tmp_path / 'runs'}",
+        *extra,
+    ]
+    return load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", overrides)
+
+
+def constant_logloss(rate: float) -> float:
+    return -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
+
+
+def test_fit_beats_constant_and_writes_run_folder(tmp_path: Path) -> None:
+    cfg, spec = small_pipeline(tmp_path)
+    result = fit(cfg, spec)
+    run = result.run_dir
+    for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / name).exists(), name
+    m = json.loads((run / "metrics.json").read_text())
+    for task in ("task0", "task1"):
+        assert m["test"][f"{task}/auc"] > 0.75
+        # positive rate of the generator is 0.3: a constant predictor's log loss
+        assert m["test"][f"{task}/logloss"] < constant_logloss(0.3) - 0.1
+    assert m["split_sizes"] == {"train": 2800, "valid": 600, "test": 600}
+    assert m["train_rows_per_sec"] > 0 and m["peak_rss_mib"] > 0
+
+
+def test_checkpoint_is_selected_on_validation_and_test_runs_once(tmp_path: Path) -> None:
+    cfg, spec = small_pipeline(tmp_path)
+    result = fit(cfg, spec)
+    logs = pl.read_csv(result.run_dir / "logs" / "metrics.csv")
+    val = logs.filter(pl.col("val/auc_mean").is_not_null() & pl.col("epoch").is_not_null())
+    per_epoch = val.group_by("epoch").agg(pl.col("val/auc_mean").first()).sort("epoch")
+    best_epoch = per_epoch.sort("val/auc_mean", descending=True)["epoch"][0]
+    assert result.metrics["best_epoch"] == best_epoch
+    assert result.metrics["val"]["auc_mean"] == pytest.approx(per_epoch["val/auc_mean"].max(), abs=1e-5)
+    assert logs["test/auc_mean"].drop_nulls().len() == 1  # the test split is read exactly once
+
+
+def test_same_seed_same_metrics(tmp_path: Path) -> None:
+    cfg, spec = small_pipeline(tmp_path, "trainer.max_epochs=2")
+    a, b = fit(cfg, spec), fit(cfg, spec)
+    assert a.metrics["test"] == b.metrics["test"]
+    assert a.run_dir != b.run_dir
+
+
+def test_bad_model_params_write_nothing(tmp_path: Path) -> None:
+    cfg, spec = small_pipeline(tmp_path, "model.params.num_experts=-1")
+    with pytest.raises(SpecError, match="model.params.num_experts"):
+        fit(cfg, spec)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_from_last_checkpoint(tmp_path: Path) -> None:
+    cfg, spec = small_pipeline(tmp_path, "trainer.max_epochs=1")
+    first = fit(cfg, spec)
+    cfg2, _ = small_pipeline(tmp_path, "trainer.max_epochs=2")
+    resumed = fit(cfg2, spec, resume=first.run_dir)
+    assert resumed.run_dir == first.run_dir
+    assert resumed.metrics["epochs_run"] == 2
+    assert resumed.metrics["train_rows"] == 2800  # only the second epoch was trained
