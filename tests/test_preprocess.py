@@ -159,3 +159,23 @@ def test_bad_data_names_the_column(change, fragment: str) -> None:  # type: igno
         Preprocessor.fit(small_spec(), bad, where="train split").transform(bad, where="train split")
     assert "train split" in str(exc.value) or "train:" in str(exc.value)
     assert fragment in str(exc.value)
+
+
+def test_unseen_categories_map_to_oov_or_fail_by_policy() -> None:
+    df = small_df()
+    later = df.with_columns(pl.Series("home_city", ["x", "q", "x", None, "r", "y"]))
+    pre = Preprocessor.fit(small_spec(), df)
+    assert pre.transform(later).categorical[:, 1].tolist()[:2] == [pre.tables["cities"].vocab.index("x") + FIRST, OOV]
+    strict = small_spec().model_dump(mode="json", exclude_defaults=True)
+    strict["features"][1]["unseen"] = "error"
+    strict_spec = FeatureSpec.model_validate(strict)
+    pre = Preprocessor.fit(strict_spec, df)
+    with pytest.raises(DataError, match=r"test split: column 'home_city' \(feature 'home_city'\) has 2 values unseen in train"):
+        pre.transform(later, where="test split")
+
+
+def test_unseen_error_needs_full_vocabulary() -> None:
+    raw = small_spec().model_dump(mode="json", exclude_defaults=True)
+    raw["features"][0]["unseen"] = "error"  # city has min_freq 2
+    with pytest.raises(ValueError, match="unseen 'error' needs a full vocabulary"):
+        FeatureSpec.model_validate(raw)

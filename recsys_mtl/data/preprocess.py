@@ -155,7 +155,7 @@ class Preprocessor:
         ind_cols: list[np.ndarray] = []
         for f in self.spec.categorical:
             idx = self.tables[f.table].lookup(df[f.source])
-            _warn_oov(where, f.name, idx)
+            _check_unseen(where, f, df[f.source], idx)
             cat_cols.append(idx)
         for f in self.spec.numeric:
             fitted = self.numeric[f.name]
@@ -338,7 +338,11 @@ def _stack(cols: list[np.ndarray], n: int, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(np.stack(cols, axis=1).astype(dtype))
 
 
-def _warn_oov(where: str, name: str, idx: np.ndarray) -> None:
-    rate = float((idx == OOV).mean())
+def _check_unseen(where: str, f: CategoricalFeature, values: pl.Series, idx: np.ndarray) -> None:
+    oov = idx == OOV
+    if f.unseen == "error" and oov.any():
+        examples = values.filter(pl.Series(oov)).unique().head(3).to_list()
+        raise DataError(f"{where}: column {f.source!r} (feature {f.name!r}) has {int(oov.sum())} values unseen in train, e.g. {examples}")
+    rate = float(oov.mean())
     if rate > 0.05:
-        log.warning("%s: feature %r: %.1f%% of values are out of vocabulary", where, name, 100 * rate)
+        log.warning("%s: feature %r: %.1f%% of values are out of vocabulary", where, f.name, 100 * rate)
