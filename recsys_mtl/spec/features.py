@@ -41,11 +41,16 @@ class _Categorical(StrictModel):
     embedding_dim: int = Field(8, ge=1)
     #: features naming the same table share one embedding table (and one vocabulary).
     shared_table: str | None = None
+    #: a value outside the fitted vocabulary: the OOV bucket (with a warning above 5% of rows),
+    #: or an error naming the column, for closed sets where a new value means broken data.
+    unseen: Literal["oov", "error"] = "oov"
 
     @model_validator(mode="after")
     def _one_index(self) -> "_Categorical":
         if self.vocab is not None and self.hash is not None:
             raise ValueError("give either 'vocab' or 'hash', not both")
+        if self.unseen == "error" and (self.hash is not None or self.vocab_config != VocabConfig()):
+            raise ValueError("unseen 'error' needs a full vocabulary (no hash, min_freq 1, no max_size)")
         return self
 
     @property
@@ -164,6 +169,10 @@ class Task(StrictModel):
     #: columns computed from the label (e.g. the raw marital status behind "never married"):
     #: listing one as a feature is a leak and an error.
     derived_columns: tuple[str, ...] = ()
+    #: funnel stage: the name of an earlier binary task this event can only follow (conversion
+    #: ``after`` click). The label stays over the entire space (1 = both events happened), and
+    #: funnel models (esmm, aitm) predict it as p(previous) · p(this | previous).
+    after: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "Task":
@@ -235,6 +244,8 @@ class FeatureSpec(StrictModel):
                 expr = getattr(t, field)
                 if expr is not None:
                     expression_columns(expr, f"tasks[{i}] ({t.name}).{field}")
+            if t.after is not None:
+                _check_funnel_stage(self.tasks, i)
         ignored = set(self.ignore) & set(sources)
         if ignored:
             raise ValueError(f"ignore: columns {sorted(ignored)} are also features")
@@ -261,6 +272,21 @@ class FeatureSpec(StrictModel):
                 if expr is not None:
                     cols += expression_columns(expr, f"tasks[{i}].{field}")
         return list(dict.fromkeys(cols))
+
+
+def _check_funnel_stage(tasks: list[Task], i: int) -> None:
+    """``tasks[i].after`` names an earlier task, and both are binary events."""
+    t = tasks[i]
+    earlier = {u.name: u for u in tasks[:i]}
+    where = f"tasks[{i}] ({t.name}).after"
+    if t.after not in earlier:
+        later = t.after in {u.name for u in tasks[i:]}
+        raise ValueError(
+            f"{where}: {t.after!r} is "
+            + ("not an earlier task (funnel stages must be listed in order)" if later else "not a task name")
+        )
+    if t.type != "binary" or earlier[t.after].type != "binary":
+        raise ValueError(f"{where}: funnel stages must be binary tasks")
 
 
 def _unique(names: list[str], where: str, what: str) -> None:
