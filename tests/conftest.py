@@ -7,12 +7,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.models import ModelContext
 from recsys_mtl.spec import FeatureSpec, load_spec
+
+# tests use tiny tensors and run under pytest-xdist (one worker per core): intra-op threads only
+# add contention there
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RECSYS_MTL_SHARED_DATA", ROOT.parent / "shared" / "data"))
