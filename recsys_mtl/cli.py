@@ -60,6 +60,72 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from recsys_mtl.export import export_run
+
+    variants = tuple(name for name, on in (("int8", args.int8), ("fp16", args.fp16)) if on)
+    result = export_run(args.run_dir, args.out, variants=variants, parity_rows=args.parity_rows)
+    m = result.metadata
+    print(f"export folder: {result.out_dir}")
+    print(f"parity on {m['parity']['rows']} held-out rows: max abs difference {m['parity']['max_abs_diff']:.3g}")
+    for name, info in m["variants"].items():
+        print(f"{name}: change vs fp32 " + "  ".join(f"{t}/{k}={v:+.5f}" for t, ms in info["change"].items() for k, v in ms.items()))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from recsys_mtl.diagnostics.report import report
+
+    json_path, png = report(args.run_dir)
+    print(f"diagnostics: {json_path}\nplot: {png}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import optuna
+
+    from recsys_mtl.tune import plan_study, summary_table, tune
+
+    if not args.debug:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the study prints its own line per trial
+    plan = plan_study(
+        args.pipeline, args.set, n_trials=args.trials, timeout=args.timeout, storage=args.storage,
+        study_name=args.study, runs_dir=Path(args.runs_dir) if args.runs_dir else None,
+    )
+    print(f"study {plan.study_name}: {plan.tune.n_trials or 'unbounded'} trials, objectives {plan.metrics} {plan.directions}, storage {plan.storage_url.split('@')[-1]}")
+    print(summary_table(tune(plan, do_refit=not args.no_refit)))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The whole journey: tune (when the pipeline has a search space) or fit, then export."""
+    from recsys_mtl.export import export_run
+    from recsys_mtl.spec import load_pipeline
+
+    cfg, _ = load_pipeline(args.pipeline, args.set)
+    if cfg.tune.get("space"):
+        from recsys_mtl.tune import plan_study, quiet_optuna, summary_table, tune
+
+        quiet_optuna()
+        result = tune(plan_study(args.pipeline, args.set, runs_dir=Path(args.runs_dir) if args.runs_dir else None))
+        print(summary_table(result))
+        assert result.refit is not None
+        run_dir = result.refit.run_dir
+    else:
+        from recsys_mtl.train.run import fit
+
+        if args.runs_dir:
+            cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
+        _, spec = load_pipeline(args.pipeline, args.set)
+        run_dir = fit(cfg, spec).run_dir
+        print(f"run folder: {run_dir}")
+    exported = export_run(run_dir, Path(args.exports_dir) / run_dir.name)
+    m = exported.metadata
+    print(f"export folder: {exported.out_dir} (ONNX on raw columns; parity max abs diff {m['parity']['max_abs_diff']:.3g})")
+    print(f"serve it: recsys-mtl-serve {exported.out_dir}")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from recsys_mtl.balancing import BALANCERS
     from recsys_mtl.models import available_models
@@ -95,6 +161,30 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(fn=_generate)
 
     sub.add_parser("list", help="registered models and balancing methods").set_defaults(fn=_models)
+
+    run = pipeline_cmd("run", _run, "the whole job: tune (if the pipeline has tune.space) or fit, then export to ONNX")
+    run.add_argument("--runs-dir", help="where run and study folders go (default: the pipeline's runs_dir)")
+    run.add_argument("--exports-dir", default="exports", help="where the export folder goes (default: exports/)")
+
+    tun = pipeline_cmd("tune", _tune, "Optuna study over the pipeline's tune.space (train/val only), then refit the best trial")
+    tun.add_argument("--trials", type=int, help="finished trials the study should reach, over all workers (default: tune.n_trials)")
+    tun.add_argument("--timeout", type=float, help="stop starting trials after this many seconds (this worker)")
+    tun.add_argument("--storage", help="RDB URL shared by workers, e.g. postgresql://user@host/db (default: SQLite in the study folder)")
+    tun.add_argument("--study", help="study name (default: tune.study_name or the pipeline name)")
+    tun.add_argument("--runs-dir", help="where the study folder and the refit run go (default: the pipeline's runs_dir)")
+    tun.add_argument("--no-refit", action="store_true", help="only run trials (extra workers); no refit, plots still written")
+
+    rep = sub.add_parser("report", help="expert diagnostics (sparsity, gate entropy, usage) of a run's best checkpoint")
+    rep.add_argument("run_dir", help="run folder written by 'fit'")
+    rep.set_defaults(fn=_report)
+
+    exp = sub.add_parser("export", help="export a run folder to ONNX (preprocessing inside), with metadata and a Triton layout")
+    exp.add_argument("run_dir", help="run folder written by 'fit'")
+    exp.add_argument("--out", help="export folder (default: exports/<run folder name>)")
+    exp.add_argument("--int8", action="store_true", help="also write a dynamic int8 variant, with its test metric change")
+    exp.add_argument("--fp16", action="store_true", help="also write a float16 variant, with its test metric change")
+    exp.add_argument("--parity-rows", type=int, default=2048, help="held-out rows of the parity check")
+    exp.set_defaults(fn=_export)
     return p
 
 

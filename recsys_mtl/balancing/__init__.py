@@ -1,9 +1,21 @@
 """Task-balancing strategies behind one interface the training step calls.
 
-Importing this package registers every strategy shipped with recsys_mtl.
+Importing this package registers every strategy shipped with recsys_mtl (see docs/balancing.md).
 """
 
-from recsys_mtl.balancing import static  # noqa: F401  (registration side effect)
+from recsys_mtl.balancing import (  # noqa: F401  (registration side effect)
+    aligned_mtl,
+    cagrad,
+    coba,
+    dwa,
+    famo,
+    gcond,
+    gradnorm,
+    mgda,
+    pcgrad,
+    static,
+    uncertainty,
+)
 from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepContext, build_balancer
 
 __all__ = ["BALANCERS", "Balancer", "BalancerConfig", "StepContext", "build_balancer"]

@@ -1,20 +1,37 @@
-"""The balancing interface: per-task losses in, one scalar to back-propagate out."""
+"""The balancing interface: per-task losses in, one scalar to back-propagate out.
+
+A strategy sees the (T,) task losses and a :class:`StepContext`. Loss-weighting strategies
+return ``Σ_t w_t·L_t``; gradient strategies (see :mod:`recsys_mtl.balancing.gradients`) return a
+surrogate whose gradient is their combined direction, so the training step stays one ordinary
+``backward()`` under Lightning's automatic optimization, mixed precision and DDP.
+"""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from recsys_mtl.registry import Registry
 
+log = logging.getLogger(__name__)
+
 
 class BalancerConfig(BaseModel):
+    """Parameters every strategy accepts (the collapse watch); strategies extend it."""
+
     model_config = ConfigDict(extra="forbid")
+
+    #: a task whose weight stays below ``collapse_ratio`` × mean weight for ``collapse_window``
+    #: consecutive steps triggers a warning (degenerate weights are a known failure of these methods)
+    collapse_ratio: float = Field(0.01, ge=0, lt=1)
+    collapse_window: int = Field(200, ge=1)
 
 
 @dataclass
@@ -23,16 +40,36 @@ class StepContext:
 
     step: int
     epoch: int
-    #: the model, for strategies that need gradients of shared parameters
+    #: the model, for strategies that need more than the fields below
     model: nn.Module | None = None
+    #: this forward's shared representation (in the autograd graph), e.g. MMoE's expert outputs
+    #: (B, E, H); None when the model's shared module did not run its forward this step
+    shared: Tensor | None = None
+    #: trainable parameters of the model's shared module (fallback target for gradient methods)
+    shared_params: Sequence[Tensor] = field(default_factory=tuple)
+
+    def gradient_targets(self) -> tuple[list[Tensor], bool]:
+        """Tensors gradient methods differentiate against, and whether they are per-sample.
+
+        The shared representation when there is one (the MGDA-UB trick: per-task gradients cost
+        a backward through the task-specific part only), else the shared parameters.
+        """
+        if self.shared is not None and self.shared.requires_grad:
+            return [self.shared], True
+        params = [p for p in self.shared_params if p.requires_grad]
+        if not params:
+            raise RuntimeError("gradient balancing needs a shared representation or shared parameters; got neither")
+        return params, False
 
 
 class Balancer(nn.Module, ABC):
     """Combines the (T,) vector of task losses into the scalar the optimizer minimises.
 
-    A strategy may own learnable parameters (they join the optimizer, being a submodule of the
-    LightningModule) and may react to validation losses (:meth:`on_validation_end`).
-    :attr:`last_weights` holds the effective per-task weights of the latest step, for logging.
+    Call the strategy (``balancer(losses, ctx)``): it runs :meth:`combine` and watches the
+    weights for collapse. A strategy may own learnable parameters (they join the optimizer,
+    being a submodule of the LightningModule) and may react to validation losses
+    (:meth:`on_validation_end`). :attr:`last_weights` (T,) holds the effective per-task weights
+    of the latest step on the "sum" scale (all ones = equal weighting), for logging.
     """
 
     Config: ClassVar[type[BalancerConfig]] = BalancerConfig
@@ -41,17 +78,48 @@ class Balancer(nn.Module, ABC):
         super().__init__()
         self.task_names = list(task_names)
         self.config = config
-        self.register_buffer("last_weights", torch.ones(len(self.task_names)), persistent=False)
+        T = len(self.task_names)
+        self.register_buffer("last_weights", torch.ones(T), persistent=False)
+        self.register_buffer("_low_steps", torch.zeros(T, dtype=torch.long), persistent=False)
+        self._warned: set[str] = set()
 
     @abstractmethod
     def combine(self, losses: Tensor, ctx: StepContext) -> Tensor:
         """(T,) task losses → scalar loss."""
 
+    def forward(self, losses: Tensor, ctx: StepContext) -> Tensor:  # type: ignore[override]
+        total = self.combine(losses, ctx)
+        self._watch_collapse()
+        return total
+
     def on_validation_end(self, val_losses: Tensor, epoch: int) -> None:
-        """Hook for strategies driven by validation loss (DWA, CoBa); (T,) mean losses."""
+        """Hook for strategies driven by validation loss (CoBa); (T,) mean losses."""
 
     def weight_dict(self) -> dict[str, float]:
+        """Per-task weights (and any strategy-specific scalars) for the run's logs."""
         return {n: float(w) for n, w in zip(self.task_names, self.last_weights)}
+
+    def diagnostics(self) -> dict[str, float]:
+        """Strategy-specific scalars for the logs (e.g. PCGrad's conflict rate); none by default."""
+        return {}
+
+    def _watch_collapse(self) -> None:
+        # counted on the device without a host sync; only read back when a window could be full
+        w = self.last_weights.detach().float()
+        low = w < self.config.collapse_ratio * w.mean().clamp_min(1e-12)
+        self._low_steps.copy_((self._low_steps.to(w.device) + 1) * low)
+        window = self.config.collapse_window
+        if int(self._low_steps.max()) < window:
+            return
+        for name, n in zip(self.task_names, self._low_steps.tolist()):
+            if n >= window and name not in self._warned:
+                self._warned.add(name)
+                msg = (
+                    f"balancing {type(self).__name__}: task {name!r} weight has stayed below "
+                    f"{self.config.collapse_ratio:g} × mean for {n} steps (weights {self.weight_dict()})"
+                )
+                log.warning(msg)
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
 
 BALANCERS: Registry[Balancer] = Registry("balancing method", "balancing")

@@ -83,3 +83,17 @@ class MultiTaskModel(nn.Module, ABC):
 
     def build_towers(self, in_dims: Sequence[int]) -> None:
         self.towers = TaskTowers(in_dims, self.context.tasks, self.config)
+
+    def shared_module(self) -> nn.Module:
+        """The last module every task depends on; its output is the shared representation that
+        gradient balancing strategies differentiate against. Default: the encoder, (B, D);
+        families override it with a later shared block (e.g. MMoE's experts)."""
+        return self.encoder
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """A model's own extra training loss from its last forward (e.g. AITM's calibrator), or None.
+
+        The training step adds it to the balanced task loss; it is not a task, so balancers never
+        reweight it.
+        """
+        return None

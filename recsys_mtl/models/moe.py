@@ -5,13 +5,15 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor
 
+from recsys_mtl.errors import SpecError
 from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
 from torch import nn
 
 
-class MoEConfig(ModelConfig):
+class MoEConfig(ModelConfig, ExclusivityParams):
     num_experts: int = Field(8, ge=1)
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
 
@@ -25,13 +27,22 @@ class _MixtureOfExperts(MultiTaskModel):
         d = self.encoder.output_dim
         self.experts = ParallelExperts(config.num_experts, d, config.expert_hidden, config.activation, config.dropout)
         n_gates = len(self.task_names) if self.gates_per_task else 1
-        self.gates = nn.ModuleList([Gate(d, config.num_experts) for _ in range(n_gates)])
+        owners = exclusive_owners(config.num_experts, self.task_names, config.exclusivity, config.exclusivity_seed)
+        if config.exclusivity > 0 and not self.gates_per_task:
+            raise SpecError("model.params.exclusivity: needs one gate per task (use mmoe, not omoe)")
+        masks = allowed_mask(owners, self.task_names, "exclusivity") if config.exclusivity > 0 else [None] * n_gates
+        self.gates = nn.ModuleList([Gate(d, config.num_experts, m) for m in masks])
+        for i, gate in enumerate(self.gates):  # wiring, for recsys_mtl.diagnostics
+            gate.task, gate.owners = (self.task_names[i] if self.gates_per_task else None), owners
         self.build_towers([self.experts.out_dim] * len(self.task_names))
 
     def task_inputs(self, x: Tensor) -> list[Tensor]:
         experts = self.experts(x)  # (B, E, H)
         mixed = [mix(experts, gate(x)) for gate in self.gates]
         return mixed if self.gates_per_task else mixed * len(self.task_names)
+
+    def shared_module(self) -> nn.Module:
+        return self.experts  # (B, E, H): what gradient balancing acts on
 
 
 @register("mmoe")
@@ -42,6 +53,8 @@ class MMoE(_MixtureOfExperts):
     |---|---|---|
     | num_experts | 8 | shared experts |
     | expert_hidden | [64] | expert MLP widths (last = expert output dim) |
+    | exclusivity | 0.0 | MMoEEx: share of experts made exclusive to one task (masked out of the other gates) |
+    | exclusivity_seed | 0 | seed of the expert → task assignment |
     | tower_hidden | [32] | per-task tower widths |
     | dropout | 0.0 | dropout in experts and towers |
     | activation | relu | hidden activation |

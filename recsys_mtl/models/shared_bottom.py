@@ -34,3 +34,6 @@ class SharedBottom(MultiTaskModel):
     def task_inputs(self, x: Tensor) -> list[Tensor]:
         h = self.bottom(x)
         return [h] * len(self.task_names)
+
+    def shared_module(self) -> MLP:
+        return self.bottom  # (B, H): what gradient balancing acts on

@@ -79,7 +79,10 @@ class ParallelExperts(nn.Module):
         self.last_output: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        h = torch.einsum("bi,eio->beo", x, self.weights[0]) + self.biases[0]
+        w0 = self.weights[0]
+        # first layer as one (B, in) @ (in, E·out) GEMM: einsum would lower to a bmm over a
+        # broadcast copy of x, several times slower on CPU
+        h = (x @ w0.permute(1, 0, 2).reshape(w0.shape[1], -1)).view(x.shape[0], self.num_experts, -1) + self.biases[0]
         h = self.dropout(self.act(h))
         for w, b in zip(list(self.weights)[1:], list(self.biases)[1:]):
             h = self.dropout(self.act(torch.einsum("bei,eio->beo", h, w) + b))
@@ -88,19 +91,37 @@ class ParallelExperts(nn.Module):
 
 
 class Gate(nn.Module):
-    """Softmax gate: (B, in_dim) → (B, num_experts) weights that sum to 1 per row."""
+    """Softmax gate: (B, in_dim) → (B, num_experts) weights that sum to 1 per row.
 
-    def __init__(self, in_dim: int, num_experts: int):
+    ``allowed`` ((num_experts,) bool, optional) masks experts out: their weight is exactly 0
+    (their logit gets -inf before the softmax, an export-friendly Add). ``task`` and ``owners``
+    (one label per expert: a task name, ``"shared"`` or ``"group:<name>"``) only describe the
+    gate's wiring to :mod:`recsys_mtl.diagnostics`; models set them after construction.
+    """
+
+    def __init__(self, in_dim: int, num_experts: int, allowed: Tensor | None = None):
         super().__init__()
         self.proj = nn.Linear(in_dim, num_experts)
         self.last_weights: Tensor | None = None
+        self.task: str | None = None
+        self.owners: list[str] | None = None
+        if allowed is not None:
+            if allowed.shape != (num_experts,) or not bool(allowed.any()):
+                raise ValueError(f"Gate: allowed must be ({num_experts},) with at least one True")
+            self.register_buffer("log_mask", torch.zeros(num_experts).masked_fill(~allowed.bool(), float("-inf")))
+        else:
+            self.log_mask = None
 
     def forward(self, x: Tensor) -> Tensor:
-        w = torch.softmax(self.proj(x), dim=-1)
+        logits = self.proj(x)
+        if self.log_mask is not None:
+            logits = logits + self.log_mask
+        w = torch.softmax(logits, dim=-1)
         self.last_weights = w.detach()
         return w
 
 
 def mix(experts: Tensor, weights: Tensor) -> Tensor:
     """(B, E, H) experts, (B, E) weights → (B, H) weighted sum."""
-    return torch.einsum("beh,be->bh", experts, weights)
+    # broadcast multiply + sum: einsum lowers this to B tiny bmm's, much slower on CPU
+    return (experts * weights.unsqueeze(-1)).sum(dim=1)

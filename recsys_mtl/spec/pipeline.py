@@ -48,7 +48,25 @@ class SyntheticData(StrictModel):
     test_fraction: float = Field(0.15, gt=0, lt=1)
 
 
-DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData], Field(discriminator="kind")]
+class ParquetStreamData(StrictModel):
+    """Train streamed from a Parquet dataset larger than memory (see :mod:`recsys_mtl.data.streaming`).
+
+    ``train``: a folder of Parquet files, a glob, or one file; read row group by row group,
+    preprocessing fitted in a streaming pass. ``valid`` / ``test``: separate files (or folders),
+    read into memory.
+    """
+
+    kind: Literal["parquet_stream"]
+    train: Path
+    valid: Path
+    test: Path
+    #: rows shuffled together (a few row groups); bounds memory along with the row group size.
+    shuffle_buffer_rows: int = Field(262_144, ge=1)
+    #: DataLoader worker processes reading and encoding row groups (0 = in the training process).
+    num_workers: int = Field(0, ge=0)
+
+
+DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData, ParquetStreamData], Field(discriminator="kind")]
 
 
 class ComponentConfig(StrictModel):
@@ -71,6 +89,8 @@ class TrainerConfig(StrictModel):
     precision: str = "32-true"
     accelerator: str = "auto"
     devices: int | str = 1
+    #: machines in a multi-node DDP run (see docs/scaling.md); devices is per machine.
+    num_nodes: int = Field(1, ge=1)
     strategy: str = "auto"
     seed: int = 42
     deterministic: bool = True

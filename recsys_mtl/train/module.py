@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from recsys_mtl.balancing.base import Balancer, StepContext
+from recsys_mtl.balancing.capture import SharedCapture
 from recsys_mtl.data.tensors import Batch, features_only
 from recsys_mtl.models.base import MultiTaskModel
 from recsys_mtl.spec.features import Task
@@ -25,6 +26,7 @@ class MultiTaskModule(L.LightningModule):
         self.model = model
         self.tasks = list(tasks)
         self.balancer = balancer
+        self.shared = SharedCapture(model)  # the shared representation gradient strategies act on
         self.cfg = trainer_cfg
         self.losses = [loss_fn(t.loss_name) for t in self.tasks]
         self.register_buffer("task_weights", torch.tensor([t.weight for t in self.tasks]), persistent=False)
@@ -47,15 +49,24 @@ class MultiTaskModule(L.LightningModule):
     # ------------------------------------------------------------------ train
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         losses = self.task_losses(self(batch), batch)
-        ctx = StepContext(step=self.global_step, epoch=self.current_epoch, model=self.model)
-        total = self.balancer.combine(losses, ctx)
+        ctx = StepContext(
+            step=self.global_step, epoch=self.current_epoch, model=self.model,
+            shared=self.shared.pop(), shared_params=self.shared.params,
+        )
+        total = self.balancer(losses, ctx)
         n = batch["labels"].shape[0]
+        aux = self.model.auxiliary_loss()
+        if aux is not None:
+            total = total + aux
+            self.log("train/auxiliary_loss", aux, batch_size=n)
         self.log("train/loss", total, prog_bar=True, batch_size=n)
         if self.global_step % self.cfg.log_every_n_steps == 0:
             for i, name in enumerate(self.model.task_names):
                 self.log(f"train/{name}/loss", losses[i], batch_size=n)
             for name, w in self.balancer.weight_dict().items():
                 self.log(f"balance/{name}/weight", w, batch_size=n)
+            for key, value in self.balancer.diagnostics().items():
+                self.log(f"balance/{key}", value, batch_size=n)
         return total
 
     # ------------------------------------------------------------------ eval

@@ -9,6 +9,8 @@ Layout of a run folder::
       checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
       logs/               CSV and TensorBoard logs
       metrics.json        val and test metrics per task at the best checkpoint, throughput
+      diagnostics.json    expert sparsity, gate entropy, expert usage per validation (MoE models)
+      diagnostics.png     plot of the selected checkpoint's diagnostics
 
 Everything that can fail on bad input (spec, data, model and balancing config) is checked
 before the folder is created, and every file is written atomically, so a failure never leaves a
@@ -23,9 +25,9 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import yaml
@@ -35,11 +37,13 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.sources import Splits, load_splits
+from recsys_mtl.data.streaming import ParquetStream, stream_splits
 from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.diagnostics.callback import ExpertDiagnostics
 from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec.features import FeatureSpec
-from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.spec.pipeline import ParquetStreamData, PipelineConfig
 from recsys_mtl.train.callbacks import Throughput
 from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.module import MultiTaskModule
@@ -54,7 +58,8 @@ class Prepared:
     cfg: PipelineConfig
     spec: FeatureSpec
     preprocessor: Preprocessor
-    train: EncodedTable
+    #: a ParquetStream when the data section is ``parquet_stream`` (train never held in memory)
+    train: EncodedTable | ParquetStream
     valid: EncodedTable
     test: EncodedTable
     sizes: dict[str, int]
@@ -68,6 +73,10 @@ class RunResult:
 
 def prepare(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, preprocessor: Preprocessor | None = None) -> Prepared:
     """Load the splits and encode them; preprocessing is fitted on train unless one is given."""
+    if isinstance(cfg.data, ParquetStreamData) and splits is None:
+        pre, stream, valid, test = stream_splits(cfg.data, spec, cfg.trainer.batch_size, cfg.trainer.seed, preprocessor)
+        sizes = {"train": stream.rows, "valid": valid.height, "test": test.height}
+        return Prepared(cfg, spec, pre, stream, pre.transform(valid, "validation split"), pre.transform(test, "test split"), sizes)
     splits = splits or load_splits(cfg.data)
     pre = preprocessor or Preprocessor.fit(spec, splits.train, where="train split")
     return Prepared(
@@ -91,10 +100,26 @@ def build_module(prep: Prepared) -> MultiTaskModule:
     return MultiTaskModule(model, prep.spec.tasks, balancer, cfg.trainer)
 
 
+#: set by the user for multi-node launches (torchrun, SLURM): every process uses this folder,
+#: which must be on a filesystem all nodes share (docs/scaling.md).
+RUN_DIR_ENV = "RECSYS_MTL_RUN_DIR"
+#: Lightning's DDP launcher re-runs the script for local ranks > 0 with this process's
+#: environment; through this variable they write into rank 0's run folder, not new ones.
+_LAUNCHED_RUN_DIR_ENV = "RECSYS_MTL_LAUNCHED_RUN_DIR"
+
+
 def new_run_dir(runs_dir: Path, name: str) -> Path:
+    if pinned := os.environ.get(RUN_DIR_ENV):
+        path = Path(pinned)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    inherited = os.environ.get(_LAUNCHED_RUN_DIR_ENV)
+    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(inherited)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = runs_dir / f"{name}-{stamp}-{secrets.token_hex(2)}"
     path.mkdir(parents=True, exist_ok=False)  # never reuse (and overwrite) an earlier run
+    os.environ[_LAUNCHED_RUN_DIR_ENV] = str(path)
     return path
 
 
@@ -115,11 +140,18 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
         devices=t.devices,
+        num_nodes=t.num_nodes,
         strategy=t.strategy,
         precision=t.precision,  # type: ignore[arg-type]
         deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val,
-        callbacks=[EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.patience), checkpoint, throughput, *extra_callbacks],
+        callbacks=[
+            EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.patience),
+            checkpoint,
+            throughput,
+            ExpertDiagnostics(run_dir),  # diagnostics.json / .png; a no-op for models without experts
+            *extra_callbacks,
+        ],
         logger=loggers,
         default_root_dir=run_dir,
         enable_progress_bar=t.progress_bar and sys.stderr.isatty(),  # no bar spam in CI logs
@@ -129,10 +161,26 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
     return trainer, checkpoint, throughput
 
 
-def fit(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, resume: Path | None = None) -> RunResult:
-    """Train into a new run folder, or with ``resume`` continue a run folder from its last checkpoint."""
+def fit(
+    cfg: PipelineConfig,
+    spec: FeatureSpec,
+    splits: Splits | None = None,
+    resume: Path | None = None,
+    *,
+    prepared: Prepared | None = None,
+    extra_callbacks: Sequence[L.Callback] = (),
+    evaluate_test: bool = True,
+) -> RunResult:
+    """Train into a new run folder, or with ``resume`` continue a run folder from its last checkpoint.
+
+    ``prepared`` reuses already encoded splits (a tuning study encodes once per process);
+    ``evaluate_test=False`` never hands the test split to the trainer (tuning trials), so
+    metrics.json then has no ``test`` entry.
+    """
     last = None
-    if resume is not None:
+    if prepared is not None:
+        prep = replace(prepared, cfg=cfg, spec=spec)
+    elif resume is not None:
         last = resume / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise RecsysMTLError(f"{resume}: no checkpoints/last.ckpt to resume from")
@@ -146,8 +194,8 @@ def fit(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, re
     prep.preprocessor.save(run_dir / "preprocessing.json")
 
     t = cfg.trainer
-    dm = TableDataModule(prep.train, prep.valid, prep.test, t.batch_size, t.eval_batch_size, t.seed)
-    trainer, checkpoint, throughput = make_trainer(cfg, run_dir)
+    dm = TableDataModule(prep.train, prep.valid, prep.test if evaluate_test else None, t.batch_size, t.eval_batch_size, t.seed)
+    trainer, checkpoint, throughput = make_trainer(cfg, run_dir, list(extra_callbacks))
     started = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=last)
     fit_seconds = time.perf_counter() - started
@@ -155,7 +203,7 @@ def fit(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, re
     best = checkpoint.best_model_path
     # the selected checkpoint is re-evaluated on validation, then the test split is read once
     val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
-    test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
+    test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0] if evaluate_test else None
     metrics = {
         "pipeline": cfg.name,
         "model": cfg.model.name,
@@ -167,12 +215,13 @@ def fit(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, re
         "epochs_run": trainer.current_epoch,
         "monitor": {"name": t.monitor, "mode": t.mode, "best": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None},
         "val": _strip(val, "val/"),
-        "test": _strip(test, "test/"),
+        **({"test": _strip(test, "test/")} if test is not None else {}),
         "params": sum(p.numel() for p in module.model.parameters()),
         "fit_seconds": round(fit_seconds, 2),
         **throughput.summary(),
     }
-    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if trainer.is_global_zero:  # under DDP every rank holds the same synced metrics
+        write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return RunResult(run_dir, metrics)
 
 

@@ -1,0 +1,209 @@
+"""Task-balancing benchmark: every strategy against equal weighting, mean ± std over seeds.
+
+    python benchmarks/balancing.py census --epochs 4 --seeds 1 2 3 --out /tmp/bal_census.jsonl
+    python benchmarks/balancing.py synthetic --correlation -0.5 --seeds 1 2 3 --out /tmp/bal_syn.jsonl
+    python benchmarks/balancing.py report /tmp/bal_census.jsonl    # re-print a table
+    python benchmarks/balancing.py steps --steps 40                 # CPU time per training step
+
+``census``: pipelines/census_mmoe.yaml (MMoE, income + never-married) with each method.
+``synthetic``: pipelines/synthetic_mmoe.yaml with conflicting tasks (negative task correlation).
+Each fit runs in its own process so its peak RSS is its own; results are appended to ``--out`` as
+they finish (a partial run still yields a table). Prints a markdown table: test AUC per task,
+train seconds per epoch relative to equal weighting (training batches only, no validation), and
+peak RSS. Run folders go to a temporary folder, never the repo.
+
+``steps`` measures the *process CPU time* of one training step (forward, strategy, backward,
+Adam step) per method on census batches of 1024 rows, one thread: robust to a shared machine,
+where wall-clock epoch times are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond"]
+
+
+def one_fit(pipeline: str, overrides: list[str]) -> dict[str, Any]:
+    """Runs inside the child process: one fit, its metrics as a dict."""
+    from recsys_mtl.spec import load_pipeline
+    from recsys_mtl.train.run import fit
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    warnings.filterwarnings("ignore")
+    cfg, spec = load_pipeline(ROOT / "pipelines" / pipeline, overrides)
+    m = fit(cfg, spec).metrics
+    epochs = m["train_rows"] / m["split_sizes"]["train"]
+    return {
+        "test": {k: v for k, v in m["test"].items() if k.endswith("/auc")},
+        "train_seconds_per_epoch": m["train_step_seconds"] / epochs,
+        "peak_rss_mib": m["peak_rss_mib"],
+        "best_epoch": m["best_epoch"],
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    runs_dir = tempfile.mkdtemp(prefix="recsys_balancing_")
+    if args.kind == "census":
+        pipeline, base = "census_mmoe.yaml", [f"trainer.max_epochs={args.epochs}"]
+    else:
+        pipeline = "synthetic_mmoe.yaml"
+        base = [f"data.task_correlation={args.correlation}", f"data.rows={args.rows}", f"trainer.max_epochs={args.epochs}",
+                f"data.cache_dir={runs_dir}/cache"]
+    out = Path(args.out)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+
+    def one(seed: int, method: str) -> None:
+        overrides = [*base, f"balancing.name={method}", f"trainer.seed={seed}", "trainer.progress_bar=false",
+                     f"runs_dir={runs_dir}", *args.set]
+        child = subprocess.run(
+            [sys.executable, __file__, "_one", pipeline, json.dumps(overrides)], capture_output=True, text=True, env=env
+        )
+        if child.returncode != 0:
+            print(f"{method} seed {seed} FAILED:\n{child.stderr[-3000:]}", file=sys.stderr)
+            record: dict[str, Any] = {"method": method, "seed": seed, "error": child.stderr[-500:]}
+        else:
+            record = {"method": method, "seed": seed, **json.loads(child.stdout.strip().splitlines()[-1])}
+            print(f"{method} seed {seed}: {record['test']} {record['train_seconds_per_epoch']:.2f}s/epoch", file=sys.stderr)
+        with out.open("a") as f:  # one short append per run: safe across the worker threads
+            f.write(json.dumps(record) + "\n")
+
+    # seed-major order: an interrupted run still compares every method
+    jobs = [(seed, method) for seed in args.seeds for method in args.methods]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda job: one(*job), jobs))
+    print(table(out))
+
+
+def step_costs(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from recsys_mtl.balancing import build_balancer
+    from recsys_mtl.balancing.base import StepContext
+    from recsys_mtl.spec import load_pipeline
+    from recsys_mtl.train.datamodule import TableDataModule
+    from recsys_mtl.train.run import build_module, prepare
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    cfg, spec = load_pipeline(ROOT / "pipelines" / "census_mmoe.yaml", [])
+    prep = prepare(cfg, spec)
+    dm = TableDataModule(prep.train, prep.valid, prep.test, 1024, 8192, 0)
+    dm.setup("fit")
+    batches = []
+    for batch in dm.train_dataloader():
+        batches.append(batch)
+        if len(batches) == args.steps + 5:
+            break
+    base = None
+    print("| method | CPU ms / step | vs equal |\n|---|---|---|")
+    for method in args.methods:
+        module = build_module(prep)
+        module.balancer = build_balancer(method, {}, module.model.task_names)
+        module.train()
+        opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+        spent = 0.0
+        for i, batch in enumerate(batches):
+            t0 = time.process_time()
+            opt.zero_grad()
+            losses = module.task_losses(module(batch), batch)
+            ctx = StepContext(step=i, epoch=0, model=module.model, shared=module.shared.pop(), shared_params=module.shared.params)
+            module.balancer(losses, ctx).backward()
+            opt.step()
+            if i >= 5:  # warm-up steps excluded
+                spent += time.process_time() - t0
+        ms = 1000 * spent / args.steps
+        base = base or ms
+        print(f"| {method} | {ms:.1f} | {ms / base:.2f}× |", flush=True)
+
+
+def fmt(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def table(path: Path) -> str:
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    failed: dict[str, int] = defaultdict(int)
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if "error" in r:
+            failed[r["method"]] += 1
+        else:
+            runs[r["method"]].append(r)
+    tasks = sorted({k.removesuffix("/auc") for rs in runs.values() for k in rs[0]["test"] if "/" in k})
+    base = statistics.mean(r["train_seconds_per_epoch"] for r in runs["equal"]) if runs.get("equal") else None
+    lines = [
+        "| method | seeds | " + " | ".join(f"{t} test AUC" for t in tasks)
+        + " | mean AUC | Δ mean AUC vs equal, same seed | train time / epoch vs equal | peak RSS MiB |",
+        "|" + "---|" * (len(tasks) + 6),
+    ]
+    for method in [m for m in METHODS if m in runs or m in failed]:
+        rs = runs.get(method, [])
+        if not rs:
+            lines.append(f"| {method} | 0 (failed {failed[method]}) |" + " |" * (len(tasks) + 4))
+            continue
+        aucs = [fmt([r["test"][f"{t}/auc"] for r in rs]) for t in tasks]
+        mean_auc = fmt([statistics.mean(r["test"][f"{t}/auc"] for t in tasks) for r in rs])
+        mean_of = lambda r: statistics.mean(r["test"][f"{t}/auc"] for t in tasks)  # noqa: E731
+        equal_by_seed = {r["seed"]: mean_of(r) for r in runs.get("equal", [])}
+        diffs = [mean_of(r) - equal_by_seed[r["seed"]] for r in rs if r["seed"] in equal_by_seed]
+        sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+        delta = f"{statistics.mean(diffs):+.4f} ± {sd:.4f}" if diffs and method != "equal" else "–"
+        sec = statistics.mean(r["train_seconds_per_epoch"] for r in rs)
+        rel = f"{sec / base:.2f}×" if base else f"{sec:.1f}s"
+        rss = max(r["peak_rss_mib"] for r in rs)
+        lines.append(f"| {method} | {len(rs)} | " + " | ".join(aucs) + f" | {mean_auc} | {delta} | {rel} | {rss:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        print(json.dumps(one_fit(sys.argv[2], json.loads(sys.argv[3]))))
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="kind", required=True)
+    for kind, epochs in (("census", 4), ("synthetic", 8)):
+        s = sub.add_parser(kind)
+        s.add_argument("--methods", nargs="+", default=METHODS)
+        s.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+        s.add_argument("--epochs", type=int, default=epochs)
+        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra pipeline override")
+        s.add_argument("--out", required=True, help="JSON-lines file results are appended to")
+        s.add_argument("--jobs", type=int, default=1, help="fits run in parallel (timings then share the CPU)")
+        s.add_argument("--threads", type=int, default=1, help="torch threads per fit")
+        if kind == "synthetic":
+            s.add_argument("--correlation", type=float, default=-0.5)
+            s.add_argument("--rows", type=int, default=30000)
+    st = sub.add_parser("steps")
+    st.add_argument("--methods", nargs="+", default=METHODS)
+    st.add_argument("--steps", type=int, default=40)
+    r = sub.add_parser("report")
+    r.add_argument("path")
+    args = p.parse_args()
+    if args.kind == "report":
+        print(table(Path(args.path)))
+    elif args.kind == "steps":
+        step_costs(args)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Expert-model zoo benchmark: test AUC per task (val-selected), mean ± std over seeds, params, rows/s.
+
+    python benchmarks/census_models.py --models ple home adatt mmoe --seeds 1 2 3
+    python benchmarks/census_models.py --models shared_bottom mmoe ple --seeds 1 2 3 \
+        --synthetic-correlation -0.5
+
+Each model's pipeline is ``pipelines/census_<model>.yaml`` (or a reference entry below). With
+``--synthetic-correlation`` the same model section is trained on ``pipelines/synthetic_mmoe.yaml``
+with that task correlation instead. Prints a markdown table; ``--json`` also writes every run's
+metrics. Run folders go to ``--runs-dir`` (a temporary folder by default), never the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recsys_mtl.spec import load_pipeline
+from recsys_mtl.train.run import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = ROOT / "pipelines"
+
+#: reference models without a pipeline file of their own: (base pipeline, overrides)
+REFERENCES: dict[str, tuple[str, list[str]]] = {
+    "omoe": ("census_mmoe.yaml", ["model.name=omoe"]),
+    "shared_bottom": (
+        "census_mmoe.yaml",
+        ["model.name=shared_bottom", "model.params={bottom_hidden: [128, 64], tower_hidden: [32]}"],
+    ),
+}
+
+
+def model_source(model: str) -> tuple[Path, list[str]]:
+    own = PIPELINES / f"census_{model}.yaml"
+    if own.is_file():
+        return own, []
+    if model in REFERENCES:
+        base, overrides = REFERENCES[model]
+        return PIPELINES / base, overrides
+    raise SystemExit(f"no pipelines/census_{model}.yaml and no reference entry for {model!r}")
+
+
+def synthetic_overrides(census_pipeline: Path, overrides: list[str], correlation: float) -> list[str]:
+    """The census pipeline's model section, moved onto the synthetic pipeline."""
+    cfg, _ = load_pipeline(census_pipeline, overrides)
+    params = yaml.safe_dump(cfg.model.params, default_flow_style=True).strip()
+    return [f"model.name={cfg.model.name}", f"model.params={params}", f"data.task_correlation={correlation}"]
+
+
+def run_one(model: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    pipeline, overrides = model_source(model)
+    if args.synthetic_correlation is not None:
+        overrides = synthetic_overrides(pipeline, overrides, args.synthetic_correlation)
+        pipeline = PIPELINES / "synthetic_mmoe.yaml"
+    sets = [*overrides, f"trainer.seed={seed}", "trainer.progress_bar=false", *args.set]
+    cfg, spec = load_pipeline(pipeline, sets)
+    cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir), "name": f"bench_{model}"})
+    result = fit(cfg, spec)
+    m = result.metrics
+    print(f"{model} seed {seed}: " + " ".join(f"{k}={v:.4f}" for k, v in m["test"].items() if k.endswith("/auc")), file=sys.stderr)
+    return m
+
+
+def fmt(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def table(results: dict[str, list[dict[str, Any]]]) -> str:
+    tasks = sorted({k.removesuffix("/auc") for runs in results.values() for k in runs[0]["test"] if k.endswith("/auc") and "/" in k})
+    head = "| model | params | " + " | ".join(f"{t} test AUC" for t in tasks) + " | train rows/s | best epochs |"
+    lines = [head, "|" + "---|" * (len(tasks) + 4)]
+    for model, runs in results.items():
+        aucs = [fmt([r["test"][f"{t}/auc"] for r in runs]) for t in tasks]
+        rps = statistics.mean(r["train_rows_per_sec"] for r in runs)
+        epochs = ",".join(str(r["best_epoch"]) for r in runs)
+        lines.append(f"| {model} | {runs[0]['params']:,} | " + " | ".join(aucs) + f" | {rps:,.0f} | {epochs} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["ple", "home", "adatt"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra pipeline override")
+    p.add_argument("--synthetic-correlation", type=float, default=None)
+    p.add_argument("--runs-dir", default=tempfile.mkdtemp(prefix="recsys_bench_"))
+    p.add_argument("--json", help="write every run's metrics here")
+    args = p.parse_args()
+    warnings.filterwarnings("ignore")
+    results = {m: [run_one(m, s, args) for s in args.seeds] for m in args.models}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Side by side with torch-rechub 0.9.0: MMoE on census-income, same inputs, alternating runs.
+
+    python benchmarks/rechub_compare.py --rounds 2 --threads 1
+
+The parent process fits our preprocessing once (``recsys_mtl.data.census.read_census`` with the
+pipeline's split seed, the features of ``feature_specs/census_income.yaml``) and writes the
+label-encoded columns to a temporary ``.npz``. Each run is then a fresh subprocess, so peak RSS
+is per run: ours under this interpreter (the full pipeline: read, fit, transform, Lightning fit,
+test at the best validation checkpoint), theirs under ``--rechub-python`` (a separate virtual
+environment with ``torch-rechub==0.9.0``; their ``MMOE`` + ``MTLTrainer`` + ``DataGenerator``
+used as published, fed the same encoded integers and standardized numerics). Runs alternate
+ours, theirs, ours, theirs, so both see the same machine load.
+
+Matched: 8 experts with hidden [64], towers [32], embedding dim 4 per categorical column,
+numeric columns as 1-d inputs, Adam lr 0.002 without weight decay, batch 1024, at most 15
+epochs, patience 3. Not matchable without editing their code: their MLPs put BatchNorm after
+every linear layer; their early stopping watches task 0's AUC (ours the mean validation AUC).
+
+Timing: train seconds cover batch fetch + forward + backward + optimizer step, no validation.
+Both wall and process CPU seconds are reported; ``--threads`` fixes torch's intra-op threads
+in both (1 keeps timings stable on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = ROOT / "pipelines" / "census_mmoe.yaml"
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS of this process image: VmHWM, which starts afresh at exec (``ru_maxrss`` of a
+    subprocess would carry the parent's high-water mark over the fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- shared inputs
+def write_inputs(pipeline: Path, out: Path) -> dict[str, Any]:
+    """Encode the census splits with our fitted Preprocessor; save columns + layout to ``out``."""
+    import numpy as np
+
+    from recsys_mtl.spec import load_pipeline
+    from recsys_mtl.train.run import prepare
+
+    cfg, spec = load_pipeline(pipeline)
+    prep = prepare(cfg, spec)
+    arrays: dict[str, Any] = {}
+    for split in ("train", "valid", "test"):
+        table = getattr(prep, split)
+        arrays[f"{split}_cat"] = table.categorical.numpy()
+        arrays[f"{split}_num"] = table.numeric.numpy()
+        arrays[f"{split}_y"] = table.labels.numpy()
+    np.savez(out / "census.npz", **arrays)
+    lay = prep.preprocessor.layout
+    meta = {
+        "tables": [lay.tables[t] for _, t in lay.categorical],
+        "num_numeric": len(lay.numeric) + len(lay.indicators),
+        "tasks": [t.name for t in spec.tasks],
+        "rows": {s: len(getattr(prep, s)) for s in ("train", "valid", "test")},
+    }
+    (out / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+# --------------------------------------------------------------------------- ours (child)
+def run_ours(pipeline: Path, overrides: list[str], threads: int) -> dict[str, Any]:
+    import lightning as L
+    import torch
+
+    from recsys_mtl.spec import load_pipeline
+    from recsys_mtl.train.run import build_module, make_trainer, prepare
+
+    torch.set_num_threads(threads)
+
+    class TrainClock(L.Callback):
+        """Wall and CPU seconds of training batches only (validation excluded)."""
+
+        def __init__(self) -> None:
+            self.wall: list[float] = []
+            self.cpu: list[float] = []
+            self.rows = 0
+
+        def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            self.wall.append(0.0)
+            self.cpu.append(0.0)
+            self._w, self._c = time.perf_counter(), time.process_time()
+
+        def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+            w, c = time.perf_counter(), time.process_time()
+            self.wall[-1] += w - self._w
+            self.cpu[-1] += c - self._c
+            self._w, self._c = w, c
+            self.rows += batch["labels"].shape[0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, spec = load_pipeline(pipeline, [*overrides, f"runs_dir={tmp}", "trainer.progress_bar=false"])
+        prep = prepare(cfg, spec)
+        module = build_module(prep)
+        from recsys_mtl.train.datamodule import TableDataModule
+
+        t = cfg.trainer
+        dm = TableDataModule(prep.train, prep.valid, prep.test, t.batch_size, t.eval_batch_size, t.seed)
+        clock = TrainClock()
+        trainer, checkpoint, _ = make_trainer(cfg, Path(tmp), [clock])
+        trainer.fit(module, datamodule=dm)
+        test = trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False)[0]
+    auc = {name: float(test[f"test/{name}/auc"]) for name in [t.name for t in spec.tasks]}
+    return _summary("recsys_mtl", clock.rows, clock.wall, clock.cpu, auc, threads)
+
+
+# --------------------------------------------------------------------------- theirs (child)
+def run_rechub(data: Path, threads: int, epochs: int, batch_size: int, lr: float, patience: int) -> dict[str, Any]:
+    """Runs under the torch-rechub venv: only numpy, torch and torch_rechub are importable there."""
+    import numpy as np
+    import torch
+    from torch_rechub.basic.features import DenseFeature, SparseFeature
+    from torch_rechub.models.multi_task import MMOE
+    from torch_rechub.trainers import MTLTrainer
+    from torch_rechub.utils.data import DataGenerator
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(42)
+    meta = json.loads((data / "meta.json").read_text())
+    arrays = np.load(data / "census.npz")
+
+    def columns(split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        cat, num = arrays[f"{split}_cat"], arrays[f"{split}_num"]
+        x = {f"c{i}": cat[:, i] for i in range(cat.shape[1])}
+        x.update({f"n{j}": num[:, j] for j in range(num.shape[1])})
+        return x, arrays[f"{split}_y"]
+
+    features = [SparseFeature(f"c{i}", vocab_size=size, embed_dim=dim) for i, (size, dim) in enumerate(meta["tables"])]
+    features += [DenseFeature(f"n{j}") for j in range(meta["num_numeric"])]
+    tasks = ["classification"] * len(meta["tasks"])
+    model = MMOE(features, tasks, n_expert=8, expert_params={"dims": [64]}, tower_params_list=[{"dims": [32]}] * len(tasks))
+    x_tr, y_tr = columns("train")
+    x_va, y_va = columns("valid")
+    x_te, y_te = columns("test")
+    train_dl, val_dl, test_dl = DataGenerator(x_tr, y_tr).generate_dataloader(x_va, y_va, x_te, y_te, batch_size=batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = MTLTrainer(
+            model, task_types=tasks, optimizer_params={"lr": lr, "weight_decay": 0.0},
+            n_epoch=epochs, earlystop_patience=patience, device="cpu", model_path=tmp,
+        )
+        wall: list[float] = []
+        cpu: list[float] = []
+        inner = trainer.train_one_epoch
+
+        def timed_epoch(loader: Any) -> Any:  # time their training epoch as published, nothing else
+            w, c = time.perf_counter(), time.process_time()
+            out = inner(loader)
+            wall.append(time.perf_counter() - w)
+            cpu.append(time.process_time() - c)
+            return out
+
+        trainer.train_one_epoch = timed_epoch  # type: ignore[method-assign]
+        trainer.fit(train_dl, val_dl)
+        scores = trainer.evaluate(trainer.model, test_dl)
+    auc = {name: float(s) for name, s in zip(meta["tasks"], scores)}
+    return _summary("torch-rechub 0.9.0", len(y_tr) * len(wall), wall, cpu, auc, threads)
+
+
+def _summary(system: str, rows: int, wall: list[float], cpu: list[float], auc: dict[str, float], threads: int) -> dict[str, Any]:
+    return {
+        "system": system,
+        "torch_threads": threads,
+        "epochs": len(wall),
+        "train_rows": rows,
+        "train_rows_per_sec_wall": round(rows / sum(wall), 1),
+        "train_rows_per_cpu_sec": round(rows / sum(cpu), 1),
+        "mean_epoch_seconds_wall": round(sum(wall) / len(wall), 3),
+        "mean_epoch_seconds_cpu": round(sum(cpu) / len(cpu), 3),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "test_auc": {k: round(v, 5) for k, v in auc.items()},
+    }
+
+
+# --------------------------------------------------------------------------- parent
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pipeline", type=Path, default=PIPELINE)
+    ap.add_argument("--rechub-python", default="/work/rechub-venv/bin/python")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs for both")
+    ap.add_argument("--child", choices=["ours", "rechub"], help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child == "rechub":
+        hp = json.loads(os.environ["RECHUB_COMPARE_HP"])
+        print(json.dumps(run_rechub(args.data, args.threads, **hp)))
+        return
+    overrides = [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
+    if args.child == "ours":
+        print(json.dumps(run_ours(args.pipeline, overrides, args.threads)))
+        return
+
+    from recsys_mtl.spec import load_pipeline
+
+    cfg, _ = load_pipeline(args.pipeline, overrides)
+    t = cfg.trainer
+    hp = {"epochs": t.max_epochs, "batch_size": t.batch_size, "lr": t.lr, "patience": t.patience}
+    env = {**os.environ, "RECHUB_COMPARE_HP": json.dumps(hp), "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = write_inputs(args.pipeline, Path(tmp))
+        print(json.dumps({"rows": meta["rows"], "hyperparameters": hp, "threads": args.threads}), flush=True)
+        script = str(Path(__file__).resolve())
+        base = ["--pipeline", str(args.pipeline), "--threads", str(args.threads), "--data", tmp]
+        if args.epochs:
+            base += ["--epochs", str(args.epochs)]
+        for r in range(args.rounds):
+            for child, python in (("ours", sys.executable), ("rechub", args.rechub_python)):
+                proc = subprocess.run([python, script, "--child", child, *base], env=env, capture_output=True, text=True, cwd=ROOT)
+                if proc.returncode != 0:
+                    sys.exit(f"{child} run failed:\n{proc.stderr[-4000:]}")
+                res = json.loads(proc.stdout.strip().splitlines()[-1])
+                res["round"] = r
+                results.append(res)
+                print(json.dumps(res), flush=True)
+    print(json.dumps({"ratios": ratios(results)}, indent=1))
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Ours / theirs per round (same round = adjacent runs, same load), then the mean."""
+    out: dict[str, float] = {}
+    rounds = sorted({r["round"] for r in results})
+    for key in ("train_rows_per_sec_wall", "train_rows_per_cpu_sec"):
+        per = []
+        for r in rounds:
+            ours = next(x for x in results if x["round"] == r and x["system"] == "recsys_mtl")
+            theirs = next(x for x in results if x["round"] == r and x["system"] != "recsys_mtl")
+            per.append(ours[key] / theirs[key])
+        out[key] = round(sum(per) / len(per), 2)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Fit preprocessing over a Parquet dataset without loading it: polars lazy queries, streaming engine.
+
+Produces the same state as :meth:`Preprocessor.fit` on the concatenated data (vocabularies in
+the same order, the same impute values, means, standard deviations and quantile edges; floating
+sums may differ in the last bits because the summation order differs). Each statistic is one
+aggregation query over ``scan_parquet``; polars runs them together with bounded memory
+(value counts are a group-by over the distinct values; medians and quantiles hold one float
+column at a time).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+
+from recsys_mtl.data.preprocess import FittedNumeric, FittedTable, Preprocessor, check_frame
+from recsys_mtl.errors import DataError
+from recsys_mtl.spec.features import CategoricalFeature, FeatureSpec, NumericFeature, SequenceFeature
+
+ENGINE = "streaming"
+
+
+def fit_streaming(spec: FeatureSpec, files: Sequence[Path], where: str = "train files") -> Preprocessor:
+    """Fitted :class:`Preprocessor` for ``spec`` over every row of the Parquet ``files``."""
+    lf = pl.scan_parquet([str(f) for f in files])
+    check_frame(spec, lf.head(10_000).collect(), where)  # columns and dtypes, on a sample
+    tables = _fit_tables(spec, lf)
+    numeric = _fit_numeric(spec, lf, where)
+    return Preprocessor(spec, tables, numeric)
+
+
+def _fit_tables(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, FittedTable]:
+    members: dict[str, list[CategoricalFeature | SequenceFeature]] = {}
+    for f in [*spec.categorical, *spec.sequences]:
+        members.setdefault(f.table, []).append(f)
+    tables: dict[str, FittedTable] = {}
+    queries: dict[str, pl.LazyFrame] = {}
+    for table, feats in members.items():
+        first = feats[0]
+        if first.hash is not None:
+            tables[table] = FittedTable(table, hash_buckets=first.hash.buckets, hash_seed=first.hash.seed)
+            continue
+        parts = [_flat_strings(lf, f.source, isinstance(f, SequenceFeature)) for f in feats]
+        queries[table] = pl.concat(parts).drop_nulls().group_by("value").agg(pl.len().alias("n"))
+    counted = pl.collect_all(list(queries.values()), engine=ENGINE)
+    for (table, _), counts in zip(queries.items(), counted):
+        first = members[table][0]
+        # the same order as Preprocessor.fit: count descending, then value ascending
+        counts = counts.sort(["n", "value"], descending=[True, False]).filter(pl.col("n") >= first.vocab_config.min_freq)
+        if first.vocab_config.max_size is not None:
+            counts = counts.head(first.vocab_config.max_size)
+        tables[table] = FittedTable(table, vocab=counts["value"].to_list())
+    return {t: tables[t] for t in members}  # spec order, as Preprocessor.fit builds it
+
+
+def _flat_strings(lf: pl.LazyFrame, source: str, is_list: bool) -> pl.LazyFrame:
+    col = pl.col(source)
+    out = lf.select(col.alias("value"))
+    if is_list:
+        out = out.explode("value", empty_as_null=False, keep_nulls=False)
+    return out.select(pl.col("value").cast(pl.String))
+
+
+def _raw(f: NumericFeature) -> pl.Expr:
+    return pl.col(f.source).cast(pl.Float64).fill_nan(None)
+
+
+def _transformed(f: NumericFeature, impute: float) -> pl.Expr:
+    """The expression form of FittedNumeric.apply: impute, clip, signed log1p."""
+    x = _raw(f).fill_null(impute)
+    if f.clip is not None and (f.clip.min is not None or f.clip.max is not None):
+        x = x.clip(f.clip.min, f.clip.max)
+    if f.log1p:
+        x = x.sign() * x.abs().log1p()
+    return x
+
+
+def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
+    if not spec.numeric:
+        return {}
+    # pass 1: non-null counts and the impute statistics
+    first = [_raw(f).count().alias(f"{f.name}:count") for f in spec.numeric]
+    first += [_raw(f).mean().alias(f"{f.name}:mean") for f in spec.numeric if f.missing.impute == "mean"]
+    first += [_raw(f).median().alias(f"{f.name}:median") for f in spec.numeric if f.missing.impute == "median"]
+    stats = lf.select(first).collect(engine=ENGINE).row(0, named=True)
+    fitted: dict[str, FittedNumeric] = {}
+    for f in spec.numeric:
+        if stats[f"{f.name}:count"] == 0:
+            raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) is entirely null")
+        policy = f.missing
+        impute = {
+            "mean": lambda: float(stats[f"{f.name}:mean"]),
+            "median": lambda: float(stats[f"{f.name}:median"]),
+            "zero": lambda: 0.0,
+            "constant": lambda: float(policy.value),  # type: ignore[arg-type]
+        }[policy.impute]()
+        fitted[f.name] = FittedNumeric(
+            name=f.name, source=f.source, impute_value=impute, indicator=policy.indicator,
+            clip_min=f.clip.min if f.clip else None, clip_max=f.clip.max if f.clip else None,
+            log1p=f.log1p, mean=0.0, std=1.0,
+        )
+    # pass 2: statistics of the transformed values (numpy's defaults: linear quantiles, ddof 0)
+    second: list[pl.Expr] = []
+    for f in spec.numeric:
+        x = _transformed(f, fitted[f.name].impute_value)
+        if f.quantile_buckets is not None:
+            qs = np.linspace(0, 1, f.quantile_buckets + 1)[1:-1]
+            second += [x.quantile(float(q), interpolation="linear").alias(f"{f.name}:q{i}") for i, q in enumerate(qs)]
+        elif f.standardize:
+            second += [x.mean().alias(f"{f.name}:mean"), x.std(ddof=0).alias(f"{f.name}:std")]
+    stats = lf.select(second).collect(engine=ENGINE).row(0, named=True) if second else {}
+    for f in spec.numeric:
+        fit = fitted[f.name]
+        if f.quantile_buckets is not None:
+            edges = [stats[f"{f.name}:q{i}"] for i in range(f.quantile_buckets - 1)]
+            fit.boundaries = sorted(set(float(e) for e in edges))
+        elif f.standardize:
+            std = float(stats[f"{f.name}:std"])
+            fit.mean = float(stats[f"{f.name}:mean"])
+            fit.std = std if std > 1e-12 and math.isfinite(std) else 1.0
+    return fitted

@@ -1,0 +1,305 @@
+"""Export a run folder (see :mod:`recsys_mtl.train.run`) to a self-contained ONNX model.
+
+Output folder::
+
+    exports/<name>/
+      model.onnx          raw columns in → per-task outputs (preprocessing inside the graph)
+      model.int8.onnx     optional: dynamic int8 quantization of the model part
+      model.fp16.onnx     optional: model part computed in float16 (same float32 interface)
+      metadata.json       spec hash, inputs / outputs, tasks, versions, parity, variant metrics
+      triton/<name>/      Triton Inference Server repository (config.pbtxt + 1/model.onnx)
+
+The export is checked before anything is written: on held-out rows (the run's test split) the
+ONNX Runtime output on raw columns must equal torch on the Python preprocessing to ``tolerance``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import polars as pl
+import torch
+import yaml
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from torchmetrics.functional.classification import binary_auroc
+
+from recsys_mtl.data.preprocess import Preprocessor, spec_hash
+from recsys_mtl.data.sources import load_splits
+from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.export.model_graph import OPSET, OUTPUT_ACTIVATIONS, ScoringHead, export_model
+from recsys_mtl.export.preprocess_graph import (
+    ExportError,
+    build_preprocess_graph,
+    encoded_names,
+    raw_inputs,
+)
+from recsys_mtl.export.raw import raw_feed
+from recsys_mtl.export.triton import write_repository
+from recsys_mtl.models import MultiTaskModel, build_model
+from recsys_mtl.models.base import ModelContext
+from recsys_mtl.spec.features import FeatureSpec, Task
+from recsys_mtl.spec.loading import load_spec
+from recsys_mtl.spec.pipeline import PipelineConfig
+
+FORMAT = "recsys_mtl.export/1"
+TOLERANCE = 1e-5
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: PipelineConfig
+    spec: FeatureSpec
+    preprocessor: Preprocessor
+    model: MultiTaskModel
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    metadata: dict[str, Any]
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "checkpoints/best.ckpt") -> LoadedRun:
+    """Rebuild the fitted preprocessing and the trained model of a run folder."""
+    run_dir = Path(run_dir)
+    for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json", checkpoint):
+        if not (run_dir / name).is_file():
+            raise ExportError(f"{run_dir}: not a complete run folder ({name} is missing)")
+    try:
+        cfg = PipelineConfig.model_validate(yaml.safe_load((run_dir / "pipeline.yaml").read_text()))
+    except Exception as exc:
+        raise ExportError(f"{run_dir / 'pipeline.yaml'}: {str(exc).splitlines()[0]}") from None
+    spec = load_spec(run_dir / "spec.yaml")
+    pre = Preprocessor.load(run_dir / "preprocessing.json", spec)
+    model = build_model(cfg.model.name, cfg.model.params, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    state = torch.load(run_dir / checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ExportError(f"{run_dir / checkpoint}: does not match model {cfg.model.name!r} "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return LoadedRun(run_dir, cfg, spec, pre, model.eval())
+
+
+# ---------------------------------------------------------------------- graphs
+def attach_preprocessing(core: onnx.ModelProto, pre: Preprocessor) -> onnx.ModelProto:
+    """Prepend the preprocessing graph: the result takes raw columns and keeps the core's outputs."""
+    core = onnx.compose.add_prefix(core, "m::", rename_inputs=False, rename_outputs=False)
+    opset = next(o.version for o in core.opset_import if o.domain == "")
+    prep = build_preprocess_graph(pre, opset)
+    prep.ir_version = core.ir_version
+    names = encoded_names(pre)
+    merged = onnx.compose.merge_models(prep, core, io_map=[(n, n) for n in names], name="recsys_mtl")
+    return merged
+
+
+def _head_inputs(pre: Preprocessor, table: EncodedTable) -> list[torch.Tensor]:
+    cols = table.columns()
+    return [cols[n] for n in encoded_names(pre)]
+
+
+def _session(model: onnx.ModelProto | str, threads: int = 0) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def _torch_outputs(head: ScoringHead, inputs: list[torch.Tensor], batch: int = 8192) -> list[np.ndarray]:
+    parts: list[list[np.ndarray]] = [[] for _ in head.tasks]
+    with torch.no_grad():
+        for start in range(0, inputs[0].shape[0], batch):
+            outs = head(*[x[start:start + batch] for x in inputs])
+            for i, o in enumerate(outs):
+                parts[i].append(o.numpy())
+    return [np.concatenate(p) for p in parts]
+
+
+def _ort_outputs(session: ort.InferenceSession, feed: dict[str, np.ndarray], batch: int = 8192) -> list[np.ndarray]:
+    rows = next(iter(feed.values())).shape[0]
+    chunks = [session.run(None, {k: v[s:s + batch] for k, v in feed.items()}) for s in range(0, rows, batch)]
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def parity(head: ScoringHead, session: ort.InferenceSession, pre: Preprocessor, rows: pl.DataFrame) -> dict[str, float]:
+    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on raw columns."""
+    ref = _torch_outputs(head, _head_inputs(pre, pre.transform(rows, "parity rows")))
+    got = _ort_outputs(session, raw_feed(raw_inputs(pre), rows))
+    return {t.name: float(np.abs(r - g).max()) for t, r, g in zip(head.tasks, ref, got)}
+
+
+# ---------------------------------------------------------------------- variant metrics
+def _auc(p: np.ndarray, y: np.ndarray) -> float:
+    return float(binary_auroc(torch.from_numpy(p.astype(np.float32)), torch.from_numpy(y).long()))
+
+
+def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
+    return float((p.argmax(-1) == y).mean())
+
+
+def _rmse(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(((p - y) ** 2).mean()))
+
+
+#: task type → (metric name, metric on (outputs, labels) of the labelled rows)
+VARIANT_METRIC: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], float]]] = {
+    "binary": ("auc", _auc),
+    "multiclass": ("accuracy", _accuracy),
+    "regression": ("rmse", _rmse),
+}
+
+
+def task_metrics(tasks: list[Task], outputs: list[np.ndarray], table: EncodedTable) -> dict[str, dict[str, float]]:
+    labels, weights = table.labels.numpy(), table.weights.numpy()
+    out: dict[str, dict[str, float]] = {}
+    for i, (task, pred) in enumerate(zip(tasks, outputs)):
+        keep = weights[:, i] > 0
+        name, fn = VARIANT_METRIC[task.type]
+        y = labels[keep, i]
+        out[task.name] = {name: round(fn(pred[keep], y.astype(np.int64) if task.type != "regression" else y), 6)}
+    return out
+
+
+def _int8(run: LoadedRun, core: onnx.ModelProto, example: list[torch.Tensor], work: Path) -> onnx.ModelProto:
+    src, dst = work / "core.fp32.onnx", work / "core.int8.onnx"
+    onnx.save(core, src)
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+    return onnx.load(dst)
+
+
+def _fp16(run: LoadedRun, core: onnx.ModelProto, example: list[torch.Tensor], work: Path) -> onnx.ModelProto:
+    names = encoded_names(run.preprocessor)
+    head = ScoringHead(copy.deepcopy(run.model), run.spec.tasks, names, compute_dtype=torch.float16)
+    return export_model(head, example)
+
+
+#: variant name → core-model transformation
+VARIANTS: dict[str, Callable[[LoadedRun, onnx.ModelProto, list[torch.Tensor], Path], onnx.ModelProto]] = {
+    "int8": _int8,
+    "fp16": _fp16,
+}
+
+
+# ---------------------------------------------------------------------- main entry
+def _versions() -> dict[str, str]:
+    out = {"opset": str(OPSET)}
+    for pkg in ("recsys-mtl", "torch", "onnx", "onnxruntime"):
+        try:
+            out[pkg] = importlib_metadata.version(pkg)
+        except importlib_metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def output_info(tasks: list[Task]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": t.name,
+            "task_type": t.type,
+            "meaning": OUTPUT_ACTIVATIONS[t.type][0],
+            "dtype": "float32",
+            "shape": ["batch", t.num_classes] if t.type == "multiclass" else ["batch"],
+        }
+        for t in tasks
+    ]
+
+
+def export_run(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    variants: tuple[str, ...] = (),
+    parity_rows: int = 2048,
+    tolerance: float = TOLERANCE,
+    test: pl.DataFrame | None = None,
+) -> ExportResult:
+    """Export ``run_dir``; raises :class:`ExportError` when parity exceeds ``tolerance``.
+
+    ``test`` overrides the held-out rows (default: the run's test split, re-read from its data).
+    """
+    run = load_run(run_dir)
+    out_dir = Path(out) if out is not None else Path("exports") / run.run_dir.name
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ExportError(f"{out_dir}: already exists and is not empty; choose another --out")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ExportError(f"unknown export variants {sorted(unknown)} (choose from {sorted(VARIANTS)})")
+    clash = {t.name for t in run.spec.tasks} & {r.name for r in raw_inputs(run.preprocessor)}
+    if clash:
+        raise ExportError(f"task names {sorted(clash)} are also input column names; rename the tasks")
+
+    test = test if test is not None else load_splits(run.cfg.data).test
+    pre, tasks = run.preprocessor, list(run.spec.tasks)
+    names = encoded_names(pre)
+    head = ScoringHead(run.model, tasks, names)
+    table = pre.transform(test, "test split")
+    example = [x[:2] for x in _head_inputs(pre, table)]  # >= 2 rows: size-1 dims get specialised
+
+    core = export_model(head, example)
+    full = attach_preprocessing(core, pre)
+    session = _session(full)
+    diffs = parity(head, session, pre, test.head(parity_rows))
+    worst = max(diffs.values())
+    if not worst <= tolerance:  # also catches NaN
+        raise ExportError(f"{run.run_dir}: ONNX and torch disagree on held-out rows: max abs difference "
+                          f"{worst:.3g} > {tolerance:g} (per task {diffs})")
+
+    feed = raw_feed(raw_inputs(pre), test)
+    base = task_metrics(tasks, _ort_outputs(session, feed), table)
+    files = {"fp32": "model.onnx"}
+    variant_info: dict[str, Any] = {}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # staged next to the destination, then renamed: a failed export never leaves a partial folder
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-", dir=out_dir.parent) as tmp:
+        work = Path(tmp)
+        stage = work / "out"
+        stage.mkdir()
+        onnx.save(full, stage / "model.onnx")
+        for name in variants:
+            model = attach_preprocessing(VARIANTS[name](run, core, example, work), pre)
+            onnx.save(model, stage / f"model.{name}.onnx")
+            metrics = task_metrics(tasks, _ort_outputs(_session(model), feed), table)
+            files[name] = f"model.{name}.onnx"
+            variant_info[name] = {
+                "file": files[name],
+                "test_metrics": metrics,
+                "change": {t: {m: round(v - base[t][m], 6) for m, v in ms.items()} for t, ms in metrics.items()},
+            }
+        inputs = raw_inputs(pre)
+        outputs = output_info(tasks)
+        meta: dict[str, Any] = {
+            "format": FORMAT,
+            "name": out_dir.name,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "run_dir": str(run.run_dir.resolve()),
+            "model": run.cfg.model.name,
+            "spec_name": run.spec.name,
+            "spec_hash": spec_hash(run.spec),
+            "inputs": [r.as_dict() for r in inputs],
+            "outputs": outputs,
+            "tasks": [t.name for t in tasks],
+            "files": files,
+            "parity": {"rows": min(parity_rows, test.height), "max_abs_diff": worst, "per_task": diffs,
+                       "tolerance": tolerance},
+            "test_metrics": {"rows": test.height, "fp32": base},
+            "variants": variant_info,
+            "versions": _versions(),
+        }
+        (stage / "metadata.json").write_text(json.dumps(meta, indent=1))
+        write_repository(stage / "triton", out_dir.name, stage / "model.onnx", inputs, outputs)
+        if out_dir.exists():
+            out_dir.rmdir()  # empty (checked above)
+        os.replace(stage, out_dir)
+    return ExportResult(out_dir, meta)

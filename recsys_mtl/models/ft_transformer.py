@@ -1,0 +1,84 @@
+"""FT-Transformer (Gorishniy et al., NeurIPS 2021) as a multitask baseline: one CLS token, T heads.
+
+Feature tokens as in MultiTab-Net (:mod:`recsys_mtl.models.multitab`) but linear numeric
+embeddings by default (the paper's tokenizer), a single learned CLS token appended after the
+features, no attention mask, ReGLU feed-forwards, no LayerNorm before the first block's
+attention (the paper's choice), and the paper's head: LayerNorm → ReLU on the CLS token. The
+only multitask part is the end: every task's tower reads the same CLS representation, which makes
+it the "one shared token" counterpart of MultiTab-Net's one token per task.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from recsys_mtl.data.tensors import Batch
+from recsys_mtl.models.base import ModelContext, MultiTaskModel
+from recsys_mtl.models.multitab import TransformerConfig, build_blocks
+from recsys_mtl.models.registry import register
+from recsys_mtl.nn.encoders import FeatureTokenizer
+from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig
+
+
+class FTTransformerConfig(TransformerConfig):
+    d_token: int = Field(64, ge=1)
+    n_heads: int = Field(8, ge=1)
+    ffn_hidden: int = Field(86, ge=1)  # ≈ 4/3 · d_token, the paper's ReGLU width
+    ffn: Literal["gelu", "reglu"] = "reglu"
+    attention_dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    ffn_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    numeric_embedding: NumericEmbeddingConfig = NumericEmbeddingConfig(kind="linear")
+
+
+@register("ft_transformer")
+class FTTransformer(MultiTaskModel):
+    """FT-Transformer: feature tokens + one CLS token; every task tower reads the CLS token.
+
+    Encoded batch → tokens (B, F + 1, d_token) → ``n_blocks`` blocks → CLS (B, d_token) →
+    LayerNorm → ReLU → one tower per task.
+
+    | param | default | meaning |
+    |---|---|---|
+    | d_token | 64 | token width |
+    | n_blocks | 3 | transformer blocks |
+    | n_heads | 8 | attention heads (must divide d_token) |
+    | ffn_hidden | 86 | feed-forward hidden width (≈ 4/3 · d_token) |
+    | ffn | reglu | feed-forward kind: reglu or gelu |
+    | attention_dropout | 0.2 | dropout on attention weights |
+    | ffn_dropout | 0.1 | dropout inside the feed-forward |
+    | residual_dropout | 0.0 | dropout on each residual branch |
+    | numeric_embedding | {kind: linear} | numeric tokens: linear or periodic (rtdl-num-embeddings) |
+    | tower_hidden | [32] | per-task tower widths on the CLS token |
+    | dropout | 0.0 | dropout in the towers |
+    | activation | relu | tower activation |
+    """
+
+    Config = FTTransformerConfig
+
+    def __init__(self, context: ModelContext, config: FTTransformerConfig):
+        super().__init__(context, config)
+        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding)
+        self.encoder = self.tokenizer.encoder
+        self.cls = nn.Parameter(torch.randn(1, 1, config.d_token) * 0.02)
+        self.blocks = build_blocks(config, first_prenorm=False)
+        self.head = nn.Sequential(nn.LayerNorm(config.d_token), nn.ReLU())
+        self.build_towers([config.d_token] * len(self.task_names))
+
+    def shared_module(self) -> nn.Module:
+        """The CLS head: its (B, d) output is what every task tower reads."""
+        return self.head
+
+    def task_inputs(self, x: Tensor) -> list[Tensor]:
+        raise NotImplementedError("ft_transformer works on feature tokens, not on the flat encoded vector")
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        feats = self.tokenizer(batch)
+        h = torch.cat([feats, self.cls.expand(feats.shape[0], -1, -1)], dim=1)
+        for block in self.blocks:
+            h = block(h)
+        cls = self.head(h[:, -1])
+        return self.towers([cls] * len(self.task_names))

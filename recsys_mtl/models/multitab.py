@@ -1,0 +1,141 @@
+"""MultiTab-Net (Sinodinos & Armanfard, 2025): a transformer over feature tokens + one token per task.
+
+Choices where the paper leaves room (or where this library deliberately departs from it):
+
+- **Row-wise only.** The reference code can add inter-sample attention (attention across the
+  rows of a batch); it is left out, so a row's prediction never depends on its batch neighbours
+  and serving is deterministic.
+- **Multitask mask.** Tokens are ordered ``[task_1 … task_T, feature_1 … feature_F]``. By default
+  (``mask_task_to_task``) a task token attends to every feature token and to itself but not to
+  the other task tokens; feature tokens attend to every token, task tokens included (the paper's
+  "T×T" mask). ``mask_feature_to_task`` also stops feature tokens reading task tokens ("F×T");
+  with both, the task paths are fully separate: task ``j``'s output cannot depend on task ``k``'s
+  token at any depth. With T×T alone, task ``k``'s token can reach task ``j`` from the second
+  block on, through the feature tokens that read it.
+- **Tokens.** Categorical and pooled multi-hot features: their embedding (projected to
+  ``d_token``); numeric columns: a per-feature numeric embedding from ``rtdl-num-embeddings``,
+  periodic (PLR) by default; a task token is a learned ``d_token`` vector.
+- **Blocks.** Pre-norm (LayerNorm → attention → residual, LayerNorm → GELU FFN → residual) as in
+  the reference encoder layer; a final LayerNorm on each task token before its tower.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from recsys_mtl.data.tensors import Batch
+from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.registry import register
+from recsys_mtl.nn.encoders import FeatureTokenizer
+from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig
+from recsys_mtl.nn.transformer import TransformerBlock
+
+
+class TransformerConfig(ModelConfig):
+    """Parameters shared by the transformer families (MultiTab-Net, FT-Transformer)."""
+
+    d_token: int = Field(32, ge=1)
+    n_blocks: int = Field(3, ge=1)
+    n_heads: int = Field(4, ge=1)
+    ffn_hidden: int = Field(64, ge=1)
+    ffn: Literal["gelu", "reglu"] = "gelu"
+    attention_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    ffn_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    residual_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    numeric_embedding: NumericEmbeddingConfig = NumericEmbeddingConfig(kind="periodic")
+
+
+def build_blocks(cfg: TransformerConfig, first_prenorm: bool = True) -> nn.ModuleList:
+    return nn.ModuleList(
+        TransformerBlock(
+            cfg.d_token,
+            cfg.n_heads,
+            cfg.ffn_hidden,
+            cfg.ffn,
+            cfg.attention_dropout,
+            cfg.ffn_dropout,
+            cfg.residual_dropout,
+            first=(i == 0 and not first_prenorm),
+        )
+        for i in range(cfg.n_blocks)
+    )
+
+
+def multitask_mask(num_tasks: int, num_features: int, task_to_task: bool, feature_to_task: bool) -> Tensor:
+    """(N, N) bool, ``True`` = row token may attend to column token; tasks first, then features.
+
+    ``task_to_task`` forbids task tokens to attend to other task tokens (each keeps itself);
+    ``feature_to_task`` forbids feature tokens to attend to task tokens.
+    """
+    n = num_tasks + num_features
+    allowed = torch.ones(n, n, dtype=torch.bool)
+    if task_to_task:
+        allowed[:num_tasks, :num_tasks] = torch.eye(num_tasks, dtype=torch.bool)
+    if feature_to_task:
+        allowed[num_tasks:, :num_tasks] = False
+    return allowed
+
+
+class MultiTabConfig(TransformerConfig):
+    mask_task_to_task: bool = True
+    mask_feature_to_task: bool = False
+
+
+@register("multitab")
+class MultiTabNet(MultiTaskModel):
+    """MultiTab-Net: feature tokens + one learned token per task through masked transformer blocks.
+
+    Encoded batch → tokens (B, T + F, d_token) → ``n_blocks`` masked blocks → LayerNorm → task
+    token ``t`` (B, d_token) → tower ``t`` → logits.
+
+    | param | default | meaning |
+    |---|---|---|
+    | d_token | 32 | token width (categorical embeddings are projected to it) |
+    | n_blocks | 3 | transformer blocks |
+    | n_heads | 4 | attention heads (must divide d_token) |
+    | ffn_hidden | 64 | feed-forward hidden width |
+    | ffn | gelu | feed-forward kind: gelu or reglu |
+    | attention_dropout | 0.05 | dropout on attention weights |
+    | ffn_dropout | 0.0 | dropout inside the feed-forward |
+    | residual_dropout | 0.0 | dropout on each residual branch |
+    | numeric_embedding | {kind: periodic, n_frequencies: 16, frequency_init_scale: 0.1, lite: false} | numeric tokens: linear or periodic (PLR, rtdl-num-embeddings) |
+    | mask_task_to_task | true | task tokens do not attend to other task tokens |
+    | mask_feature_to_task | false | feature tokens do not attend to task tokens |
+    | tower_hidden | [32] | per-task tower widths on the task token |
+    | dropout | 0.0 | dropout in the towers |
+    | activation | relu | tower activation |
+    """
+
+    Config = MultiTabConfig
+
+    def __init__(self, context: ModelContext, config: MultiTabConfig):
+        super().__init__(context, config)
+        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding)
+        self.encoder = self.tokenizer.encoder  # one set of embedding tables, owned by the tokenizer
+        t = len(self.task_names)
+        self.task_tokens = nn.Parameter(torch.randn(t, config.d_token) * 0.02)
+        self.blocks = build_blocks(config)
+        self.norm = nn.LayerNorm(config.d_token)
+        mask = multitask_mask(t, self.tokenizer.num_tokens, config.mask_task_to_task, config.mask_feature_to_task)
+        self.register_buffer("attention_mask", mask, persistent=False)
+        self.build_towers([config.d_token] * t)
+
+    def shared_module(self) -> nn.Module:
+        """The last block: its (B, T + F, d) output is the last representation all tasks share."""
+        return self.blocks[-1]
+
+    def task_inputs(self, x: Tensor) -> list[Tensor]:
+        raise NotImplementedError("multitab works on feature tokens, not on the flat encoded vector")
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        feats = self.tokenizer(batch)  # (B, F, d)
+        tasks = self.task_tokens.unsqueeze(0).expand(feats.shape[0], -1, -1)  # (B, T, d)
+        h = torch.cat([tasks, feats], dim=1)
+        for block in self.blocks:
+            h = block(h, self.attention_mask)
+        h = self.norm(h[:, : len(self.task_names)])  # (B, T, d)
+        return self.towers(list(h.unbind(dim=1)))

@@ -1,0 +1,133 @@
+"""PLE / CGC (Tang et al., RecSys 2020): task-specific + shared experts per extraction level.
+
+One Customized Gate Control (CGC) level holds, for every task, its own experts, plus a set of
+shared experts. Each task's gate mixes its own and the shared experts; a shared gate mixes *all*
+experts of the level and feeds the shared experts of the next level. Stacking levels gives
+Progressive Layered Extraction (PLE); the last level has no shared gate (nothing reads it).
+
+Choices the paper leaves open: every level uses the same expert widths (``expert_hidden``), and
+a task's level-(l+1) experts and gate read that task's level-l output, as in the paper's figure.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
+from recsys_mtl.models.registry import register
+from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
+
+
+class PLEConfig(ModelConfig, ExclusivityParams):
+    num_levels: int = Field(2, ge=1)
+    task_experts: int = Field(2, ge=0)
+    shared_experts: int = Field(2, ge=0)
+    expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
+
+    @model_validator(mode="after")
+    def _some_experts(self) -> "PLEConfig":
+        if self.task_experts + self.shared_experts < 1:
+            raise ValueError("task_experts + shared_experts must be at least 1")
+        return self
+
+
+class CGCConfig(PLEConfig):
+    num_levels: int = Field(1, ge=1, le=1)
+
+
+def _cat(parts: Sequence[Tensor]) -> Tensor:
+    """Concatenate (B, E_i, H) expert outputs along the expert axis."""
+    return parts[0] if len(parts) == 1 else torch.cat(list(parts), dim=1)
+
+
+class CGCLevel(nn.Module):
+    """One extraction level.
+
+    ``forward(task_inputs: T × (B, in_dim), shared_input: (B, in_dim))`` →
+    ``(T × (B, H), (B, H) or None)`` where H = ``expert_hidden[-1]``; the shared output is None on
+    the last level. Task t's gate weights [own experts of t | shared experts] (shared experts
+    exclusive to another task are masked out, MMoEEx); the shared gate weights
+    [experts of task 0 | … | experts of task T-1 | shared experts].
+    """
+
+    def __init__(self, in_dim: int, task_names: Sequence[str], cfg: PLEConfig, last: bool):
+        super().__init__()
+        n_t, n_s = cfg.task_experts, cfg.shared_experts
+        bank = lambda n: ParallelExperts(n, in_dim, cfg.expert_hidden, cfg.activation, cfg.dropout)  # noqa: E731
+        self.task_experts = nn.ModuleList([bank(n_t) for _ in task_names]) if n_t else None
+        self.shared_experts = bank(n_s) if n_s else None
+        self.out_dim = cfg.expert_hidden[-1]
+
+        shared_owners = exclusive_owners(n_s, task_names, cfg.exclusivity, cfg.exclusivity_seed)
+        # exclusivity only restricts the shared experts; own experts are always visible
+        excl = allowed_mask(shared_owners, task_names, "exclusivity") if cfg.exclusivity > 0 and n_s else None
+        self.task_gates = nn.ModuleList()
+        for t, name in enumerate(task_names):
+            allowed = torch.cat([torch.ones(n_t, dtype=torch.bool), excl[t]]) if excl is not None else None
+            gate = Gate(in_dim, n_t + n_s, allowed)
+            gate.task, gate.owners = name, [name] * n_t + shared_owners
+            self.task_gates.append(gate)
+        self.shared_gate: Gate | None = None
+        if not last:
+            self.shared_gate = Gate(in_dim, n_t * len(task_names) + n_s)
+            self.shared_gate.owners = [o for name in task_names for o in [name] * n_t] + shared_owners
+
+    def forward(self, task_inputs: Sequence[Tensor], shared_input: Tensor) -> tuple[list[Tensor], Tensor | None]:
+        own = [bank(x) for bank, x in zip(self.task_experts, task_inputs)] if self.task_experts is not None else []
+        shared = [self.shared_experts(shared_input)] if self.shared_experts is not None else []
+        outs = []
+        for t, (gate, x) in enumerate(zip(self.task_gates, task_inputs)):
+            experts = _cat(([own[t]] if own else []) + shared)  # (B, n_t + n_s, H)
+            outs.append(mix(experts, gate(x)))
+        shared_out = None
+        if self.shared_gate is not None:
+            shared_out = mix(_cat(own + shared), self.shared_gate(shared_input))
+        return outs, shared_out
+
+
+@register("ple")
+class PLE(MultiTaskModel):
+    """Progressive Layered Extraction: ``num_levels`` stacked CGC levels, then a tower per task.
+
+    | param | default | meaning |
+    |---|---|---|
+    | num_levels | 2 | extraction levels (1 = CGC) |
+    | task_experts | 2 | experts per task per level |
+    | shared_experts | 2 | shared experts per level |
+    | expert_hidden | [64] | expert MLP widths (last = expert output dim), same at every level |
+    | exclusivity | 0.0 | MMoEEx: share of each level's shared experts made exclusive to one task |
+    | exclusivity_seed | 0 | seed of the expert → task assignment |
+    | tower_hidden | [32] | per-task tower widths |
+    | dropout | 0.0 | dropout in experts and towers |
+    | activation | relu | hidden activation |
+    """
+
+    Config = PLEConfig
+
+    def __init__(self, context: ModelContext, config: PLEConfig):
+        super().__init__(context, config)
+        dims = [self.encoder.output_dim] + [config.expert_hidden[-1]] * (config.num_levels - 1)
+        self.levels = nn.ModuleList(
+            [CGCLevel(d, self.task_names, config, last=i == config.num_levels - 1) for i, d in enumerate(dims)]
+        )
+        self.build_towers([config.expert_hidden[-1]] * len(self.task_names))
+
+    def task_inputs(self, x: Tensor) -> list[Tensor]:
+        task_in: list[Tensor] = [x] * len(self.task_names)
+        shared_in: Tensor | None = x
+        for level in self.levels:
+            assert shared_in is not None  # only the last level returns None
+            task_in, shared_in = level(task_in, shared_in)
+        return task_in
+
+
+@register("cgc")
+class CGC(PLE):
+    """Customized Gate Control: PLE with a single extraction level (same parameters, num_levels = 1)."""
+
+    Config = CGCConfig

@@ -1,0 +1,89 @@
+"""Pre-norm transformer blocks over the tokens of one row (never across rows of a batch).
+
+Attention runs over the token axis of a (B, N, d) tensor, so each row's output depends only on
+that row: a prediction does not change with the rest of its batch (the property serving needs,
+and which inter-sample attention, as in SAINT or MultiTab's reference code, would break).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: (B, N, d) tokens, optional (N, N) bool mask → (B, N, d).
+
+    ``mask[i, j] = True`` lets token ``i`` attend to token ``j``. Uses
+    ``F.scaled_dot_product_attention``, which exports to ONNX as plain MatMul/Softmax nodes.
+    """
+
+    def __init__(self, d: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if d % n_heads:
+            raise ValueError(f"d_token {d} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(h.transpose(1, 2).reshape(b, n, d))
+
+
+class FeedForward(nn.Module):
+    """(B, N, d) → (B, N, d): Linear → GELU or ReGLU → Dropout → Linear."""
+
+    def __init__(self, d: int, hidden: int, kind: Literal["gelu", "reglu"], dropout: float):
+        super().__init__()
+        self.reglu = kind == "reglu"
+        # ReGLU (FT-Transformer) splits a 2·hidden projection into value and ReLU gate
+        self.inp = nn.Linear(d, hidden * (2 if self.reglu else 1))
+        self.act = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, d)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.inp(x)
+        if self.reglu:
+            a, g = h.chunk(2, dim=-1)
+            h = a * torch.relu(g)
+        else:
+            h = self.act(h)
+        return self.out(self.dropout(h))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + Attn(LN(x)), then x + FFN(LN(x)); (B, N, d) → (B, N, d).
+
+    ``first=True`` drops the first LayerNorm (FT-Transformer does so for its first block, whose
+    input tokens are fresh embeddings).
+    """
+
+    def __init__(
+        self,
+        d: int,
+        n_heads: int,
+        ffn_hidden: int,
+        ffn: Literal["gelu", "reglu"] = "gelu",
+        attention_dropout: float = 0.0,
+        ffn_dropout: float = 0.0,
+        residual_dropout: float = 0.0,
+        first: bool = False,
+    ):
+        super().__init__()
+        self.norm1: nn.Module = nn.Identity() if first else nn.LayerNorm(d)
+        self.attn = SelfAttention(d, n_heads, attention_dropout)
+        self.norm2 = nn.LayerNorm(d)
+        self.ffn = FeedForward(d, ffn_hidden, ffn, ffn_dropout)
+        self.drop = nn.Dropout(residual_dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), mask))
+        return x + self.drop(self.ffn(self.norm2(x)))

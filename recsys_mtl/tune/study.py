@@ -1,0 +1,410 @@
+"""Run an Optuna study over a pipeline: trials fit on train/val only, the winner is refit once.
+
+Study area (``<runs_dir>/tune/<study>/``)::
+
+    study.db        default SQLite storage (any RDB URL via ``tune.storage`` / ``--storage``)
+    trials/         one run folder per trial (no test metrics: trials never see the test split)
+    plots/          optimization history, parameter importances, Pareto front (HTML or PNG)
+    summary.json    objectives, every finished trial, the Pareto front / best trial, the refit run
+    trials.csv      one row per trial: number, state, values, params, seconds
+
+Every worker opens the same storage with a heartbeat; a worker killed mid-trial leaves a RUNNING
+trial whose heartbeat stops, which the next worker to start a trial marks FAIL and, through
+RetryHeartbeatStaleTrialCallback (formerly RetryFailedTrialCallback), re-enqueues with the same parameters. ``n_trials`` is the study's total
+of finished (complete + pruned) trials over all workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import optuna
+import sqlalchemy.exc
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+
+from recsys_mtl.data.sources import Splits, load_splits
+from recsys_mtl.errors import RecsysMTLError, SpecError
+from recsys_mtl.spec.features import FeatureSpec
+from recsys_mtl.spec.loading import load_pipeline
+from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.train.run import Prepared, RunResult, fit, prepare
+from recsys_mtl.tune.space import (
+    TuneConfig,
+    WeightedObjective,
+    SingleObjective,
+    check_space,
+    directions,
+    objective_metrics,
+    parse_tune,
+    resolve,
+    sample,
+)
+
+log = logging.getLogger(__name__)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+WEIGHTED_KEY = "val/tune_objective"
+
+
+@dataclass
+class StudyPlan:
+    """A validated study: pipeline, spec, tune section and where things go."""
+
+    cfg: PipelineConfig
+    spec: FeatureSpec
+    tune: TuneConfig
+    study_name: str
+    storage_url: str
+    area: Path
+    metrics: list[str] = field(default_factory=list)
+    directions: list[str] = field(default_factory=list)
+
+
+def plan_study(
+    pipeline: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    runs_dir: Path | None = None,
+) -> StudyPlan:
+    """Load and check everything (space paths, values, metrics) before any data is read."""
+    cfg, spec = load_pipeline(pipeline, overrides)
+    if runs_dir is not None:
+        cfg = cfg.model_copy(update={"runs_dir": runs_dir})
+    tune = parse_tune(cfg.tune, str(pipeline))
+    updates = {k: v for k, v in {"n_trials": n_trials, "timeout": timeout, "storage": storage, "study_name": study_name}.items() if v is not None}
+    tune = tune.model_copy(update=updates)
+    check_space(tune, cfg, spec, str(pipeline))
+    name = tune.study_name or cfg.name
+    area = cfg.runs_dir / "tune" / name
+    url = tune.storage or f"sqlite:///{area / 'study.db'}"
+    return StudyPlan(cfg, spec, tune, name, url, area, objective_metrics(tune, cfg, spec), directions(tune, cfg, spec))
+
+
+def open_study(plan: StudyPlan) -> optuna.Study:
+    """Create or load the study in its RDB storage, with heartbeat-based failure of dead workers."""
+    plan.area.mkdir(parents=True, exist_ok=True)
+    t = plan.tune
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = _storage(plan)
+    study = optuna.create_study(
+        study_name=plan.study_name,
+        storage=storage,
+        sampler=t.make_sampler(),
+        pruner=t.make_pruner(),
+        directions=plan.directions,
+        load_if_exists=True,
+    )
+    if study.user_attrs.get("metrics") not in (None, plan.metrics):
+        raise SpecError(f"study {plan.study_name!r} in {plan.storage_url} optimises {study.user_attrs['metrics']}, not {plan.metrics}")
+    if not study.trials:  # a fresh study: record its objectives and queue the requested first trials
+        study.set_user_attr("metrics", plan.metrics)
+        for assignment in t.enqueue:
+            study.enqueue_trial({k: _encode_param(v) for k, v in assignment.items()}, skip_if_exists=True)
+    return study
+
+
+def _storage(plan: StudyPlan, attempts: int = 5) -> RDBStorage:
+    t = plan.tune
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(
+                plan.storage_url,
+                heartbeat_interval=t.heartbeat_interval,
+                grace_period=t.grace_period,
+                # Optuna 5's name for RetryFailedTrialCallback: re-enqueue a dead worker's trial with its params
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=t.max_retry),
+            )
+        except sqlalchemy.exc.SQLAlchemyError:
+            # workers started together race to create the schema (PostgreSQL: "type ... already exists"); the loser retries
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _encode_param(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
+class _FitOnlyPruning(PyTorchLightningPruningCallback):
+    """Optuna's Lightning pruning callback, silent outside ``fit`` (the final re-validation)."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_end(trainer, pl_module)
+
+
+class _WeightedSum(L.Callback):
+    """Puts Σ w·metric into the validation metrics so checkpointing, early stopping and pruning see it."""
+
+    def __init__(self, weights: dict[str, float]):
+        self.weights = weights
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if all(k in metrics for k in self.weights):
+            metrics[WEIGHTED_KEY] = torch.tensor(sum(w * float(metrics[k]) for k, w in self.weights.items()))
+
+
+class TrialObjective:
+    """One trial: sample, resolve the pipeline, fit on train/val (pruning per epoch), return val objective(s)."""
+
+    def __init__(self, plan: StudyPlan, prepared: Prepared):
+        self.plan = plan
+        self.prepared = prepared
+        self.base_raw = plan.cfg.model_dump(mode="python")
+
+    def monitor_overrides(self) -> tuple[dict[str, Any], str | None]:
+        """Trainer monitor / mode for checkpoint selection, and the metric the pruner watches."""
+        obj, (direction, *_) = self.plan.tune.objective, self.plan.directions
+        mode = "max" if direction == "maximize" else "min"
+        if isinstance(obj, SingleObjective):
+            return {"trainer.monitor": self.plan.metrics[0], "trainer.mode": mode}, self.plan.metrics[0]
+        if isinstance(obj, WeightedObjective):
+            return {"trainer.monitor": WEIGHTED_KEY, "trainer.mode": mode}, WEIGHTED_KEY
+        return {}, None  # multi-objective: selection on the pipeline's monitor; Optuna cannot prune
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        plan = self.plan
+        params = sample(plan.tune.space, trial, self.base_raw)
+        trial.set_user_attr("assignments", params)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        monitor, prune_on = self.monitor_overrides()
+        cfg = resolve(
+            plan.cfg,
+            {
+                **plan.tune.trial_overrides,
+                **params,
+                **monitor,
+                "trainer.progress_bar": False,
+                "name": f"trial{trial.number:04d}",
+                "runs_dir": plan.area / "trials",
+            },
+        )
+        callbacks: list[L.Callback] = []
+        if isinstance(plan.tune.objective, WeightedObjective):
+            callbacks.append(_WeightedSum(plan.tune.objective.weights))
+        pruning = _FitOnlyPruning(trial, monitor=prune_on) if prune_on else None
+        if pruning is not None:
+            callbacks.append(pruning)
+        result = fit(cfg, plan.spec, prepared=self.prepared, extra_callbacks=callbacks, evaluate_test=False)
+        if pruning is not None:
+            pruning.check_pruned()  # DDP: the pruning decision travels through storage
+        val = result.metrics["val"]
+        trial.set_user_attr("run_dir", str(result.run_dir))
+        trial.set_user_attr("val", val)
+        trial.set_user_attr("epochs_run", result.metrics["epochs_run"])
+        values = self.values(val)
+        return values[0] if len(values) == 1 else values
+
+    def values(self, val: dict[str, float]) -> list[float]:
+        obj = self.plan.tune.objective
+        if isinstance(obj, WeightedObjective):
+            return [sum(w * val[k.removeprefix("val/")] for k, w in obj.weights.items())]
+        return [val[m.removeprefix("val/")] for m in self.plan.metrics]
+
+
+class _Progress:
+    """One line per finished trial (works in CI logs, unlike a progress bar)."""
+
+    def __init__(self, plan: StudyPlan, stream: Any = None):
+        self.plan = plan
+        self.stream = stream or sys.stdout
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+        total = self.plan.tune.n_trials or "?"
+        secs = trial.duration.total_seconds() if trial.duration else 0.0
+        if trial.state == TrialState.COMPLETE:
+            shown = "  ".join(f"{m}={v:.4f}" for m, v in zip(self.plan.metrics if len(trial.values) > 1 else ["objective"], trial.values))
+        elif trial.state == TrialState.PRUNED:
+            shown = f"pruned after epoch {trial.last_step}"
+        else:
+            shown = trial.state.name.lower()
+        params = " ".join(f"{k}={_short(v)}" for k, v in trial.user_attrs.get("assignments", {}).items())
+        print(f"[{done}/{total}] trial {trial.number}: {shown}  ({secs:.1f}s)  {params}", file=self.stream, flush=True)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def quiet_optuna() -> None:
+    """Silence Optuna's per-trial INFO lines: the runner prints its own progress line per trial."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class TuneResult:
+    study: optuna.Study
+    plan: StudyPlan
+    chosen: FrozenTrial | None
+    refit: RunResult | None
+    plots: list[Path]
+    summary_path: Path
+
+
+def run_workers(plan: StudyPlan, splits: Splits | None = None) -> tuple[optuna.Study, Splits]:
+    """This process's share of the study: trials until the study has ``n_trials`` finished or time is up."""
+    study = open_study(plan)
+    splits = splits or load_splits(plan.cfg.data)
+    target = plan.tune.n_trials
+    if target is not None and _finished(study) >= target:
+        return study, splits
+    prepared = prepare(plan.cfg, plan.spec, splits)  # encoded once; every trial reuses the tables
+    if plan.tune.train_fraction < 1:
+        n = len(prepared.train)
+        keep = torch.randperm(n, generator=torch.Generator().manual_seed(plan.cfg.trainer.seed))[: max(1, round(n * plan.tune.train_fraction))]
+        prepared = replace(prepared, train=prepared.train.permuted(keep.sort().values))
+    callbacks: list[Any] = [_Progress(plan)]
+    if target is not None:
+        # counts other workers' running trials too, so the total stops at n_trials
+        callbacks.append(MaxTrialsCallback(target, states=(*FINISHED, TrialState.RUNNING)))
+    quiet = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.WARNING)  # no per-trial "GPU available" banners
+    try:
+        study.optimize(
+            TrialObjective(plan, prepared),
+            n_trials=None if target is None else target - _finished(study),
+            timeout=plan.tune.timeout,
+            callbacks=callbacks,
+            show_progress_bar=False,
+            gc_after_trial=True,
+            # a trial whose sampled combination is rejected or diverges is marked FAIL; the study goes on
+            catch=(RecsysMTLError, ValueError, RuntimeError, FloatingPointError),
+        )
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+    return study, splits
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def choose_trial(study: optuna.Study, plan: StudyPlan) -> FrozenTrial | None:
+    """Best trial (one objective) or the ``refit_pareto_index``-th Pareto trial by the first objective."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    if len(plan.directions) == 1:
+        return study.best_trial
+    front = pareto_front(study, plan)
+    return front[min(plan.tune.refit_pareto_index, len(front) - 1)]
+
+
+def pareto_front(study: optuna.Study, plan: StudyPlan) -> list[FrozenTrial]:
+    sign = 1 if plan.directions[0] == "maximize" else -1
+    return sorted(study.best_trials, key=lambda t: -sign * t.values[0])
+
+
+def refit(plan: StudyPlan, trial: FrozenTrial, splits: Splits) -> RunResult:
+    """Fit the pipeline with the trial's parameters into a normal run folder; the one test evaluation."""
+    cfg = resolve(plan.cfg, {**trial.user_attrs["assignments"], "name": f"{plan.cfg.name}-tuned"})
+    return fit(cfg, plan.spec, splits=splits)
+
+
+def tune(plan: StudyPlan, *, do_refit: bool = True, splits: Splits | None = None) -> TuneResult:
+    """Run this worker's trials, then (``do_refit``) refit the chosen trial, write plots and a summary."""
+    from recsys_mtl.tune.plots import write_plots
+
+    started = time.perf_counter()
+    study, splits = run_workers(plan, splits)
+    chosen = choose_trial(study, plan)
+    result = refit(plan, chosen, splits) if do_refit and chosen is not None else None
+    plots = write_plots(study, plan.metrics, plan.area / "plots", plan.tune.plots)
+    summary = write_summary(study, plan, chosen, result, time.perf_counter() - started)
+    return TuneResult(study, plan, chosen, result, plots, summary)
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "number": t.number,
+            "state": t.state.name,
+            "values": t.values,
+            "params": t.user_attrs.get("assignments", {}),
+            "last_step": t.last_step,
+            "seconds": round(t.duration.total_seconds(), 2) if t.duration else None,
+            "retry_of": t.system_attrs.get("failed_trial"),  # set by RetryHeartbeatStaleTrialCallback
+        })
+    return rows
+
+
+def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | None, result: RunResult | None, seconds: float) -> Path:
+    rows = trial_rows(study)
+    front = pareto_front(study, plan) if len(plan.directions) > 1 and chosen is not None else []
+    summary = {
+        "study": plan.study_name,
+        "storage": plan.storage_url if plan.storage_url.startswith("sqlite") else plan.storage_url.split("@")[-1],  # no password
+        "objectives": dict(zip(plan.metrics if not isinstance(plan.tune.objective, WeightedObjective) else ["weighted_sum"], plan.directions)),
+        "states": {s.name: sum(r["state"] == s.name for r in rows) for s in TrialState},
+        "worker_seconds": round(seconds, 1),
+        "chosen_trial": None if chosen is None else {"number": chosen.number, "values": chosen.values, "params": chosen.user_attrs.get("assignments"), "val": chosen.user_attrs.get("val")},
+        "pareto_front": [{"number": t.number, "values": t.values, "params": t.user_attrs.get("assignments")} for t in front],
+        "refit": None if result is None else {"run_dir": str(result.run_dir), "val": result.metrics["val"], "test": result.metrics.get("test")},
+        "trials": rows,
+    }
+    path = plan.area / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str))
+    with open(plan.area / "trials.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["number"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "values": json.dumps(r["values"]), "params": json.dumps(r["params"])})
+    return path
+
+
+def summary_table(result: TuneResult, top: int = 10) -> str:
+    """The end-of-study table: trial counts, the best (or Pareto) trials, and the refit's metrics."""
+    study, plan = result.study, result.plan
+    rows = trial_rows(study)
+    states = "  ".join(f"{s}={n}" for s, n in json.loads(result.summary_path.read_text())["states"].items() if n)
+    names = plan.metrics if not isinstance(plan.tune.objective, WeightedObjective) else ["weighted_sum"]
+    lines = [f"study {plan.study_name} ({plan.storage_url.split('@')[-1]}): {states}"]
+    if len(plan.directions) > 1:
+        shown = pareto_front(study, plan) if result.chosen is not None else []
+        lines.append(f"Pareto front ({len(shown)} trials):")
+    else:
+        sign = 1 if plan.directions[0] == "maximize" else -1
+        shown = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -sign * t.values[0])[:top]
+        lines.append(f"top {len(shown)} trials:")
+    widths = [max(10, len(n)) for n in names]
+    lines.append(f"{'trial':>6}  " + "  ".join(f"{n:>{w}}" for n, w in zip(names, widths)) + "  params")
+    for t in shown:
+        params = " ".join(f"{k}={_short(v)}" for k, v in t.user_attrs.get("assignments", {}).items())
+        mark = "*" if result.chosen is not None and t.number == result.chosen.number else " "
+        lines.append(f"{mark}{t.number:>5}  " + "  ".join(f"{v:>{w}.4f}" for v, w in zip(t.values, widths)) + f"  {params}")
+    if result.refit is not None:
+        m = result.refit.metrics
+        lines.append(f"refit of trial {result.chosen.number if result.chosen else '?'}: {result.refit.run_dir}")
+        for split in ("val", "test"):
+            shown_m = {k: v for k, v in m.get(split, {}).items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
+            lines.append(f"  {split}: " + "  ".join(f"{k}={v:.4f}" for k, v in shown_m.items()))
+    if result.plots:
+        lines.append(f"plots: {', '.join(p.name for p in result.plots)} in {result.plots[0].parent}")
+    lines.append(f"summary: {result.summary_path}  ({len(rows)} trials)")
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""``recsys-mtl-serve <export_dir>``: serve an exported model over HTTP (127.0.0.1 by default)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from serving.app import ServeSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ServeSettings()
+    p = argparse.ArgumentParser(prog="recsys-mtl-serve", description=__doc__.splitlines()[0])
+    p.add_argument("export_dir", help="folder written by 'recsys-mtl export'")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--variant", default="fp32", help="fp32, int8 or fp16 (as exported)")
+    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="onnxruntime execution provider")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
+    p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep instead of spinning (shared cores)")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, help="most rows per ONNX call (micro-batching)")
+    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="how long a batch waits for more requests")
+    p.add_argument("--max-request-rows", type=int, default=d.max_request_rows)
+    p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20)
+    p.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish in-flight requests on shutdown")
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.predictor import Predictor
+
+    try:
+        predictor = Predictor(args.export_dir, args.variant, args.provider, intra_threads=args.threads,
+                              allow_spinning=not args.no_spin)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = ServeSettings(
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_request_rows=args.max_request_rows,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+    )
+    uvicorn.run(
+        create_app(predictor, settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

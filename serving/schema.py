@@ -1,0 +1,238 @@
+"""Request validation built from an export's ``metadata.json``; turns rows into the ONNX feed.
+
+Rules (the same for JSON rows and Arrow columns):
+
+* every input column must be present and no other; ``null`` is a missing value;
+* categorical: a string (an integer is accepted and written as its decimal string);
+* numeric: a finite number (``NaN``/``Infinity`` are rejected: write ``null`` for missing);
+* sequence: a list of strings / integers / nulls (or ``null`` for an empty list); items past the
+  feature's ``max_len`` are dropped, as in training.
+
+A violation raises :class:`RequestError` naming the field (and the row for JSON).
+No torch, no recsys_mtl: this module only needs numpy and pyarrow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Feed = dict[str, np.ndarray]
+
+
+class RequestError(ValueError):
+    """A bad request: ``status`` is the HTTP status, ``field`` the offending input (if any)."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 422):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    kind: str  # categorical | numeric | sequence
+    dtype: str  # string | float64
+    max_len: int | None
+    missing: str
+
+
+# ---------------------------------------------------------------------- JSON values
+def _categorical(value: Any, null: str) -> str:
+    if value is None:
+        return null
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"expected a string (or null), got {_json_type(value)}")
+
+
+def _numeric(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number (or null), got {_json_type(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise TypeError(f"{value} is not allowed; write null for a missing value")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+             dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+class Schema:
+    """The inputs of one exported model, and conversion of requests into its feed."""
+
+    def __init__(self, metadata: dict[str, Any]):
+        self.inputs = [
+            InputSpec(i["name"], i["kind"], i["dtype"], i.get("max_len"), i.get("missing", ""))
+            for i in metadata["inputs"]
+        ]
+        self.by_name = {i.name: i for i in self.inputs}
+        self.names = frozenset(self.by_name)
+        self._json: dict[str, Callable[[InputSpec, list[Any]], np.ndarray]] = {
+            "categorical": self._json_categorical,
+            "numeric": self._json_numeric,
+            "sequence": self._json_sequence,
+        }
+        self._arrow: dict[str, Callable[[InputSpec, pa.ChunkedArray], np.ndarray]] = {
+            "categorical": _arrow_categorical,
+            "numeric": _arrow_numeric,
+            "sequence": _arrow_sequence,
+        }
+
+    # ------------------------------------------------------------------ JSON
+    def from_json(self, body: Any, max_rows: int) -> tuple[Feed, int]:
+        """A JSON object (one row) or a non-empty array of objects → (feed, rows)."""
+        rows = [body] if isinstance(body, dict) else body
+        if not isinstance(rows, list):
+            raise RequestError(f"body must be a JSON object (one row) or an array of objects, got {_json_type(body)}", status=400)
+        if not rows:
+            raise RequestError("no rows: the array is empty", status=400)
+        if len(rows) > max_rows:
+            raise RequestError(f"batch of {len(rows)} rows exceeds the limit of {max_rows}", status=413)
+        for r, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise RequestError(f"row {r}: expected an object, got {_json_type(row)}", status=400)
+            if row.keys() != self.names:
+                self._key_error(row, r)
+        feed = {i.name: self._json[i.kind](i, [row[i.name] for row in rows]) for i in self.inputs}
+        return feed, len(rows)
+
+    def _key_error(self, row: dict[str, Any], r: int) -> None:
+        missing = sorted(self.names - row.keys())
+        if missing:
+            raise RequestError(f"row {r}: missing field {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), missing[0])
+        extra = sorted(row.keys() - self.names)
+        raise RequestError(f"row {r}: unknown field {extra[0]!r}", extra[0])
+
+    @staticmethod
+    def _each(spec: InputSpec, values: list[Any], convert: Callable[[Any], Any]) -> list[Any]:
+        out = []
+        for r, v in enumerate(values):
+            try:
+                out.append(convert(v))
+            except TypeError as exc:
+                raise RequestError(f"row {r}: field {spec.name!r}: {exc}", spec.name) from None
+        return out
+
+    def _json_categorical(self, spec: InputSpec, values: list[Any]) -> np.ndarray:
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = self._each(spec, values, lambda v: _categorical(v, spec.missing))
+        return arr
+
+    def _json_numeric(self, spec: InputSpec, values: list[Any]) -> np.ndarray:
+        return np.asarray(self._each(spec, values, _numeric), dtype=np.float64)
+
+    def _json_sequence(self, spec: InputSpec, values: list[Any]) -> np.ndarray:
+        def convert(v: Any) -> list[str]:
+            if v is None:
+                return []
+            if not isinstance(v, list):
+                raise TypeError(f"expected a list (or null), got {_json_type(v)}")
+            return [_categorical(x, spec.missing) for x in v[: spec.max_len]]
+
+        return pad_lists(self._each(spec, values, convert), spec.missing)
+
+    # ------------------------------------------------------------------ Arrow
+    def from_arrow(self, table: pa.Table, max_rows: int) -> tuple[Feed, int]:
+        if table.num_rows == 0:
+            raise RequestError("no rows: the Arrow table is empty", status=400)
+        if table.num_rows > max_rows:
+            raise RequestError(f"batch of {table.num_rows} rows exceeds the limit of {max_rows}", status=413)
+        cols = set(table.column_names)
+        for name in sorted(self.names - cols):
+            raise RequestError(f"missing column {name!r}", name)
+        for name in sorted(cols - self.names):
+            raise RequestError(f"unknown column {name!r}", name)
+        feed = {}
+        for spec in self.inputs:
+            try:
+                feed[spec.name] = self._arrow[spec.kind](spec, table.column(spec.name))
+            except TypeError as exc:
+                raise RequestError(f"column {spec.name!r}: {exc}", spec.name) from None
+        return feed, table.num_rows
+
+    # ------------------------------------------------------------------ placeholders
+    def blank(self, rows: int) -> Feed:
+        """A feed of ``rows`` all-missing rows (warm-up)."""
+        return {
+            i.name: (np.full(rows, np.nan) if i.kind == "numeric" else
+                     np.full((rows, 1) if i.kind == "sequence" else rows, i.missing, dtype=object))
+            for i in self.inputs
+        }
+
+
+def pad_lists(lists: list[list[str]], pad: str) -> np.ndarray:
+    """Ragged lists → (B, L) object array padded with ``pad`` (L >= 1)."""
+    width = max([1, *map(len, lists)])
+    out = np.full((len(lists), width), pad, dtype=object)
+    for r, items in enumerate(lists):
+        if items:
+            out[r, : len(items)] = items
+    return out
+
+
+def concat_feeds(feeds: list[Feed]) -> Feed:
+    """Row-wise concatenation; 2-D (sequence) inputs are right-padded to the widest first."""
+    if len(feeds) == 1:
+        return feeds[0]
+    out = {}
+    for name, first in feeds[0].items():
+        parts = [f[name] for f in feeds]
+        if first.ndim == 2:
+            width = max(p.shape[1] for p in parts)
+            parts = [p if p.shape[1] == width else _widen(p, width) for p in parts]
+        out[name] = np.concatenate(parts)
+    return out
+
+
+def _widen(x: np.ndarray, width: int) -> np.ndarray:
+    pad = np.full((x.shape[0], width - x.shape[1]), "", dtype=object)
+    return np.concatenate([x, pad], axis=1)
+
+
+# ---------------------------------------------------------------------- Arrow columns
+def _arrow_categorical(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
+    t = col.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+        raise TypeError(f"expected strings (or integers), got {t}")
+    return pc.fill_null(col.cast(pa.string()), spec.missing).to_numpy(zero_copy_only=False).astype(object)
+
+
+def _arrow_numeric(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
+    t = col.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)):
+        raise TypeError(f"expected numbers, got {t}")
+    x = pc.fill_null(col.cast(pa.float64()), math.nan).to_numpy()
+    if np.isinf(x).any():
+        raise TypeError("infinite values are not allowed; write null for a missing value")
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def _arrow_sequence(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
+    t = col.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not (
+        pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type) or pa.types.is_integer(t.value_type)
+    ):
+        raise TypeError(f"expected a list of strings, got {t}")
+    lists = col.cast(pa.list_(pa.string())).to_pylist()
+    return pad_lists([[spec.missing if v is None else v for v in (x or [])[: spec.max_len]] for x in lists], spec.missing)

@@ -1,0 +1,82 @@
+"""``recsys-mtl export`` on a real (tiny) run folder: files, metadata, Triton layout, loud failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from recsys_mtl.cli import main
+from recsys_mtl.export import ExportError, export_run
+from recsys_mtl.export.exporter import load_run
+from recsys_mtl.spec import load_pipeline
+from recsys_mtl.train.run import fit
+from tests.export_support import held_out
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("export_run")
+    cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
+        "data.rows=1500", f"data.cache_dir={tmp / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=256",
+        "trainer.progress_bar=false", f"runs_dir={tmp / 'runs'}",
+    ])
+    return fit(cfg, spec).run_dir
+
+
+def test_cli_export_writes_models_metadata_and_triton_layout(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "exports" / "tiny"
+    assert main(["export", str(run_dir), "--out", str(out), "--int8", "--fp16", "--parity-rows", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs difference" in printed and "int8: change vs fp32" in printed
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["tasks"] == ["task0", "task1"] and meta["model"] == "mmoe"
+    assert len(meta["spec_hash"]) == 16 and meta["versions"]["onnxruntime"]
+    assert meta["parity"]["max_abs_diff"] <= 1e-5 and meta["parity"]["rows"] == 100
+    assert {i["name"]: i["dtype"] for i in meta["inputs"]}["cat0"] == "string"
+    assert {i["name"]: i["dtype"] for i in meta["inputs"]}["num0"] == "float64"
+    for variant in ("int8", "fp16"):
+        info = meta["variants"][variant]
+        assert (out / info["file"]).is_file()
+        for task in ("task0", "task1"):
+            # the quantised models rank rows almost as the float32 one does
+            assert abs(info["change"][task]["auc"]) < 0.02
+    config = (out / "triton" / "tiny" / "config.pbtxt").read_text()
+    assert 'backend: "onnxruntime"' in config and "dynamic_batching" in config
+    assert 'name: "tags"' in config and "TYPE_STRING" in config and "TYPE_FP64" in config
+    assert (out / "triton" / "tiny" / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+    # the exported model scores raw held-out rows (nulls, OOV, empty lists) with no Python preprocessing
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    df = held_out(50)
+    feed = {
+        "cat0": df["cat0"].fill_null("").to_numpy().astype(object),
+        **{i.name: np.zeros(50) for i in session.get_inputs() if i.type == "tensor(double)"},
+    }
+    for i in session.get_inputs():
+        if i.name not in feed:
+            feed[i.name] = np.full((50, 2) if i.name == "tags" else 50, "", dtype=object)
+    probs = session.run(None, feed)
+    assert [p.shape for p in probs] == [(50,), (50,)]
+
+
+def test_parity_failure_is_loud_and_writes_nothing(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bad"
+    with pytest.raises(ExportError, match="ONNX and torch disagree.*max abs difference"):
+        export_run(run_dir, out, tolerance=-1.0, parity_rows=64, test=held_out(100))
+    assert not out.exists() and not list(tmp_path.glob(".bad-*"))
+
+
+def test_refuses_existing_output_and_incomplete_run(run_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("keep me")
+    with pytest.raises(ExportError, match="already exists"):
+        export_run(run_dir, tmp_path / "taken")
+    assert (tmp_path / "taken" / "x").read_text() == "keep me"
+    with pytest.raises(ExportError, match="not a complete run folder .pipeline.yaml is missing"):
+        load_run(tmp_path)
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2

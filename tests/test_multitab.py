@@ -1,0 +1,136 @@
+"""MultiTab-Net: contract, multitask attention mask, row-wise attention, numeric tokens, export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recsys_mtl.models import build_model
+from recsys_mtl.models.multitab import multitask_mask
+from recsys_mtl.nn.encoders import FeatureTokenizer
+from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig
+from tests.conftest import make_context
+from tests.model_checks import (
+    assert_batch_independent,
+    assert_fit_beats_constant,
+    assert_gradients_reach_everything,
+    assert_onnx_exports,
+    feats,
+    learnable_data,
+)
+
+SMALL = {"d_token": 16, "n_blocks": 2, "n_heads": 2, "ffn_hidden": 32}
+
+
+@pytest.mark.parametrize("num_tasks", [1, 2, 5])
+def test_output_contract(num_tasks: int) -> None:
+    ctx, table = make_context(num_tasks, rows=64)
+    model = build_model("multitab", SMALL, ctx)
+    out = model(feats(table))
+    assert list(out) == [f"task{k}" for k in range(num_tasks)]
+    assert all(v.shape == (64,) for v in out.values())
+    # one token per task in front of one token per feature
+    assert model.attention_mask.shape == (num_tasks + model.tokenizer.num_tokens,) * 2
+
+
+def test_mask_matrix() -> None:
+    allowed = multitask_mask(3, 2, task_to_task=True, feature_to_task=False)
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 1, 1],
+            [0, 1, 0, 1, 1],
+            [0, 0, 1, 1, 1],
+            [1, 1, 1, 1, 1],
+            [1, 1, 1, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(allowed, expected)
+    both = multitask_mask(3, 2, task_to_task=True, feature_to_task=True)
+    assert not both[3:, :3].any() and both[3:, 3:].all() and torch.equal(both[:3, :3], torch.eye(3, dtype=torch.bool))
+    assert multitask_mask(3, 2, False, False).all()
+
+
+def _task_outputs_after_perturbing(params: dict, k: int) -> tuple[dict, dict]:
+    ctx, table = make_context(3, rows=32)
+    torch.manual_seed(0)
+    model = build_model("multitab", {**SMALL, **params}, ctx).eval()
+    batch = feats(table)
+    with torch.no_grad():
+        before = model(batch)
+        # a random direction: a constant shift would vanish in the pre-norm LayerNorms
+        model.task_tokens[k] += torch.randn(model.task_tokens.shape[1])
+        after = model(batch)
+    return before, after
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_blocks": 1, "mask_task_to_task": True},  # one block: T×T alone isolates the tasks
+        {"n_blocks": 3, "mask_task_to_task": True, "mask_feature_to_task": True},  # F×T + T×T at any depth
+    ],
+)
+def test_task_token_cannot_reach_other_tasks_when_masked(params: dict) -> None:
+    before, after = _task_outputs_after_perturbing(params, k=1)
+    assert not torch.allclose(before["task1"], after["task1"])  # the token matters to its own task
+    for j in ("task0", "task2"):
+        torch.testing.assert_close(before[j], after[j], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_blocks": 1, "mask_task_to_task": False},  # unmasked: tasks read each other directly
+        {"n_blocks": 2, "mask_task_to_task": True},  # T×T only: reaches task j through feature tokens
+    ],
+)
+def test_task_token_reaches_other_tasks_without_the_full_mask(params: dict) -> None:
+    before, after = _task_outputs_after_perturbing(params, k=1)
+    assert not torch.allclose(before["task0"], after["task0"])
+
+
+def test_gradients_reach_everything() -> None:
+    ctx, table = make_context(3, rows=128)
+    assert_gradients_reach_everything(build_model("multitab", SMALL, ctx), table)
+
+
+def test_batch_independence() -> None:
+    ctx, table = make_context(2, rows=200)
+    assert_batch_independent(build_model("multitab", SMALL, ctx), table)
+
+
+@pytest.mark.parametrize("kind", ["linear", "periodic"])
+def test_numeric_tokens(kind: str) -> None:
+    ctx, table = make_context(2, rows=16)
+    tok = FeatureTokenizer(ctx.layout, 8, NumericEmbeddingConfig(kind=kind))
+    layout = ctx.layout
+    n_cat = len(layout.categorical) + len(layout.sequences)
+    n_num = len(layout.numeric) + len(layout.indicators)
+    tokens = tok(feats(table))
+    assert tokens.shape == (16, n_cat + n_num, 8) and tok.num_tokens == n_cat + n_num
+    # a numeric token depends on its own column only
+    batch = feats(table)
+    batch["numeric"] = batch["numeric"].clone()
+    batch["numeric"][:, 0] += 1.0
+    changed = (tok(batch) - tokens).abs().sum(dim=(0, 2)) > 0
+    assert changed.tolist() == [i == n_cat for i in range(n_cat + n_num)]
+
+
+def test_short_fit_beats_constant() -> None:
+    ctx, train, test = learnable_data(2)
+    assert_fit_beats_constant(build_model("multitab", SMALL, ctx), train, test)
+
+
+def test_onnx_export() -> None:
+    ctx, table = make_context(2, rows=64)
+    assert_onnx_exports(build_model("multitab", SMALL, ctx), table)
+
+
+def test_shared_module_is_the_last_block() -> None:
+    ctx, table = make_context(2, rows=16)
+    model = build_model("multitab", SMALL, ctx)
+    seen = []
+    model.shared_module().register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(feats(table))
+    assert seen == [(16, 2 + model.tokenizer.num_tokens, 16)]

@@ -1,0 +1,89 @@
+"""Request validation: each bad input names its field; good rows become the ONNX feed."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from serving.schema import RequestError, Schema, concat_feeds
+
+META = {
+    "inputs": [
+        {"name": "age", "kind": "numeric", "dtype": "float64", "missing": "NaN"},
+        {"name": "job", "kind": "categorical", "dtype": "string", "missing": ""},
+        {"name": "tags", "kind": "sequence", "dtype": "string", "max_len": 3, "missing": ""},
+    ]
+}
+SCHEMA = Schema(META)
+
+
+def test_rows_become_the_feed() -> None:
+    feed, n = SCHEMA.from_json([{"age": 30, "job": "x", "tags": ["a", None, "b", "c", "d"]},
+                                {"age": None, "job": None, "tags": None}], 10)
+    assert n == 2
+    assert feed["age"].dtype == np.float64 and feed["age"][0] == 30 and math.isnan(feed["age"][1])
+    assert feed["job"].tolist() == ["x", ""]
+    assert feed["tags"].tolist() == [["a", "", "b"], ["", "", ""]]  # truncated to max_len, "" = missing
+    one, _ = SCHEMA.from_json({"age": 1.5, "job": 7, "tags": []}, 10)  # a single object is one row
+    assert one["job"].tolist() == ["7"] and one["tags"].shape == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "status", "text"),
+    [
+        ({"job": "x", "tags": []}, "age", 422, "missing field 'age'"),
+        ({"age": 1, "job": "x", "tags": [], "zip": 1}, "zip", 422, "unknown field 'zip'"),
+        ({"age": "old", "job": "x", "tags": []}, "age", 422, "expected a number"),
+        ({"age": True, "job": "x", "tags": []}, "age", 422, "expected a number"),
+        ({"age": float("nan"), "job": "x", "tags": []}, "age", 422, "write null for a missing value"),
+        ({"age": float("inf"), "job": "x", "tags": []}, "age", 422, "write null"),
+        ({"age": 1, "job": 1.5, "tags": []}, "job", 422, "expected a string"),
+        ({"age": 1, "job": "x", "tags": "a"}, "tags", 422, "expected a list"),
+        ({"age": 1, "job": "x", "tags": [{"a": 1}]}, "tags", 422, "expected a string"),
+        ([], None, 400, "no rows"),
+        ("text", None, 400, "must be a JSON object"),
+        ([1], None, 400, "row 0: expected an object"),
+    ],
+)
+def test_bad_json_rows(body: object, field: str | None, status: int, text: str) -> None:
+    with pytest.raises(RequestError, match=text) as err:
+        SCHEMA.from_json(body, 10)
+    assert err.value.field == field and err.value.status == status
+
+
+def test_oversized_batch() -> None:
+    with pytest.raises(RequestError, match="11 rows exceeds the limit of 10") as err:
+        SCHEMA.from_json([{"age": 1, "job": "x", "tags": []}] * 11, 10)
+    assert err.value.status == 413
+
+
+def _arrow(table: pa.Table) -> pa.Table:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return pa.ipc.open_stream(sink.getvalue()).read_all()
+
+
+def test_arrow_columns() -> None:
+    t = _arrow(pa.table({"age": [1.0, None], "job": ["a", None], "tags": [["x", None], None]}))
+    feed, n = SCHEMA.from_arrow(t, 10)
+    assert n == 2 and math.isnan(feed["age"][1]) and feed["job"].tolist() == ["a", ""]
+    assert feed["tags"].tolist() == [["x", ""], ["", ""]]
+    with pytest.raises(RequestError, match="column 'age': expected numbers") as err:
+        SCHEMA.from_arrow(pa.table({"age": ["1"], "job": ["a"], "tags": [["x"]]}), 10)
+    assert err.value.field == "age"
+    with pytest.raises(RequestError, match="missing column 'job'"):
+        SCHEMA.from_arrow(pa.table({"age": [1.0], "tags": [["x"]]}), 10)
+    with pytest.raises(RequestError, match="infinite"):
+        SCHEMA.from_arrow(pa.table({"age": [math.inf], "job": ["a"], "tags": [["x"]]}), 10)
+
+
+def test_concat_pads_sequence_widths() -> None:
+    a, _ = SCHEMA.from_json({"age": 1, "job": "x", "tags": ["a"]}, 10)
+    b, _ = SCHEMA.from_json({"age": 2, "job": "y", "tags": ["a", "b", "c"]}, 10)
+    both = concat_feeds([a, b])
+    assert both["tags"].tolist() == [["a", "", ""], ["a", "b", "c"]] and both["age"].tolist() == [1.0, 2.0]
