@@ -129,4 +129,4 @@ def test_callback_logs_each_validation_and_report_reproduces_the_best(tmp_path: 
 
 def test_report_on_a_non_run_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path)]) == 2
-    assert "not a run folder" in capsys.readouterr().err
+    assert "not a complete run folder (pipeline.yaml is missing)" in capsys.readouterr().err

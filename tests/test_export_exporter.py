@@ -11,7 +11,8 @@ import pytest
 
 from recsys_mtl.cli import main
 from recsys_mtl.export import ExportError, export_run
-from recsys_mtl.export.exporter import load_run
+from recsys_mtl.errors import DataError
+from recsys_mtl.train.run_folder import load_run
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.run import fit
 from tests.export_support import held_out
@@ -77,6 +78,6 @@ def test_refuses_existing_output_and_incomplete_run(run_dir: Path, tmp_path: Pat
     with pytest.raises(ExportError, match="already exists"):
         export_run(run_dir, tmp_path / "taken")
     assert (tmp_path / "taken" / "x").read_text() == "keep me"
-    with pytest.raises(ExportError, match="not a complete run folder .pipeline.yaml is missing"):
+    with pytest.raises(DataError, match="not a complete run folder .pipeline.yaml is missing"):
         load_run(tmp_path)
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2

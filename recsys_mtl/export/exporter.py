@@ -30,7 +30,6 @@ import onnx
 import onnxruntime as ort
 import polars as pl
 import torch
-import yaml
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torchmetrics.functional.classification import binary_auroc
 
@@ -46,51 +45,17 @@ from recsys_mtl.export.preprocess_graph import (
 )
 from recsys_mtl.export.raw import raw_feed
 from recsys_mtl.export.triton import write_repository
-from recsys_mtl.models import MultiTaskModel, build_model
-from recsys_mtl.models.base import ModelContext
-from recsys_mtl.spec.features import FeatureSpec, Task
-from recsys_mtl.spec.loading import load_spec
-from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.spec.features import Task
+from recsys_mtl.train.run_folder import LoadedRun, load_run
 
 FORMAT = "recsys_mtl.export/1"
 TOLERANCE = 1e-5
 
 
 @dataclass
-class LoadedRun:
-    run_dir: Path
-    cfg: PipelineConfig
-    spec: FeatureSpec
-    preprocessor: Preprocessor
-    model: MultiTaskModel
-
-
-@dataclass
 class ExportResult:
     out_dir: Path
     metadata: dict[str, Any]
-
-
-def load_run(run_dir: str | Path, checkpoint: str = "checkpoints/best.ckpt") -> LoadedRun:
-    """Rebuild the fitted preprocessing and the trained model of a run folder."""
-    run_dir = Path(run_dir)
-    for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json", checkpoint):
-        if not (run_dir / name).is_file():
-            raise ExportError(f"{run_dir}: not a complete run folder ({name} is missing)")
-    try:
-        cfg = PipelineConfig.model_validate(yaml.safe_load((run_dir / "pipeline.yaml").read_text()))
-    except Exception as exc:
-        raise ExportError(f"{run_dir / 'pipeline.yaml'}: {str(exc).splitlines()[0]}") from None
-    spec = load_spec(run_dir / "spec.yaml")
-    pre = Preprocessor.load(run_dir / "preprocessing.json", spec)
-    model = build_model(cfg.model.name, cfg.model.params, ModelContext(layout=pre.layout, tasks=spec.tasks))
-    state = torch.load(run_dir / checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ExportError(f"{run_dir / checkpoint}: does not match model {cfg.model.name!r} "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return LoadedRun(run_dir, cfg, spec, pre, model.eval())
 
 
 # ---------------------------------------------------------------------- graphs

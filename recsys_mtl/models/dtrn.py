@@ -19,7 +19,6 @@ interest module (a hypernetwork over behaviour sequences) is not.
 
 from __future__ import annotations
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
