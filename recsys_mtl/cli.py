@@ -74,7 +74,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from recsys_mtl.diagnostics.report import report
+    from recsys_mtl.train.diagnostics_report import report
 
     json_path, png = report(args.run_dir)
     print(f"diagnostics: {json_path}\nplot: {png}")
