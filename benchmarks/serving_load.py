@@ -12,10 +12,13 @@ Measured on the run's test split rows:
   1, 64, 1024: p50 / p99 latency and rows/s; the same for the int8 variant;
 * torch eager on the same rows: the model alone on pre-encoded tensors, and Python preprocessing
   (``Preprocessor.transform``) + model, the honest comparison with the raw-column ONNX graph;
-* HTTP: ``python -m serving`` on loopback, 64 concurrent httpx async clients, JSON bodies of 1, 64
-  and 1024 rows (and Arrow IPC at 1024): per-request p50 / p99 latency and rows/s.
+* HTTP: ``python -m serving`` on loopback (``--server-workers`` processes), 64 concurrent
+  keep-alive connections, JSON bodies of 1, 64 and 1024 rows (and Arrow IPC at 1024): per-request
+  p50 / p99 latency, rows/s, and the server's CPU time per request (all its processes).
 
-Client and server share the machine's cores, so HTTP numbers include the load generator's cost.
+The load generator is ``wrk`` (C, one thread) when it is on the PATH (``apt-get install wrk``),
+else 64 httpx async clients, which cost more CPU than the server and so measure mostly themselves.
+Client and server share the machine's cores either way.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
+import tempfile
 import subprocess
 import sys
 import time
@@ -162,6 +167,70 @@ async def http_load(url: str, bodies: list[bytes], content_type: str, rows: int,
         wall = time.perf_counter() - start
     out = stats(lat, rows, wall)
     out["errors"] = errors
+    out["client"] = "httpx"
+    out["requests"] = len(lat)
+    return out
+
+
+# wrk script: the bodies are read from files at start-up (they may be binary Arrow IPC), turned
+# into ready requests once, sent round-robin; `done` prints exact percentiles as one JSON line
+WRK_LUA = """
+local paths = {%(paths)s}
+local reqs = {}
+for i, p in ipairs(paths) do
+  local f = assert(io.open(p, "rb")); local body = f:read("*a"); f:close()
+  reqs[i] = wrk.format("POST", "/predict", {["Content-Type"] = "%(ctype)s"}, body)
+end
+local n = 0
+request = function() n = n %% #reqs + 1; return reqs[n] end
+done = function(s, latency, requests)
+  local e = s.errors
+  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "non2xx": %%d, "socket_errors": %%d}\\n',
+    s.requests, s.duration, latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk_load(url: str, bodies: list[bytes], content_type: str, rows: int, clients: int, seconds: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, b in enumerate(bodies):
+            paths.append(Path(tmp) / f"body{i}")
+            paths[-1].write_bytes(b)
+        script = Path(tmp) / "load.lua"
+        script.write_text(WRK_LUA % {"paths": ", ".join(f'"{p}"' for p in paths), "ctype": content_type})
+        cmd = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(script), url + "/predict"]
+        text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rec = json.loads(next(line for line in text.splitlines() if line.startswith("WRKJSON "))[8:])
+    wall = rec["duration_us"] / 1e6
+    return {"p50_ms": rec["p50_us"] / 1000, "p99_ms": rec["p99_us"] / 1000, "rows_per_s": rec["requests"] * rows / wall,
+            "requests": rec["requests"], "errors": rec["non2xx"] + rec["socket_errors"], "client": "wrk"}
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its descendants (the uvicorn workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir()
+                     for c in (t / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def load(url: str, bodies: list[bytes], content_type: str, rows: int, clients: int, seconds: float, server_pid: int) -> dict[str, float]:
+    before = process_tree_cpu(server_pid)
+    if shutil.which("wrk"):
+        out = wrk_load(url, bodies, content_type, rows, clients, seconds)
+    else:
+        out = asyncio.run(http_load(url, bodies, content_type, rows, clients, seconds))
+    spent = process_tree_cpu(server_pid) - before
+    out["server_cpu_ms_per_request"] = 1000 * spent / max(out["requests"], 1)
     return out
 
 
@@ -173,14 +242,15 @@ def arrow_body(rows: list[dict[str, Any]]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def over_http(export_dir: Path, test: pl.DataFrame, clients: int, seconds: float, threads: int, spin: bool) -> dict[str, Any]:
+def over_http(export_dir: Path, test: pl.DataFrame, clients: int, seconds: float, threads: int, spin: bool,
+              workers: int = 1) -> dict[str, Any]:
     pred = Predictor(export_dir, warmup=False)
     inputs = pred.metadata["inputs"]
     feed = raw_feed(raw_inputs(load_run(pred.metadata["run_dir"]).preprocessor), test)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "serving", str(export_dir), "--port", str(port), "--threads", str(threads),
-         "--log-level", "warning", *(["--no-spin"] if not spin else [])],
+         "--log-level", "warning", "--workers", str(workers), *(["--no-spin"] if not spin else [])],
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -194,11 +264,11 @@ def over_http(export_dir: Path, test: pl.DataFrame, clients: int, seconds: float
         out: dict[str, Any] = {}
         for b in BATCHES:
             bodies = [json.dumps(json_rows({k: v[s] for k, v in feed.items()}, inputs)).encode() for s in slices(test.height, b, 8)]
-            out[f"json_{b}"] = asyncio.run(http_load(url, bodies, "application/json", b, clients, seconds))
+            out[f"json_{b}"] = load(url, bodies, "application/json", b, clients, seconds, server.pid)
             print(f"  http json batch {b}: {out[f'json_{b}']}", flush=True)
         s = slices(test.height, 1024, 4)
         bodies = [arrow_body(json_rows({k: v[x] for k, v in feed.items()}, inputs)) for x in s]
-        out["arrow_1024"] = asyncio.run(http_load(url, bodies, "application/vnd.apache.arrow.stream", 1024, clients, seconds))
+        out["arrow_1024"] = load(url, bodies, "application/vnd.apache.arrow.stream", 1024, clients, seconds, server.pid)
         print(f"  http arrow batch 1024: {out['arrow_1024']}", flush=True)
         out["server_batching"] = httpx.get(url + "/metadata").json()["serving"]["batching"]
     finally:
@@ -216,6 +286,7 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (in-process and server)")
     p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep instead of spinning (shared cores)")
+    p.add_argument("--server-workers", type=int, default=1, help="HTTP server processes (serve --workers)")
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "exports" / "serving_load.json")
     args = p.parse_args()
@@ -258,7 +329,8 @@ def main() -> int:
     results["torch_eager"] = torch_eager(run_dir, test, args.seconds)
     print(f"torch eager: {results['torch_eager']}", flush=True)
     if not args.skip_http:
-        results["http"] = over_http(export_dir, test, args.clients, args.seconds, args.threads, not args.no_spin)
+        results["http"] = over_http(export_dir, test, args.clients, args.seconds, args.threads, not args.no_spin,
+                                    args.server_workers)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

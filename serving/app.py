@@ -135,7 +135,6 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings()) 
                         "batching": asdict(batcher.stats)},
         }
 
-    @app.post("/predict")
     async def predict(request: Request) -> Response:
         kind = request.headers.get("content-type", JSON_TYPE).split(";")[0].strip().lower()
         if kind not in (JSON_TYPE, ARROW_TYPE):
@@ -150,4 +149,7 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings()) 
         outputs = await batcher.submit(feed, rows)
         return Response(json_outputs(outputs, rows), media_type=JSON_TYPE)
 
+    # a plain Starlette route: the hot path skips FastAPI's per-call dependency and response-model
+    # machinery (it parses and validates the body itself), about a third of the server's CPU per request
+    app.add_route("/predict", predict, methods=["POST"])
     return app

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
-from typing import Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Sequence
 
 from serving.app import ServeSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+#: how the parent hands its settings to worker processes (``--workers`` > 1)
+WORKER_ENV = "RECSYS_MTL_SERVE_WORKER"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +33,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="how long a batch waits for more requests")
     p.add_argument("--max-request-rows", type=int, default=d.max_request_rows)
     p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20)
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes sharing the port, each with its own model and micro-batcher")
     p.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish in-flight requests on shutdown")
     p.add_argument("--log-level", default="info")
     return p
+
+
+def _predictor_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {"export_dir": args.export_dir, "variant": args.variant, "provider": args.provider,
+            "intra_threads": args.threads, "allow_spinning": not args.no_spin}
+
+
+def _build_app(predictor_args: dict[str, Any], settings: ServeSettings) -> "FastAPI":
+    from serving.app import create_app
+    from serving.predictor import Predictor
+
+    return create_app(Predictor(**predictor_args), settings)
+
+
+def worker_app() -> "FastAPI":
+    """App factory run in each worker process of ``--workers N``."""
+    config = json.loads(os.environ[WORKER_ENV])
+    return _build_app(config["predictor"], ServeSettings(**config["settings"]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,29 +63,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     import uvicorn
 
-    from serving.app import create_app
-    from serving.predictor import Predictor
-
-    try:
-        predictor = Predictor(args.export_dir, args.variant, args.provider, intra_threads=args.threads,
-                              allow_spinning=not args.no_spin)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     settings = ServeSettings(
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_request_rows=args.max_request_rows,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
     )
-    uvicorn.run(
-        create_app(predictor, settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=args.graceful_timeout,
-        access_log=False,
-    )
+    try:  # load once here, so a bad export is one clear error before any worker starts
+        app = _build_app(_predictor_args(args), settings)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    common: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level,
+                              "timeout_graceful_shutdown": args.graceful_timeout, "access_log": False}
+    if args.workers <= 1:
+        uvicorn.run(app, **common)
+        return 0
+    del app  # each worker loads its own copy
+    os.environ[WORKER_ENV] = json.dumps({"predictor": _predictor_args(args), "settings": asdict(settings)})
+    uvicorn.run("serving.cli:worker_app", factory=True, workers=args.workers, **common)
     return 0
 
 

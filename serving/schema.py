@@ -66,7 +66,10 @@ def _numeric(value: Any) -> float:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a number (or null), got {_json_type(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise TypeError(f"{value} is out of the float64 range") from None
     if not math.isfinite(value):
         raise TypeError(f"{value} is not allowed; write null for a missing value")
     return value
@@ -136,10 +139,22 @@ class Schema:
 
     def _json_categorical(self, spec: InputSpec, values: list[Any]) -> np.ndarray:
         arr = np.empty(len(values), dtype=object)
-        arr[:] = self._each(spec, values, lambda v: _categorical(v, spec.missing))
+        if all(type(v) is str for v in values):  # the common case, checked in one pass
+            arr[:] = values
+        else:  # nulls, integers, or an error to name
+            arr[:] = self._each(spec, values, lambda v: _categorical(v, spec.missing))
         return arr
 
     def _json_numeric(self, spec: InputSpec, values: list[Any]) -> np.ndarray:
+        if all(type(v) is float or type(v) is int or v is None for v in values):
+            try:
+                x = np.array(values, dtype=np.float64)  # None -> NaN
+            except OverflowError:  # an integer beyond float64: the per-value path names it
+                x = np.array([math.inf])
+            bad = ~np.isfinite(x)
+            # a NaN / Infinity literal (not a null) falls through to the per-value path, which names it
+            if not bad.any() or int(bad.sum()) == values.count(None):
+                return x
         return np.asarray(self._each(spec, values, _numeric), dtype=np.float64)
 
     def _json_sequence(self, spec: InputSpec, values: list[Any]) -> np.ndarray:

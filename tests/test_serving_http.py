@@ -83,3 +83,15 @@ def test_graceful_shutdown_finishes_in_flight_requests(export_dir: Path) -> None
     assert "Finished server process" in output and "Traceback" not in output
     with pytest.raises(httpx.TransportError):
         httpx.get(url + "/health", timeout=2)
+
+
+def test_workers_share_the_port_and_shut_down_together(export_dir: Path) -> None:  # noqa: F811
+    proc, url = _start(export_dir, "--workers", "2")
+    with httpx.Client(base_url=url) as c:
+        assert all(c.post("/predict", json=good_row(i)).status_code == 200 for i in range(4))
+        assert c.post("/predict", json={"num0": 1}).status_code == 422
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    output = proc.stdout.read() if proc.stdout else ""
+    assert output.count("Started server process") == 2, output  # one per worker
+    assert output.count("Finished server process") == 2 and "Traceback" not in output, output

@@ -41,6 +41,9 @@ def test_rows_become_the_feed() -> None:
         ({"age": True, "job": "x", "tags": []}, "age", 422, "expected a number"),
         ({"age": float("nan"), "job": "x", "tags": []}, "age", 422, "write null for a missing value"),
         ({"age": float("inf"), "job": "x", "tags": []}, "age", 422, "write null"),
+        ({"age": 10**400, "job": "x", "tags": []}, "age", 422, "out of the float64 range"),
+        ([{"age": None, "job": "x", "tags": []}, {"age": float("nan"), "job": "x", "tags": []}], "age", 422,
+         "row 1: field 'age': nan is not allowed"),
         ({"age": 1, "job": 1.5, "tags": []}, "job", 422, "expected a string"),
         ({"age": 1, "job": "x", "tags": "a"}, "tags", 422, "expected a list"),
         ({"age": 1, "job": "x", "tags": [{"a": 1}]}, "tags", 422, "expected a string"),
@@ -53,6 +56,17 @@ def test_bad_json_rows(body: object, field: str | None, status: int, text: str) 
     with pytest.raises(RequestError, match=text) as err:
         SCHEMA.from_json(body, 10)
     assert err.value.field == field and err.value.status == status
+
+
+def test_fast_and_per_value_paths_agree() -> None:
+    # all-string / all-number columns take a one-pass path; mixing in a null or an int takes the
+    # per-value one: the feed must be the same either way
+    rows = [{"age": a, "job": j, "tags": []} for a, j in [(1, "a"), (2.5, "b"), (None, "c")]]
+    fast, _ = SCHEMA.from_json(rows, 10)
+    slow, _ = SCHEMA.from_json([*rows, {"age": 3, "job": None, "tags": []}], 10)
+    assert fast["job"].tolist() == slow["job"].tolist()[:3] == ["a", "b", "c"]
+    np.testing.assert_array_equal(fast["age"], slow["age"][:3])
+    assert fast["age"].dtype == slow["age"].dtype == np.float64
 
 
 def test_oversized_batch() -> None:
