@@ -14,6 +14,10 @@ signal whatever the gate does. Variants, as the paper names them:
 - ``variant: general`` (AdaTT): task units plus a shared fusion unit with ``shared_experts``
   experts, whose output feeds the next level's shared experts (the last level has none).
 
+The naming follows the paper and Meta's reference code (``AdaTTSp``: task experts only;
+``AdaTTWSharedExps``: with shared experts). Issue #3 words AdaTT-sp as "task-specific + shared
+fusion units": that is the ``general`` variant here, and both are available.
+
 Choices left open, made here: the shared unit applies the same rule (gate over all + residual of
 its own experts); residual weights v start at 1/``task_experts`` (the mean of the unit's
 experts) and stay learnable even with one expert per unit; all levels use ``expert_hidden``.
