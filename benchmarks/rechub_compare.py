@@ -196,6 +196,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs for both")
+    ap.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="pipeline override for our side only, e.g. trainer.precision=bf16-mixed")
     ap.add_argument("--child", choices=["ours", "rechub"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -206,7 +208,7 @@ def main() -> None:
         return
     overrides = [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
     if args.child == "ours":
-        print(json.dumps(run_ours(args.pipeline, overrides, args.threads)))
+        print(json.dumps(run_ours(args.pipeline, overrides + args.ours_set, args.threads)))
         return
 
     from recsys_mtl.spec import load_pipeline
@@ -218,14 +220,16 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         meta = write_inputs(args.pipeline, Path(tmp))
-        print(json.dumps({"rows": meta["rows"], "hyperparameters": hp, "threads": args.threads}), flush=True)
+        print(json.dumps({"rows": meta["rows"], "hyperparameters": hp, "threads": args.threads,
+                          "ours_overrides": args.ours_set}), flush=True)
         script = str(Path(__file__).resolve())
         base = ["--pipeline", str(args.pipeline), "--threads", str(args.threads), "--data", tmp]
         if args.epochs:
             base += ["--epochs", str(args.epochs)]
         for r in range(args.rounds):
             for child, python in (("ours", sys.executable), ("rechub", args.rechub_python)):
-                proc = subprocess.run([python, script, "--child", child, *base], env=env, capture_output=True, text=True, cwd=ROOT)
+                extra = [f"--ours-set={o}" for o in args.ours_set] if child == "ours" else []
+                proc = subprocess.run([python, script, "--child", child, *base, *extra], env=env, capture_output=True, text=True, cwd=ROOT)
                 if proc.returncode != 0:
                     sys.exit(f"{child} run failed:\n{proc.stderr[-4000:]}")
                 res = json.loads(proc.stdout.strip().splitlines()[-1])

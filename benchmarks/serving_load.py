@@ -100,6 +100,32 @@ def in_process(export_dir: Path, test: pl.DataFrame, variant: str, seconds: floa
     return out
 
 
+def concurrent_callers(export_dir: Path, test: pl.DataFrame, callers: int, seconds: float, batch: int = 1024) -> dict[str, Any]:
+    """``callers`` threads share one session (one intra-op thread each), each calling ``predict``
+    in a loop: the throughput of a process that scores independent batches on every core.
+    onnxruntime releases the GIL inside ``run``, so the callers overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pred = Predictor(export_dir, intra_threads=1)
+    feed = raw_feed(raw_inputs(load_run(pred.metadata["run_dir"]).preprocessor), test)
+    feeds = [{k: v[s] for k, v in feed.items()} for s in slices(test.height, batch)]
+    deadline = time.perf_counter() + seconds
+
+    def loop(k: int) -> list[float]:
+        lat, i = [], k
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            pred.predict(feeds[i % len(feeds)])
+            lat.append(time.perf_counter() - t)
+            i += callers
+        return lat
+
+    start, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(callers) as pool:
+        lat = [x for part in pool.map(loop, range(callers)) for x in part]
+    return {"callers": callers, **stats(lat, batch, time.perf_counter() - start, time.process_time() - cpu)}
+
+
 def torch_eager(run_dir: Path, test: pl.DataFrame, seconds: float) -> dict[str, Any]:
     run = load_run(run_dir)
     pre = run.preprocessor
@@ -326,6 +352,9 @@ def main() -> int:
     for variant in meta["files"]:
         results[f"onnx_{variant}_in_process"] = in_process(export_dir, test, variant, args.seconds, args.threads, not args.no_spin)
         print(f"onnx {variant} in-process: {results[f'onnx_{variant}_in_process']}", flush=True)
+    cores = len(os.sched_getaffinity(0))
+    results["onnx_fp32_concurrent_1024"] = concurrent_callers(export_dir, test, cores, args.seconds)
+    print(f"onnx fp32, {cores} concurrent callers, batch 1024: {results['onnx_fp32_concurrent_1024']}", flush=True)
     results["torch_eager"] = torch_eager(run_dir, test, args.seconds)
     print(f"torch eager: {results['torch_eager']}", flush=True)
     if not args.skip_http:
