@@ -4,8 +4,8 @@ Produces the same state as :meth:`Preprocessor.fit` on the concatenated data (vo
 the same order, the same impute values, means, standard deviations and quantile edges; floating
 sums may differ in the last bits because the summation order differs). Each statistic is one
 aggregation query over ``scan_parquet``; polars runs them together with bounded memory
-(value counts are a group-by over the distinct values; medians and quantiles hold one float
-column at a time).
+(value counts are a group-by over the distinct values; medians and quantiles need the column
+in memory, so each runs as its own query over one column).
 """
 
 from __future__ import annotations
@@ -79,14 +79,22 @@ def _transformed(f: NumericFeature, impute: float) -> pl.Expr:
     return x
 
 
+def _order_statistics(lf: pl.LazyFrame, exprs: list[pl.Expr]) -> dict[str, float]:
+    """Medians / quantiles of ONE column: exact order statistics hold the column in memory, so
+    they run one column per query (sums and counts stream and are batched together instead)."""
+    return lf.select(exprs).collect(engine=ENGINE).row(0, named=True)
+
+
 def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
     if not spec.numeric:
         return {}
     # pass 1: non-null counts and the impute statistics
     first = [_raw(f).count().alias(f"{f.name}:count") for f in spec.numeric]
     first += [_raw(f).mean().alias(f"{f.name}:mean") for f in spec.numeric if f.missing.impute == "mean"]
-    first += [_raw(f).median().alias(f"{f.name}:median") for f in spec.numeric if f.missing.impute == "median"]
     stats = lf.select(first).collect(engine=ENGINE).row(0, named=True)
+    for f in spec.numeric:
+        if f.missing.impute == "median":
+            stats |= _order_statistics(lf, [_raw(f).median().alias(f"{f.name}:median")])
     fitted: dict[str, FittedNumeric] = {}
     for f in spec.numeric:
         if stats[f"{f.name}:count"] == 0:
@@ -105,14 +113,18 @@ def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, F
         )
     # pass 2: statistics of the transformed values (numpy's defaults: linear quantiles, ddof 0)
     second: list[pl.Expr] = []
+    stats = {}
     for f in spec.numeric:
         x = _transformed(f, fitted[f.name].impute_value)
         if f.quantile_buckets is not None:
             qs = np.linspace(0, 1, f.quantile_buckets + 1)[1:-1]
-            second += [x.quantile(float(q), interpolation="linear").alias(f"{f.name}:q{i}") for i, q in enumerate(qs)]
+            stats |= _order_statistics(
+                lf, [x.quantile(float(q), interpolation="linear").alias(f"{f.name}:q{i}") for i, q in enumerate(qs)]
+            )
         elif f.standardize:
             second += [x.mean().alias(f"{f.name}:mean"), x.std(ddof=0).alias(f"{f.name}:std")]
-    stats = lf.select(second).collect(engine=ENGINE).row(0, named=True) if second else {}
+    if second:
+        stats |= lf.select(second).collect(engine=ENGINE).row(0, named=True)
     for f in spec.numeric:
         fit = fitted[f.name]
         if f.quantile_buckets is not None:
