@@ -179,9 +179,9 @@ def _slice_cols(b: _Builder, x: str, n: int, hint: str) -> str:
 
 def _stack(b: _Builder, columns: list[str], hint: str) -> str:
     """(B,) tensors → (B, len(columns))."""
-    axis = b.const(np.array([1], np.int64), "axis1")
-    cols = [b.op("Unsqueeze", [c, axis], f"{hint}.col") for c in columns]
-    return b.op("Concat", cols, hint, axis=1)
+    # one stacking op instead of an Unsqueeze per column + Concat: fewer kernel launches per call
+    seq = b.op("SequenceConstruct", columns, f"{hint}.seq")
+    return b.op("ConcatFromSequence", [seq], hint, axis=1, new_axis=1)
 
 
 def raw_inputs(pre: Preprocessor) -> list[RawInput]:
