@@ -269,7 +269,7 @@ def arrow_body(rows: list[dict[str, Any]]) -> bytes:
 
 
 def over_http(export_dir: Path, test: pl.DataFrame, clients: int, seconds: float, threads: int, spin: bool,
-              workers: int = 1) -> dict[str, Any]:
+              workers: int = 1, sweep: tuple[int, ...] = ()) -> dict[str, Any]:
     pred = Predictor(export_dir, warmup=False)
     inputs = pred.metadata["inputs"]
     feed = raw_feed(raw_inputs(load_run(pred.metadata["run_dir"]).preprocessor), test)
@@ -292,6 +292,10 @@ def over_http(export_dir: Path, test: pl.DataFrame, clients: int, seconds: float
             bodies = [json.dumps(json_rows({k: v[s] for k, v in feed.items()}, inputs)).encode() for s in slices(test.height, b, 8)]
             out[f"json_{b}"] = load(url, bodies, "application/json", b, clients, seconds, server.pid)
             print(f"  http json batch {b}: {out[f'json_{b}']}", flush=True)
+            if b == 1:  # single-row latency against concurrency: where the p99 budget holds
+                for c in sweep:
+                    out[f"json_1_clients_{c}"] = load(url, bodies, "application/json", 1, c, seconds, server.pid)
+                    print(f"  http json batch 1, {c} clients: {out[f'json_1_clients_{c}']}", flush=True)
         s = slices(test.height, 1024, 4)
         bodies = [arrow_body(json_rows({k: v[x] for k, v in feed.items()}, inputs)) for x in s]
         out["arrow_1024"] = load(url, bodies, "application/vnd.apache.arrow.stream", 1024, clients, seconds, server.pid)
@@ -310,6 +314,8 @@ def main() -> int:
     p.add_argument("--fit-epochs", type=int, default=3, help="when neither folder is given: fit census_mmoe this long")
     p.add_argument("--seconds", type=float, default=4.0, help="per measurement")
     p.add_argument("--clients", type=int, default=64)
+    p.add_argument("--client-sweep", type=int, nargs="*", default=[1, 4, 16],
+                   help="also measure single-row JSON at these concurrencies")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (in-process and server)")
     p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep instead of spinning (shared cores)")
     p.add_argument("--server-workers", type=int, default=1, help="HTTP server processes (serve --workers)")
@@ -359,7 +365,7 @@ def main() -> int:
     print(f"torch eager: {results['torch_eager']}", flush=True)
     if not args.skip_http:
         results["http"] = over_http(export_dir, test, args.clients, args.seconds, args.threads, not args.no_spin,
-                                    args.server_workers)
+                                    args.server_workers, tuple(args.client_sweep))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")
