@@ -60,7 +60,7 @@ def write_dataset(out: Path, rows: int, files: int, distinct: int) -> None:
             generate(SyntheticConfig(rows=50_000, seed=seed)).write_parquet(path)
 
 
-def measure(out: Path, batch_size: int, threads: int, workers: int, train: bool) -> None:
+def measure(out: Path, batch_size: int, threads: int, workers: int, train: bool, train_batches: int | None = None) -> None:
     import torch
     import yaml
 
@@ -95,7 +95,7 @@ def measure(out: Path, batch_size: int, threads: int, workers: int, train: bool)
     base["spec"] = str(ROOT / "feature_specs" / "synthetic.yaml")
     base["data"] = {"kind": "parquet_stream", "train": str(out / "train"), "valid": str(out / "valid.parquet"),
                     "test": str(out / "test.parquet"), "num_workers": workers}
-    base["trainer"].update(max_epochs=1, batch_size=batch_size, progress_bar=False)
+    base["trainer"].update(max_epochs=1, batch_size=batch_size, progress_bar=False, limit_train_batches=train_batches)
     with tempfile.TemporaryDirectory() as tmp:
         base["runs_dir"] = tmp
         (Path(tmp) / "p.yaml").write_text(yaml.safe_dump(base))
@@ -116,14 +116,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--no-train", action="store_true", help="stop after the loader pass")
+    ap.add_argument("--train-batches", type=int, default=None, help="train on this many batches of the epoch (default all)")
     ap.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        measure(args.out, args.batch_size, args.threads, args.workers, not args.no_train)
+        measure(args.out, args.batch_size, args.threads, args.workers, not args.no_train, args.train_batches)
         return
     write_dataset(args.out, args.rows, args.files, args.distinct_files)
     cmd = [sys.executable, __file__, "--measure", "--out", str(args.out), "--batch-size", str(args.batch_size),
            "--threads", str(args.threads), "--workers", str(args.workers)] + (["--no-train"] if args.no_train else [])
+    cmd += ["--train-batches", str(args.train_batches)] if args.train_batches else []
     sys.exit(subprocess.run(cmd).returncode)
 
 

@@ -82,3 +82,10 @@ def test_resume_from_last_checkpoint(tmp_path: Path) -> None:
     assert resumed.run_dir == first.run_dir
     assert resumed.metrics["epochs_run"] == 2
     assert resumed.metrics["train_rows"] == 2800  # only the second epoch was trained
+
+
+def test_limit_train_batches_caps_each_epoch(tmp_path: Path) -> None:
+    cfg, spec = small_pipeline(tmp_path, "trainer.limit_train_batches=2", "trainer.batch_size=64", "trainer.max_epochs=1")
+    m = fit(cfg, spec).metrics
+    assert m["train_rows"] == 2 * 64  # two batches, not the whole train split
+    assert "auc" in json.dumps(m["test"])  # validation and test still run on full splits

@@ -52,9 +52,21 @@ def _census(cfg: CensusData) -> Splits:
 
 def _synthetic(cfg: SyntheticData) -> Splits:
     gen = SyntheticConfig(
-        rows=cfg.rows, num_tasks=cfg.num_tasks, task_correlation=cfg.task_correlation, seed=cfg.seed
+        rows=cfg.rows,
+        num_tasks=cfg.num_tasks,
+        task_correlation=cfg.task_correlation,
+        complexity=cfg.complexity,
+        scale=cfg.scale,
+        noise=cfg.noise,
+        positive_rate=cfg.positive_rate,
+        seed=cfg.seed,
     )
-    path = cfg.cache_dir / f"synthetic_r{gen.rows}_t{gen.num_tasks}_p{gen.task_correlation}_s{gen.seed}.parquet"
+    # every generator knob is in the name, so a cached file is never reused for other settings
+    name = (
+        f"synthetic_r{gen.rows}_t{gen.num_tasks}_p{gen.task_correlation}_c{gen.complexity}"
+        f"_a{gen.scale}_n{gen.noise}_q{gen.positive_rate}_s{gen.seed}.parquet"
+    )
+    path = cfg.cache_dir / name
     if not path.exists():
         write_parquet(gen, path)
     return random_split(read_table(path), cfg.valid_fraction, cfg.test_fraction, cfg.seed)

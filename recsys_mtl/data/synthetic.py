@@ -5,7 +5,13 @@ The recipe extends the MMoE paper (Ma et al., KDD 2018, §3.2) and MultiTab-Benc
 1. Orthonormal ``u_0 .. u_T`` in R^d; task 0 gets ``w_0 = c·u_0`` and task k ≥ 1 gets
    ``w_k = c·(ρ·u_0 + sqrt(1-ρ²)·u_k)``, so cos(w_0, w_k) = ρ (and ρ² between tasks k, j ≥ 1).
 2. Latent ``x ~ N(0, I_d)``; ``y_k = w_k·x + Σ_i sin(α_i·w_k·x + β_i) + ε_k``; ``complexity`` sets
-   the number of sine terms (task non-linearity).
+   the number of sine terms (task non-linearity). As in the paper, the sine parameters
+   ``α_i, β_i`` are drawn once and shared by all tasks: every task is the same non-linear
+   function of its own projection, so the task correlation ρ alone sets how related tasks are
+   (at ρ = 1 the targets differ only by noise). Per-task sine parameters were considered and
+   left out: they would make tasks differ even at ρ = 1 and blur that single control. Low
+   correlation is made hard for a shared bottom with more tasks (each adds an orthogonal
+   direction at ρ = 0) and a larger ``complexity`` / ``scale`` (more wiggles per direction).
 3. The latent coordinates are exposed through a feature mix: some as numeric columns (with
    missing values), some quantized into shuffled categorical tokens (the model must learn the
    order), and one coordinate carried by a multi-hot list of tags.

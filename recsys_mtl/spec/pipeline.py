@@ -42,6 +42,11 @@ class SyntheticData(StrictModel):
     rows: int = Field(20_000, ge=100)
     num_tasks: int = Field(2, ge=1)
     task_correlation: float = Field(0.5, ge=-1, le=1)
+    #: sine terms per task (non-linearity), weight scale, label noise, share of positives
+    complexity: int = Field(5, ge=0)
+    scale: float = Field(1.0, gt=0)
+    noise: float = Field(0.1, ge=0)
+    positive_rate: float = Field(0.3, gt=0, lt=1)
     seed: int = 0
     cache_dir: Path = Path("data_cache")
     valid_fraction: float = Field(0.15, gt=0, lt=1)
@@ -97,6 +102,8 @@ class TrainerConfig(StrictModel):
     progress_bar: bool = True
     gradient_clip_val: float | None = None
     log_every_n_steps: int = Field(50, ge=1)
+    #: train on at most this many batches per epoch (smoke runs, benchmarks on huge streams)
+    limit_train_batches: int | None = Field(None, ge=1)
 
     @field_validator("monitor")
     @classmethod

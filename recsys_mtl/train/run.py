@@ -145,6 +145,7 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
         precision=t.precision,  # type: ignore[arg-type]
         deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val,
+        limit_train_batches=t.limit_train_batches,
         callbacks=[
             EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.patience),
             checkpoint,
