@@ -1,9 +1,11 @@
 """Train-step throughput of the expert models, measured interleaved in one process.
 
     python benchmarks/expert_step_time.py --models shared_bottom mmoe ple home adatt --rounds 5
+    python benchmarks/expert_step_time.py --census --models mmoe multitab   # census-income batches
 
 Each model's ``model`` section comes from ``pipelines/census_<model>.yaml`` (or the reference
-entries of census_models.py), applied to synthetic data (2 tasks) so no data download is needed.
+entries of census_models.py), applied to synthetic data (2 tasks) so no data download is needed,
+or with ``--census`` to batches of the census-income train split (the census pipelines' spec).
 Models take turns, one timed block each per round, so a shared machine's load hits them alike;
 the median over rounds is printed as rows/s of forward + backward + Adam step.
 """
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 from census_models import model_source
 from recsys_mtl.data.preprocess import Preprocessor
+from recsys_mtl.data.sources import load_splits
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.data.tensors import features_only
 from recsys_mtl.models import ModelContext, build_model
@@ -31,12 +34,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--census", action="store_true", help="census-income batches instead of synthetic ones")
     args = p.parse_args()
 
-    cfg, spec = load_pipeline(model_source("mmoe")[0].parent / "synthetic_mmoe.yaml")
-    df = generate(SyntheticConfig(rows=args.batch_size * 4, num_tasks=2, seed=0))
-    pre = Preprocessor.fit(spec, df)
-    cols = pre.transform(df).columns()
+    if args.census:
+        cfg, spec = load_pipeline(model_source("mmoe")[0])
+        fit_on = load_splits(cfg.data).train  # full vocabularies: the parameter counts of a real fit
+    else:
+        cfg, spec = load_pipeline(model_source("mmoe")[0].parent / "synthetic_mmoe.yaml")
+        fit_on = generate(SyntheticConfig(rows=args.batch_size * 4, num_tasks=2, seed=0))
+    pre = Preprocessor.fit(spec, fit_on)
+    cols = pre.transform(fit_on.head(args.batch_size * 4)).columns()
     ctx = ModelContext(layout=pre.layout, tasks=spec.tasks)
     models = {}
     for name in args.models:
