@@ -307,6 +307,18 @@ def over_http(export_dir: Path, test: pl.DataFrame, clients: int, seconds: float
     return out
 
 
+def in_process_all(results: dict[str, Any], export_dir: Path, run_dir: Path, test: pl.DataFrame,
+                   args: argparse.Namespace) -> None:
+    for variant in json.loads((export_dir / "metadata.json").read_text())["files"]:
+        results[f"onnx_{variant}_in_process"] = in_process(export_dir, test, variant, args.seconds, args.threads, not args.no_spin)
+        print(f"onnx {variant} in-process: {results[f'onnx_{variant}_in_process']}", flush=True)
+    cores = len(os.sched_getaffinity(0))
+    results["onnx_fp32_concurrent_1024"] = concurrent_callers(export_dir, test, cores, args.seconds)
+    print(f"onnx fp32, {cores} concurrent callers, batch 1024: {results['onnx_fp32_concurrent_1024']}", flush=True)
+    results["torch_eager"] = torch_eager(run_dir, test, args.seconds)
+    print(f"torch eager: {results['torch_eager']}", flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run-dir", type=Path)
@@ -320,6 +332,7 @@ def main() -> int:
     p.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep instead of spinning (shared cores)")
     p.add_argument("--server-workers", type=int, default=1, help="HTTP server processes (serve --workers)")
     p.add_argument("--skip-http", action="store_true")
+    p.add_argument("--skip-in-process", action="store_true", help="HTTP measurements only")
     p.add_argument("--out", type=Path, default=ROOT / "exports" / "serving_load.json")
     args = p.parse_args()
     if args.threads > 0:
@@ -355,14 +368,8 @@ def main() -> int:
         "parity": meta["parity"],
         "variants": {k: v["change"] for k, v in meta["variants"].items()},
     }
-    for variant in meta["files"]:
-        results[f"onnx_{variant}_in_process"] = in_process(export_dir, test, variant, args.seconds, args.threads, not args.no_spin)
-        print(f"onnx {variant} in-process: {results[f'onnx_{variant}_in_process']}", flush=True)
-    cores = len(os.sched_getaffinity(0))
-    results["onnx_fp32_concurrent_1024"] = concurrent_callers(export_dir, test, cores, args.seconds)
-    print(f"onnx fp32, {cores} concurrent callers, batch 1024: {results['onnx_fp32_concurrent_1024']}", flush=True)
-    results["torch_eager"] = torch_eager(run_dir, test, args.seconds)
-    print(f"torch eager: {results['torch_eager']}", flush=True)
+    if not args.skip_in_process:
+        in_process_all(results, export_dir, run_dir, test, args)
     if not args.skip_http:
         results["http"] = over_http(export_dir, test, args.clients, args.seconds, args.threads, not args.no_spin,
                                     args.server_workers, tuple(args.client_sweep))
