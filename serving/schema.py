@@ -150,11 +150,11 @@ class Schema:
             try:
                 x = np.array(values, dtype=np.float64)  # None -> NaN
             except OverflowError:  # an integer beyond float64: the per-value path names it
-                x = np.array([math.inf])
-            bad = ~np.isfinite(x)
-            # a NaN / Infinity literal (not a null) falls through to the per-value path, which names it
-            if not bad.any() or int(bad.sum()) == values.count(None):
-                return x
+                pass
+            else:
+                # a NaN / Infinity literal (not a null) falls through to the per-value path, which names it
+                if int((~np.isfinite(x)).sum()) == values.count(None):
+                    return x
         return np.asarray(self._each(spec, values, _numeric), dtype=np.float64)
 
     def _json_sequence(self, spec: InputSpec, values: list[Any]) -> np.ndarray:

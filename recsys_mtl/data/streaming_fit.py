@@ -79,9 +79,8 @@ def _transformed(f: NumericFeature, impute: float) -> pl.Expr:
     return x
 
 
-def _order_statistics(lf: pl.LazyFrame, exprs: list[pl.Expr]) -> dict[str, float]:
-    """Medians / quantiles of ONE column: exact order statistics hold the column in memory, so
-    they run one column per query (sums and counts stream and are batched together instead)."""
+def _aggregate(lf: pl.LazyFrame, exprs: list[pl.Expr]) -> dict[str, float]:
+    """One streaming query of scalar aggregations → {alias: value}."""
     return lf.select(exprs).collect(engine=ENGINE).row(0, named=True)
 
 
@@ -91,10 +90,12 @@ def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, F
     # pass 1: non-null counts and the impute statistics
     first = [_raw(f).count().alias(f"{f.name}:count") for f in spec.numeric]
     first += [_raw(f).mean().alias(f"{f.name}:mean") for f in spec.numeric if f.missing.impute == "mean"]
-    stats = lf.select(first).collect(engine=ENGINE).row(0, named=True)
+    stats = _aggregate(lf, first)
+    # exact medians / quantiles hold their column in memory: one column per query bounds the fit's
+    # memory (counts and sums stream, so they are batched in one query instead)
     for f in spec.numeric:
         if f.missing.impute == "median":
-            stats |= _order_statistics(lf, [_raw(f).median().alias(f"{f.name}:median")])
+            stats |= _aggregate(lf, [_raw(f).median().alias(f"{f.name}:median")])
     fitted: dict[str, FittedNumeric] = {}
     for f in spec.numeric:
         if stats[f"{f.name}:count"] == 0:
@@ -117,14 +118,14 @@ def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, F
     for f in spec.numeric:
         x = _transformed(f, fitted[f.name].impute_value)
         if f.quantile_buckets is not None:
-            qs = np.linspace(0, 1, f.quantile_buckets + 1)[1:-1]
-            stats |= _order_statistics(
+            qs = np.linspace(0, 1, f.quantile_buckets + 1)[1:-1]  # one column per query, as in pass 1
+            stats |= _aggregate(
                 lf, [x.quantile(float(q), interpolation="linear").alias(f"{f.name}:q{i}") for i, q in enumerate(qs)]
             )
         elif f.standardize:
             second += [x.mean().alias(f"{f.name}:mean"), x.std(ddof=0).alias(f"{f.name}:std")]
     if second:
-        stats |= lf.select(second).collect(engine=ENGINE).row(0, named=True)
+        stats |= _aggregate(lf, second)
     for f in spec.numeric:
         fit = fitted[f.name]
         if f.quantile_buckets is not None:
