@@ -195,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         warnings.filterwarnings("ignore", module="lightning")
         warnings.filterwarnings("ignore", module="torchmetrics")
+        # Lightning's info lines (accelerator summary, logger tips, "Restoring states" per
+        # evaluation) repeat what the command prints itself; warnings still show
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.fn(args)
     except RecsysMTLError as exc:

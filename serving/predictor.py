@@ -71,6 +71,19 @@ class Predictor:
         feed, _ = self.schema.from_json(rows, max_rows)
         return self.predict(feed)
 
+    def predict_table(self, table: Any, max_rows: int = 1 << 24) -> dict[str, np.ndarray]:
+        """A pyarrow Table, or anything with ``to_arrow()`` (a polars DataFrame), of raw columns → outputs.
+
+        Columns are checked and converted as the HTTP server's Arrow path does them; extra
+        columns (ids, labels) are ignored.
+        """
+        import pyarrow as pa
+
+        if not isinstance(table, pa.Table):
+            table = table.to_arrow()
+        feed, _ = self.schema.from_arrow(table.select([c for c in table.column_names if c in self.schema.names]), max_rows)
+        return self.predict(feed)
+
     def warmup(self, sizes: Sequence[int] = (1, 64, 1024)) -> float:
         """Run a few all-missing batches so the first request pays no allocation cost; returns seconds."""
         started = time.perf_counter()

@@ -9,6 +9,7 @@ Layout of a run folder::
       checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
       logs/               CSV and TensorBoard logs
       metrics.json        val and test metrics per task at the best checkpoint, throughput
+      curves.png          loss and metrics per task and epoch, train and validation
       diagnostics.json    expert sparsity, gate entropy, expert usage per validation (MoE models)
       diagnostics.png     plot of the selected checkpoint's diagnostics
 
@@ -45,6 +46,7 @@ from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import ParquetStreamData, PipelineConfig
 from recsys_mtl.train.callbacks import Throughput
+from recsys_mtl.train.curves import plot_curves
 from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.module import MultiTaskModule
 
@@ -223,6 +225,7 @@ def fit(
     }
     if trainer.is_global_zero:  # under DDP every rank holds the same synced metrics
         write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        plot_curves(run_dir, last_epoch=trainer.current_epoch - 1)
     return RunResult(run_dir, metrics)
 
 
