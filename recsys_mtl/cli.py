@@ -128,9 +128,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from recsys_mtl.balancing import BALANCERS
-    from recsys_mtl.models import available_models
+    from recsys_mtl.models import MODELS
+    from recsys_mtl.registry import components_markdown
 
-    print(json.dumps({"models": available_models(), "balancing": BALANCERS.names()}, indent=1))
+    if args.json:
+        print(json.dumps({"models": MODELS.names(), "balancing": BALANCERS.names()}, indent=1))
+    else:
+        print(components_markdown([MODELS, BALANCERS], params=args.params), end="")
     return 0
 
 
@@ -160,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(fn=_generate)
 
-    sub.add_parser("list", help="registered models and balancing methods").set_defaults(fn=_models)
+    lst = sub.add_parser("list", help="registered models and balancing methods, with one-line descriptions")
+    lst.add_argument("--params", action="store_true", help="also each one's parameters: type, default, meaning")
+    lst.add_argument("--json", action="store_true", help="names only, as JSON")
+    lst.set_defaults(fn=_models)
 
     run = pipeline_cmd("run", _run, "the whole job: tune (if the pipeline has tune.space) or fit, then export to ONNX")
     run.add_argument("--runs-dir", help="where run and study folders go (default: the pipeline's runs_dir)")
