@@ -35,17 +35,14 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from recsys_mtl.data.preprocess import check_frame
-    from recsys_mtl.data.sources import load_splits
+    from recsys_mtl.data.sources import data_source
     from recsys_mtl.spec import load_pipeline
 
     cfg, spec = load_pipeline(args.pipeline, args.set)
     print(f"{args.pipeline}: pipeline and spec {cfg.spec} are valid")
     if args.data:
-        splits = load_splits(cfg.data)
-        for name, df in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
-            check_frame(spec, df, f"{name} split")
-        print(f"data: {splits.sizes()} rows; every spec column present")
+        sizes = data_source(cfg.data).check(spec)
+        print(f"data: {sizes} rows; every spec column present")
     return 0
 
 

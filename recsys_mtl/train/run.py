@@ -36,14 +36,13 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.data.sources import Splits, load_splits
-from recsys_mtl.data.streaming import ParquetStream, stream_splits
+from recsys_mtl.data.sources import DataSource, FramesSource, Splits, TrainInput, data_source
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.diagnostics.callback import ExpertDiagnostics
 from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec.features import FeatureSpec
-from recsys_mtl.spec.pipeline import ParquetStreamData, PipelineConfig
+from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.callbacks import Throughput
 from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.module import MultiTaskModule
@@ -58,8 +57,8 @@ class Prepared:
     cfg: PipelineConfig
     spec: FeatureSpec
     preprocessor: Preprocessor
-    #: a ParquetStream when the data section is ``parquet_stream`` (train never held in memory)
-    train: EncodedTable | ParquetStream
+    #: rows in memory, or a ParquetStream for ``parquet_stream`` data (train never held in memory)
+    train: TrainInput
     valid: EncodedTable
     test: EncodedTable
     sizes: dict[str, int]
@@ -71,22 +70,31 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def prepare(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, preprocessor: Preprocessor | None = None) -> Prepared:
-    """Load the splits and encode them; preprocessing is fitted on train unless one is given."""
-    if isinstance(cfg.data, ParquetStreamData) and splits is None:
-        pre, stream, valid, test = stream_splits(cfg.data, spec, cfg.trainer.batch_size, cfg.trainer.seed, preprocessor)
-        sizes = {"train": stream.rows, "valid": valid.height, "test": test.height}
-        return Prepared(cfg, spec, pre, stream, pre.transform(valid, "validation split"), pre.transform(test, "test split"), sizes)
-    splits = splits or load_splits(cfg.data)
-    pre = preprocessor or Preprocessor.fit(spec, splits.train, where="train split")
+def prepare(
+    cfg: PipelineConfig,
+    spec: FeatureSpec,
+    splits: Splits | None = None,
+    preprocessor: Preprocessor | None = None,
+    *,
+    source: DataSource | None = None,
+    train_fraction: float = 1.0,
+) -> Prepared:
+    """Read the data through its source and encode it; preprocessing is fitted on train unless given.
+
+    ``splits`` (frames already in memory) or ``source`` replace the pipeline's data section;
+    ``train_fraction`` < 1 trains on a seeded share of the training input (tuning trials).
+    """
+    if source is None:
+        source = FramesSource(splits) if splits is not None else data_source(cfg.data)
+    pre = preprocessor or source.fit_preprocessing(spec)
     return Prepared(
         cfg=cfg,
         spec=spec,
         preprocessor=pre,
-        train=pre.transform(splits.train, "train split"),
-        valid=pre.transform(splits.valid, "validation split"),
-        test=pre.transform(splits.test, "test split"),
-        sizes=splits.sizes(),
+        train=source.training(pre, cfg.trainer.batch_size, cfg.trainer.seed, train_fraction),
+        valid=pre.transform(source.valid(), "validation split"),
+        test=pre.transform(source.test(), "test split"),
+        sizes=source.sizes(),
     )
 
 
@@ -169,6 +177,7 @@ def fit(
     resume: Path | None = None,
     *,
     prepared: Prepared | None = None,
+    source: DataSource | None = None,
     extra_callbacks: Sequence[L.Callback] = (),
     evaluate_test: bool = True,
 ) -> RunResult:
@@ -185,9 +194,9 @@ def fit(
         last = resume / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise RecsysMTLError(f"{resume}: no checkpoints/last.ckpt to resume from")
-        prep = prepare(cfg, spec, splits, Preprocessor.load(resume / "preprocessing.json", spec))
+        prep = prepare(cfg, spec, splits, Preprocessor.load(resume / "preprocessing.json", spec), source=source)
     else:
-        prep = prepare(cfg, spec, splits)
+        prep = prepare(cfg, spec, splits, source=source)
     module = build_module(prep)  # bad model / balancing params fail here, before any file is written
     run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name)
     write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
