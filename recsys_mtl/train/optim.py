@@ -143,7 +143,7 @@ def clip_gradients(params: Iterable[Tensor], clip_val: float, algorithm: str = "
 
 
 def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
-    """Every embedding table of ``model``'s encoders, by qualified name (shared tables once)."""
+    """Every embedding table of ``model``'s encoders, by module path (shared tables once)."""
     out: dict[str, nn.Embedding] = {}
     seen: set[int] = set()
     for prefix, module in model.named_modules():
@@ -151,7 +151,7 @@ def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
             for name, emb in module.tables.items():
                 if id(emb) not in seen:
                     seen.add(id(emb))
-                    out[f"{prefix}.{name}" if prefix else name] = emb  # type: ignore[assignment]
+                    out[f"{prefix}.tables.{name}" if prefix else f"tables.{name}"] = emb  # type: ignore[assignment]
     return out
 
 

@@ -9,6 +9,7 @@ Layout of a run folder::
       checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
       logs/               CSV and TensorBoard logs
       metrics.json        val and test metrics per task at the best checkpoint, throughput
+      drift.json          with --init-from: vocabulary growth, OOV rates, numeric drift
       diagnostics.json    expert sparsity, gate entropy, expert usage per validation (MoE models)
       diagnostics.png     plot of the selected checkpoint's diagnostics
 
@@ -45,6 +46,7 @@ from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.callbacks import Throughput
 from recsys_mtl.train.datamodule import TableDataModule
+from recsys_mtl.train.incremental import carry_weights, start_from
 from recsys_mtl.train.module import MultiTaskModule
 
 log = logging.getLogger(__name__)
@@ -178,6 +180,7 @@ def fit(
     *,
     prepared: Prepared | None = None,
     source: DataSource | None = None,
+    init_from: Path | None = None,
     extra_callbacks: Sequence[L.Callback] = (),
     evaluate_test: bool = True,
 ) -> RunResult:
@@ -185,9 +188,10 @@ def fit(
 
     ``prepared`` reuses already encoded splits (a tuning study encodes once per process);
     ``evaluate_test=False`` never hands the test split to the trainer (tuning trials), so
-    metrics.json then has no ``test`` entry.
+    metrics.json then has no ``test`` entry. ``init_from`` starts from an earlier run's weights
+    with its vocabularies grown by the new data (:mod:`recsys_mtl.train.incremental`).
     """
-    last = None
+    last, start = None, None
     if prepared is not None:
         prep = replace(prepared, cfg=cfg, spec=spec)
     elif resume is not None:
@@ -195,13 +199,21 @@ def fit(
         if not last.is_file():
             raise RecsysMTLError(f"{resume}: no checkpoints/last.ckpt to resume from")
         prep = prepare(cfg, spec, splits, Preprocessor.load(resume / "preprocessing.json", spec), source=source)
+    elif init_from is not None:
+        source = source or (FramesSource(splits) if splits is not None else data_source(cfg.data))
+        start = start_from(init_from, spec, source)
+        prep = prepare(cfg, spec, preprocessor=start.preprocessor, source=source)
     else:
         prep = prepare(cfg, spec, splits, source=source)
     module = build_module(prep)  # bad model / balancing params fail here, before any file is written
+    if start is not None:
+        start.drift["new_rows"] = carry_weights(module.model, start.model)
     run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name)
     write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     write_atomic(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
     prep.preprocessor.save(run_dir / "preprocessing.json")
+    if start is not None:
+        write_atomic(run_dir / "drift.json", json.dumps(start.drift, indent=1))
 
     t = cfg.trainer
     dm = TableDataModule(prep.train, prep.valid, prep.test if evaluate_test else None, t.batch_size, t.eval_batch_size, t.seed)
