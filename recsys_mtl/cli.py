@@ -24,7 +24,7 @@ def _fit(args: argparse.Namespace) -> int:
     cfg, spec = load_pipeline(args.pipeline, args.set)
     if args.runs_dir:
         cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
-    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None)
+    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None)
     m = result.metrics
     print(f"run folder: {result.run_dir}")
     for split in ("val", "test"):
@@ -35,17 +35,14 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from recsys_mtl.data.preprocess import check_frame
-    from recsys_mtl.data.sources import load_splits
+    from recsys_mtl.data.sources import data_source
     from recsys_mtl.spec import load_pipeline
 
     cfg, spec = load_pipeline(args.pipeline, args.set)
     print(f"{args.pipeline}: pipeline and spec {cfg.spec} are valid")
     if args.data:
-        splits = load_splits(cfg.data)
-        for name, df in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
-            check_frame(spec, df, f"{name} split")
-        print(f"data: {splits.sizes()} rows; every spec column present")
+        sizes = data_source(cfg.data).check(spec)
+        print(f"data: {sizes} rows; every spec column present")
     return 0
 
 
@@ -153,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = pipeline_cmd("fit", _fit, "fit preprocessing, train, select on validation, evaluate test once")
     fit.add_argument("--runs-dir", help="where run folders go (default: the pipeline's runs_dir)")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint")
+    fit.add_argument("--init-from", metavar="RUN_DIR", help="start from this run's weights on new data: vocabularies grow, drift.json written")
     val = pipeline_cmd("validate", _validate, "check a pipeline and its spec (and with --data, the data)")
     val.add_argument("--data", action="store_true", help="also read the data and check its columns")
 
