@@ -36,12 +36,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # the weights-only unpickler names the global it refused; that is the useful part
-        refused = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "global" in line), "")
-        raise DataError(
-            f"{path}: refused to load: the checkpoint holds objects other than tensors and plain data "
-            f"(checkpoints are loaded as data, never as code){': ' + refused[:200] if refused else ''}"
-        ) from None
+        # the weights-only unpickler says what it refused: a global (a class or function to call)
+        # means objects beyond tensors and plain data; anything else means bytes it cannot parse
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
+        if "Unsupported global" in detail:
+            raise DataError(
+                f"{path}: refused to load: the checkpoint holds objects other than tensors and plain data "
+                f"(checkpoints are loaded as data, never as code): {detail[:200]}"
+            ) from None
+        raise DataError(f"{path}: not a readable checkpoint ({detail[:200]})") from None
     except Exception as exc:  # truncated zip, garbage bytes, wrong format: many exception types
         raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -81,6 +85,6 @@ def read_json(path: str | Path, schema: type[M]) -> M:
         return schema.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
-        lines = [f"{'.'.join(map(str, e['loc'])) or '<top>'}: {e['msg']}" for e in errors[:3]]
+        lines = [f"{'.'.join(map(str, e['loc'])) or '<top>'}: {e['msg'].removeprefix('Value error, ')}" for e in errors[:3]]
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         raise DataError(f"{path}: " + "; ".join(lines) + more) from None
