@@ -12,16 +12,31 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from recsys_mtl.errors import RecsysMTLError
+from recsys_mtl.errors import RecsysMTLError, SpecError
+
+if TYPE_CHECKING:
+    from recsys_mtl.spec import FeatureSpec, PipelineConfig
+
+
+def _load_checked(args: argparse.Namespace) -> "tuple[PipelineConfig, FeatureSpec]":
+    """The pipeline and its spec, with trainer, model and balancing settings checked (no data read)."""
+    from recsys_mtl.spec import load_pipeline
+    from recsys_mtl.train.checks import check_pipeline
+
+    cfg, spec = load_pipeline(args.pipeline, args.set)
+    try:
+        check_pipeline(cfg, spec)
+    except SpecError as exc:
+        raise type(exc)(f"{args.pipeline}: {exc}") from None
+    return cfg, spec
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from recsys_mtl.spec import load_pipeline
     from recsys_mtl.train.run import fit
 
-    cfg, spec = load_pipeline(args.pipeline, args.set)
+    cfg, spec = _load_checked(args)
     if args.runs_dir:
         cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
     result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None)
@@ -36,10 +51,9 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from recsys_mtl.data.sources import data_source
-    from recsys_mtl.spec import load_pipeline
 
-    cfg, spec = load_pipeline(args.pipeline, args.set)
-    print(f"{args.pipeline}: pipeline and spec {cfg.spec} are valid")
+    cfg, spec = _load_checked(args)
+    print(f"{args.pipeline}: pipeline, spec {cfg.spec}, trainer, model and balancing settings are valid")
     if args.data:
         sizes = data_source(cfg.data).check(spec)
         print(f"data: {sizes} rows; every spec column present")
@@ -97,9 +111,8 @@ def _tune(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """The whole journey: tune (when the pipeline has a search space) or fit, then export."""
     from recsys_mtl.export import export_run
-    from recsys_mtl.spec import load_pipeline
 
-    cfg, _ = load_pipeline(args.pipeline, args.set)
+    cfg, spec = _load_checked(args)
     if cfg.tune.get("space"):
         from recsys_mtl.tune import plan_study, quiet_optuna, summary_table, tune
 
@@ -113,7 +126,6 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.runs_dir:
             cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
-        _, spec = load_pipeline(args.pipeline, args.set)
         run_dir = fit(cfg, spec).run_dir
         print(f"run folder: {run_dir}")
     exported = export_run(run_dir, Path(args.exports_dir) / run_dir.name)
@@ -206,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.fn(args)
-    except RecsysMTLError as exc:
+    except (RecsysMTLError, OSError) as exc:  # bad input, or a file the OS refuses (permissions, disk full)
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import pkgutil
@@ -80,6 +81,12 @@ def _type_name(annotation: Any) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class Registry(Generic[T]):
     """Classes registered under a name; each class carries a pydantic ``Config`` for its params."""
 
@@ -105,7 +112,8 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             raise SpecError(
-                f"{self.field}.name: unknown {self.kind} {name!r} (available: {', '.join(self.names())})"
+                f"{self.field}.name: unknown {self.kind} {name!r}{did_you_mean(name, self.names())} "
+                f"(available: {', '.join(self.names())})"
             ) from None
 
     def summary(self, name: str) -> str:
@@ -139,9 +147,11 @@ class Registry(Generic[T]):
         try:
             return cls.Config.model_validate(params)  # type: ignore[attr-defined]
         except ValidationError as exc:
+            known = list(cls.Config.model_fields)  # type: ignore[attr-defined]
             msgs = [
-                f"{self.field}.params.{'.'.join(map(str, e['loc']))}: "
-                + ("unknown parameter" if e["type"] == "extra_forbidden" else e["msg"])
+                ".".join([f"{self.field}.params", *map(str, e["loc"])]) + ": "
+                + (f"unknown parameter{did_you_mean(str(e['loc'][-1]), known)}" if e["type"] == "extra_forbidden"
+                   else e["msg"].removeprefix("Value error, "))
                 for e in exc.errors()
             ]
             raise SpecError(f"{self.kind} {name!r}: " + "; ".join(msgs)) from None
