@@ -9,6 +9,12 @@ app (:func:`serving.body.read_body`).
 
 Use: ``uvicorn.run(app, http=functools.partial(LimitedHttpToolsProtocol, header_timeout=10,
 max_header_bytes=65536))`` (a partial of a module-level class pickles, so ``--workers`` works).
+
+Closing a connection whose request the server has not read to the end (a refused header block, a
+413 or 408 from the app) would make the kernel answer the unread bytes with a reset, and the client
+would lose the error answer it was sent. Such connections close gracefully instead: the answer is
+followed by end-of-stream, what the client still sends is read and dropped, and the socket closes
+once the client closes its side or after ``LINGER_S`` seconds (as nginx's lingering close).
 """
 
 from __future__ import annotations
@@ -23,6 +29,25 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 log = logging.getLogger(__name__)
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+#: longest a closing connection keeps draining what its client still sends
+LINGER_S = 2.0
+
+
+class _LingeringTransport:
+    """The connection's transport as a request sees it: ``close`` lingers while the request body is unread."""
+
+    def __init__(self, protocol: "LimitedHttpToolsProtocol"):
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def close(self) -> None:
+        self._protocol.close_gracefully()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -34,6 +59,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # True from a request's first byte (or the connection's opening) until its headers are complete
         self._in_headers = True
         self._header_bytes = 0
+        self.lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -44,6 +70,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # closing: what the client still sends is dropped
         was_in_headers = self._in_headers
         super().data_received(data)
         # a chunk that holds only header bytes counts in full; one that starts or ends a header
@@ -65,6 +93,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._disarm()
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _LingeringTransport(self)  # type: ignore[assignment]
+
+    def close_gracefully(self) -> None:
+        """Close after the answer; linger first when the client may still be sending."""
+        if self.lingering or self.transport.is_closing():
+            return
+        if self.cycle is None or not self.cycle.more_body or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.lingering = True
+        self._disarm()
+        self._unset_keepalive_if_required()
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        self.loop.call_later(LINGER_S, self.transport.close)
+
+    def eof_received(self) -> bool | None:
+        if self.lingering:
+            self.transport.close()  # the client is done too
+        return None
 
     def _arm(self) -> None:
         self._disarm()
@@ -90,4 +139,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             head = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                     b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body)))
             self.transport.write(head + body)
-        self.transport.close()
+            self.lingering = True
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
