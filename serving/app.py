@@ -1,4 +1,5 @@
-"""The HTTP service (FastAPI): POST /predict (JSON or Arrow IPC), /health, /ready, /metadata.
+"""The HTTP service (FastAPI): POST /predict (JSON or Arrow IPC), /health, /ready, /metadata,
+/openapi.json (generated from the export's metadata) and /metrics (Prometheus, optional).
 
 ``POST /predict``
 
@@ -31,6 +32,8 @@ from serving.batcher import MicroBatcher, Outputs
 from serving.body import parse_json, read_body
 from serving.guard import Guard, Observer
 from serving.metadata import public_metadata
+from serving.metrics import Metrics
+from serving.openapi import openapi_document
 from serving.predictor import Predictor
 from serving.schema import Feed, RequestError, clip
 
@@ -74,9 +77,13 @@ def arrow_outputs(outputs: Outputs) -> bytes:
 
 
 def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings(),
-               observers: Sequence[Observer] = ()) -> FastAPI:
-    """The app; ``observers`` get one :class:`RequestRecord` per finished request (metrics, access log)."""
-    batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.max_wait_ms)
+               observers: Sequence[Observer] = (), metrics: Metrics | None = None) -> FastAPI:
+    """The app; ``observers`` get one :class:`RequestRecord` per finished request (e.g. an access
+    log); ``metrics``, if given, counts requests and micro-batches and answers ``GET /metrics``."""
+    batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.max_wait_ms,
+                           on_batch=metrics.observe_batch if metrics else None)
+    if metrics is not None:
+        observers = [*observers, metrics.observe_request]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +97,8 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings(),
     # errors become answers in the guard (outermost but for Starlette's own error layer)
     app.add_middleware(Guard, observers=observers)
     public = public_metadata(predictor.metadata)
+    document = openapi_document(public, settings.max_request_rows)
+    app.openapi = lambda: document  # type: ignore[method-assign]  # served at /openapi.json
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -107,6 +116,11 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings(),
             "serving": {"variant": predictor.variant, "providers": predictor.providers, **asdict(settings),
                         "batching": asdict(batcher.stats)},
         }
+
+    if metrics is not None:
+        @app.get("/metrics")
+        async def metrics_text() -> Response:
+            return Response(metrics.render(), media_type=metrics.content_type)
 
     async def predict(request: Request) -> Response:
         kind = request.headers.get("content-type", JSON_TYPE).split(";")[0].strip().lower()
