@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,25 +128,11 @@ class Preprocessor:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, spec: FeatureSpec, train: pl.DataFrame, where: str = "train") -> "Preprocessor":
+        """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.streaming_fit` over it."""
+        from recsys_mtl.data.streaming_fit import fit_lazy  # it builds the Fitted* types defined here
+
         check_frame(spec, train, where)
-        tables: dict[str, FittedTable] = {}
-        members: dict[str, list[CategoricalFeature | SequenceFeature]] = {}
-        for f in [*spec.categorical, *spec.sequences]:
-            members.setdefault(f.table, []).append(f)
-        for table, feats in members.items():
-            first = feats[0]
-            if first.hash is not None:
-                tables[table] = FittedTable(table, hash_buckets=first.hash.buckets, hash_seed=first.hash.seed)
-                continue
-            parts = [_flat_strings(train[f.source]) for f in feats]
-            values = pl.concat(parts).drop_nulls()
-            counts = values.value_counts(name="n").sort(["n", values.name], descending=[True, False])
-            counts = counts.filter(pl.col("n") >= first.vocab_config.min_freq)
-            if first.vocab_config.max_size is not None:
-                counts = counts.head(first.vocab_config.max_size)
-            tables[table] = FittedTable(table, vocab=counts[values.name].to_list())
-        numeric = {f.name: _fit_numeric(f, train[f.source]) for f in spec.numeric}
-        return cls(spec, tables, numeric)
+        return fit_lazy(spec, train.lazy(), where)
 
     # ------------------------------------------------------------------ transform
     def transform(self, df: pl.DataFrame, where: str = "data") -> EncodedTable:
@@ -303,45 +288,6 @@ def _check_finite(f: NumericFeature, col: pl.Series, where: str) -> None:
             f"{where}: column {f.source!r} (numeric feature {f.name!r}) has {int(inf.sum())} infinite "
             f"value(s), first at row {row}; write missing values as null or NaN"
         )
-
-
-def _flat_strings(col: pl.Series) -> pl.Series:
-    if isinstance(col.dtype, pl.List):
-        col = col.explode(empty_as_null=False, keep_nulls=False)
-    return col.cast(pl.String).rename("value")
-
-
-def _fit_numeric(f: NumericFeature, col: pl.Series) -> FittedNumeric:
-    x = col.cast(pl.Float64).fill_nan(None).drop_nulls()
-    if x.len() == 0:
-        raise DataError(f"train: column {f.source!r} (numeric feature {f.name!r}) is entirely null")
-    policy = f.missing
-    impute = {
-        "mean": lambda: float(x.mean()),  # type: ignore[arg-type]
-        "median": lambda: float(x.median()),  # type: ignore[arg-type]
-        "zero": lambda: 0.0,
-        "constant": lambda: float(policy.value),  # type: ignore[arg-type]
-    }[policy.impute]()
-    fitted = FittedNumeric(
-        name=f.name,
-        source=f.source,
-        impute_value=impute,
-        indicator=policy.indicator,
-        clip_min=f.clip.min if f.clip else None,
-        clip_max=f.clip.max if f.clip else None,
-        log1p=f.log1p,
-        mean=0.0,
-        std=1.0,
-    )
-    values, _ = fitted.apply(col)
-    if f.quantile_buckets is not None:
-        edges = np.quantile(values, np.linspace(0, 1, f.quantile_buckets + 1)[1:-1])
-        fitted.boundaries = sorted(set(float(e) for e in edges))
-    elif f.standardize:
-        std = float(values.std())
-        fitted.mean = float(values.mean())
-        fitted.std = std if std > 1e-12 and math.isfinite(std) else 1.0
-    return fitted
 
 
 def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:

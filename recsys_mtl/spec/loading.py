@@ -78,6 +78,22 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str |
     return raw
 
 
+def resolve_paths(model: M, base: Path) -> M:
+    """A copy of ``model`` whose relative ``Path`` fields (nested models included) are under ``base``.
+
+    Fields are found by the type of their value, so a new data kind's path fields resolve
+    without being listed anywhere.
+    """
+    updates: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            updates[name] = base / value
+        elif isinstance(value, BaseModel):
+            updates[name] = resolve_paths(value, base)
+    return model.model_copy(update=updates)
+
+
 def load_pipeline(path: str | Path, overrides: Iterable[str] = ()) -> tuple[PipelineConfig, FeatureSpec]:
     """Load a pipeline and its spec; relative paths are resolved against the pipeline's folder."""
     path = Path(path)
@@ -87,12 +103,6 @@ def load_pipeline(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Pipe
     updates: dict[str, Any] = {"spec": base / cfg.spec}
     if not cfg.runs_dir.is_absolute():
         updates["runs_dir"] = Path.cwd() / cfg.runs_dir
-    data = cfg.data
-    data_updates = {
-        field: base / value
-        for field in ("train", "valid", "test", "path", "cache_dir")
-        if isinstance(value := getattr(data, field, None), Path) and not value.is_absolute()
-    }
-    updates["data"] = data.model_copy(update=data_updates)
+    updates["data"] = resolve_paths(cfg.data, base)
     cfg = cfg.model_copy(update=updates)
     return cfg, load_spec(cfg.spec)
