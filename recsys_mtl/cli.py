@@ -99,6 +99,7 @@ def _tune(args: argparse.Namespace) -> int:
 
     if not args.debug:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the study prints its own line per trial
+    _load_checked(args)  # the base pipeline's settings, before a study is created
     plan = plan_study(
         args.pipeline, args.set, n_trials=args.trials, timeout=args.timeout, storage=args.storage,
         study_name=args.study, runs_dir=Path(args.runs_dir) if args.runs_dir else None,

@@ -79,6 +79,9 @@ class SequenceFeature(_Categorical):
 
 
 class MissingPolicy(StrictModel):
+    """What a numeric feature does with a missing value: null or NaN. ±inf is not missing: the
+    data is refused, naming the column (see docs/input_limits.md)."""
+
     impute: Literal["mean", "median", "zero", "constant"] = "mean"
     value: float | None = None
     indicator: bool = True

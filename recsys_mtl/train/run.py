@@ -14,7 +14,7 @@ Layout of a run folder::
       diagnostics.json    expert sparsity, gate entropy, expert usage per validation (MoE models)
       diagnostics.png     plot of the selected checkpoint's diagnostics
 
-Everything that can fail on bad input (spec, data, model and balancing config) is checked
+Everything that can fail on bad input (spec, data, trainer, model and balancing config) is checked
 before the folder is created, and every file is written atomically, so a failure never leaves a
 half-written run or touches an earlier one.
 """
