@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from recsys_mtl.balancing import build_balancer
-from recsys_mtl.data.tensors import features_only
 from recsys_mtl.export import export_run
 from recsys_mtl.models import build_model
 from recsys_mtl.spec import load_pipeline

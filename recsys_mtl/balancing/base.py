@@ -31,6 +31,7 @@ class BalancerConfig(BaseModel):
     #: a task whose weight stays below ``collapse_ratio`` × mean weight for ``collapse_window``
     #: consecutive steps triggers a warning (degenerate weights are a known failure of these methods)
     collapse_ratio: float = Field(0.01, ge=0, lt=1)
+    #: consecutive low-weight steps before the collapse warning
     collapse_window: int = Field(200, ge=1)
 
 

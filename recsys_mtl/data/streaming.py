@@ -31,7 +31,6 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.errors import DataError
-from recsys_mtl.spec.features import FeatureSpec
 
 
 def parquet_files(path: str | Path) -> list[Path]:

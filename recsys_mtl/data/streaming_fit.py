@@ -93,6 +93,7 @@ def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, F
         return {}
     # pass 1: non-null counts and the impute statistics
     first = [_raw(f).count().alias(f"{f.name}:count") for f in spec.numeric]
+    first += [_raw(f).is_infinite().sum().alias(f"{f.name}:inf") for f in spec.numeric]
     first += [_raw(f).mean().alias(f"{f.name}:mean") for f in spec.numeric if f.missing.impute == "mean"]
     stats = _aggregate(lf, first)
     # exact medians / quantiles hold their column in memory: one column per query bounds the fit's
@@ -102,6 +103,9 @@ def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, F
             stats |= _aggregate(lf, [_raw(f).median().alias(f"{f.name}:median")])
     fitted: dict[str, FittedNumeric] = {}
     for f in spec.numeric:
+        if stats[f"{f.name}:inf"]:  # refused as in check_frame: ±inf would poison the statistics
+            raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has {int(stats[f'{f.name}:inf'])} "
+                            "infinite value(s); write missing values as null or NaN")
         if stats[f"{f.name}:count"] == 0:
             raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) is entirely null")
         policy = f.missing

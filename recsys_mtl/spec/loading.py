@@ -5,26 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from recsys_mtl.errors import SpecError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.spec.yaml_io import load_yaml_text, read_yaml_file
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping file, read within :mod:`recsys_mtl.spec.yaml_io`'s limits."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise SpecError(f"{path}{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml_file(path)
     if raw is None:
         raise SpecError(f"{path}: file is empty")
     if not isinstance(raw, dict):
@@ -80,7 +74,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str |
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise SpecError(f"{source}: override {item!r}: {part!r} is not a mapping")
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = load_yaml_text(value, f"override {item!r}")
     return raw
 
 

@@ -9,6 +9,7 @@ Layout of a run folder::
       checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
       logs/               CSV and TensorBoard logs
       metrics.json        val and test metrics per task at the best checkpoint, throughput
+      curves.png          loss and metrics per task and epoch, train and validation
       drift.json          with --init-from: vocabulary growth, OOV rates, numeric drift
       diagnostics.json    expert sparsity, gate entropy, expert usage per validation (MoE models)
       diagnostics.png     plot of the selected checkpoint's diagnostics
@@ -35,6 +36,7 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from recsys_mtl.artifacts import checkpoint_epoch, load_checkpoint
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.sources import DataSource, FramesSource, Splits, TrainInput, data_source
@@ -44,7 +46,9 @@ from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
-from recsys_mtl.train.callbacks import Throughput
+from recsys_mtl.train.callbacks import RunCheckpoint, Throughput
+from recsys_mtl.train.checks import check_pipeline
+from recsys_mtl.train.curves import plot_curves
 from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.incremental import carry_weights, start_from
 from recsys_mtl.train.module import MultiTaskModule
@@ -141,7 +145,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, ModelCheckpoint, Throughput]:
     t = cfg.trainer
-    checkpoint = ModelCheckpoint(
+    checkpoint = RunCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=t.mode, save_top_k=1, save_last=True
     )
     throughput = Throughput()
@@ -191,13 +195,17 @@ def fit(
     metrics.json then has no ``test`` entry. ``init_from`` starts from an earlier run's weights
     with its vocabularies grown by the new data (:mod:`recsys_mtl.train.incremental`).
     """
+    check_pipeline(cfg, spec)  # trainer, model and balancing settings, before any data is read
     last, start = None, None
+    if resume is not None:
+        resume = Path(resume).resolve()
     if prepared is not None:
         prep = replace(prepared, cfg=cfg, spec=spec)
     elif resume is not None:
         last = resume / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise RecsysMTLError(f"{resume}: no checkpoints/last.ckpt to resume from")
+        load_checkpoint(last)  # refused here as data (DataError naming the file), not deep in Lightning
         prep = prepare(cfg, spec, splits, Preprocessor.load(resume / "preprocessing.json", spec), source=source)
     elif init_from is not None:
         source = source or (FramesSource(splits) if splits is not None else data_source(cfg.data))
@@ -208,7 +216,7 @@ def fit(
     module = build_module(prep)  # bad model / balancing params fail here, before any file is written
     if start is not None:
         start.drift["new_rows"] = carry_weights(module.model, start.model)
-    run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name)
+    run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name).resolve()  # Lightning's paths are absolute
     write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     write_atomic(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
     prep.preprocessor.save(run_dir / "preprocessing.json")
@@ -219,20 +227,21 @@ def fit(
     dm = TableDataModule(prep.train, prep.valid, prep.test if evaluate_test else None, t.batch_size, t.eval_batch_size, t.seed)
     trainer, checkpoint, throughput = make_trainer(cfg, run_dir, list(extra_callbacks))
     started = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=last)
+    trainer.fit(module, datamodule=dm, ckpt_path=last, weights_only=True)
     fit_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path
     # the selected checkpoint is re-evaluated on validation, then the test split is read once
-    val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
-    test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0] if evaluate_test else None
+    val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+    test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0] if evaluate_test else None
     metrics = {
         "pipeline": cfg.name,
         "model": cfg.model.name,
         "balancing": cfg.balancing.name,
         "seed": t.seed,
         "split_sizes": prep.sizes,
-        "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
+        # what export and report load: the file this run selected (best-v1.ckpt after some resumes)
+        "best_checkpoint": Path(best).resolve().relative_to(run_dir.resolve()).as_posix() if best else None,
         "best_epoch": _epoch_of(best),
         "epochs_run": trainer.current_epoch,
         "monitor": {"name": t.monitor, "mode": t.mode, "best": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None},
@@ -244,6 +253,7 @@ def fit(
     }
     if trainer.is_global_zero:  # under DDP every rank holds the same synced metrics
         write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        plot_curves(run_dir, last_epoch=trainer.current_epoch - 1)
     return RunResult(run_dir, metrics)
 
 
@@ -252,8 +262,4 @@ def _strip(values: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def _epoch_of(ckpt: str) -> int | None:
-    if not ckpt:
-        return None
-    import torch
-
-    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])
+    return checkpoint_epoch(ckpt) if ckpt else None
