@@ -12,7 +12,7 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +34,10 @@ class BalancerConfig(BaseModel):
     collapse_window: int = Field(200, ge=1)
 
 
+#: where gradient strategies take per-task gradients (see :meth:`StepContext.gradient_targets`)
+GradientSpace = Literal["representation", "shared_parameters"]
+
+
 @dataclass
 class StepContext:
     """What a strategy may look at in a training step besides the losses."""
@@ -42,21 +46,39 @@ class StepContext:
     epoch: int
     #: the model, for strategies that need more than the fields below
     model: nn.Module | None = None
-    #: this forward's shared representation (in the autograd graph), e.g. MMoE's expert outputs
-    #: (B, E, H); None when the model's shared module did not run its forward this step
-    shared: Tensor | None = None
-    #: trainable parameters of the model's shared module (fallback target for gradient methods)
+    #: this forward's shared representation(s), in the autograd graph: one tensor or several
+    #: (e.g. MMoE's experts (B, E, H); HoME's global and group experts of the last level).
+    #: None / empty when the model's shared modules did not run their forward this step
+    shared: Tensor | Sequence[Tensor] | None = None
+    #: trainable parameters every task depends on (``MultiTaskModel.shared_parameters()``)
     shared_params: Sequence[Tensor] = field(default_factory=tuple)
+    #: the training batch, for strategies that re-run the model (SAMO); None when not given
+    batch: Any = None
 
-    def gradient_targets(self) -> tuple[list[Tensor], bool]:
+    def representations(self) -> list[Tensor]:
+        """The shared representation tensors that carry a gradient this step (possibly none)."""
+        if self.shared is None:
+            return []
+        reps = [self.shared] if isinstance(self.shared, Tensor) else list(self.shared)
+        return [z for z in reps if z.requires_grad]
+
+    def parameters(self) -> list[Tensor]:
+        return [p for p in self.shared_params if p.requires_grad]
+
+    def gradient_targets(self, on: GradientSpace = "representation") -> tuple[list[Tensor], bool]:
         """Tensors gradient methods differentiate against, and whether they are per-sample.
 
-        The shared representation when there is one (the MGDA-UB trick: per-task gradients cost
-        a backward through the task-specific part only), else the shared parameters.
+        ``representation``: the shared representation(s) (the MGDA-UB trick: per-task gradients
+        cost a backward through the task-specific part only), falling back to the shared
+        parameters when none was captured; ``shared_parameters``: the shared parameters (the
+        papers' setting for PCGrad and CAGrad: the update is then conflict-averse in parameter
+        space).
         """
-        if self.shared is not None and self.shared.requires_grad:
-            return [self.shared], True
-        params = [p for p in self.shared_params if p.requires_grad]
+        if on == "representation":
+            reps = self.representations()
+            if reps:
+                return reps, True
+        params = self.parameters()
         if not params:
             raise RuntimeError("gradient balancing needs a shared representation or shared parameters; got neither")
         return params, False

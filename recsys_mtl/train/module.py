@@ -51,7 +51,7 @@ class MultiTaskModule(L.LightningModule):
         losses = self.task_losses(self(batch), batch)
         ctx = StepContext(
             step=self.global_step, epoch=self.current_epoch, model=self.model,
-            shared=self.shared.pop(), shared_params=self.shared.params,
+            shared=self.shared.pop(), shared_params=self.shared.params, batch=batch,
         )
         total = self.balancer(losses, ctx)
         n = batch["labels"].shape[0]
