@@ -13,7 +13,7 @@ from recsys_mtl.train.run import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond"]
-EXTRA = {"coba": ["balancing.params={window: 2}", "trainer.max_epochs=3"], "gcond": ["balancing.params={accum_steps: 2}"]}
+EXTRA = {"coba": ["balancing.params={warmup_steps: 2, history: 4}"], "gcond": ["balancing.params={accum_steps: 2}"]}
 
 
 def short_fit(tmp_path: Path, method: str, *extra: str) -> tuple[dict, pl.DataFrame]:  # type: ignore[type-arg]

@@ -95,6 +95,10 @@ class Balancer(nn.Module, ABC):
     """
 
     Config: ClassVar[type[BalancerConfig]] = BalancerConfig
+    #: losses the training loop hands to :meth:`after_step` after each optimizer step:
+    #: ``same_batch`` (the step's batch re-evaluated with the updated model: FAMO),
+    #: ``validation_batch`` (a sampled validation batch: CoBa), or None
+    post_step: ClassVar[Literal["same_batch", "validation_batch"] | None] = None
 
     def __init__(self, task_names: Sequence[str], config: BalancerConfig):
         super().__init__()
@@ -115,7 +119,31 @@ class Balancer(nn.Module, ABC):
         return total
 
     def on_validation_end(self, val_losses: Tensor, epoch: int) -> None:
-        """Hook for strategies driven by validation loss (CoBa); (T,) mean losses."""
+        """Hook for strategies driven by full validation passes; (T,) exact mean losses."""
+
+    def after_step(self, losses: Tensor, step: int) -> None:
+        """(T,) detached losses of the kind :attr:`post_step` names, after optimizer step ``step``."""
+
+    def validation_batches(self) -> int:
+        """How many validation batches ``post_step = "validation_batch"`` averages per step."""
+        return 1
+
+    def has_reference(self) -> bool:
+        """Whether the full-validation reference losses (:meth:`set_reference`) are known."""
+        return True
+
+    def set_reference(self, val_losses: Tensor) -> None:
+        """(T,) exact validation losses before training, for ``validation_batch`` strategies."""
+
+    def steps_optimizer(self) -> bool:
+        """Asked before a batch's training step: does the optimizer step after this batch?
+        Strategies that accumulate several batches into one update (GCond) say no until the
+        last batch of their window; the gradients then add up in ``.grad``."""
+        return True
+
+    def zeroes_gradients(self) -> bool:
+        """Asked after a batch's training step, before its backward: clear ``.grad`` first?"""
+        return True
 
     def weight_dict(self) -> dict[str, float]:
         """Per-task weights (and any strategy-specific scalars) for the run's logs."""
