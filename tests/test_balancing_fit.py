@@ -12,7 +12,7 @@ from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.run import fit
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond"]
+METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond", "samo", "rep_mtl"]
 EXTRA = {"coba": ["balancing.params={warmup_steps: 2, history: 4}"], "gcond": ["balancing.params={accum_steps: 2}"]}
 
 

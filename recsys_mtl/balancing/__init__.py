@@ -13,6 +13,8 @@ from recsys_mtl.balancing import (  # noqa: F401  (registration side effect)
     gradnorm,
     mgda,
     pcgrad,
+    rep_mtl,
+    samo,
     static,
     uncertainty,
 )

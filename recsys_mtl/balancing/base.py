@@ -12,7 +12,7 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,8 +52,9 @@ class StepContext:
     shared: Tensor | Sequence[Tensor] | None = None
     #: trainable parameters every task depends on (``MultiTaskModel.shared_parameters()``)
     shared_params: Sequence[Tensor] = field(default_factory=tuple)
-    #: the training batch, for strategies that re-run the model (SAMO); None when not given
-    batch: Any = None
+    #: re-runs the forward on this step's batch with the current parameter values and returns
+    #: its (T,) task losses in a fresh graph (SAMO's perturbed passes); None when not available
+    evaluate: Callable[[], Tensor] | None = None
 
     def representations(self) -> list[Tensor]:
         """The shared representation tensors that carry a gradient this step (possibly none)."""

@@ -66,11 +66,17 @@ class MultiTaskModule(L.LightningModule):
         return sums / weights.clamp_min(1e-12) * self.task_weights.to(sums)
 
     # ------------------------------------------------------------------ train
+    def _reevaluate(self, batch: Batch) -> Tensor:
+        """(T,) losses of ``batch`` from a fresh forward (strategies that perturb parameters)."""
+        losses = self.task_losses(self(batch), batch)
+        self.shared.pop()  # this extra forward's representation is not the step's
+        return losses
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         losses = self.task_losses(self(batch), batch)
         ctx = StepContext(
             step=self.global_step, epoch=self.current_epoch, model=self.model,
-            shared=self.shared.pop(), shared_params=self.shared.params, batch=batch,
+            shared=self.shared.pop(), shared_params=self.shared.params, evaluate=lambda: self._reevaluate(batch),
         )
         total = self.balancer(losses, ctx)
         n = batch["labels"].shape[0]
