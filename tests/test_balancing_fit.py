@@ -57,8 +57,8 @@ def test_gradient_method_on_shared_bottom_in_bf16(tmp_path: Path) -> None:
 
 
 def test_gradient_method_falls_back_to_shared_parameters(tmp_path: Path) -> None:
-    """A model whose shared module never runs its forward (token models read the embeddings)."""
-    _, logs = short_fit(tmp_path, "mgda", "model.name=multitab", "model.params={}")
+    """A model without a shared representation (DTRN: the inner model runs on task-specific views)."""
+    _, logs = short_fit(tmp_path, "mgda", "model.name=dtrn", "model.params={}")
     assert all(math.isfinite(v) for v in logs["train/loss"].drop_nulls())
 
 

@@ -63,6 +63,7 @@ class GCondConfig(BalancerConfig):
     tie_breaking: tuple[float, float] = (0.8, 0.2)
     #: β of each task's gradient-norm moving average (strength score)
     norm_ema: float = Field(0.95, ge=0, lt=1)
+    #: gradients are accumulated on the shared parameters only (a representation changes every batch)
     on: Literal["shared_parameters"] = "shared_parameters"
 
     @model_validator(mode="after")
@@ -111,7 +112,8 @@ class GCond(Balancer):
         else:
             direction = self.resolve(self.accumulated).to(G)
             self.previous, self.accumulated, self.count = self.accumulated, None, 0
-        return redirect(scaled, targets, G, direction)
+        surrogate = redirect(scaled, targets, G, direction)
+        return losses.detach().sum() + (surrogate - surrogate.detach())  # logged value Σ L_t, gradient of the window share
 
     @torch.no_grad()
     def resolve(self, G: Tensor) -> Tensor:

@@ -42,6 +42,7 @@ class GradientConfig(BalancerConfig):
 class ParameterGradientConfig(GradientConfig):
     """Methods whose papers (and LibMTL) combine gradients of the shared parameters."""
 
+    #: where per-task gradients are taken: the shared parameters (the paper's setting) or the representation(s)
     on: GradientSpace = Field("shared_parameters")
 
 

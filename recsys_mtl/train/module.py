@@ -74,13 +74,13 @@ class MultiTaskModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         losses = self.task_losses(self(batch), batch)
+        aux = self.model.auxiliary_loss()  # read before a strategy re-runs the forward (SAMO)
         ctx = StepContext(
             step=self.global_step, epoch=self.current_epoch, model=self.model,
             shared=self.shared.pop(), shared_params=self.shared.params, evaluate=lambda: self._reevaluate(batch),
         )
         total = self.balancer(losses, ctx)
         n = batch["labels"].shape[0]
-        aux = self.model.auxiliary_loss()
         if aux is not None:
             total = total + aux
             self.log("train/auxiliary_loss", aux, batch_size=n)
