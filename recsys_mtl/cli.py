@@ -12,19 +12,34 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from recsys_mtl.errors import RecsysMTLError
+from recsys_mtl.errors import RecsysMTLError, SpecError
+
+if TYPE_CHECKING:
+    from recsys_mtl.spec import FeatureSpec, PipelineConfig
+
+
+def _load_checked(args: argparse.Namespace) -> "tuple[PipelineConfig, FeatureSpec]":
+    """The pipeline and its spec, with trainer, model and balancing settings checked (no data read)."""
+    from recsys_mtl.spec import load_pipeline
+    from recsys_mtl.train.checks import check_pipeline
+
+    cfg, spec = load_pipeline(args.pipeline, args.set)
+    try:
+        check_pipeline(cfg, spec)
+    except SpecError as exc:
+        raise type(exc)(f"{args.pipeline}: {exc}") from None
+    return cfg, spec
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from recsys_mtl.spec import load_pipeline
     from recsys_mtl.train.run import fit
 
-    cfg, spec = load_pipeline(args.pipeline, args.set)
+    cfg, spec = _load_checked(args)
     if args.runs_dir:
         cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
-    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None)
+    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None)
     m = result.metrics
     print(f"run folder: {result.run_dir}")
     for split in ("val", "test"):
@@ -35,17 +50,13 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from recsys_mtl.data.preprocess import check_frame
-    from recsys_mtl.data.sources import load_splits
-    from recsys_mtl.spec import load_pipeline
+    from recsys_mtl.data.sources import data_source
 
-    cfg, spec = load_pipeline(args.pipeline, args.set)
-    print(f"{args.pipeline}: pipeline and spec {cfg.spec} are valid")
+    cfg, spec = _load_checked(args)
+    print(f"{args.pipeline}: pipeline, spec {cfg.spec}, trainer, model and balancing settings are valid")
     if args.data:
-        splits = load_splits(cfg.data)
-        for name, df in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
-            check_frame(spec, df, f"{name} split")
-        print(f"data: {splits.sizes()} rows; every spec column present")
+        sizes = data_source(cfg.data).check(spec)
+        print(f"data: {sizes} rows; every spec column present")
     return 0
 
 
@@ -100,9 +111,8 @@ def _tune(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """The whole journey: tune (when the pipeline has a search space) or fit, then export."""
     from recsys_mtl.export import export_run
-    from recsys_mtl.spec import load_pipeline
 
-    cfg, _ = load_pipeline(args.pipeline, args.set)
+    cfg, spec = _load_checked(args)
     if cfg.tune.get("space"):
         from recsys_mtl.tune import plan_study, quiet_optuna, summary_table, tune
 
@@ -116,7 +126,6 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.runs_dir:
             cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
-        _, spec = load_pipeline(args.pipeline, args.set)
         run_dir = fit(cfg, spec).run_dir
         print(f"run folder: {run_dir}")
     exported = export_run(run_dir, Path(args.exports_dir) / run_dir.name)
@@ -128,9 +137,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from recsys_mtl.balancing import BALANCERS
-    from recsys_mtl.models import available_models
+    from recsys_mtl.models import MODELS
+    from recsys_mtl.registry import components_markdown
 
-    print(json.dumps({"models": available_models(), "balancing": BALANCERS.names()}, indent=1))
+    if args.json:
+        print(json.dumps({"models": MODELS.names(), "balancing": BALANCERS.names()}, indent=1))
+    else:
+        print(components_markdown([MODELS, BALANCERS], params=args.params), end="")
     return 0
 
 
@@ -149,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = pipeline_cmd("fit", _fit, "fit preprocessing, train, select on validation, evaluate test once")
     fit.add_argument("--runs-dir", help="where run folders go (default: the pipeline's runs_dir)")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint")
+    fit.add_argument("--init-from", metavar="RUN_DIR", help="start from this run's weights on new data: vocabularies grow, drift.json written")
     val = pipeline_cmd("validate", _validate, "check a pipeline and its spec (and with --data, the data)")
     val.add_argument("--data", action="store_true", help="also read the data and check its columns")
 
@@ -160,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(fn=_generate)
 
-    sub.add_parser("list", help="registered models and balancing methods").set_defaults(fn=_models)
+    lst = sub.add_parser("list", help="registered models and balancing methods, with one-line descriptions")
+    lst.add_argument("--params", action="store_true", help="also each one's parameters: type, default, meaning")
+    lst.add_argument("--json", action="store_true", help="names only, as JSON")
+    lst.set_defaults(fn=_models)
 
     run = pipeline_cmd("run", _run, "the whole job: tune (if the pipeline has tune.space) or fit, then export to ONNX")
     run.add_argument("--runs-dir", help="where run and study folders go (default: the pipeline's runs_dir)")
@@ -195,9 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         warnings.filterwarnings("ignore", module="lightning")
         warnings.filterwarnings("ignore", module="torchmetrics")
+        # Lightning's info lines (accelerator summary, logger tips, "Restoring states" per
+        # evaluation) repeat what the command prints itself; warnings still show
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.fn(args)
-    except RecsysMTLError as exc:
+    except (RecsysMTLError, OSError) as exc:  # bad input, or a file the OS refuses (permissions, disk full)
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

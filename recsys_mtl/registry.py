@@ -2,13 +2,89 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
+import pkgutil
+import re
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
 
 from recsys_mtl.errors import SpecError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of a registered component's ``Config``, for ``recsys-mtl list --params``."""
+
+    name: str
+    type: str
+    default: str
+    description: str
+
+
+def discover(package: str) -> None:
+    """Import every module of ``package`` so that their ``@register`` decorators run.
+
+    Adding a model or a strategy is then one new file: no import list to keep by hand.
+    """
+    pkg = importlib.import_module(package)
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
+_FIELD_LINE = re.compile(r"^\s+(\w+)\s*:")
+
+
+def comment_docs(cls: type) -> dict[str, str]:
+    """``{field: text}`` from ``#:`` comment lines right above each field in the class bodies of
+    ``cls`` and its bases (the convention the configs use), for fields without a description."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        pending: list[str] = []
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("#:"):
+                pending.append(stripped[2:].strip())
+            elif (m := _FIELD_LINE.match(line)) and pending:
+                docs[m.group(1)] = " ".join(pending)
+                pending = []
+            elif stripped:
+                pending = []
+    return docs
+
+
+_TABLE_ROW = re.compile(r"^\|\s*`?(\w+)`?\s*\|[^|]*\|\s*(.+?)\s*\|$")
+
+
+def table_docs(cls: type) -> dict[str, str]:
+    """``{param: meaning}`` from the ``| param | default | meaning |`` tables of the class docstrings."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a variant (CGC) inherits its base's table
+        for line in (klass.__doc__ or "").splitlines():
+            if (m := _TABLE_ROW.match(line.strip())) and m.group(1) != "param":
+                docs[m.group(1)] = m.group(2)
+    return docs
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -36,8 +112,34 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             raise SpecError(
-                f"{self.field}.name: unknown {self.kind} {name!r} (available: {', '.join(self.names())})"
+                f"{self.field}.name: unknown {self.kind} {name!r}{did_you_mean(name, self.names())} "
+                f"(available: {', '.join(self.names())})"
             ) from None
+
+    def summary(self, name: str) -> str:
+        """The first line of the class docstring."""
+        paragraph = " ".join((self.get(name).__doc__ or "").strip().split("\n\n")[0].split())
+        return paragraph.split(". ")[0].rstrip(".")
+
+    def params(self, name: str) -> list[ParamInfo]:
+        """The parameters ``<field>.params`` accepts, from the class's typed ``Config``."""
+        cls = self.get(name)
+        config = cls.Config  # type: ignore[attr-defined]
+        # a table is written once per Config: variants sharing one (OMoE with MMoE) reuse it
+        siblings = [c for c in self._items.values() if getattr(c, "Config", None) is config and c is not cls]
+        comments = {**comment_docs(config)}
+        for klass in [*siblings, cls]:
+            comments.update(table_docs(klass))
+        out = []
+        for key, f in config.model_fields.items():
+            if f.default is not PydanticUndefined:
+                default = repr(f.default)
+            elif f.default_factory is not None:
+                default = repr(f.default_factory())  # type: ignore[call-arg]
+            else:
+                default = "(required)"
+            out.append(ParamInfo(key, _type_name(f.annotation), default, f.description or comments.get(key, "")))
+        return out
 
     def config(self, name: str, params: dict[str, Any]) -> BaseModel:
         """Validate ``params`` against the class's ``Config``; errors name ``<field>.params.<key>``."""
@@ -45,9 +147,28 @@ class Registry(Generic[T]):
         try:
             return cls.Config.model_validate(params)  # type: ignore[attr-defined]
         except ValidationError as exc:
+            known = list(cls.Config.model_fields)  # type: ignore[attr-defined]
             msgs = [
-                f"{self.field}.params.{'.'.join(map(str, e['loc']))}: "
-                + ("unknown parameter" if e["type"] == "extra_forbidden" else e["msg"])
+                ".".join([f"{self.field}.params", *map(str, e["loc"])]) + ": "
+                + (f"unknown parameter{did_you_mean(str(e['loc'][-1]), known)}" if e["type"] == "extra_forbidden"
+                   else e["msg"].removeprefix("Value error, "))
                 for e in exc.errors()
             ]
             raise SpecError(f"{self.kind} {name!r}: " + "; ".join(msgs)) from None
+
+
+def components_markdown(registries: list[Registry[Any]], params: bool = False) -> str:
+    """Markdown of registered components: a table of names and summaries per registry, and with
+    ``params`` a parameter table per component. ``docs/parameters.md`` is this text."""
+    out: list[str] = []
+    for reg in registries:
+        out += [f"## {reg.kind}s (`{reg.field}.name`)", "", "| name | what it is |", "|---|---|"]
+        out += [f"| `{n}` | {reg.summary(n)} |" for n in reg.names()]
+        out.append("")
+        if not params:
+            continue
+        for n in reg.names():
+            out += [f"### `{n}`", "", f"`{reg.field}.params`:", "", "| param | type | default | meaning |", "|---|---|---|---|"]
+            out += [f"| {p.name} | `{p.type}` | `{p.default}` | {p.description} |" for p in reg.params(n)]
+            out.append("")
+    return "\n".join(out)

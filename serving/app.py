@@ -1,4 +1,5 @@
-"""The HTTP service (FastAPI): POST /predict (JSON or Arrow IPC), /health, /ready, /metadata.
+"""The HTTP service (FastAPI): POST /predict (JSON or Arrow IPC), /health, /ready, /metadata,
+/openapi.json (generated from the export's metadata) and /metrics (Prometheus, optional).
 
 ``POST /predict``
 
@@ -8,8 +9,9 @@
 * ``Content-Type: application/vnd.apache.arrow.stream``: an Arrow IPC stream whose columns are the
   inputs; the answer is an Arrow IPC stream with one column per task.
 
-Bad requests get a 4xx JSON body ``{"error": ..., "field": ...}``: 400 malformed / empty body,
-413 body or batch too large, 415 unknown content type, 422 missing / unknown field or wrong value.
+Bad requests get a 4xx JSON body ``{"error": ..., "code": ..., "field": ...}``: 400 malformed /
+empty body, 408 body too slow, 413 body or batch too large, 415 unknown content type, 422 missing /
+unknown / repeated field or wrong value (see :mod:`serving.guard` for the rest).
 """
 
 from __future__ import annotations
@@ -18,16 +20,22 @@ import json
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from serving.batcher import BatcherClosed, MicroBatcher, Outputs
+from serving.arrow_ipc import read_stream
+from serving.batcher import MicroBatcher, Outputs
+from serving.body import parse_json, read_body
+from serving.guard import Guard, Observer
+from serving.metadata import public_metadata
+from serving.metrics import Metrics
+from serving.openapi import openapi_document
 from serving.predictor import Predictor
-from serving.schema import Feed, RequestError
+from serving.schema import Feed, RequestError, clip
 
 log = logging.getLogger(__name__)
 
@@ -37,48 +45,19 @@ ARROW_TYPE = "application/vnd.apache.arrow.stream"
 
 @dataclass(frozen=True)
 class ServeSettings:
-    #: largest request body accepted (bytes)
+    #: largest request body accepted (bytes); an Arrow stream may not decode to more either
     max_body_bytes: int = 32 * 1024 * 1024
     #: most rows in one request
     max_request_rows: int = 65536
     #: micro-batching: most rows per ONNX call, and how long to wait for more requests
     max_batch: int = 1024
     max_wait_ms: float = 1.0
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestError(f"invalid Content-Length {declared!r}", status=400)
-        if int(declared) > limit:
-            raise RequestError(f"body of {declared} bytes exceeds the limit of {limit}", status=413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"body exceeds the limit of {limit} bytes", status=413)
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        raise RequestError("empty body", status=400)
-    return body
-
-
-def parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise RequestError("malformed JSON: body is not UTF-8", status=400) from None
-    except json.JSONDecodeError as exc:
-        raise RequestError(f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", status=400) from None
-
-
-def parse_arrow(body: bytes) -> pa.Table:
-    try:
-        return pa.ipc.open_stream(pa.BufferReader(body)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        raise RequestError(f"malformed Arrow IPC stream: {str(exc).splitlines()[0]}", status=400) from None
+    #: slow clients: seconds for a request's headers, for its body, and for an idle keep-alive connection
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
+    #: largest request header block (bytes)
+    max_header_bytes: int = 64 * 1024
 
 
 def json_outputs(outputs: Outputs, rows: int) -> bytes:
@@ -97,8 +76,14 @@ def arrow_outputs(outputs: Outputs) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.max_wait_ms)
+def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings(),
+               observers: Sequence[Observer] = (), metrics: Metrics | None = None) -> FastAPI:
+    """The app; ``observers`` get one :class:`RequestRecord` per finished request (e.g. an access
+    log); ``metrics``, if given, counts requests and micro-batches and answers ``GET /metrics``."""
+    batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.max_wait_ms,
+                           on_batch=metrics.observe_batch if metrics else None)
+    if metrics is not None:
+        observers = [*observers, metrics.observe_request]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,14 +94,11 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings()) 
     app = FastAPI(title="recsys_mtl serving", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.predictor = predictor
     app.state.batcher = batcher
-
-    @app.exception_handler(RequestError)
-    async def _bad_request(request: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(BatcherClosed)
-    async def _closing(request: Request, exc: BatcherClosed) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=503)
+    # errors become answers in the guard (outermost but for Starlette's own error layer)
+    app.add_middleware(Guard, observers=observers)
+    public = public_metadata(predictor.metadata)
+    document = openapi_document(public, settings.max_request_rows)
+    app.openapi = lambda: document  # type: ignore[method-assign]  # served at /openapi.json
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -130,22 +112,30 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings()) 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
         return {
-            **predictor.metadata,
+            **public,
             "serving": {"variant": predictor.variant, "providers": predictor.providers, **asdict(settings),
                         "batching": asdict(batcher.stats)},
         }
 
+    if metrics is not None:
+        @app.get("/metrics")
+        async def metrics_text() -> Response:
+            return Response(metrics.render(), media_type=metrics.content_type)
+
     async def predict(request: Request) -> Response:
         kind = request.headers.get("content-type", JSON_TYPE).split(";")[0].strip().lower()
         if kind not in (JSON_TYPE, ARROW_TYPE):
-            raise RequestError(f"unsupported Content-Type {kind!r}; use {JSON_TYPE} or {ARROW_TYPE}", status=415)
-        body = await read_body(request, settings.max_body_bytes)
+            raise RequestError(f"unsupported Content-Type {clip(kind)!r}; use {JSON_TYPE} or {ARROW_TYPE}",
+                               field="content-type", status=415, code="unsupported_media_type")
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         feed: Feed
         if kind == ARROW_TYPE:
-            feed, rows = predictor.schema.from_arrow(parse_arrow(body), settings.max_request_rows)
+            feed, rows = predictor.schema.from_arrow(read_stream(body, settings.max_body_bytes), settings.max_request_rows)
             outputs = await batcher.submit(feed, rows)
             return Response(arrow_outputs(outputs), media_type=ARROW_TYPE)
-        feed, rows = predictor.schema.from_json(parse_json(body), settings.max_request_rows)
+        parsed, check_text = parse_json(body)
+        feed, rows = predictor.schema.from_json(parsed, settings.max_request_rows, check_text)
+        del parsed, body  # the parsed tree can be large: not kept alive while the batch runs
         outputs = await batcher.submit(feed, rows)
         return Response(json_outputs(outputs, rows), media_type=JSON_TYPE)
 

@@ -43,8 +43,12 @@ class BatchStats:
 
 
 class MicroBatcher:
-    def __init__(self, predict: Callable[[Feed], Outputs], max_batch: int = 1024, max_wait_ms: float = 1.0):
+    """``on_batch(rows, requests, seconds)``, if given, is told about each ONNX call (metrics)."""
+
+    def __init__(self, predict: Callable[[Feed], Outputs], max_batch: int = 1024, max_wait_ms: float = 1.0,
+                 on_batch: Callable[[int, int, float], None] | None = None):
         self.predict = predict
+        self.on_batch = on_batch
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.stats = BatchStats()
@@ -132,3 +136,5 @@ class MicroBatcher:
         s.requests += len(items)
         s.largest = max(s.largest, rows)
         s.busy_seconds += seconds
+        if self.on_batch is not None:
+            self.on_batch(rows, len(items), seconds)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import json
 import logging
 import os
@@ -33,8 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="how long a batch waits for more requests")
     p.add_argument("--max-request-rows", type=int, default=d.max_request_rows)
     p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20)
+    p.add_argument("--header-timeout", type=float, default=d.header_timeout_s,
+                   help="seconds a request's headers may take (else 408 and close)")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout_s,
+                   help="seconds a request's body may take (else 408 and close)")
+    p.add_argument("--keep-alive", type=float, default=d.keep_alive_s, help="seconds an idle keep-alive connection is kept")
+    p.add_argument("--max-header-kb", type=float, default=d.max_header_bytes / 1024,
+                   help="largest request header block (else 431 and close)")
     p.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the port, each with its own model and micro-batcher")
+    p.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=None,
+                   help="Prometheus metrics at /metrics (default: on when prometheus_client is installed)")
+    p.add_argument("--access-log", action="store_true", help="one JSON line per request on stdout")
     p.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to finish in-flight requests on shutdown")
     p.add_argument("--log-level", default="info")
     return p
@@ -45,17 +57,35 @@ def _predictor_args(args: argparse.Namespace) -> dict[str, Any]:
             "intra_threads": args.threads, "allow_spinning": not args.no_spin}
 
 
-def _build_app(predictor_args: dict[str, Any], settings: ServeSettings) -> "FastAPI":
+def _build_app(predictor_args: dict[str, Any], settings: ServeSettings, extras: dict[str, bool]) -> "FastAPI":
     from serving.app import create_app
+    from serving.metrics import AccessLog, Metrics
     from serving.predictor import Predictor
 
-    return create_app(Predictor(**predictor_args), settings)
+    return create_app(Predictor(**predictor_args), settings, observers=[AccessLog()] if extras["access_log"] else [],
+                      metrics=Metrics() if extras["metrics"] else None)
 
 
 def worker_app() -> "FastAPI":
     """App factory run in each worker process of ``--workers N``."""
     config = json.loads(os.environ[WORKER_ENV])
-    return _build_app(config["predictor"], ServeSettings(**config["settings"]))
+    return _build_app(config["predictor"], ServeSettings(**config["settings"]), config["extras"])
+
+
+def _extras(args: argparse.Namespace) -> dict[str, bool]:
+    from serving.metrics import metrics_available
+
+    if args.metrics is True and not metrics_available():
+        raise ValueError("--metrics needs prometheus_client (pip install 'recsys-mtl[serving]')")
+    return {"metrics": metrics_available() if args.metrics is None else args.metrics, "access_log": args.access_log}
+
+
+def http_protocol(settings: ServeSettings) -> "functools.partial[asyncio.Protocol]":
+    """uvicorn's httptools protocol with the header limits (:mod:`serving.protocol`)."""
+    from serving.protocol import LimitedHttpToolsProtocol
+
+    return functools.partial(LimitedHttpToolsProtocol, header_timeout=settings.header_timeout_s,
+                             max_header_bytes=settings.max_header_bytes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,19 +98,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_request_rows=args.max_request_rows,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        keep_alive_s=args.keep_alive,
+        max_header_bytes=int(args.max_header_kb * 1024),
     )
     try:  # load once here, so a bad export is one clear error before any worker starts
-        app = _build_app(_predictor_args(args), settings)
-    except (FileNotFoundError, ValueError) as exc:
+        extras = _extras(args)
+        app = _build_app(_predictor_args(args), settings, extras)
+    except (OSError, ValueError) as exc:  # ExportLoadError and bad options: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     common: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level,
-                              "timeout_graceful_shutdown": args.graceful_timeout, "access_log": False}
+                              "timeout_graceful_shutdown": args.graceful_timeout, "access_log": False,
+                              "timeout_keep_alive": settings.keep_alive_s, "http": http_protocol(settings)}
     if args.workers <= 1:
         uvicorn.run(app, **common)
         return 0
     del app  # each worker loads its own copy
-    os.environ[WORKER_ENV] = json.dumps({"predictor": _predictor_args(args), "settings": asdict(settings)})
+    os.environ[WORKER_ENV] = json.dumps({"predictor": _predictor_args(args), "settings": asdict(settings), "extras": extras})
     uvicorn.run("serving.cli:worker_app", factory=True, workers=args.workers, **common)
     return 0
 

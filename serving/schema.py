@@ -25,20 +25,52 @@ import pyarrow.compute as pc
 Feed = dict[str, np.ndarray]
 
 
-class RequestError(ValueError):
-    """A bad request: ``status`` is the HTTP status, ``field`` the offending input (if any)."""
+#: longest echo of client input (a field name, a value) inside an error message
+ECHO_CHARS = 80
 
-    def __init__(self, message: str, field: str | None = None, status: int = 422):
+
+def clip(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (with its full length said) and made encodable: an error
+    message never grows with the request, and a lone surrogate from a JSON escape cannot break it."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def quoted(name: Any) -> str:
+    """A client-given name for an error message: repr-quoted, clipped."""
+    return clip(repr(name) if isinstance(name, str) else repr(str(name)))
+
+
+class RequestError(ValueError):
+    """A bad request: ``status`` is the HTTP status, ``field`` the offending input (if any) and
+    ``code`` a stable machine-readable kind (``wrong_type``, ``unknown_field``, ...); ``close``: the
+    connection cannot be reused after it (its body was not read to the end)."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 422, code: str = "invalid_value",
+                 close: bool = False):
+        message = clip(message, 4 * ECHO_CHARS + 200)
         super().__init__(message)
         self.message = message
-        self.field = field
+        self.field = None if field is None else clip(field)
         self.status = status
+        self.code = code
+        self.close = close
 
     def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.message}
+        out: dict[str, Any] = {"error": self.message, "code": self.code}
         if self.field is not None:
             out["field"] = self.field
         return out
+
+
+class HugeInt:
+    """Stands for a JSON integer too long for Python's int conversion (validation rejects it by field)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, text: str):
+        self.digits = len(text.lstrip("-"))
 
 
 @dataclass(frozen=True)
@@ -69,13 +101,15 @@ def _numeric(value: Any) -> float:
     try:
         value = float(value)
     except OverflowError:
-        raise TypeError(f"{value} is out of the float64 range") from None
+        raise TypeError(f"an integer of {len(str(abs(value)))} digits is out of the float64 range") from None
     if not math.isfinite(value):
         raise TypeError(f"{value} is not allowed; write null for a missing value")
     return value
 
 
 def _json_type(value: Any) -> str:
+    if isinstance(value, HugeInt):
+        return f"an integer of {value.digits} digits"
     names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
              dict: "an object", type(None): "null"}
     return names.get(type(value), type(value).__name__)
@@ -103,29 +137,51 @@ class Schema:
         }
 
     # ------------------------------------------------------------------ JSON
-    def from_json(self, body: Any, max_rows: int) -> tuple[Feed, int]:
-        """A JSON object (one row) or a non-empty array of objects → (feed, rows)."""
+    def from_json(self, body: Any, max_rows: int, check_text: bool = False) -> tuple[Feed, int]:
+        """A JSON object (one row) or a non-empty array of objects → (feed, rows).
+
+        ``check_text``: also reject strings that cannot be encoded as UTF-8 (lone surrogates, which
+        only a ``\\udXXX`` escape can produce; the caller asks when the body holds such an escape).
+        """
         rows = [body] if isinstance(body, dict) else body
         if not isinstance(rows, list):
-            raise RequestError(f"body must be a JSON object (one row) or an array of objects, got {_json_type(body)}", status=400)
+            raise RequestError(f"body must be a JSON object (one row) or an array of objects, got {_json_type(body)}",
+                               field="body", status=400, code="not_rows")
         if not rows:
-            raise RequestError("no rows: the array is empty", status=400)
+            raise RequestError("no rows: the array is empty", field="body", status=400, code="no_rows")
         if len(rows) > max_rows:
-            raise RequestError(f"batch of {len(rows)} rows exceeds the limit of {max_rows}", status=413)
+            raise RequestError(f"batch of {len(rows)} rows exceeds the limit of {max_rows}", field="body", status=413, code="too_many_rows")
         for r, row in enumerate(rows):
             if not isinstance(row, dict):
-                raise RequestError(f"row {r}: expected an object, got {_json_type(row)}", status=400)
+                raise RequestError(f"row {r}: expected an object, got {_json_type(row)}", field="body", status=400, code="not_rows")
             if row.keys() != self.names:
                 self._key_error(row, r)
         feed = {i.name: self._json[i.kind](i, [row[i.name] for row in rows]) for i in self.inputs}
+        if check_text:
+            self._check_text(feed)
         return feed, len(rows)
 
     def _key_error(self, row: dict[str, Any], r: int) -> None:
         missing = sorted(self.names - row.keys())
         if missing:
-            raise RequestError(f"row {r}: missing field {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), missing[0])
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise RequestError(f"row {r}: missing field {missing[0]!r}{more}", missing[0], code="missing_field")
         extra = sorted(row.keys() - self.names)
-        raise RequestError(f"row {r}: unknown field {extra[0]!r}", extra[0])
+        raise RequestError(f"row {r}: unknown field {quoted(extra[0])}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""),
+                           extra[0], code="unknown_field")
+
+    def _check_text(self, feed: Feed) -> None:
+        for spec in self.inputs:
+            if spec.kind == "numeric":
+                continue
+            values = feed[spec.name]
+            for k, v in enumerate(values.ravel().tolist()):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    r = k // (values.shape[1] if values.ndim == 2 else 1)
+                    raise RequestError(f"row {r}: field {spec.name!r}: a string is not valid Unicode (lone surrogate escape)",
+                                       spec.name, code="wrong_type") from None
 
     @staticmethod
     def _each(spec: InputSpec, values: list[Any], convert: Callable[[Any], Any]) -> list[Any]:
@@ -134,7 +190,7 @@ class Schema:
             try:
                 out.append(convert(v))
             except TypeError as exc:
-                raise RequestError(f"row {r}: field {spec.name!r}: {exc}", spec.name) from None
+                raise RequestError(f"row {r}: field {spec.name!r}: {exc}", spec.name, code="wrong_type") from None
         return out
 
     def _json_categorical(self, spec: InputSpec, values: list[Any]) -> np.ndarray:
@@ -170,20 +226,26 @@ class Schema:
     # ------------------------------------------------------------------ Arrow
     def from_arrow(self, table: pa.Table, max_rows: int) -> tuple[Feed, int]:
         if table.num_rows == 0:
-            raise RequestError("no rows: the Arrow table is empty", status=400)
+            raise RequestError("no rows: the Arrow table is empty", field="body", status=400, code="no_rows")
         if table.num_rows > max_rows:
-            raise RequestError(f"batch of {table.num_rows} rows exceeds the limit of {max_rows}", status=413)
-        cols = set(table.column_names)
+            raise RequestError(f"batch of {table.num_rows} rows exceeds the limit of {max_rows}", field="body", status=413, code="too_many_rows")
+        names = table.column_names
+        if len(names) != len(set(names)):
+            seen: set[str] = set()
+            dup = next(n for n in names if n in seen or seen.add(n))  # type: ignore[func-returns-value]
+            raise RequestError(f"column {quoted(dup)} appears more than once", dup, code="duplicate_field")
+        cols = set(names)
         for name in sorted(self.names - cols):
-            raise RequestError(f"missing column {name!r}", name)
+            raise RequestError(f"missing column {name!r}", name, code="missing_field")
         for name in sorted(cols - self.names):
-            raise RequestError(f"unknown column {name!r}", name)
+            raise RequestError(f"unknown column {quoted(name)}", name, code="unknown_field")
         feed = {}
         for spec in self.inputs:
             try:
                 feed[spec.name] = self._arrow[spec.kind](spec, table.column(spec.name))
-            except TypeError as exc:
-                raise RequestError(f"column {spec.name!r}: {exc}", spec.name) from None
+            except (TypeError, ValueError, pa.ArrowException) as exc:  # a cast or UTF-8 failure is the column's too
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise RequestError(f"column {spec.name!r}: {detail}", spec.name, code="wrong_type") from None
         return feed, table.num_rows
 
     # ------------------------------------------------------------------ placeholders
@@ -227,6 +289,8 @@ def _widen(x: np.ndarray, width: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------- Arrow columns
 def _arrow_categorical(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_dictionary(col.type):  # pandas categoricals arrive dictionary-encoded
+        col = col.cast(col.type.value_type)
     t = col.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
         raise TypeError(f"expected strings (or integers), got {t}")
@@ -237,7 +301,8 @@ def _arrow_numeric(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
     t = col.type
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)):
         raise TypeError(f"expected numbers, got {t}")
-    x = pc.fill_null(col.cast(pa.float64()), math.nan).to_numpy()
+    # safe=False: an integer beyond 2**53 loses precision as it would in any float64 column
+    x = pc.fill_null(col.cast(pa.float64(), safe=False), math.nan).to_numpy()
     if np.isinf(x).any():
         raise TypeError("infinite values are not allowed; write null for a missing value")
     return np.ascontiguousarray(x, dtype=np.float64)

@@ -65,7 +65,7 @@ def test_state_survives_a_checkpoint() -> None:
         a(losses, ctx)
     b = build_balancer("gcond", {"accum_steps": 2}, ["a", "b"])
     b.load_state_dict(a.state_dict())
-    assert b.count == 1 and b.previous is not None
+    assert int(b.count) == 1 and b.previous.numel() > 0
     G = torch.tensor([[0.2, 1.0], [-1.0, -0.3]])
     outs = []
     for balancer in (a, b):

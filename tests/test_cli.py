@@ -53,7 +53,7 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 
 
 def test_list_shows_registries() -> None:
-    out = json.loads(cli("list").stdout)
+    out = json.loads(cli("list", "--json").stdout)
     assert "mmoe" in out["models"] and "equal" in out["balancing"]
 
 

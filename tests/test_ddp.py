@@ -147,3 +147,50 @@ def test_ddp_gradient_balancing_agrees_across_ranks(tmp_path: Path, method: str,
     assert all(w == w and w > 0 for step in r0["weights"] for w in step)  # finite, positive
     if reports_weights:  # MGDA's weights move off 1, so equality across ranks is not trivial
         assert any(abs(w - 1.0) > 1e-3 for step in r0["weights"] for w in step)
+
+
+SPARSE_SCRIPT = """
+import json, sys
+from pathlib import Path
+import lightning as L
+import torch
+torch.set_num_threads(1)
+from recsys_mtl.spec import load_pipeline
+from recsys_mtl.train.run import fit
+
+class Record(L.Callback):
+    def on_train_end(self, trainer, pl_module):
+        tables = {n: m for n, m in pl_module.model.named_modules() if isinstance(m, torch.nn.Embedding)}
+        record = {
+            "sparse": sorted(n for n, m in tables.items() if m.sparse),
+            "optimizer": type(trainer.optimizers[0]).__name__,
+            "params": {n: p.detach().double().flatten().tolist() for n, p in pl_module.model.named_parameters()},
+        }
+        (Path(sys.argv[1]) / f"sparse_rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+out = Path(sys.argv[1])
+overrides = [
+    "data.rows=2000", f"data.cache_dir={out / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=128",
+    "trainer.progress_bar=false", f"runs_dir={out / 'runs'}", "trainer.sparse_min_rows=0",
+    "trainer.strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.deterministic=false",
+]
+cfg, spec = load_pipeline(sys.argv[2], overrides)
+fit(cfg, spec, extra_callbacks=[Record()])
+"""
+
+
+def test_ddp_sparse_embeddings_agree_across_ranks(tmp_path: Path) -> None:
+    """Sparse embedding gradients are all-reduced like dense ones: both replicas end equal."""
+    script = tmp_path / "ddp_sparse.py"
+    script.write_text(textwrap.dedent(SPARSE_SCRIPT))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(ROOT / "pipelines" / "synthetic_mmoe.yaml")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = json.loads((tmp_path / "sparse_rank0.json").read_text())
+    r1 = json.loads((tmp_path / "sparse_rank1.json").read_text())
+    assert r0["optimizer"] == "CombinedOptimizer" and len(r0["sparse"]) >= 3 and r0["sparse"] == r1["sparse"]
+    assert r0["params"].keys() == r1["params"].keys()
+    for name, values in r0["params"].items():
+        assert values == pytest.approx(r1["params"][name], rel=1e-6, abs=1e-7), name

@@ -37,7 +37,7 @@ def test_fit_beats_constant_and_writes_run_folder(tmp_path: Path) -> None:
     cfg, spec = small_pipeline(tmp_path)
     result = fit(cfg, spec)
     run = result.run_dir
-    for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json", "metrics.json", "curves.png", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
         assert (run / name).exists(), name
     m = json.loads((run / "metrics.json").read_text())
     for task in ("task0", "task1"):

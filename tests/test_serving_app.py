@@ -74,14 +74,14 @@ def _bad(**change: object) -> dict[str, object]:
         (json.dumps(_bad(num0="1.0")), 422, "num0", "expected a number"),
         (json.dumps(_bad(tags="t1")), 422, "tags", "expected a list"),
         (json.dumps(_bad(num0=float("nan"))), 422, "num0", "nan is not allowed"),  # a NaN token
-        ("", 400, None, "empty body"),
-        ("[]", 400, None, "no rows"),
-        ('{"num0": 1,', 400, None, "malformed JSON"),
-        (json.dumps([good_row()] * 51), 413, None, "51 rows exceeds the limit of 50"),
-        (json.dumps([good_row()] * 49) + " " * 20_000, 413, None, "exceeds the limit of 20000"),
+        ("", 400, "body", "empty body"),
+        ("[]", 400, "body", "no rows"),
+        ('{"num0": 1,', 400, "body", "malformed JSON"),
+        (json.dumps([good_row()] * 51), 413, "body", "51 rows exceeds the limit of 50"),
+        (json.dumps([good_row()] * 49) + " " * 20_000, 413, "body", "exceeds the limit of 20000"),
     ],
 )
-def test_bad_requests_name_the_field(client: TestClient, content: str, status: int, field: str | None, text: str) -> None:
+def test_bad_requests_name_the_field(client: TestClient, content: str, status: int, field: str, text: str) -> None:
     r = client.post("/predict", content=content, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
     assert text in r.json()["error"]

@@ -56,3 +56,18 @@ def test_provider_choice_and_warmup(export_dir: Path) -> None:  # noqa: F811
     assert p.warmup() > 0 and p.ready
     with pytest.raises(ValueError, match="variant 'fp16' not in this export"):
         Predictor(export_dir, variant="fp16")
+
+
+def test_predict_table_scores_polars_and_arrow_like_json_rows(export_dir: Path) -> None:  # noqa: F811
+    from tests.export_support import held_out
+
+    p = Predictor(export_dir, intra_threads=1, warmup=False)
+    df = held_out(50)  # raw columns with nulls, OOV values and labels (extra columns are ignored)
+    from_polars = p.predict_table(df)
+    from_arrow = p.predict_table(df.to_arrow())
+    rows = df.select(sorted(p.schema.names)).to_dicts()
+    from_json = p.predict_rows(rows)
+    for task in p.tasks:
+        assert from_polars[task].shape == (50,)
+        np.testing.assert_allclose(from_polars[task], from_arrow[task], atol=0)
+        np.testing.assert_allclose(from_polars[task], from_json[task], atol=1e-6)

@@ -47,9 +47,9 @@ def test_rows_become_the_feed() -> None:
         ({"age": 1, "job": 1.5, "tags": []}, "job", 422, "expected a string"),
         ({"age": 1, "job": "x", "tags": "a"}, "tags", 422, "expected a list"),
         ({"age": 1, "job": "x", "tags": [{"a": 1}]}, "tags", 422, "expected a string"),
-        ([], None, 400, "no rows"),
-        ("text", None, 400, "must be a JSON object"),
-        ([1], None, 400, "row 0: expected an object"),
+        ([], "body", 400, "no rows"),
+        ("text", "body", 400, "must be a JSON object"),
+        ([1], "body", 400, "row 0: expected an object"),
     ],
 )
 def test_bad_json_rows(body: object, field: str | None, status: int, text: str) -> None:

@@ -1,23 +1,12 @@
 """Task-balancing strategies behind one interface the training step calls.
 
-Importing this package registers every strategy shipped with recsys_mtl (see docs/balancing.md).
+Importing this package registers every strategy in it (see docs/balancing.md): each module
+registers its own classes, and :func:`~recsys_mtl.registry.discover` imports them all.
 """
 
-from recsys_mtl.balancing import (  # noqa: F401  (registration side effect)
-    aligned_mtl,
-    cagrad,
-    coba,
-    dwa,
-    famo,
-    gcond,
-    gradnorm,
-    mgda,
-    pcgrad,
-    rep_mtl,
-    samo,
-    static,
-    uncertainty,
-)
 from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepContext, build_balancer
+from recsys_mtl.registry import discover
+
+discover(__name__)
 
 __all__ = ["BALANCERS", "Balancer", "BalancerConfig", "StepContext", "build_balancer"]

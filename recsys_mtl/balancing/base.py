@@ -31,6 +31,7 @@ class BalancerConfig(BaseModel):
     #: a task whose weight stays below ``collapse_ratio`` × mean weight for ``collapse_window``
     #: consecutive steps triggers a warning (degenerate weights are a known failure of these methods)
     collapse_ratio: float = Field(0.01, ge=0, lt=1)
+    #: consecutive low-weight steps before the collapse warning
     collapse_window: int = Field(200, ge=1)
 
 
@@ -109,6 +110,20 @@ class Balancer(nn.Module, ABC):
         self.register_buffer("last_weights", torch.ones(T), persistent=False)
         self.register_buffer("_low_steps", torch.zeros(T, dtype=torch.long), persistent=False)
         self._warned: set[str] = set()
+
+    def register_history(self, name: str, value: Tensor) -> None:
+        """A persistent buffer whose shape changes during training (histories): checkpoints hold
+        plain tensors only, and loading resizes the buffer to the saved shape."""
+        self.register_buffer(name, value)
+        self._resizable = (*getattr(self, "_resizable", ()), name)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):  # type: ignore[no-untyped-def]
+        for name in getattr(self, "_resizable", ()):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                current = self._buffers[name]
+                self._buffers[name] = torch.empty(saved.shape, dtype=current.dtype, device=current.device)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     @abstractmethod
     def combine(self, losses: Tensor, ctx: StepContext) -> Tensor:

@@ -17,11 +17,20 @@ def shared_modules(model: nn.Module) -> list[nn.Module]:
     return [single()] if callable(single) else [model]
 
 
+def sparse_parameter_ids(model: nn.Module) -> set[int]:
+    """Ids of embedding weights trained with sparse gradients (``trainer.embedding_optimizer``)."""
+    return {
+        id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse
+    }
+
+
 def shared_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Trainable parameters every task depends on (``MultiTaskModel.shared_parameters()``)."""
+    """Trainable parameters every task depends on (``MultiTaskModel.shared_parameters()``), less
+    sparse-gradient embedding tables: a dense per-task gradient of a large table is what sparse
+    training avoids, and a sparse optimizer refuses a dense gradient (they keep their plain one)."""
     getter = getattr(model, "shared_parameters", None)
     params = list(getter()) if callable(getter) else [p for m in shared_modules(model) for p in m.parameters()]
-    seen: set[int] = set()
+    seen: set[int] = sparse_parameter_ids(model)
     unique = []
     for p in params:
         if p.requires_grad and id(p) not in seen:

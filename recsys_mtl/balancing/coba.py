@@ -7,7 +7,7 @@ normalised by the full validation losses measured before training.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from pydantic import Field
@@ -20,8 +20,8 @@ def slope(values: Tensor) -> Tensor:
     """(N, T) series → (T,) least-squares slope per column against 0..N−1 (0 when N < 2)."""
     n = values.shape[0]
     if n < 2:
-        return torch.zeros(values.shape[1:], dtype=values.dtype)
-    x = torch.arange(n, dtype=values.dtype)
+        return torch.zeros(values.shape[1:], dtype=values.dtype, device=values.device)
+    x = torch.arange(n, dtype=values.dtype, device=values.device)
     x = x - x.mean()
     return (x.view(-1, *[1] * (values.ndim - 1)) * (values - values.mean(0))).sum(0) / (x * x).sum()
 
@@ -75,7 +75,7 @@ class CoBa(Balancer):
     Deviations: weights are on the sum scale (× T; the reference's sum to 1); the ACS window is
     the last ``history`` slopes (the reference slices its slope list by a step offset that ends up
     ``history − warmup + 1`` long); the paper's ``min(DF, 1)`` is not applied, as in the reference.
-    Logs w_t and ``divergence_factor``. History and slopes are checkpointed (``extra_state``).
+    Logs w_t and ``divergence_factor``. Reference, history, slopes and weights are checkpointed.
     """
 
     Config = CoBaConfig
@@ -84,12 +84,13 @@ class CoBa(Balancer):
     def __init__(self, task_names: Sequence[str], config: CoBaConfig):
         super().__init__(task_names, config)
         T = len(task_names)
-        self.reference = torch.zeros(T, dtype=torch.float64)  # full validation losses before training
-        self.history = torch.zeros(0, T, dtype=torch.float64)  # normalised sampled losses, one per step
-        self.task_slopes = torch.zeros(0, T, dtype=torch.float64)
-        self.total_slopes = torch.zeros(0, dtype=torch.float64)
-        self.steps_seen = 0
-        self.divergence_factor = 1.0
+        self.register_buffer("reference", torch.zeros(T, dtype=torch.float64))  # full validation losses before training
+        self.register_history("history", torch.zeros(0, T, dtype=torch.float64))  # normalised sampled losses, one per step
+        self.register_history("task_slopes", torch.zeros(0, T, dtype=torch.float64))
+        self.register_history("total_slopes", torch.zeros(0, dtype=torch.float64))
+        self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
+        self.register_buffer("df", torch.ones((), dtype=torch.float64))
+        self.register_buffer("last_weights", torch.ones(T))  # persistent: a resumed run keeps its weights
 
     def combine(self, losses: Tensor, ctx: StepContext) -> Tensor:
         return (self.last_weights.to(losses) * losses).sum()
@@ -101,21 +102,22 @@ class CoBa(Balancer):
         return bool((self.reference > 0).all())
 
     def set_reference(self, val_losses: Tensor) -> None:
-        self.reference = val_losses.detach().double().cpu().clamp_min(1e-12)
+        self.reference.copy_(val_losses.detach().double().clamp_min(1e-12))
 
     def after_step(self, losses: Tensor, step: int) -> None:
         """(T,) losses of this step's sampled validation batch."""
         cfg: CoBaConfig = self.config  # type: ignore[assignment]
         if not self.has_reference():
             self.set_reference(losses)
-        v = losses.detach().double().cpu() / self.reference
+        v = losses.detach().to(self.reference) / self.reference
         self.history = torch.cat([self.history, v[None]])[-cfg.history :]
         self.steps_seen += 1
-        if self.steps_seen < cfg.warmup_steps:
+        if int(self.steps_seen) < cfg.warmup_steps:
             return
         self.task_slopes = torch.cat([self.task_slopes, slope(self.history)[None]])[-cfg.history :]
         self.total_slopes = torch.cat([self.total_slopes, slope(self.history.max(1).values[:, None])])
-        p, self.divergence_factor = coba_weights(self.task_slopes, self.total_slopes, cfg.tau)
+        p, df = coba_weights(self.task_slopes, self.total_slopes, cfg.tau)
+        self.df.fill_(df)
         T = p.shape[0]
         floor = 1.0 / (10 * T)
         if bool((p < floor).any()):
@@ -123,18 +125,4 @@ class CoBa(Balancer):
         self.last_weights = (T * p).float().to(self.last_weights.device)
 
     def diagnostics(self) -> dict[str, float]:
-        return {"divergence_factor": self.divergence_factor}
-
-    def get_extra_state(self) -> Any:
-        return {
-            "reference": self.reference, "history": self.history, "task_slopes": self.task_slopes,
-            "total_slopes": self.total_slopes, "steps_seen": torch.tensor(self.steps_seen),
-            "weights": self.last_weights.detach().cpu(), "divergence_factor": torch.tensor(self.divergence_factor),
-        }
-
-    def set_extra_state(self, state: Any) -> None:
-        self.reference, self.history = state["reference"], state["history"]
-        self.task_slopes, self.total_slopes = state["task_slopes"], state["total_slopes"]
-        self.steps_seen = int(state["steps_seen"])
-        self.last_weights = state["weights"].to(self.last_weights.device)
-        self.divergence_factor = float(state["divergence_factor"])
+        return {"divergence_factor": float(self.df)}

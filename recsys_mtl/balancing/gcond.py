@@ -27,8 +27,7 @@ from batch to batch, so its gradients cannot be accumulated.
 from __future__ import annotations
 
 import math
-from collections import deque
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 from pydantic import Field, model_validator
@@ -84,16 +83,18 @@ class GCond(Balancer):
     def __init__(self, task_names: Sequence[str], config: GCondConfig):
         super().__init__(task_names, config)
         T = len(task_names)
-        self.accumulated: Tensor | None = None  # (T, P) this window
-        self.previous: Tensor | None = None  # (T, P) last window's raw accumulated gradients
-        self.norm_avg = torch.ones(T, dtype=torch.float64)
-        self.winners: deque[int] = deque(maxlen=max(config.dominance_window, 1))
-        self.count = 0  # batches accumulated in the current window
+        # (T, P) gradients of this window and raw ones of the last window; (0,) before there are any
+        self.register_history("accumulated", torch.zeros(0))
+        self.register_history("previous", torch.zeros(0))
+        self.register_history("winners", torch.zeros(0, dtype=torch.long))  # last conflicts' winners
+        self.register_buffer("norm_avg", torch.ones(T, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))  # batches accumulated in this window
+        self.register_buffer("last_weights", torch.ones(T))  # persistent: a resumed run keeps its weights
         self.first_in_window = True
         self.conflict_rate = 0.0
 
     def steps_optimizer(self) -> bool:
-        return self.count + 1 >= self.config.accum_steps  # type: ignore[attr-defined]
+        return int(self.count) + 1 >= self.config.accum_steps  # type: ignore[attr-defined]
 
     def zeroes_gradients(self) -> bool:
         return self.first_in_window
@@ -104,14 +105,15 @@ class GCond(Balancer):
         scaled = losses / cfg.accum_steps
         G = task_gradients(scaled, targets)
         global_gram(G, per_sample=False)  # averages G over DDP ranks in place
-        self.first_in_window = self.count == 0
-        self.accumulated = G.detach().clone() if self.accumulated is None else self.accumulated.to(G) + G
+        self.first_in_window = int(self.count) == 0
+        self.accumulated = G.detach().clone() if self.first_in_window else self.accumulated.to(G) + G
         self.count += 1
-        if self.count < cfg.accum_steps:
+        if int(self.count) < cfg.accum_steps:
             direction = torch.zeros_like(G[0])  # the shared part waits for the window's decision
         else:
             direction = self.resolve(self.accumulated).to(G)
-            self.previous, self.accumulated, self.count = self.accumulated, None, 0
+            self.previous, self.accumulated = self.accumulated, torch.zeros(0, device=G.device)
+            self.count.zero_()
         surrogate = redirect(scaled, targets, G, direction)
         return losses.detach().sum() + (surrogate - surrogate.detach())  # logged value Σ L_t, gradient of the window share
 
@@ -122,8 +124,9 @@ class GCond(Balancer):
         T = G.shape[0]
         K = (G @ G.T).double().cpu()
         norms = K.diagonal().clamp_min(0).sqrt()
-        self.norm_avg = (cfg.norm_ema * self.norm_avg + (1 - cfg.norm_ema) * norms).clamp_min(1e-8)
-        if self.previous is not None:
+        avg = (cfg.norm_ema * self.norm_avg.cpu() + (1 - cfg.norm_ema) * norms).clamp_min(1e-8)
+        self.norm_avg.copy_(avg)
+        if self.previous.numel():
             prev = self.previous.to(G)
             M = (G @ prev.T).double().cpu()  # M[s, i] = ⟨g_s, g_i^prev⟩
             prev_norm = (prev * prev).sum(1).double().cpu().sqrt()
@@ -157,39 +160,22 @@ class GCond(Balancer):
 
     def _arbitrate(self, i: int, j: int, C: Tensor, n: Tensor, M: Tensor, prev_norm: Tensor) -> tuple[int, int]:
         cfg: GCondConfig = self.config  # type: ignore[assignment]
-        full = cfg.dominance_window > 0 and len(self.winners) == cfg.dominance_window
-        if full and all(x == i for x in self.winners):
+        recent = self.winners.tolist()
+        full = cfg.dominance_window > 0 and len(recent) == cfg.dominance_window
+        if full and all(x == i for x in recent):
             winner = j  # a dominant task yields the next conflict
-        elif full and all(x == j for x in self.winners):
+        elif full and all(x == j for x in recent):
             winner = i
         else:
             stability = [float(C[k] @ M[:, k]) / (float(n[k] * prev_norm[k]) + 1e-8) for k in (i, j)]
-            scaled = [float(n[k] / self.norm_avg[k]) for k in (i, j)]
+            scaled = [float(n[k] / float(self.norm_avg[k])) for k in (i, j)]
             strength = [s / (sum(scaled) + 1e-8) for s in scaled]
             ws, wn = cfg.tie_breaking
             score = [ws * max(stability[k], 0.0) + wn * strength[k] for k in range(2)]
             winner = j if score[1] > score[0] else i
         if cfg.dominance_window > 0:
-            self.winners.append(winner)
+            self.winners = torch.tensor([*recent, winner], dtype=torch.long, device=self.winners.device)[-cfg.dominance_window :]
         return winner, (j if winner == i else i)
 
     def diagnostics(self) -> dict[str, float]:
         return {"conflict_rate": self.conflict_rate}
-
-    def get_extra_state(self) -> Any:
-        empty = torch.zeros(0)
-        return {
-            "accumulated": empty if self.accumulated is None else self.accumulated.cpu(),
-            "previous": empty if self.previous is None else self.previous.cpu(),
-            "norm_avg": self.norm_avg, "winners": torch.tensor(list(self.winners), dtype=torch.long),
-            "count": torch.tensor(self.count), "weights": self.last_weights.detach().cpu(),
-        }
-
-    def set_extra_state(self, state: Any) -> None:
-        self.accumulated = state["accumulated"] if state["accumulated"].numel() else None
-        self.previous = state["previous"] if state["previous"].numel() else None
-        self.norm_avg = state["norm_avg"]
-        self.winners = deque(state["winners"].tolist(), maxlen=self.winners.maxlen)
-        self.count = int(state["count"])
-        self.first_in_window = self.count == 0
-        self.last_weights = state["weights"].to(self.last_weights.device)

@@ -34,6 +34,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepContext
+from recsys_mtl.balancing.capture import sparse_parameter_ids
 from recsys_mtl.balancing.gradients import GradientBalancer, global_gram
 from recsys_mtl.errors import SpecError
 
@@ -94,6 +95,8 @@ class SAMO(Balancer):
         if ctx.model is None or ctx.evaluate is None:
             raise RuntimeError("samo needs the model and a re-evaluation of the batch (StepContext.model, .evaluate)")
         shared = ctx.parameters()
+        if sparse_parameter_ids(ctx.model):
+            raise RuntimeError("samo: sparse-gradient embedding tables are not supported; set trainer.embedding_optimizer: dense")
         ids = {id(p) for p in shared}
         others = [p for p in ctx.model.parameters() if p.requires_grad and id(p) not in ids]
         T = losses.shape[0]

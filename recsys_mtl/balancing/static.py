@@ -20,6 +20,7 @@ class EqualWeights(Balancer):
 
 
 class StaticConfig(BalancerConfig):
+    #: a weight per task name (every task, no others)
     weights: dict[str, float]
 
 

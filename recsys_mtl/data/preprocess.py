@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,9 @@ import numpy as np
 import polars as pl
 import torch
 
+from pydantic import BaseModel, ConfigDict
+
+from recsys_mtl.artifacts import read_json
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import (
@@ -126,25 +128,11 @@ class Preprocessor:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, spec: FeatureSpec, train: pl.DataFrame, where: str = "train") -> "Preprocessor":
+        """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.streaming_fit` over it."""
+        from recsys_mtl.data.streaming_fit import fit_lazy  # it builds the Fitted* types defined here
+
         check_frame(spec, train, where)
-        tables: dict[str, FittedTable] = {}
-        members: dict[str, list[CategoricalFeature | SequenceFeature]] = {}
-        for f in [*spec.categorical, *spec.sequences]:
-            members.setdefault(f.table, []).append(f)
-        for table, feats in members.items():
-            first = feats[0]
-            if first.hash is not None:
-                tables[table] = FittedTable(table, hash_buckets=first.hash.buckets, hash_seed=first.hash.seed)
-                continue
-            parts = [_flat_strings(train[f.source]) for f in feats]
-            values = pl.concat(parts).drop_nulls()
-            counts = values.value_counts(name="n").sort(["n", values.name], descending=[True, False])
-            counts = counts.filter(pl.col("n") >= first.vocab_config.min_freq)
-            if first.vocab_config.max_size is not None:
-                counts = counts.head(first.vocab_config.max_size)
-            tables[table] = FittedTable(table, vocab=counts[values.name].to_list())
-        numeric = {f.name: _fit_numeric(f, train[f.source]) for f in spec.numeric}
-        return cls(spec, tables, numeric)
+        return fit_lazy(spec, train.lazy(), where)
 
     # ------------------------------------------------------------------ transform
     def transform(self, df: pl.DataFrame, where: str = "data") -> EncodedTable:
@@ -223,20 +211,47 @@ class Preprocessor:
 
     @classmethod
     def load(cls, path: str | Path, spec: FeatureSpec) -> "Preprocessor":
+        """Read ``preprocessing.json`` back; a tampered or mismatched file fails naming the field."""
         path = Path(path)
-        try:
-            state = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataError(f"{path}: fitted preprocessing not found") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON: {exc}") from None
-        if state.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{path}: format_version {state.get('format_version')!r}, expected {FORMAT_VERSION}")
-        if state.get("spec_hash") != spec_hash(spec):
-            raise DataError(f"{path}: fitted for a different spec (hash {state.get('spec_hash')}, spec {spec_hash(spec)})")
-        tables = {k: FittedTable(**v) for k, v in state["tables"].items()}
-        numeric = {k: FittedNumeric(**v) for k, v in state["numeric"].items()}
-        return cls(spec, tables, numeric)
+        state = read_json(path, PreprocessingState)
+        if state.format_version != FORMAT_VERSION:
+            raise DataError(f"{path}: format_version {state.format_version!r}, expected {FORMAT_VERSION}")
+        if state.spec_hash != spec_hash(spec):
+            raise DataError(f"{path}: fitted for a different spec (hash {state.spec_hash}, spec {spec_hash(spec)})")
+        state.check(spec, path)
+        return cls(spec, state.tables, state.numeric)
+
+
+class PreprocessingState(BaseModel):
+    """The schema of ``preprocessing.json`` (see :meth:`Preprocessor.state`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    format_version: int
+    spec_name: str
+    spec_hash: str
+    index_convention: dict[str, int]
+    tables: dict[str, FittedTable]
+    numeric: dict[str, FittedNumeric]
+
+    def check(self, spec: FeatureSpec, path: Path) -> None:
+        """Cross-field checks: the convention, and a usable entry for every table / numeric feature."""
+        if self.index_convention != {"missing": MISSING, "oov": OOV, "first": FIRST}:
+            raise DataError(f"{path}: index_convention {self.index_convention}, expected missing={MISSING}, oov={OOV}, first={FIRST}")
+        for f in [*spec.categorical, *spec.sequences]:
+            t = self.tables.get(f.table)
+            if t is None:
+                raise DataError(f"{path}: tables: no entry for table {f.table!r} (feature {f.name!r})")
+            if (t.vocab is None) == (t.hash_buckets is None) or (t.hash_buckets is not None and t.hash_buckets < 1):
+                raise DataError(f"{path}: tables.{f.table}: needs either a vocab or hash_buckets >= 1")
+        for f in spec.numeric:
+            n = self.numeric.get(f.name)
+            if n is None:
+                raise DataError(f"{path}: numeric: no entry for feature {f.name!r}")
+            if n.source != f.source or not n.std > 0:
+                raise DataError(f"{path}: numeric.{f.name}: source must be {f.source!r} and std > 0")
+            if n.boundaries is not None and n.boundaries != sorted(n.boundaries):
+                raise DataError(f"{path}: numeric.{f.name}.boundaries: not sorted")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -258,45 +273,21 @@ def check_frame(spec: FeatureSpec, df: pl.DataFrame, where: str) -> None:
             bad = df[f.source].drop_nulls().filter(df[f.source].drop_nulls().cast(pl.Float64, strict=False).is_null())
             if bad.len():
                 raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has non-numeric value {bad[0]!r}")
+        _check_finite(f, df[f.source], where)
 
 
-def _flat_strings(col: pl.Series) -> pl.Series:
-    if isinstance(col.dtype, pl.List):
-        col = col.explode(empty_as_null=False, keep_nulls=False)
-    return col.cast(pl.String).rename("value")
-
-
-def _fit_numeric(f: NumericFeature, col: pl.Series) -> FittedNumeric:
-    x = col.cast(pl.Float64).fill_nan(None).drop_nulls()
-    if x.len() == 0:
-        raise DataError(f"train: column {f.source!r} (numeric feature {f.name!r}) is entirely null")
-    policy = f.missing
-    impute = {
-        "mean": lambda: float(x.mean()),  # type: ignore[arg-type]
-        "median": lambda: float(x.median()),  # type: ignore[arg-type]
-        "zero": lambda: 0.0,
-        "constant": lambda: float(policy.value),  # type: ignore[arg-type]
-    }[policy.impute]()
-    fitted = FittedNumeric(
-        name=f.name,
-        source=f.source,
-        impute_value=impute,
-        indicator=policy.indicator,
-        clip_min=f.clip.min if f.clip else None,
-        clip_max=f.clip.max if f.clip else None,
-        log1p=f.log1p,
-        mean=0.0,
-        std=1.0,
-    )
-    values, _ = fitted.apply(col)
-    if f.quantile_buckets is not None:
-        edges = np.quantile(values, np.linspace(0, 1, f.quantile_buckets + 1)[1:-1])
-        fitted.boundaries = sorted(set(float(e) for e in edges))
-    elif f.standardize:
-        std = float(values.std())
-        fitted.mean = float(values.mean())
-        fitted.std = std if std > 1e-12 and math.isfinite(std) else 1.0
-    return fitted
+def _check_finite(f: NumericFeature, col: pl.Series, where: str) -> None:
+    """±inf is refused, not imputed: it is rarely a missing value and would poison the statistics
+    (the server refuses it too). Null and NaN are the missing values."""
+    if not (col.dtype.is_float() or col.dtype == pl.String):
+        return
+    inf = col.cast(pl.Float64, strict=False).is_infinite()
+    if inf.any():
+        row = int(inf.arg_max())  # type: ignore[arg-type]
+        raise DataError(
+            f"{where}: column {f.source!r} (numeric feature {f.name!r}) has {int(inf.sum())} infinite "
+            f"value(s), first at row {row}; write missing values as null or NaN"
+        )
 
 
 def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:

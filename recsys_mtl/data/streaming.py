@@ -30,10 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.tensors import Batch
-from recsys_mtl.data.streaming_fit import fit_streaming
 from recsys_mtl.errors import DataError
-from recsys_mtl.spec.features import FeatureSpec
-from recsys_mtl.spec.pipeline import ParquetStreamData
 
 
 def parquet_files(path: str | Path) -> list[Path]:
@@ -120,6 +117,13 @@ class ParquetStream(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def subset(self, fraction: float, seed: int) -> "ParquetStream":
+        """A copy reading a seeded ``fraction`` of the row groups (at least one)."""
+        keep = np.random.default_rng([seed, 1 << 20]).permutation(len(self.groups))[: max(1, round(len(self.groups) * fraction))]
+        out = copy.copy(self)
+        out.groups = [self.groups[i] for i in sorted(keep)]
+        return out
 
     def train_loader(self, rank: int = 0, world_size: int = 1) -> "StreamLoader":
         """A loader for DDP process ``rank`` of ``world_size`` (equal step counts across ranks)."""
@@ -212,16 +216,3 @@ class StreamLoader:
             yield batch
         self.stream.epoch += 1  # the next epoch deals the row groups anew unless set_epoch says otherwise
 
-
-def stream_splits(
-    data: ParquetStreamData, spec: FeatureSpec, batch_size: int, seed: int, preprocessor: Preprocessor | None = None
-) -> tuple[Preprocessor, ParquetStream, pl.DataFrame, pl.DataFrame]:
-    """A ``parquet_stream`` data section → (preprocessing fitted on train in a streaming pass,
-    the train stream, the validation frame, the test frame)."""
-    files = parquet_files(data.train)
-    pre = preprocessor or fit_streaming(spec, files)
-    stream = ParquetStream(
-        files, pre, batch_size, buffer_rows=data.shuffle_buffer_rows, seed=seed, num_workers=data.num_workers
-    )
-    valid, test = (pl.read_parquet([str(f) for f in parquet_files(p)]) for p in (data.valid, data.test))
-    return pre, stream, valid, test

@@ -1,11 +1,10 @@
-"""Fit preprocessing over a Parquet dataset without loading it: polars lazy queries, streaming engine.
+"""The one preprocessing fit: polars lazy queries on the streaming engine.
 
-Produces the same state as :meth:`Preprocessor.fit` on the concatenated data (vocabularies in
-the same order, the same impute values, means, standard deviations and quantile edges; floating
-sums may differ in the last bits because the summation order differs). Each statistic is one
-aggregation query over ``scan_parquet``; polars runs them together with bounded memory
-(value counts are a group-by over the distinct values; medians and quantiles need the column
-in memory, so each runs as its own query over one column).
+:func:`fit_lazy` fits over any ``LazyFrame``: :func:`fit_streaming` gives it ``scan_parquet``
+over a dataset larger than memory, :meth:`Preprocessor.fit` an in-memory frame. Each statistic
+is one aggregation query; polars runs them with bounded memory (value counts are a group-by
+over the distinct values; medians and quantiles need the column in memory, so each runs as its
+own query over one column). Vocabularies are ordered by count descending, then value ascending.
 """
 
 from __future__ import annotations
@@ -28,6 +27,11 @@ def fit_streaming(spec: FeatureSpec, files: Sequence[Path], where: str = "train 
     """Fitted :class:`Preprocessor` for ``spec`` over every row of the Parquet ``files``."""
     lf = pl.scan_parquet([str(f) for f in files])
     check_frame(spec, lf.head(10_000).collect(), where)  # columns and dtypes, on a sample
+    return fit_lazy(spec, lf, where)
+
+
+def fit_lazy(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> Preprocessor:
+    """Fitted :class:`Preprocessor` for ``spec`` over every row of ``lf`` (columns already checked)."""
     tables = _fit_tables(spec, lf)
     numeric = _fit_numeric(spec, lf, where)
     return Preprocessor(spec, tables, numeric)
@@ -49,12 +53,12 @@ def _fit_tables(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, FittedTable]:
     counted = pl.collect_all(list(queries.values()), engine=ENGINE)
     for (table, _), counts in zip(queries.items(), counted):
         first = members[table][0]
-        # the same order as Preprocessor.fit: count descending, then value ascending
+        # count descending, then value ascending: a deterministic order whatever the row order
         counts = counts.sort(["n", "value"], descending=[True, False]).filter(pl.col("n") >= first.vocab_config.min_freq)
         if first.vocab_config.max_size is not None:
             counts = counts.head(first.vocab_config.max_size)
         tables[table] = FittedTable(table, vocab=counts["value"].to_list())
-    return {t: tables[t] for t in members}  # spec order, as Preprocessor.fit builds it
+    return {t: tables[t] for t in members}  # spec order
 
 
 def _flat_strings(lf: pl.LazyFrame, source: str, is_list: bool) -> pl.LazyFrame:
@@ -89,6 +93,7 @@ def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, F
         return {}
     # pass 1: non-null counts and the impute statistics
     first = [_raw(f).count().alias(f"{f.name}:count") for f in spec.numeric]
+    first += [_raw(f).is_infinite().sum().alias(f"{f.name}:inf") for f in spec.numeric]
     first += [_raw(f).mean().alias(f"{f.name}:mean") for f in spec.numeric if f.missing.impute == "mean"]
     stats = _aggregate(lf, first)
     # exact medians / quantiles hold their column in memory: one column per query bounds the fit's
@@ -98,6 +103,9 @@ def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, F
             stats |= _aggregate(lf, [_raw(f).median().alias(f"{f.name}:median")])
     fitted: dict[str, FittedNumeric] = {}
     for f in spec.numeric:
+        if stats[f"{f.name}:inf"]:  # refused as in check_frame: ±inf would poison the statistics
+            raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has {int(stats[f'{f.name}:inf'])} "
+                            "infinite value(s); write missing values as null or NaN")
         if stats[f"{f.name}:count"] == 0:
             raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) is entirely null")
         policy = f.missing

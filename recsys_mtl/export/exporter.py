@@ -34,7 +34,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from torchmetrics.functional.classification import binary_auroc
 
 from recsys_mtl.data.preprocess import Preprocessor, spec_hash
-from recsys_mtl.data.sources import load_splits
+from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.export.model_graph import OPSET, OUTPUT_ACTIVATIONS, ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import (
@@ -192,7 +192,8 @@ def export_run(
 ) -> ExportResult:
     """Export ``run_dir``; raises :class:`ExportError` when parity exceeds ``tolerance``.
 
-    ``test`` overrides the held-out rows (default: the run's test split, re-read from its data).
+    ``test`` overrides the held-out rows (default: the run's test split, read through its data
+    source, which reads no training rows when the test split is stored apart from train).
     """
     run = load_run(run_dir)
     out_dir = Path(out) if out is not None else Path("exports") / run.run_dir.name
@@ -205,7 +206,11 @@ def export_run(
     if clash:
         raise ExportError(f"task names {sorted(clash)} are also input column names; rename the tasks")
 
-    test = test if test is not None else load_splits(run.cfg.data).test
+    if test is None:
+        source = data_source(run.cfg.data)
+        sample, test = source.held_out_sample(parity_rows), source.test()
+    else:
+        sample = test.head(parity_rows)
     pre, tasks = run.preprocessor, list(run.spec.tasks)
     names = encoded_names(pre)
     head = ScoringHead(run.model, tasks, names)
@@ -215,7 +220,7 @@ def export_run(
     core = export_model(head, example)
     full = attach_preprocessing(core, pre)
     session = _session(full)
-    diffs = parity(head, session, pre, test.head(parity_rows))
+    diffs = parity(head, session, pre, sample)
     worst = max(diffs.values())
     if not worst <= tolerance:  # also catches NaN
         raise ExportError(f"{run.run_dir}: ONNX and torch disagree on held-out rows: max abs difference "
@@ -256,7 +261,7 @@ def export_run(
             "outputs": outputs,
             "tasks": [t.name for t in tasks],
             "files": files,
-            "parity": {"rows": min(parity_rows, test.height), "max_abs_diff": worst, "per_task": diffs,
+            "parity": {"rows": sample.height, "max_abs_diff": worst, "per_task": diffs,
                        "tolerance": tolerance},
             "test_metrics": {"rows": test.height, "fp32": base},
             "variants": variant_info,

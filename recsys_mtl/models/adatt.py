@@ -15,7 +15,7 @@ signal whatever the gate does. Variants, as the paper names them:
   experts, whose output feeds the next level's shared experts (the last level has none).
 
 The naming follows the paper and Meta's reference code (``AdaTTSp``: task experts only;
-``AdaTTWSharedExps``: with shared experts). Issue #3 words AdaTT-sp as "task-specific + shared
+``AdaTTWSharedExps``: with shared experts). Some summaries word AdaTT-sp as "task-specific + shared
 fusion units": that is the ``general`` variant here, and both are available.
 
 Choices left open, made here: the shared unit applies the same rule (gate over all + residual of

@@ -65,6 +65,9 @@ class MMoE(_MixtureOfExperts):
 
 @register("omoe")
 class OMoE(_MixtureOfExperts):
-    """One-gate Mixture-of-Experts: as MMoE but every task reads the same gated mixture."""
+    """One-gate Mixture-of-Experts: as MMoE but every task reads the same gated mixture.
+
+    Parameters as MMoE's table; ``exclusivity`` masks experts out of the single gate.
+    """
 
     gates_per_task = False

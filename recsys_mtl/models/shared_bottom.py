@@ -16,7 +16,9 @@ class SharedBottomConfig(ModelConfig):
 
 @register("shared_bottom")
 class SharedBottom(MultiTaskModel):
-    """| param | default | meaning |
+    """Shared-Bottom: one MLP every task reads, then a tower per task.
+
+    | param | default | meaning |
     |---|---|---|
     | bottom_hidden | [128, 64] | shared MLP widths |
     | tower_hidden | [32] | per-task tower widths |

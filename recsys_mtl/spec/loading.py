@@ -5,26 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from recsys_mtl.errors import SpecError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.spec.yaml_io import load_yaml_text, read_yaml_file
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping file, read within :mod:`recsys_mtl.spec.yaml_io`'s limits."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise SpecError(f"{path}{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml_file(path)
     if raw is None:
         raise SpecError(f"{path}: file is empty")
     if not isinstance(raw, dict):
@@ -80,8 +74,24 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str |
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise SpecError(f"{source}: override {item!r}: {part!r} is not a mapping")
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = load_yaml_text(value, f"override {item!r}")
     return raw
+
+
+def resolve_paths(model: M, base: Path) -> M:
+    """A copy of ``model`` whose relative ``Path`` fields (nested models included) are under ``base``.
+
+    Fields are found by the type of their value, so a new data kind's path fields resolve
+    without being listed anywhere.
+    """
+    updates: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            updates[name] = base / value
+        elif isinstance(value, BaseModel):
+            updates[name] = resolve_paths(value, base)
+    return model.model_copy(update=updates)
 
 
 def load_pipeline(path: str | Path, overrides: Iterable[str] = ()) -> tuple[PipelineConfig, FeatureSpec]:
@@ -93,12 +103,6 @@ def load_pipeline(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Pipe
     updates: dict[str, Any] = {"spec": base / cfg.spec}
     if not cfg.runs_dir.is_absolute():
         updates["runs_dir"] = Path.cwd() / cfg.runs_dir
-    data = cfg.data
-    data_updates = {
-        field: base / value
-        for field in ("train", "valid", "test", "path", "cache_dir")
-        if isinstance(value := getattr(data, field, None), Path) and not value.is_absolute()
-    }
-    updates["data"] = data.model_copy(update=data_updates)
+    updates["data"] = resolve_paths(cfg.data, base)
     cfg = cfg.model_copy(update=updates)
     return cfg, load_spec(cfg.spec)

@@ -87,6 +87,13 @@ class TrainerConfig(StrictModel):
     eval_batch_size: int = Field(8192, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    #: optimizer of the large embedding tables (recsys_mtl.train.optim): row-sparse updates
+    #: (``auto`` = ``sparse_adam``, or ``rowwise_adagrad``), or ``dense`` (Adam on every row)
+    embedding_optimizer: Literal["auto", "dense", "sparse_adam", "rowwise_adagrad"] = "auto"
+    #: tables with at least this many rows get sparse gradients and the sparse optimizer
+    sparse_min_rows: int = Field(100_000, ge=0)
+    #: learning rate of the sparse optimizer (default: ``lr``)
+    embedding_lr: float | None = Field(None, gt=0)
     #: early stopping and checkpoint selection, always on the validation split.
     monitor: str = "val/auc_mean"
     mode: Literal["min", "max"] = "max"

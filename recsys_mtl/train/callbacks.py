@@ -1,12 +1,15 @@
-"""Callbacks: train throughput, and the per-epoch reshuffle of the column loader."""
+"""Callbacks: train throughput, the per-epoch reshuffle of the column loader, and checkpointing
+that follows a moved run folder."""
 
 from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 def peak_rss_mib() -> float:
@@ -47,3 +50,35 @@ class Throughput(L.Callback):
             "mean_epoch_seconds": round(sum(self.epoch_seconds) / len(self.epoch_seconds), 3) if self.epoch_seconds else 0.0,
             "peak_rss_mib": round(peak_rss_mib(), 1),
         }
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose restored state follows a run folder that was moved.
+
+    Lightning restores the best score and the kept checkpoints only when the saved ``dirpath``
+    equals the current one, but always restores ``best_model_path``: resuming a moved (or copied)
+    run folder would forget its best score, save the next best as ``best-v1.ckpt`` beside the
+    stale ``best.ckpt``, or select a checkpoint in the old folder. Paths in the saved folder are
+    mapped into the current one first.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # the same key as ModelCheckpoint, so checkpoints written by either resume with the other
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+            def move(path: Any) -> Any:
+                if isinstance(path, str) and path and Path(path).parent == Path(old):
+                    return str(Path(new) / Path(path).name)
+                return path
+
+            state_dict = {
+                **state_dict,
+                "dirpath": new,
+                **{k: move(state_dict.get(k, "")) for k in ("best_model_path", "kth_best_model_path", "last_model_path")},
+                "best_k_models": {move(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+            }
+        super().load_state_dict(state_dict)

@@ -1,7 +1,7 @@
 """``recsys-mtl report <run>``: expert diagnostics of a run's selected checkpoint.
 
 Reads the run folder written by :func:`recsys_mtl.train.run.fit` (pipeline.yaml, spec.yaml,
-preprocessing.json, checkpoints/best.ckpt), re-encodes the validation split with the fitted
+preprocessing.json, the selected checkpoint), re-encodes the validation split with the fitted
 preprocessing (the test split is never read), and writes ``<run>/report/diagnostics.json`` and
 ``<run>/report/diagnostics.png``.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from recsys_mtl.data.loader import ColumnBatchLoader
-from recsys_mtl.data.sources import load_splits
+from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.tensors import features_only
 from recsys_mtl.diagnostics.plot import plot_diagnostics
 from recsys_mtl.diagnostics.stats import DiagnosticsAccumulator
@@ -34,11 +34,11 @@ def diagnose(model: MultiTaskModel, loader: ColumnBatchLoader, near_zero: float 
 
 
 def report(run_dir: str | Path, batch_size: int = 8192) -> tuple[Path, Path]:
-    """Write the diagnostics of the run's best checkpoint on its validation split; returns (json, png)."""
+    """Write the diagnostics of the run's selected checkpoint on its validation split; returns (json, png)."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    valid = run.preprocessor.transform(load_splits(run.cfg.data).valid, "validation split")
-    result = {"checkpoint": "checkpoints/best.ckpt", "split": "valid", **diagnose(run.model, ColumnBatchLoader(valid, batch_size))}
+    valid = run.preprocessor.transform(data_source(run.cfg.data).valid(), "validation split")
+    result = {"checkpoint": run.checkpoint, "split": "valid", **diagnose(run.model, ColumnBatchLoader(valid, batch_size))}
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     json_path = out / "diagnostics.json"

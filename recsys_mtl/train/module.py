@@ -17,6 +17,7 @@ from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.balancer_feed import BalancerFeed
 from recsys_mtl.train.metrics import TaskMetrics
+from recsys_mtl.train.optim import build_optimizer, clip_gradients, use_sparse_embeddings
 
 SPLITS = ("val", "test")
 
@@ -25,6 +26,7 @@ class MultiTaskModule(L.LightningModule):
     def __init__(self, model: MultiTaskModel, tasks: Sequence[Task], balancer: Balancer, trainer_cfg: TrainerConfig):
         super().__init__()
         self.model = model
+        self.sparse_tables = use_sparse_embeddings(model, trainer_cfg)  # before DDP wraps the model
         self.tasks = list(tasks)
         self.balancer = balancer
         self.shared = SharedCapture(model)  # the shared representation gradient strategies act on
@@ -148,5 +150,9 @@ class MultiTaskModule(L.LightningModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return self(batch)
 
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None) -> None:
+        if gradient_clip_val:  # torch's clipping rejects the sparse gradients of large tables
+            clip_gradients((p for g in optimizer.param_groups for p in g["params"]), gradient_clip_val, gradient_clip_algorithm or "norm")
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        return build_optimizer(self, self.model, self.balancer, self.cfg)

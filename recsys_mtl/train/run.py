@@ -9,6 +9,8 @@ Layout of a run folder::
       checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
       logs/               CSV and TensorBoard logs
       metrics.json        val and test metrics per task at the best checkpoint, throughput
+      curves.png          loss and metrics per task and epoch, train and validation
+      drift.json          with --init-from: vocabulary growth, OOV rates, numeric drift
       diagnostics.json    expert sparsity, gate entropy, expert usage per validation (MoE models)
       diagnostics.png     plot of the selected checkpoint's diagnostics
 
@@ -34,18 +36,21 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from recsys_mtl.artifacts import checkpoint_epoch, load_checkpoint
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.data.sources import Splits, load_splits
-from recsys_mtl.data.streaming import ParquetStream, stream_splits
+from recsys_mtl.data.sources import DataSource, FramesSource, Splits, TrainInput, data_source
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.diagnostics.callback import ExpertDiagnostics
 from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec.features import FeatureSpec
-from recsys_mtl.spec.pipeline import ParquetStreamData, PipelineConfig
-from recsys_mtl.train.callbacks import Throughput
+from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.train.callbacks import RunCheckpoint, Throughput
+from recsys_mtl.train.checks import check_pipeline
+from recsys_mtl.train.curves import plot_curves
 from recsys_mtl.train.datamodule import TableDataModule
+from recsys_mtl.train.incremental import carry_weights, start_from
 from recsys_mtl.train.module import MultiTaskModule
 
 log = logging.getLogger(__name__)
@@ -58,8 +63,8 @@ class Prepared:
     cfg: PipelineConfig
     spec: FeatureSpec
     preprocessor: Preprocessor
-    #: a ParquetStream when the data section is ``parquet_stream`` (train never held in memory)
-    train: EncodedTable | ParquetStream
+    #: rows in memory, or a ParquetStream for ``parquet_stream`` data (train never held in memory)
+    train: TrainInput
     valid: EncodedTable
     test: EncodedTable
     sizes: dict[str, int]
@@ -71,22 +76,31 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def prepare(cfg: PipelineConfig, spec: FeatureSpec, splits: Splits | None = None, preprocessor: Preprocessor | None = None) -> Prepared:
-    """Load the splits and encode them; preprocessing is fitted on train unless one is given."""
-    if isinstance(cfg.data, ParquetStreamData) and splits is None:
-        pre, stream, valid, test = stream_splits(cfg.data, spec, cfg.trainer.batch_size, cfg.trainer.seed, preprocessor)
-        sizes = {"train": stream.rows, "valid": valid.height, "test": test.height}
-        return Prepared(cfg, spec, pre, stream, pre.transform(valid, "validation split"), pre.transform(test, "test split"), sizes)
-    splits = splits or load_splits(cfg.data)
-    pre = preprocessor or Preprocessor.fit(spec, splits.train, where="train split")
+def prepare(
+    cfg: PipelineConfig,
+    spec: FeatureSpec,
+    splits: Splits | None = None,
+    preprocessor: Preprocessor | None = None,
+    *,
+    source: DataSource | None = None,
+    train_fraction: float = 1.0,
+) -> Prepared:
+    """Read the data through its source and encode it; preprocessing is fitted on train unless given.
+
+    ``splits`` (frames already in memory) or ``source`` replace the pipeline's data section;
+    ``train_fraction`` < 1 trains on a seeded share of the training input (tuning trials).
+    """
+    if source is None:
+        source = FramesSource(splits) if splits is not None else data_source(cfg.data)
+    pre = preprocessor or source.fit_preprocessing(spec)
     return Prepared(
         cfg=cfg,
         spec=spec,
         preprocessor=pre,
-        train=pre.transform(splits.train, "train split"),
-        valid=pre.transform(splits.valid, "validation split"),
-        test=pre.transform(splits.test, "test split"),
-        sizes=splits.sizes(),
+        train=source.training(pre, cfg.trainer.batch_size, cfg.trainer.seed, train_fraction),
+        valid=pre.transform(source.valid(), "validation split"),
+        test=pre.transform(source.test(), "test split"),
+        sizes=source.sizes(),
     )
 
 
@@ -131,7 +145,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, ModelCheckpoint, Throughput]:
     t = cfg.trainer
-    checkpoint = ModelCheckpoint(
+    checkpoint = RunCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=t.mode, save_top_k=1, save_last=True
     )
     throughput = Throughput()
@@ -169,6 +183,8 @@ def fit(
     resume: Path | None = None,
     *,
     prepared: Prepared | None = None,
+    source: DataSource | None = None,
+    init_from: Path | None = None,
     extra_callbacks: Sequence[L.Callback] = (),
     evaluate_test: bool = True,
 ) -> RunResult:
@@ -176,42 +192,56 @@ def fit(
 
     ``prepared`` reuses already encoded splits (a tuning study encodes once per process);
     ``evaluate_test=False`` never hands the test split to the trainer (tuning trials), so
-    metrics.json then has no ``test`` entry.
+    metrics.json then has no ``test`` entry. ``init_from`` starts from an earlier run's weights
+    with its vocabularies grown by the new data (:mod:`recsys_mtl.train.incremental`).
     """
-    last = None
+    check_pipeline(cfg, spec)  # trainer, model and balancing settings, before any data is read
+    last, start = None, None
+    if resume is not None:
+        resume = Path(resume).resolve()
     if prepared is not None:
         prep = replace(prepared, cfg=cfg, spec=spec)
     elif resume is not None:
         last = resume / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise RecsysMTLError(f"{resume}: no checkpoints/last.ckpt to resume from")
-        prep = prepare(cfg, spec, splits, Preprocessor.load(resume / "preprocessing.json", spec))
+        load_checkpoint(last)  # refused here as data (DataError naming the file), not deep in Lightning
+        prep = prepare(cfg, spec, splits, Preprocessor.load(resume / "preprocessing.json", spec), source=source)
+    elif init_from is not None:
+        source = source or (FramesSource(splits) if splits is not None else data_source(cfg.data))
+        start = start_from(init_from, spec, source)
+        prep = prepare(cfg, spec, preprocessor=start.preprocessor, source=source)
     else:
-        prep = prepare(cfg, spec, splits)
+        prep = prepare(cfg, spec, splits, source=source)
     module = build_module(prep)  # bad model / balancing params fail here, before any file is written
-    run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name)
+    if start is not None:
+        start.drift["new_rows"] = carry_weights(module.model, start.model)
+    run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name).resolve()  # Lightning's paths are absolute
     write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     write_atomic(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
     prep.preprocessor.save(run_dir / "preprocessing.json")
+    if start is not None:
+        write_atomic(run_dir / "drift.json", json.dumps(start.drift, indent=1))
 
     t = cfg.trainer
     dm = TableDataModule(prep.train, prep.valid, prep.test if evaluate_test else None, t.batch_size, t.eval_batch_size, t.seed)
     trainer, checkpoint, throughput = make_trainer(cfg, run_dir, list(extra_callbacks))
     started = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=last)
+    trainer.fit(module, datamodule=dm, ckpt_path=last, weights_only=True)
     fit_seconds = time.perf_counter() - started
 
     best = checkpoint.best_model_path
     # the selected checkpoint is re-evaluated on validation, then the test split is read once
-    val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
-    test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0] if evaluate_test else None
+    val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+    test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0] if evaluate_test else None
     metrics = {
         "pipeline": cfg.name,
         "model": cfg.model.name,
         "balancing": cfg.balancing.name,
         "seed": t.seed,
         "split_sizes": prep.sizes,
-        "best_checkpoint": str(Path(best).relative_to(run_dir)) if best else None,
+        # what export and report load: the file this run selected (best-v1.ckpt after some resumes)
+        "best_checkpoint": Path(best).resolve().relative_to(run_dir.resolve()).as_posix() if best else None,
         "best_epoch": _epoch_of(best),
         "epochs_run": trainer.current_epoch,
         "monitor": {"name": t.monitor, "mode": t.mode, "best": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None},
@@ -223,6 +253,7 @@ def fit(
     }
     if trainer.is_global_zero:  # under DDP every rank holds the same synced metrics
         write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        plot_curves(run_dir, last_epoch=trainer.current_epoch - 1)
     return RunResult(run_dir, metrics)
 
 
@@ -231,8 +262,4 @@ def _strip(values: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def _epoch_of(ckpt: str) -> int | None:
-    if not ckpt:
-        return None
-    import torch
-
-    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])
+    return checkpoint_epoch(ckpt) if ckpt else None

@@ -8,15 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import yaml
+from pydantic import BaseModel, ConfigDict, field_validator
 
+from recsys_mtl.artifacts import load_checkpoint, read_json
 from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.errors import DataError
+from recsys_mtl.errors import DataError, SpecError
 from recsys_mtl.models import ModelContext, MultiTaskModel, build_model
 from recsys_mtl.spec.features import FeatureSpec
-from recsys_mtl.spec.loading import load_spec, validate
+from recsys_mtl.spec.loading import load_spec, read_yaml, validate
 from recsys_mtl.spec.pipeline import PipelineConfig
+
+DEFAULT_CHECKPOINT = "checkpoints/best.ckpt"
 
 
 @dataclass
@@ -26,26 +28,74 @@ class LoadedRun:
     spec: FeatureSpec
     preprocessor: Preprocessor
     model: MultiTaskModel
+    #: the checkpoint the weights came from, relative to ``run_dir``
+    checkpoint: str = DEFAULT_CHECKPOINT
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "checkpoints/best.ckpt") -> LoadedRun:
-    """Rebuild a run's model with the checkpoint's weights (eval mode), and its preprocessing."""
+class RunMetrics(BaseModel):
+    """The part of ``metrics.json`` a reader relies on (the rest is free-form)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    #: the checkpoint selected on validation, relative to the run folder
+    best_checkpoint: str | None = None
+
+    @field_validator("best_checkpoint")
+    @classmethod
+    def _inside_checkpoints(cls, value: str | None) -> str | None:
+        # a plain file name under checkpoints/: a tampered file cannot point the loader elsewhere
+        if value is not None:
+            parts = value.split("/")
+            if len(parts) != 2 or parts[0] != "checkpoints" or parts[1] in ("", ".", "..") or "\\" in value or not value.endswith(".ckpt"):
+                raise ValueError(f"{value!r} is not a file under checkpoints/")
+        return value
+
+
+def selected_checkpoint(run_dir: Path) -> str:
+    """The checkpoint the run selected: metrics.json's ``best_checkpoint`` (a resumed run may have
+    selected ``best-v1.ckpt``), else ``checkpoints/best.ckpt`` for a run that has no metrics yet."""
+    metrics = run_dir / "metrics.json"
+    if not metrics.is_file():
+        return DEFAULT_CHECKPOINT
+    return read_json(metrics, RunMetrics).best_checkpoint or DEFAULT_CHECKPOINT
+
+
+def load_run(run_dir: str | Path, checkpoint: str | None = None) -> LoadedRun:
+    """Rebuild a run's model with the checkpoint's weights (eval mode), and its preprocessing.
+
+    ``checkpoint`` (relative to the run folder) defaults to the one the run selected. Every file
+    is read as data: YAML within limits, JSON against a schema, the checkpoint as tensors only.
+    """
     run_dir = Path(run_dir)
-    for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json", checkpoint):
+    for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json"):
         if not (run_dir / name).is_file():
             raise DataError(f"{run_dir}: not a complete run folder ({name} is missing)")
+    checkpoint = checkpoint or selected_checkpoint(run_dir)
+    if not (run_dir / checkpoint).is_file():
+        raise DataError(f"{run_dir}: not a complete run folder ({checkpoint} is missing)")
     pipeline_path = run_dir / "pipeline.yaml"
-    cfg = validate(PipelineConfig, yaml.safe_load(pipeline_path.read_text()), pipeline_path)
+    cfg = validate(PipelineConfig, read_yaml(pipeline_path), pipeline_path)
     spec = load_spec(run_dir / "spec.yaml")
     pre = Preprocessor.load(run_dir / "preprocessing.json", spec)
-    model = build_model(cfg.model.name, cfg.model.params, ModelContext(layout=pre.layout, tasks=spec.tasks))
-    state = torch.load(run_dir / checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    try:
+        model = build_model(cfg.model.name, cfg.model.params, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    except (SpecError, ValueError) as exc:
+        raise SpecError(f"{pipeline_path}: {exc}") from None
+    ckpt_path = run_dir / checkpoint
+    state = load_checkpoint(ckpt_path)["state_dict"]
     # the LightningModule holds the model as ``model``; metrics and balancer state are not needed
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shapes differ: the pipeline or preprocessing was edited after training
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[0])
+        raise DataError(
+            f"{ckpt_path}: does not match the model {pipeline_path} and {run_dir / 'preprocessing.json'} "
+            f"describe ({detail[:300]})"
+        ) from None
     if missing or unexpected:
         raise DataError(
-            f"{run_dir / checkpoint}: does not match model {cfg.model.name!r} "
+            f"{ckpt_path}: does not match model {cfg.model.name!r} of {pipeline_path} "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    return LoadedRun(run_dir, cfg, spec, pre, model.eval())
+    return LoadedRun(run_dir, cfg, spec, pre, model.eval(), checkpoint)

@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,7 +38,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from recsys_mtl.data.sources import Splits, load_splits
+from recsys_mtl.data.sources import DataSource, data_source
 from recsys_mtl.errors import RecsysMTLError, SpecError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_pipeline
@@ -264,18 +264,15 @@ class TuneResult:
     summary_path: Path
 
 
-def run_workers(plan: StudyPlan, splits: Splits | None = None) -> tuple[optuna.Study, Splits]:
+def run_workers(plan: StudyPlan, source: DataSource | None = None) -> tuple[optuna.Study, DataSource]:
     """This process's share of the study: trials until the study has ``n_trials`` finished or time is up."""
     study = open_study(plan)
-    splits = splits or load_splits(plan.cfg.data)
+    source = source or data_source(plan.cfg.data)  # its frames are read once, shared with the refit
     target = plan.tune.n_trials
     if target is not None and _finished(study) >= target:
-        return study, splits
-    prepared = prepare(plan.cfg, plan.spec, splits)  # encoded once; every trial reuses the tables
-    if plan.tune.train_fraction < 1:
-        n = len(prepared.train)
-        keep = torch.randperm(n, generator=torch.Generator().manual_seed(plan.cfg.trainer.seed))[: max(1, round(n * plan.tune.train_fraction))]
-        prepared = replace(prepared, train=prepared.train.permuted(keep.sort().values))
+        return study, source
+    # encoded once; every trial reuses the tables (a seeded share of train when train_fraction < 1)
+    prepared = prepare(plan.cfg, plan.spec, source=source, train_fraction=plan.tune.train_fraction)
     callbacks: list[Any] = [_Progress(plan)]
     if target is not None:
         # counts other workers' running trials too, so the total stops at n_trials
@@ -298,7 +295,7 @@ def run_workers(plan: StudyPlan, splits: Splits | None = None) -> tuple[optuna.S
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
-    return study, splits
+    return study, source
 
 
 def _finished(study: optuna.Study) -> int:
@@ -320,20 +317,20 @@ def pareto_front(study: optuna.Study, plan: StudyPlan) -> list[FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: -sign * t.values[0])
 
 
-def refit(plan: StudyPlan, trial: FrozenTrial, splits: Splits) -> RunResult:
+def refit(plan: StudyPlan, trial: FrozenTrial, source: DataSource) -> RunResult:
     """Fit the pipeline with the trial's parameters into a normal run folder; the one test evaluation."""
     cfg = resolve(plan.cfg, {**trial.user_attrs["assignments"], "name": f"{plan.cfg.name}-tuned"})
-    return fit(cfg, plan.spec, splits=splits)
+    return fit(cfg, plan.spec, source=source)
 
 
-def tune(plan: StudyPlan, *, do_refit: bool = True, splits: Splits | None = None) -> TuneResult:
+def tune(plan: StudyPlan, *, do_refit: bool = True, source: DataSource | None = None) -> TuneResult:
     """Run this worker's trials, then (``do_refit``) refit the chosen trial, write plots and a summary."""
     from recsys_mtl.tune.plots import write_plots
 
     started = time.perf_counter()
-    study, splits = run_workers(plan, splits)
+    study, source = run_workers(plan, source)
     chosen = choose_trial(study, plan)
-    result = refit(plan, chosen, splits) if do_refit and chosen is not None else None
+    result = refit(plan, chosen, source) if do_refit and chosen is not None else None
     plots = write_plots(study, plan.metrics, plan.area / "plots", plan.tune.plots)
     summary = write_summary(study, plan, chosen, result, time.perf_counter() - started)
     return TuneResult(study, plan, chosen, result, plots, summary)

@@ -1,0 +1,90 @@
+"""Reading this project's artifacts back as data, never as code; every error names the file.
+
+A run or export folder may come from someone else, so nothing in it is trusted:
+
+* checkpoints load with ``torch.load(weights_only=True)``: tensors and plain containers only, a
+  pickled object of any other class is refused instead of run;
+* JSON files are parsed and then validated against a pydantic schema, so a tampered or truncated
+  file fails here, naming the file and field, not later in some unrelated traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from pydantic import BaseModel, ValidationError
+
+from recsys_mtl.errors import DataError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint as a dict with a ``state_dict`` of tensors (loaded on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # the weights-only unpickler says what it refused: a global (a class or function to call)
+        # means objects beyond tensors and plain data; anything else means bytes it cannot parse
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
+        if "Unsupported global" in detail:
+            raise DataError(
+                f"{path}: refused to load: the checkpoint holds objects other than tensors and plain data "
+                f"(checkpoints are loaded as data, never as code): {detail[:200]}"
+            ) from None
+        raise DataError(f"{path}: not a readable checkpoint ({detail[:200]})") from None
+    except Exception as exc:  # truncated zip, garbage bytes, wrong format: many exception types
+        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise DataError(f"{path}: not a training checkpoint (no 'state_dict' mapping)")
+    bad = [k for k, v in ckpt["state_dict"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise DataError(f"{path}: state_dict entry {str(bad[0])[:100]!r} is not a tensor")
+    return ckpt
+
+
+def checkpoint_epoch(path: str | Path) -> int:
+    """The epoch a checkpoint was saved at."""
+    epoch = load_checkpoint(path).get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise DataError(f"{path}: checkpoint has no integer 'epoch'")
+    return epoch
+
+
+def read_json(path: str | Path, schema: type[M]) -> M:
+    """Parse a JSON file and validate it against ``schema``; errors name the file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (offset {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} (line {exc.lineno}, column {exc.colno}): not valid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # integers past the digit limit, deep nesting
+        raise DataError(f"{path}: not valid JSON: {_first_line(exc)}") from None
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        lines = [f"{'.'.join(map(str, e['loc'])) or '<top>'}: {e['msg'].removeprefix('Value error, ')}" for e in errors[:3]]
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise DataError(f"{path}: " + "; ".join(lines) + more) from None

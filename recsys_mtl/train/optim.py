@@ -1,0 +1,194 @@
+"""The training optimizer: dense layers with Adam, large embedding tables with a row-sparse optimizer.
+
+A dense optimizer reads and writes every row of every embedding table (and both Adam moments)
+on every step, so a step costs the size of the tables. Tables at or above
+``trainer.sparse_min_rows`` rows instead produce sparse gradients (``nn.Embedding(sparse=True)``:
+only the rows the batch looked up) and are stepped by a sparse optimizer that touches only
+those rows and their state:
+
+- ``sparse_adam``: :class:`torch.optim.SparseAdam` (lazy Adam: the moments of a row move only
+  when the row is in the batch; two moments per weight);
+- ``rowwise_adagrad``: :class:`RowWiseAdagrad`, one accumulator per row (TorchRec / FBGEMM's
+  default for large tables; a table's optimizer state is one float per row).
+
+``trainer.embedding_optimizer: auto`` is ``sparse_adam`` (the same update as dense Adam for rows
+in every batch); ``dense`` keeps every table dense. Both optimizers are joined in one
+:class:`CombinedOptimizer`, so Lightning's automatic optimization, checkpoints, LR schedulers and
+DDP work unchanged (DDP all-reduces sparse gradients on gloo). Embeddings and the balancer's
+own parameters get no weight decay.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from recsys_mtl.nn.encoders import EmbeddingTables, FeatureEncoder
+from recsys_mtl.spec.pipeline import TrainerConfig
+
+
+class RowWiseAdagrad(Optimizer):
+    """Adagrad with one accumulator per row, for sparse gradients of (N, d) embedding weights.
+
+    For each row r in the (coalesced) gradient: ``s_r += mean_j g_rj²``, ``w_r -= lr · g_r /
+    (√s_r + eps)``, as FBGEMM's ``EXACT_ROWWISE_ADAGRAD``. Rows absent from the batch and their
+    accumulators are untouched. State ``sum``: (N,) float32.
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 0.01, eps: float = 1e-8):
+        super().__init__(params, {"lr": lr, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not p.grad.is_sparse:
+                    raise RuntimeError("RowWiseAdagrad takes sparse gradients (nn.Embedding(sparse=True))")
+                state = self.state[p]
+                if not state:
+                    state["sum"] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+                grad = p.grad.coalesce()
+                rows, values = grad.indices()[0], grad.values().float()
+                acc = state["sum"].index_add_(0, rows, values.pow(2).mean(dim=1))
+                update = values / (acc[rows].sqrt() + group["eps"]).unsqueeze(1)
+                p.index_add_(0, rows, (-group["lr"] * update).to(p.dtype))
+        return loss
+
+
+SPARSE_OPTIMIZERS: dict[str, Callable[[list[Tensor], float], Optimizer]] = {
+    "sparse_adam": lambda params, lr: torch.optim.SparseAdam(params, lr=lr),
+    "rowwise_adagrad": lambda params, lr: RowWiseAdagrad(params, lr=lr),
+}
+#: what ``auto`` resolves to
+AUTO = "sparse_adam"
+
+
+class CombinedOptimizer(Optimizer):
+    """Several optimizers over disjoint parameters, stepped together as one.
+
+    ``param_groups`` is the children's group dicts themselves, so an LR scheduler or Lightning
+    setting ``lr`` on a group changes the child that owns it; ``state_dict`` holds each child's.
+    """
+
+    def __init__(self, optimizers: list[Optimizer]):
+        # no Optimizer.__init__: the groups and state live in the children
+        self.optimizers = optimizers
+        self.defaults = {}
+        self._optimizer_step_pre_hooks = {}  # type: ignore[assignment]
+        self._optimizer_step_post_hooks = {}  # type: ignore[assignment]
+        self._optimizer_state_dict_pre_hooks = {}  # type: ignore[assignment]
+        self._optimizer_state_dict_post_hooks = {}  # type: ignore[assignment]
+        self._optimizer_load_state_dict_pre_hooks = {}  # type: ignore[assignment]
+        self._optimizer_load_state_dict_post_hooks = {}  # type: ignore[assignment]
+
+    @property  # type: ignore[override]
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    @property  # type: ignore[override]
+    def state(self) -> dict[Tensor, Any]:
+        return {p: s for o in self.optimizers for p, s in o.state.items()}
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        with torch.enable_grad():
+            loss = closure() if closure is not None else None
+        for o in self.optimizers:
+            o.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for o, s in zip(self.optimizers, state_dict["optimizers"], strict=True):
+            o.load_state_dict(s)
+
+    def __repr__(self) -> str:
+        return f"CombinedOptimizer({', '.join(type(o).__name__ for o in self.optimizers)})"
+
+
+@torch.no_grad()
+def clip_gradients(params: Iterable[Tensor], clip_val: float, algorithm: str = "norm") -> None:
+    """``clip_grad_norm_`` / ``clip_grad_value_`` that also take sparse gradients (torch's do not):
+    a sparse gradient counts by its coalesced values, so duplicate lookups add up first."""
+    grads = []
+    for p in params:
+        if p.grad is not None:
+            if p.grad.is_sparse:
+                p.grad = p.grad.coalesce()
+                grads.append(p.grad._values())
+            else:
+                grads.append(p.grad)
+    if not grads:
+        return
+    if algorithm == "value":
+        for g in grads:
+            g.clamp_(-clip_val, clip_val)
+        return
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    scale = (clip_val / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.to(g.dtype))
+
+
+def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
+    """Every embedding table of ``model``'s encoders, by module path (shared tables once)."""
+    out: dict[str, nn.Embedding] = {}
+    seen: set[int] = set()
+    for prefix, module in model.named_modules():
+        if isinstance(module, EmbeddingTables):
+            for name, emb in module.tables.items():
+                if id(emb) not in seen:
+                    seen.add(id(emb))
+                    out[f"{prefix}.tables.{name}" if prefix else f"tables.{name}"] = emb  # type: ignore[assignment]
+    return out
+
+
+def use_sparse_embeddings(model: nn.Module, cfg: TrainerConfig) -> list[str]:
+    """Switch the tables with at least ``cfg.sparse_min_rows`` rows to sparse gradients.
+
+    Must run before DDP wraps the model (DDP buckets sparse gradients by the ``sparse`` flag).
+    The fused lookup of an encoder concatenates its tables' weights, which would make their
+    gradient dense, so it is turned off in encoders that use a sparse table. Returns the names.
+    """
+    if cfg.embedding_optimizer == "dense":
+        return []
+    chosen = {n: e for n, e in embedding_tables(model).items() if e.num_embeddings >= cfg.sparse_min_rows}
+    for emb in chosen.values():
+        emb.sparse = True
+    for module in model.modules():
+        if isinstance(module, FeatureEncoder) and any(module.embeddings[t].sparse for t in module.cat_tables):
+            module.fused = False
+    return sorted(chosen)
+
+
+def build_optimizer(module: nn.Module, model: nn.Module, balancer: nn.Module, cfg: TrainerConfig) -> Optimizer:
+    """Adam on dense parameters (weight decay on all but embeddings and the balancer's), plus the
+    sparse optimizer on tables switched by :func:`use_sparse_embeddings`, combined when both exist."""
+    tables = embedding_tables(model).values()
+    sparse = [e.weight for e in tables if e.sparse and e.weight.requires_grad]
+    no_decay_ids = {id(e.weight) for e in tables} | {id(p) for p in balancer.parameters()}
+    decay, no_decay = [], []
+    seen: set[int] = {id(p) for p in sparse}
+    for p in module.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if id(p) in no_decay_ids else decay).append(p)
+    groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    optimizers: list[Optimizer] = [torch.optim.Adam(groups, lr=cfg.lr)] if groups else []
+    if sparse:
+        name = AUTO if cfg.embedding_optimizer == "auto" else cfg.embedding_optimizer
+        optimizers.append(SPARSE_OPTIMIZERS[name](sparse, cfg.embedding_lr or cfg.lr))
+    return optimizers[0] if len(optimizers) == 1 else CombinedOptimizer(optimizers)
