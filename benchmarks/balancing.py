@@ -33,7 +33,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond"]
+METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond",
+           "samo", "rep_mtl"]
+#: per-method parameters for short benchmark runs (``--short``): CoBa's warm-up and history are
+#: scaled from the reference's 100 / 200 steps to runs of a few hundred steps
+SHORT_PARAMS = {"coba": "{warmup_steps: 20, history: 40}"}
 
 
 def one_fit(pipeline: str, overrides: list[str]) -> dict[str, Any]:
@@ -70,6 +74,8 @@ def run(args: argparse.Namespace) -> None:
     def one(seed: int, method: str) -> None:
         overrides = [*base, f"balancing.name={method}", f"trainer.seed={seed}", "trainer.progress_bar=false",
                      f"runs_dir={runs_dir}", *args.set]
+        if args.short and method in SHORT_PARAMS:
+            overrides.append(f"balancing.params={SHORT_PARAMS[method]}")
         child = subprocess.run(
             [sys.executable, __file__, "_one", pipeline, json.dumps(overrides)], capture_output=True, text=True, env=env
         )
@@ -123,7 +129,8 @@ def step_costs(args: argparse.Namespace) -> None:
             t0 = time.process_time()
             opt.zero_grad()
             losses = module.task_losses(module(batch), batch)
-            ctx = StepContext(step=i, epoch=0, model=module.model, shared=module.shared.pop(), shared_params=module.shared.params)
+            ctx = StepContext(step=i, epoch=0, model=module.model, shared=module.shared.pop(), shared_params=module.shared.params,
+                              evaluate=lambda b=batch: module._reevaluate(b))
             module.balancer(losses, ctx).backward()
             opt.step()
             if i >= 5:  # warm-up steps excluded
@@ -188,6 +195,7 @@ def main() -> None:
         s.add_argument("--out", required=True, help="JSON-lines file results are appended to")
         s.add_argument("--jobs", type=int, default=1, help="fits run in parallel (timings then share the CPU)")
         s.add_argument("--threads", type=int, default=1, help="torch threads per fit")
+        s.add_argument("--short", action="store_true", help="scale step-count parameters (SHORT_PARAMS) to short runs")
         if kind == "synthetic":
             s.add_argument("--correlation", type=float, default=-0.5)
             s.add_argument("--rows", type=int, default=30000)

@@ -1,15 +1,17 @@
-"""CoBa on a toy validation-loss trajectory: slow tasks gain weight, diverging tasks lose it."""
+"""CoBa on toy validation-loss trajectories: per-step updates, slow tasks gain weight, diverging
+tasks lose it, state survives a checkpoint; and in a real fit the weights move in epoch 0."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import torch
 
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.balancing.base import StepContext
 from recsys_mtl.balancing.coba import slope
-
-FAST = [1.0, 0.7, 0.5, 0.38, 0.3, 0.25, 0.22, 0.2]
-SLOW_THEN_DIVERGING = [1.0, 0.97, 0.95, 0.93, 1.0, 1.1, 1.25, 1.4]
+from tests.test_balancing_fit import short_fit
 
 
 def test_slope_is_least_squares() -> None:
@@ -17,22 +19,46 @@ def test_slope_is_least_squares() -> None:
     torch.testing.assert_close(slope(v), torch.tensor([-0.2, 1.0], dtype=torch.float64))
 
 
-def test_convergence_then_divergence() -> None:
-    balancer = build_balancer("coba", {"window": 3}, ["fast", "slow"])
-    weights, factors = [], []
-    for epoch, losses in enumerate(zip(FAST, SLOW_THEN_DIVERGING)):
-        balancer.on_validation_end(torch.tensor(losses), epoch)
+def feed(balancer, losses_per_step):  # type: ignore[no-untyped-def]
+    weights = []
+    for step, losses in enumerate(losses_per_step):
+        balancer.after_step(torch.tensor(losses), step)
         weights.append(balancer.last_weights.clone())
-        factors.append(balancer.diagnostics()["divergence_factor"])
-    # warm-up: equal weights until the window holds enough validations
-    torch.testing.assert_close(weights[1], torch.ones(2))
-    # all converging: the slower task gets more weight (RCS), DF = 1
-    assert weights[2][1] > weights[2][0] and factors[2] == 1.0
-    # "slow" turns up: DF falls below 1 (ACS takes over) and the diverging task loses its weight
-    assert factors[5] < 0.5
-    assert weights[5][1] < weights[5][0]
-    for w in weights:
-        torch.testing.assert_close(w.sum(), torch.tensor(2.0))
+    return weights
+
+
+def test_per_step_updates_favour_the_slower_task_after_warmup() -> None:
+    balancer = build_balancer("coba", {"warmup_steps": 10, "history": 20}, ["fast", "slow"])
+    balancer.set_reference(torch.tensor([1.0, 1.0]))
+    steps = [(math.exp(-0.1 * s), math.exp(-0.01 * s)) for s in range(40)]
+    weights = feed(balancer, steps)
+    torch.testing.assert_close(weights[8], torch.ones(2))  # warm-up: equal weights
+    assert weights[12][1] > weights[12][0] + 0.2  # moved right after the warm-up, toward "slow"
+    assert all(abs(float(w.sum()) - 2.0) < 1e-5 for w in weights)
+    assert all(float(w.min()) >= 2 * (1 / 20) - 1e-6 for w in weights)  # the 1/(10T) floor, sum scale
+
+
+def test_diverging_task_loses_weight() -> None:
+    balancer = build_balancer("coba", {"warmup_steps": 5, "history": 10}, ["steady", "diverging"])
+    balancer.set_reference(torch.tensor([1.0, 1.0]))
+    down = [(1 - 0.02 * s, 1 - 0.01 * s) for s in range(20)]
+    up = [(0.6 - 0.02 * s, 0.8 + 0.05 * s) for s in range(20)]
+    weights = feed(balancer, down + up)
+    assert weights[15][1] > weights[15][0]  # converging more slowly: more weight
+    assert weights[-1][1] < weights[-1][0]  # now rising: less weight
+    assert balancer.diagnostics()["divergence_factor"] < 0.5
+
+
+def test_state_survives_a_checkpoint() -> None:
+    a = build_balancer("coba", {"warmup_steps": 3, "history": 5}, ["a", "b"])
+    a.set_reference(torch.tensor([2.0, 1.0]))
+    feed(a, [(2.0 - 0.1 * s, 1.0 - 0.01 * s) for s in range(8)])
+    b = build_balancer("coba", {"warmup_steps": 3, "history": 5}, ["a", "b"])
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(b.last_weights, a.last_weights)
+    nxt = (1.1, 0.9)
+    wa, wb = feed(a, [nxt]), feed(b, [nxt])
+    torch.testing.assert_close(wa[-1], wb[-1])
 
 
 def test_combine_uses_the_current_weights() -> None:
@@ -40,3 +66,10 @@ def test_combine_uses_the_current_weights() -> None:
     balancer.last_weights = torch.tensor([0.5, 1.5])
     out = balancer(torch.tensor([2.0, 1.0]), StepContext(step=0, epoch=0))
     torch.testing.assert_close(out, torch.tensor(2.5))
+
+
+def test_weights_move_within_the_first_epoch(tmp_path: Path) -> None:
+    _, logs = short_fit(tmp_path, "coba", "trainer.max_epochs=1", "data.task_correlation=0.0")
+    first = logs.filter(logs["epoch"] == 0)
+    w = first["balance/task0/weight"].drop_nulls()
+    assert (w - 1.0).abs().max() > 1e-3

@@ -12,8 +12,8 @@ from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.run import fit
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond"]
-EXTRA = {"coba": ["balancing.params={window: 2}", "trainer.max_epochs=3"], "gcond": ["balancing.params={accum_steps: 2}"]}
+METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond", "samo", "rep_mtl"]
+EXTRA = {"coba": ["balancing.params={warmup_steps: 2, history: 4}"], "gcond": ["balancing.params={accum_steps: 2}"]}
 
 
 def short_fit(tmp_path: Path, method: str, *extra: str) -> tuple[dict, pl.DataFrame]:  # type: ignore[type-arg]
@@ -57,8 +57,8 @@ def test_gradient_method_on_shared_bottom_in_bf16(tmp_path: Path) -> None:
 
 
 def test_gradient_method_falls_back_to_shared_parameters(tmp_path: Path) -> None:
-    """A model whose shared module never runs its forward (token models read the embeddings)."""
-    _, logs = short_fit(tmp_path, "mgda", "model.name=multitab", "model.params={}")
+    """A model without a shared representation (DTRN: the inner model runs on task-specific views)."""
+    _, logs = short_fit(tmp_path, "mgda", "model.name=dtrn", "model.params={}")
     assert all(math.isfinite(v) for v in logs["train/loss"].drop_nulls())
 
 

@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from recsys_mtl.balancing.base import BALANCERS, BalancerConfig
-from recsys_mtl.balancing.gradients import GradientBalancer
+from recsys_mtl.balancing.base import BALANCERS
+from recsys_mtl.balancing.gradients import GradientConfig, GradientBalancer
 
 
 def alignment_matrix(K: Tensor, scale: str = "min") -> Tensor:
@@ -27,7 +27,7 @@ def alignment_matrix(K: Tensor, scale: str = "min") -> Tensor:
     return target * (V / sigma) @ V.T
 
 
-class AlignedMTLConfig(BalancerConfig):
+class AlignedMTLConfig(GradientConfig):
     #: singular value the aligned system is scaled to: the smallest ("-UB", the paper's choice), median or RMS
     scale: Literal["min", "median", "rmse"] = "min"
 

@@ -12,7 +12,7 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +35,10 @@ class BalancerConfig(BaseModel):
     collapse_window: int = Field(200, ge=1)
 
 
+#: where gradient strategies take per-task gradients (see :meth:`StepContext.gradient_targets`)
+GradientSpace = Literal["representation", "shared_parameters"]
+
+
 @dataclass
 class StepContext:
     """What a strategy may look at in a training step besides the losses."""
@@ -43,21 +47,40 @@ class StepContext:
     epoch: int
     #: the model, for strategies that need more than the fields below
     model: nn.Module | None = None
-    #: this forward's shared representation (in the autograd graph), e.g. MMoE's expert outputs
-    #: (B, E, H); None when the model's shared module did not run its forward this step
-    shared: Tensor | None = None
-    #: trainable parameters of the model's shared module (fallback target for gradient methods)
+    #: this forward's shared representation(s), in the autograd graph: one tensor or several
+    #: (e.g. MMoE's experts (B, E, H); HoME's global and group experts of the last level).
+    #: None / empty when the model's shared modules did not run their forward this step
+    shared: Tensor | Sequence[Tensor] | None = None
+    #: trainable parameters every task depends on (``MultiTaskModel.shared_parameters()``)
     shared_params: Sequence[Tensor] = field(default_factory=tuple)
+    #: re-runs the forward on this step's batch with the current parameter values and returns
+    #: its (T,) task losses in a fresh graph (SAMO's perturbed passes); None when not available
+    evaluate: Callable[[], Tensor] | None = None
 
-    def gradient_targets(self) -> tuple[list[Tensor], bool]:
+    def representations(self) -> list[Tensor]:
+        """The shared representation tensors that carry a gradient this step (possibly none)."""
+        if self.shared is None:
+            return []
+        reps = [self.shared] if isinstance(self.shared, Tensor) else list(self.shared)
+        return [z for z in reps if z.requires_grad]
+
+    def parameters(self) -> list[Tensor]:
+        return [p for p in self.shared_params if p.requires_grad]
+
+    def gradient_targets(self, on: GradientSpace = "representation") -> tuple[list[Tensor], bool]:
         """Tensors gradient methods differentiate against, and whether they are per-sample.
 
-        The shared representation when there is one (the MGDA-UB trick: per-task gradients cost
-        a backward through the task-specific part only), else the shared parameters.
+        ``representation``: the shared representation(s) (the MGDA-UB trick: per-task gradients
+        cost a backward through the task-specific part only), falling back to the shared
+        parameters when none was captured; ``shared_parameters``: the shared parameters (the
+        papers' setting for PCGrad and CAGrad: the update is then conflict-averse in parameter
+        space).
         """
-        if self.shared is not None and self.shared.requires_grad:
-            return [self.shared], True
-        params = [p for p in self.shared_params if p.requires_grad]
+        if on == "representation":
+            reps = self.representations()
+            if reps:
+                return reps, True
+        params = self.parameters()
         if not params:
             raise RuntimeError("gradient balancing needs a shared representation or shared parameters; got neither")
         return params, False
@@ -74,6 +97,10 @@ class Balancer(nn.Module, ABC):
     """
 
     Config: ClassVar[type[BalancerConfig]] = BalancerConfig
+    #: losses the training loop hands to :meth:`after_step` after each optimizer step:
+    #: ``same_batch`` (the step's batch re-evaluated with the updated model: FAMO),
+    #: ``validation_batch`` (a sampled validation batch: CoBa), or None
+    post_step: ClassVar[Literal["same_batch", "validation_batch"] | None] = None
 
     def __init__(self, task_names: Sequence[str], config: BalancerConfig):
         super().__init__()
@@ -83,6 +110,20 @@ class Balancer(nn.Module, ABC):
         self.register_buffer("last_weights", torch.ones(T), persistent=False)
         self.register_buffer("_low_steps", torch.zeros(T, dtype=torch.long), persistent=False)
         self._warned: set[str] = set()
+
+    def register_history(self, name: str, value: Tensor) -> None:
+        """A persistent buffer whose shape changes during training (histories): checkpoints hold
+        plain tensors only, and loading resizes the buffer to the saved shape."""
+        self.register_buffer(name, value)
+        self._resizable = (*getattr(self, "_resizable", ()), name)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):  # type: ignore[no-untyped-def]
+        for name in getattr(self, "_resizable", ()):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                current = self._buffers[name]
+                self._buffers[name] = torch.empty(saved.shape, dtype=current.dtype, device=current.device)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     @abstractmethod
     def combine(self, losses: Tensor, ctx: StepContext) -> Tensor:
@@ -94,7 +135,31 @@ class Balancer(nn.Module, ABC):
         return total
 
     def on_validation_end(self, val_losses: Tensor, epoch: int) -> None:
-        """Hook for strategies driven by validation loss (CoBa); (T,) mean losses."""
+        """Hook for strategies driven by full validation passes; (T,) exact mean losses."""
+
+    def after_step(self, losses: Tensor, step: int) -> None:
+        """(T,) detached losses of the kind :attr:`post_step` names, after optimizer step ``step``."""
+
+    def validation_batches(self) -> int:
+        """How many validation batches ``post_step = "validation_batch"`` averages per step."""
+        return 1
+
+    def has_reference(self) -> bool:
+        """Whether the full-validation reference losses (:meth:`set_reference`) are known."""
+        return True
+
+    def set_reference(self, val_losses: Tensor) -> None:
+        """(T,) exact validation losses before training, for ``validation_batch`` strategies."""
+
+    def steps_optimizer(self) -> bool:
+        """Asked before a batch's training step: does the optimizer step after this batch?
+        Strategies that accumulate several batches into one update (GCond) say no until the
+        last batch of their window; the gradients then add up in ``.grad``."""
+        return True
+
+    def zeroes_gradients(self) -> bool:
+        """Asked after a batch's training step, before its backward: clear ``.grad`` first?"""
+        return True
 
     def weight_dict(self) -> dict[str, float]:
         """Per-task weights (and any strategy-specific scalars) for the run's logs."""

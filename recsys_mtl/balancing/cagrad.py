@@ -1,4 +1,9 @@
-"""CAGrad: conflict-averse gradient descent (Liu et al., NeurIPS 2021), on the shared representation."""
+"""CAGrad: conflict-averse gradient descent (Liu et al., NeurIPS 2021).
+
+Default ``on: shared_parameters`` as in the paper's code (LibMTL refuses representation gradients
+for CAGrad: the ball constraint around the mean gradient only holds in the space it is solved in);
+``on: representation`` is offered as the cheaper option.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from recsys_mtl.balancing.base import BALANCERS, BalancerConfig
-from recsys_mtl.balancing.gradients import GradientBalancer
+from recsys_mtl.balancing.base import BALANCERS
+from recsys_mtl.balancing.gradients import ParameterGradientConfig, GradientBalancer
 
 
 def cagrad_coefficients(K: Tensor, c: float, iters: int = 50) -> Tensor:
@@ -39,7 +44,7 @@ def cagrad_coefficients(K: Tensor, c: float, iters: int = 50) -> Tensor:
     return (mean + lam * w) / (1 + c**2)
 
 
-class CAGradConfig(BalancerConfig):
+class CAGradConfig(ParameterGradientConfig):
     #: radius of the ball around the mean gradient (paper's c; 0 = mean gradient)
     c: float = Field(0.4, ge=0)
     #: L-BFGS iterations of the inner problem over the task weights

@@ -1,4 +1,4 @@
-"""Capture of the shared representation of a training forward, for the gradient strategies."""
+"""Capture of the shared representation(s) of a training forward, for the gradient strategies."""
 
 from __future__ import annotations
 
@@ -8,30 +8,65 @@ import torch
 from torch import Tensor, nn
 
 
-class SharedCapture:
-    """Holds the latest training-time output of ``model.shared_module()`` via a forward hook.
+def shared_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs form the model's shared representation (see ``MultiTaskModel``)."""
+    getter = getattr(model, "shared_modules", None)
+    if callable(getter):
+        return list(getter())
+    single = getattr(model, "shared_module", None)
+    return [single()] if callable(single) else [model]
 
-    Works for any :class:`~recsys_mtl.models.base.MultiTaskModel`: a model names its shared module
-    (MMoE: the experts, (B, E, H); Shared-Bottom: the bottom, (B, H)); the default is the encoder,
-    (B, D). Only grad-enabled forwards in training mode are kept, and :meth:`pop` releases the
-    tensor, so no graph outlives its step. When the module's forward never runs (models that
-    read ``encoder.feature_embeddings`` directly), :attr:`params` is the fallback target.
+
+def sparse_parameter_ids(model: nn.Module) -> set[int]:
+    """Ids of embedding weights trained with sparse gradients (``trainer.embedding_optimizer``)."""
+    return {
+        id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse
+    }
+
+
+def shared_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Trainable parameters every task depends on (``MultiTaskModel.shared_parameters()``), less
+    sparse-gradient embedding tables: a dense per-task gradient of a large table is what sparse
+    training avoids, and a sparse optimizer refuses a dense gradient (they keep their plain one)."""
+    getter = getattr(model, "shared_parameters", None)
+    params = list(getter()) if callable(getter) else [p for m in shared_modules(model) for p in m.parameters()]
+    seen: set[int] = sparse_parameter_ids(model)
+    unique = []
+    for p in params:
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            unique.append(p)
+    return unique
+
+
+class SharedCapture:
+    """Holds the latest training-time output of each of ``model.shared_modules()`` via forward hooks.
+
+    A model names its shared modules (MMoE: the experts, (B, E, H); PLE: the last level's shared
+    experts; HoME: the last level's global and group experts, several tensors); the default is the
+    encoder, (B, D). Only grad-enabled forwards in training mode are kept, and :meth:`pop`
+    releases the tensors, so no graph outlives its step. :attr:`params` are the model's shared
+    parameters, the target of ``on: shared_parameters`` and the fallback when no module ran.
     """
 
     def __init__(self, model: nn.Module):
-        getter = getattr(model, "shared_module", None)
-        module: nn.Module = getter() if callable(getter) else model
-        self.params = [p for p in module.parameters() if p.requires_grad]
-        self._out: Tensor | None = None
-        self._handle = module.register_forward_hook(self._hook)
+        self.modules = shared_modules(model)
+        self.params = shared_parameters(model)
+        self._out: dict[int, Tensor] = {}
+        self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.modules)]
 
-    def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
-        if module.training and torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad:
-            self._out = output
+    def _hook(self, index: int):  # type: ignore[no-untyped-def]
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if module.training and torch.is_grad_enabled() and isinstance(output, Tensor) and output.requires_grad:
+                self._out[index] = output
 
-    def pop(self) -> Tensor | None:
-        out, self._out = self._out, None
-        return out
+        return hook
+
+    def pop(self) -> list[Tensor]:
+        """This step's representation tensors, in ``shared_modules()`` order (empty when none ran)."""
+        out, self._out = self._out, {}
+        return [out[i] for i in sorted(out)]
 
     def remove(self) -> None:
-        self._handle.remove()
+        for h in self._handles:
+            h.remove()

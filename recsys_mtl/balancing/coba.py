@@ -1,4 +1,9 @@
-"""CoBa: convergence balancer from validation-loss slopes (Gong et al., EMNLP 2024)."""
+"""CoBa: convergence balancer from validation-loss slopes (Gong et al., EMNLP 2024).
+
+Follows the authors' code (codefuse-ai/MFTCoder, ``CoBaStatus``): the weights are recomputed
+after every training step from the validation losses of one sampled validation batch per step,
+normalised by the full validation losses measured before training.
+"""
 
 from __future__ import annotations
 
@@ -12,70 +17,112 @@ from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepC
 
 
 def slope(values: Tensor) -> Tensor:
-    """(N, T) series → (T,) least-squares slope per column against 0..N−1."""
+    """(N, T) series → (T,) least-squares slope per column against 0..N−1 (0 when N < 2)."""
     n = values.shape[0]
-    x = torch.arange(n, dtype=values.dtype)
+    if n < 2:
+        return torch.zeros(values.shape[1:], dtype=values.dtype, device=values.device)
+    x = torch.arange(n, dtype=values.dtype, device=values.device)
     x = x - x.mean()
-    return (x[:, None] * (values - values.mean(0))).sum(0) / (x * x).sum()
+    return (x.view(-1, *[1] * (values.ndim - 1)) * (values - values.mean(0))).sum(0) / (x * x).sum()
+
+
+def coba_weights(task_slopes: Tensor, total_slopes: Tensor, tau: float) -> tuple[Tensor, float]:
+    """Weights (T,) summing to 1 (before the floor) and the divergence factor.
+
+    task_slopes: (K, T) slopes of each task's normalised validation loss, oldest first, the last
+    row the current step's; total_slopes: (J,) slopes of the largest task loss, all steps since the
+    warm-up (the reference keeps them all).
+    """
+    a = task_slopes[-1]
+    T = a.shape[0]
+    rcs = torch.softmax(T * a / a.abs().sum().clamp_min(1e-12), 0)
+    # each task's slope relative to its own history (sign reversed: rising loss → low score)
+    acs = torch.softmax(-task_slopes.shape[0] * a / task_slopes.abs().sum(0).clamp_min(1e-12), 0)
+    k = total_slopes.shape[0]
+    df = float(torch.softmax(tau * (-k * total_slopes / total_slopes.abs().sum().clamp_min(1e-12)), 0)[-1] * k)
+    logits = df * rcs + (1 - df) * acs
+    return torch.softmax(T * logits, 0), df
 
 
 class CoBaConfig(BalancerConfig):
-    #: validation points the slopes are fitted on (the paper's window N); weights stay equal
-    #: until this many validations have been seen
-    window: int = Field(3, ge=2)
-    #: sharpness τ of the divergence factor's softmax over the history of the largest slope
-    temperature: float = Field(5.0, gt=0)
+    #: training steps with equal weights before the first update (reference default 100)
+    warmup_steps: int = Field(100, ge=1)
+    #: sampled validation points the slopes are fitted on, and per-task slopes the ACS compares
+    #: against (reference default 200)
+    history: int = Field(200, ge=2)
+    #: τ, sharpness of the divergence factor's softmax (reference default 5)
+    tau: float = Field(5.0, gt=0)
+    #: validation batches averaged per step (reference default 1)
+    sample_batches: int = Field(1, ge=1)
 
 
 @BALANCERS.register("coba")
 class CoBa(Balancer):
-    """Weights from the slopes α_t of each task's normalised validation loss over the last N
-    validations (called from ``on_validation_end``):
+    """After each step (``post_step = "validation_batch"``) a sampled validation batch's losses,
+    divided by the full validation losses before training, join a history. From the warm-up on,
+    over the last ``history`` points:
 
-    - relative convergence score ``RCS = softmax_t(T·α_t / Σ_s|α_s|)``: a task converging more
-      slowly than the others (flatter or rising loss) gets more weight;
-    - absolute convergence score ``ACS = softmax_t(−N·α_t / Σ_{j∈last N}|α_t(j)|)``: a task whose
-      slope turns up against its own history (diverging) gets less weight;
-    - divergence factor ``DF = min(k·softmax_j(−τ·α_max(j) / Σ_i|α_max(i)|)[k], 1)`` over the k
-      validations so far: 1 while the largest slope keeps falling (RCS rules), below 1 when it
-      rises (ACS takes over);
-    - ``w = T·(DF·RCS + (1 − DF)·ACS)``.
+    - slopes α_t of each task's normalised loss (least squares), α_max of the largest task loss;
+    - relative convergence ``RCS = softmax(T·α / Σ|α|)``: a task converging more slowly than the
+      others gets more weight;
+    - absolute convergence ``ACS = softmax(−K·α_t / Σ_{j≤K}|α_t(j)|)`` over the task's last K
+      slopes: a task whose slope turns up against its own history gets less;
+    - divergence factor ``DF = k·softmax_j(τ·(−k·α_max(j) / Σ_i|α_max(i)|))[k]`` over the k steps
+      since the warm-up (k inside and outside the softmax, as in the reference);
+    - ``p = softmax(T·(DF·RCS + (1 − DF)·ACS))``, then the floor: if a weight falls below
+      1/(10T), ``p ← p·(1 − 1/10) + 1/(10T)``; weights are ``T·p`` (sum scale).
 
-    Logs w_t and ``divergence_factor``.
+    Deviations: weights are on the sum scale (× T; the reference's sum to 1); the ACS window is
+    the last ``history`` slopes (the reference slices its slope list by a step offset that ends up
+    ``history − warmup + 1`` long); the paper's ``min(DF, 1)`` is not applied, as in the reference.
+    Logs w_t and ``divergence_factor``. Reference, history, slopes and weights are checkpointed.
     """
 
     Config = CoBaConfig
+    post_step = "validation_batch"
 
     def __init__(self, task_names: Sequence[str], config: CoBaConfig):
         super().__init__(task_names, config)
-        self.val_history: list[Tensor] = []  # normalised (T,) validation losses
-        self.slope_history: list[Tensor] = []  # (T,) slopes, one per validation with enough points
-        self.divergence_factor = 1.0
+        T = len(task_names)
+        self.register_buffer("reference", torch.zeros(T, dtype=torch.float64))  # full validation losses before training
+        self.register_history("history", torch.zeros(0, T, dtype=torch.float64))  # normalised sampled losses, one per step
+        self.register_history("task_slopes", torch.zeros(0, T, dtype=torch.float64))
+        self.register_history("total_slopes", torch.zeros(0, dtype=torch.float64))
+        self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
+        self.register_buffer("df", torch.ones((), dtype=torch.float64))
+        self.register_buffer("last_weights", torch.ones(T))  # persistent: a resumed run keeps its weights
 
     def combine(self, losses: Tensor, ctx: StepContext) -> Tensor:
         return (self.last_weights.to(losses) * losses).sum()
 
-    def on_validation_end(self, val_losses: Tensor, epoch: int) -> None:
+    def validation_batches(self) -> int:
+        return self.config.sample_batches  # type: ignore[attr-defined]
+
+    def has_reference(self) -> bool:
+        return bool((self.reference > 0).all())
+
+    def set_reference(self, val_losses: Tensor) -> None:
+        self.reference.copy_(val_losses.detach().double().clamp_min(1e-12))
+
+    def after_step(self, losses: Tensor, step: int) -> None:
+        """(T,) losses of this step's sampled validation batch."""
         cfg: CoBaConfig = self.config  # type: ignore[assignment]
-        v = val_losses.detach().double().cpu()
-        if not self.val_history:
-            self._first = v.clamp_min(1e-12)
-        self.val_history.append(v / self._first)
-        if len(self.val_history) < cfg.window:
+        if not self.has_reference():
+            self.set_reference(losses)
+        v = losses.detach().to(self.reference) / self.reference
+        self.history = torch.cat([self.history, v[None]])[-cfg.history :]
+        self.steps_seen += 1
+        if int(self.steps_seen) < cfg.warmup_steps:
             return
-        T = v.shape[0]
-        a = slope(torch.stack(self.val_history[-cfg.window :]))
-        self.slope_history.append(a)
-        rcs = torch.softmax(T * a / a.abs().sum().clamp_min(1e-12), 0)
-        recent = torch.stack(self.slope_history[-cfg.window :])
-        acs = torch.softmax(-recent.shape[0] * a / recent.abs().sum(0).clamp_min(1e-12), 0)
-        a_max = torch.stack([s.max() for s in self.slope_history])
-        k = len(a_max)
-        sm = torch.softmax(-cfg.temperature * a_max / a_max.abs().sum().clamp_min(1e-12), 0)
-        df = min(float(k * sm[-1]), 1.0)
-        self.divergence_factor = df
-        w = T * (df * rcs + (1 - df) * acs)
-        self.last_weights = w.float().to(self.last_weights.device)
+        self.task_slopes = torch.cat([self.task_slopes, slope(self.history)[None]])[-cfg.history :]
+        self.total_slopes = torch.cat([self.total_slopes, slope(self.history.max(1).values[:, None])])
+        p, df = coba_weights(self.task_slopes, self.total_slopes, cfg.tau)
+        self.df.fill_(df)
+        T = p.shape[0]
+        floor = 1.0 / (10 * T)
+        if bool((p < floor).any()):
+            p = p * (1 - floor * T) + floor
+        self.last_weights = (T * p).float().to(self.last_weights.device)
 
     def diagnostics(self) -> dict[str, float]:
-        return {"divergence_factor": self.divergence_factor}
+        return {"divergence_factor": float(self.df)}

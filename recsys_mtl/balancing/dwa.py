@@ -34,6 +34,7 @@ class DynamicWeightAverage(Balancer):
         self.register_buffer("history", torch.zeros(2, T))  # mean losses of epochs e−2, e−1
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
         self.register_buffer("epoch", torch.full((), -1, dtype=torch.long))
+        self.register_buffer("last_weights", torch.ones(T))  # persistent: a resumed epoch keeps its weights
 
     def _roll(self, epoch: int) -> None:
         if int(self.steps) > 0:

@@ -1,8 +1,10 @@
 """Shared machinery of the gradient strategies (PCGrad, CAGrad, MGDA-UB, Aligned-MTL, GradNorm).
 
-Per-task gradients are taken only against the *shared* part of the model: the shared
-representation z of the current forward when the model exposes one (MGDA's "-UB" trick: a
-backward through the towers only), else the shared module's parameters. A strategy turns the
+Per-task gradients are taken only against the *shared* part of the model, chosen per strategy
+with ``on``: the shared representation(s) z of the current forward (``representation``, MGDA's
+"-UB" trick: a backward through the task-specific part only), or the shared parameters
+(``shared_parameters``: the setting of the PCGrad and CAGrad papers, where the combined update is
+conflict-averse in parameter space; costlier, T × the number of shared weights). A strategy turns the
 (T, N) gradient matrix G into one direction ``d = αᵀG`` — every strategy here is a linear
 combination of the task gradients, so it only needs the T×T Gram matrix ``K = G Gᵀ`` — and the
 training step back-propagates the surrogate
@@ -27,7 +29,21 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from recsys_mtl.balancing.base import Balancer, StepContext
+from pydantic import Field
+
+from recsys_mtl.balancing.base import Balancer, BalancerConfig, GradientSpace, StepContext
+
+
+class GradientConfig(BalancerConfig):
+    #: where per-task gradients are taken: the shared representation(s) or the shared parameters
+    on: GradientSpace = "representation"
+
+
+class ParameterGradientConfig(GradientConfig):
+    """Methods whose papers (and LibMTL) combine gradients of the shared parameters."""
+
+    #: where per-task gradients are taken: the shared parameters (the paper's setting) or the representation(s)
+    on: GradientSpace = Field("shared_parameters")
 
 
 def task_gradients(losses: Tensor, targets: Sequence[Tensor]) -> Tensor:
@@ -41,9 +57,15 @@ def task_gradients(losses: Tensor, targets: Sequence[Tensor]) -> Tensor:
     for i in range(losses.shape[0]):
         grads = torch.autograd.grad(losses[i] * scale, list(targets), retain_graph=True, allow_unused=True)
         rows.append(
-            torch.cat([(torch.zeros_like(t) if g is None else g).reshape(-1).float() for g, t in zip(grads, targets)])
+            torch.cat([_flat(g, t) for g, t in zip(grads, targets)])
         )
     return torch.stack(rows) / scale
+
+
+def _flat(grad: Tensor | None, target: Tensor) -> Tensor:
+    if grad is None:
+        return torch.zeros(target.numel(), device=target.device)
+    return (grad.to_dense() if grad.is_sparse else grad).reshape(-1).float()
 
 
 def distributed() -> bool:
@@ -81,8 +103,10 @@ class GradientBalancer(Balancer):
     every task is equal weighting on the shared part).
     """
 
+    Config = GradientConfig
+
     def combine(self, losses: Tensor, ctx: StepContext) -> Tensor:
-        targets, per_sample = ctx.gradient_targets()
+        targets, per_sample = ctx.gradient_targets(self.config.on)  # type: ignore[attr-defined]
         G = task_gradients(losses, targets)
         K = global_gram(G, per_sample)
         alpha = self.coefficients(K, losses.detach()).to(G.device)

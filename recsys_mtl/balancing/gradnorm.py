@@ -18,9 +18,9 @@ class GradNormConfig(BalancerConfig):
     alpha: float = Field(1.5, ge=0)
     #: learning rate of the weights (their own Adam, separate from the model's optimizer)
     lr: float = Field(0.025, gt=0)
-    #: where gradient norms are measured: the shared representation, or the weight of the last
-    #: shared layer (the paper's W: the last ≥2-D parameter of the model's shared module)
-    on: Literal["representation", "last_shared_layer"] = "representation"
+    #: where gradient norms are measured: the shared representation, all shared parameters, or
+    #: the weight of the last shared layer (the paper's W: the last ≥2-D shared parameter)
+    on: Literal["representation", "shared_parameters", "last_shared_layer"] = "representation"
 
 
 @BALANCERS.register("gradnorm")
@@ -41,8 +41,8 @@ class GradNorm(Balancer):
 
     def _targets(self, ctx: StepContext) -> tuple[list[Tensor], bool]:
         cfg: GradNormConfig = self.config  # type: ignore[assignment]
-        if cfg.on == "representation":
-            return ctx.gradient_targets()
+        if cfg.on != "last_shared_layer":
+            return ctx.gradient_targets(cfg.on)
         matrices = [p for p in ctx.shared_params if p.ndim >= 2 and p.requires_grad]
         if not matrices:
             raise RuntimeError("gradnorm on=last_shared_layer: the shared module has no weight matrix")

@@ -9,8 +9,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from recsys_mtl.balancing.base import BALANCERS, BalancerConfig
-from recsys_mtl.balancing.gradients import GradientBalancer
+from recsys_mtl.balancing.base import BALANCERS
+from recsys_mtl.balancing.gradients import GradientConfig, GradientBalancer
 
 
 def _segment_min(vv: float, vg: float, gg: float) -> float:
@@ -57,7 +57,7 @@ def min_norm_weights(K: Tensor, iters: int = 250, tol: float = 1e-12) -> Tensor:
     return alpha
 
 
-class MGDAConfig(BalancerConfig):
+class MGDAConfig(GradientConfig):
     #: gradient normalisation before the solver (MGDA paper): none, l2, loss (g/L), loss+ (g/(L·‖g‖))
     normalize: Literal["none", "l2", "loss", "loss+"] = "none"
     #: multiply α (which sums to 1) by T so the step size matches equal weighting's sum of losses

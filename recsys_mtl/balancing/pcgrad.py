@@ -1,4 +1,9 @@
-"""PCGrad: projecting conflicting gradients (Yu et al., NeurIPS 2020), on the shared representation."""
+"""PCGrad: projecting conflicting gradients (Yu et al., NeurIPS 2020).
+
+Default ``on: shared_parameters``, as in the paper and its code (and LibMTL, which refuses
+representation gradients for PCGrad): projecting gradients of a representation does not make
+the resulting parameter update conflict-free. ``on: representation`` is the cheaper option.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from recsys_mtl.balancing.base import BALANCERS, BalancerConfig
-from recsys_mtl.balancing.gradients import GradientBalancer
+from recsys_mtl.balancing.base import BALANCERS
+from recsys_mtl.balancing.gradients import ParameterGradientConfig, GradientBalancer
 
 
 def pcgrad_matrix(K: Tensor, orders: Sequence[Sequence[int]]) -> tuple[Tensor, int]:
@@ -31,13 +36,13 @@ def pcgrad_matrix(K: Tensor, orders: Sequence[Sequence[int]]) -> tuple[Tensor, i
     return C, projections
 
 
-class PCGradConfig(BalancerConfig):
+class PCGradConfig(ParameterGradientConfig):
     pass
 
 
 @BALANCERS.register("pcgrad")
 class PCGrad(GradientBalancer):
-    """Each task's gradient on the shared representation loses its component along any other
+    """Each task's gradient on the shared parameters (or representation) loses its component along any other
     task's gradient it conflicts with (negative inner product), tasks in random order; the
     projected gradients are summed. Towers get their own task's plain gradient.
     Logs the effective coefficient of each task's gradient and ``conflict_rate`` (share of

@@ -123,3 +123,19 @@ class AdaTT(MultiTaskModel):
         for level in self.levels:
             h = level(h)
         return h
+
+    def shared_modules(self) -> list[nn.Module]:
+        """Every expert bank of the last level, (B, n_u, H) each: each task's fusion gate reads
+        all of them (as MMoE's gates read every expert); the residual of a task's own experts is
+        the only task-specific path. Earlier levels feed them through the fusion units."""
+        return list(self.levels[-1].experts)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Every level's experts, plus the shared fusion units (general variant)."""
+        n_tasks = len(self.task_names)
+        return [
+            p
+            for level in self.levels
+            for m in [*level.experts, *list(level.units)[n_tasks:]]
+            for p in m.parameters()
+        ]

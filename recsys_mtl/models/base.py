@@ -85,10 +85,25 @@ class MultiTaskModel(nn.Module, ABC):
         self.towers = TaskTowers(in_dims, self.context.tasks, self.config)
 
     def shared_module(self) -> nn.Module:
-        """The last module every task depends on; its output is the shared representation that
-        gradient balancing strategies differentiate against. Default: the encoder, (B, D);
-        families override it with a later shared block (e.g. MMoE's experts)."""
+        """The last module every task depends on (single-representation families); the default
+        :meth:`shared_modules` is ``[shared_module()]``. Default: the encoder, (B, D)."""
         return self.encoder
+
+    def shared_modules(self) -> list[nn.Module]:
+        """Modules whose outputs together are the shared representation gradient balancing
+        strategies differentiate against (``on: representation``): the last blocks read by more
+        than one task, none feeding another (nested targets would count a correction twice).
+        Multi-level families name their *last* level's shared experts; earlier levels receive the
+        balanced gradient through them. Empty: no shared representation exists, and gradient
+        methods use :meth:`shared_parameters`. Default: ``[shared_module()]``."""
+        return [self.shared_module()]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters of every block shared by the tasks, above the embeddings (the target of
+        ``on: shared_parameters``): all levels' shared experts and gates in multi-level families.
+        Embedding tables are included only when the encoder is the model's sole shared block.
+        Default: the parameters of :meth:`shared_modules`."""
+        return [p for m in self.shared_modules() for p in m.parameters()]
 
     def auxiliary_loss(self) -> Tensor | None:
         """A model's own extra training loss from its last forward (e.g. AITM's calibrator), or None.

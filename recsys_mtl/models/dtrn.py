@@ -20,7 +20,7 @@ interest module (a hypernetwork over behaviour sequences) is not.
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor
+from torch import Tensor, nn
 
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.errors import SpecError
@@ -88,3 +88,13 @@ class DTRN(MultiTaskModel):
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         return self.inner.towers(self.task_inputs(self.encoder(batch)))
+
+    def shared_modules(self) -> list[nn.Module]:
+        """None: the inner model's shared blocks run on task-specific views (task t reads rows
+        t·B … (t+1)·B only), so per-task gradients of their outputs never overlap and a
+        representation-level method could see no conflict. Gradient methods therefore use the
+        inner model's shared parameters, which every view goes through."""
+        return []
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return self.inner.shared_parameters()

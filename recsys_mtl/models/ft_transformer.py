@@ -72,6 +72,10 @@ class FTTransformer(MultiTaskModel):
         """The CLS head: its (B, d) output is what every task tower reads."""
         return self.head
 
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The blocks, the CLS token and the head: everything between the embeddings and the towers."""
+        return [*self.blocks.parameters(), self.cls, *self.head.parameters()]
+
     def task_inputs(self, x: Tensor) -> list[Tensor]:
         raise NotImplementedError("ft_transformer works on feature tokens, not on the flat encoded vector")
 

@@ -243,3 +243,22 @@ class HoME(MultiTaskModel):
             assert global_in is not None  # only the last level returns None
             task_in, group_in, global_in = level(task_in, group_in, global_in)
         return task_in
+
+    @staticmethod
+    def _shared_banks(level: HoMELevel) -> list[nn.Module]:
+        banks: list[nn.Module] = [level.global_experts] if level.global_experts is not None else []
+        return banks + (list(level.group_experts) if level.group_experts is not None else [])
+
+    def shared_modules(self) -> list[nn.Module]:
+        """The last level's global experts and each group's experts, (B, E, H) each: the blocks
+        read by more than one task's gate (group experts by the tasks of their group). Earlier
+        levels feed them through the global and group gates. Encoder when there are none."""
+        return self._shared_banks(self.levels[-1]) or [self.encoder]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Every level's global and group experts with their global and group gates."""
+        params = []
+        for level in self.levels:
+            gates = [*level.group_gates, *([level.global_gate] if level.global_gate is not None else [])]
+            params += [p for m in [*self._shared_banks(level), *gates] for p in m.parameters()]
+        return params or list(self.encoder.parameters())

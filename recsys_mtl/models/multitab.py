@@ -125,8 +125,18 @@ class MultiTabNet(MultiTaskModel):
         self.build_towers([config.d_token] * t)
 
     def shared_module(self) -> nn.Module:
-        """The last block: its (B, T + F, d) output is the last representation all tasks share."""
+        """The last block; its (B, T + F, d) output holds one token per task, read by that task only."""
         return self.blocks[-1]
+
+    def shared_modules(self) -> list[nn.Module]:
+        """The input of the last block, (B, T + F, d) (the tokenizer's (B, F, d) with one block):
+        the last tokens every task token attends to. The last block's output is task-specific per
+        position (task t's tower reads token t only), so task gradients on it never overlap."""
+        return [self.blocks[-2]] if len(self.blocks) > 1 else [self.tokenizer]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Every transformer block (their weights serve every task token) and the final norm."""
+        return [*self.blocks.parameters(), *self.norm.parameters()]
 
     def task_inputs(self, x: Tensor) -> list[Tensor]:
         raise NotImplementedError("multitab works on feature tokens, not on the flat encoded vector")

@@ -125,6 +125,20 @@ class PLE(MultiTaskModel):
             task_in, shared_in = level(task_in, shared_in)
         return task_in
 
+    def shared_modules(self) -> list[nn.Module]:
+        """The last level's shared experts, (B, n_s, H): the last block every task gate reads.
+        Earlier levels' shared experts feed it through the shared gates. Without shared experts
+        the encoder is the only shared block."""
+        last = self.levels[-1].shared_experts
+        return [last] if last is not None else [self.encoder]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Every level's shared experts and shared gate (the encoder's when there are none)."""
+        params = [
+            p for level in self.levels for m in (level.shared_experts, level.shared_gate) if m is not None for p in m.parameters()
+        ]
+        return params or list(self.encoder.parameters())
+
 
 @register("cgc")
 class CGC(PLE):

@@ -85,3 +85,8 @@ class STEM(MultiTaskModel):
             experts = torch.cat(shared + parts, dim=1)  # (B, S + T·K, H)
             reps.append(mix(experts, gate(torch.cat([x_s, x_t[t]], dim=-1))))
         return self.towers(reps)
+
+    def shared_modules(self) -> list[nn.Module]:
+        """The shared experts, (B, S, H); the shared embeddings when S = 0. Task experts are
+        task-specific under AFTB (other tasks read them through a stop-gradient)."""
+        return [self.shared_experts] if self.shared_experts is not None else [self.encoder]

@@ -15,6 +15,7 @@ from recsys_mtl.models.base import MultiTaskModel
 from recsys_mtl.spec.features import Task
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
+from recsys_mtl.train.balancer_feed import BalancerFeed
 from recsys_mtl.train.metrics import TaskMetrics
 from recsys_mtl.train.optim import build_optimizer, clip_gradients, use_sparse_embeddings
 
@@ -33,8 +34,9 @@ class MultiTaskModule(L.LightningModule):
         self.losses = [loss_fn(t.loss_name) for t in self.tasks]
         self.register_buffer("task_weights", torch.tensor([t.weight for t in self.tasks]), persistent=False)
         self.metrics = torch.nn.ModuleDict({s: TaskMetrics(self.tasks) for s in SPLITS})
-        self._eval_loss_sum = torch.zeros(len(self.tasks))
-        self._eval_rows = 0
+        self._eval_sums = torch.zeros(len(self.tasks))
+        self._eval_weights = torch.zeros(len(self.tasks))
+        self.feed = BalancerFeed(self)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         return self.model(features_only(batch))
@@ -48,16 +50,39 @@ class MultiTaskModule(L.LightningModule):
         ]
         return torch.stack(per_task) * self.task_weights
 
+    def task_loss_sums(self, logits: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor]:
+        """(T,) Σ_rows w·loss and (T,) Σ_rows w, for losses exact over many batches (sums / weights)."""
+        labels, weights = batch["labels"], batch["weights"]
+        sums = [
+            (fn(logits[t.name].float(), labels[:, i]) * weights[:, i]).sum()
+            for i, (t, fn) in enumerate(zip(self.tasks, self.losses))
+        ]
+        return torch.stack(sums).detach(), weights.sum(0).float().detach()
+
+    def exact_losses(self, sums: Tensor, weights: Tensor) -> Tensor:
+        """(T,) masked weighted mean losses over everything summed into ``sums`` / ``weights``
+        (all ranks), times the spec weights."""
+        if self._trainer is not None:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+            weights = self.trainer.strategy.reduce(weights, reduce_op="sum")
+        return sums / weights.clamp_min(1e-12) * self.task_weights.to(sums)
+
     # ------------------------------------------------------------------ train
+    def _reevaluate(self, batch: Batch) -> Tensor:
+        """(T,) losses of ``batch`` from a fresh forward (strategies that perturb parameters)."""
+        losses = self.task_losses(self(batch), batch)
+        self.shared.pop()  # this extra forward's representation is not the step's
+        return losses
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         losses = self.task_losses(self(batch), batch)
+        aux = self.model.auxiliary_loss()  # read before a strategy re-runs the forward (SAMO)
         ctx = StepContext(
             step=self.global_step, epoch=self.current_epoch, model=self.model,
-            shared=self.shared.pop(), shared_params=self.shared.params,
+            shared=self.shared.pop(), shared_params=self.shared.params, evaluate=lambda: self._reevaluate(batch),
         )
         total = self.balancer(losses, ctx)
         n = batch["labels"].shape[0]
-        aux = self.model.auxiliary_loss()
         if aux is not None:
             total = total + aux
             self.log("train/auxiliary_loss", aux, batch_size=n)
@@ -71,25 +96,42 @@ class MultiTaskModule(L.LightningModule):
                 self.log(f"balance/{key}", value, batch_size=n)
         return total
 
+    def on_train_start(self) -> None:
+        self.feed.on_train_start()
+
+    def on_train_batch_end(self, outputs: object, batch: Batch, batch_idx: int) -> None:
+        self.feed.after_step(batch)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:  # type: ignore[no-untyped-def,override]
+        """Steps every batch, or once per window of batches a strategy accumulates (GCond)."""
+        if self.balancer.steps_optimizer():
+            optimizer.step(closure=optimizer_closure)
+        elif optimizer_closure is not None:
+            optimizer_closure()  # forward + backward: gradients accumulate into .grad
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer) -> None:  # type: ignore[no-untyped-def,override]
+        if self.balancer.zeroes_gradients():
+            optimizer.zero_grad()
+
     # ------------------------------------------------------------------ eval
     def _eval_step(self, batch: Batch, split: str) -> None:
         logits = self(batch)
-        losses = self.task_losses(logits, batch)
-        n = batch["labels"].shape[0]
-        self._eval_loss_sum = self._eval_loss_sum.to(losses.device) + losses.detach() * n
-        self._eval_rows += n
+        sums, weights = self.task_loss_sums(logits, batch)
+        self._eval_sums = self._eval_sums.to(sums.device) + sums
+        self._eval_weights = self._eval_weights.to(sums.device) + weights
         self.metrics[split].update(logits, batch["labels"], batch["weights"])  # type: ignore[operator]
 
     def _eval_epoch_end(self, split: str) -> None:
         metrics = self.metrics[split]
         values = metrics.compute()  # type: ignore[operator]
         metrics.reset()  # type: ignore[operator]
-        mean_losses = self._eval_loss_sum / max(self._eval_rows, 1)
-        self._eval_loss_sum, self._eval_rows = torch.zeros_like(self._eval_loss_sum), 0
-        for i, t in enumerate(self.tasks):
-            values[f"{t.name}/loss"] = float(mean_losses[i])
-        values["loss"] = float(mean_losses.sum())
+        # exact over the split (and all ranks): Σ w·loss / Σ w, not a mean of batch means
+        mean_losses = self.exact_losses(self._eval_sums, self._eval_weights)
+        self._eval_sums, self._eval_weights = torch.zeros_like(self._eval_sums), torch.zeros_like(self._eval_weights)
+        loss_values = {f"{t.name}/loss": float(mean_losses[i]) for i, t in enumerate(self.tasks)}
+        loss_values["loss"] = float(mean_losses.sum())
         self.log_dict({f"{split}/{k}": v for k, v in values.items()}, prog_bar=False, sync_dist=True)
+        self.log_dict({f"{split}/{k}": v for k, v in loss_values.items()}, prog_bar=False)  # already global
         if split == "val" and not self.trainer.sanity_checking:
             self.balancer.on_validation_end(mean_losses.detach().cpu(), self.current_epoch)
 
