@@ -76,42 +76,43 @@ def run_baselines(
     extra: dict[str, Any] = {"lightgbm_best_iteration": {}, "rmtgb": {}}
 
     given = multitask or {}
-    results["multitask"] = {}
+    columns = TreeColumns.of(prep.preprocessor.layout)
+    report: BaselineReport | None = None
+    # seed by seed, rewriting the comparison after each: an interrupted run keeps its finished seeds
     for seed in seeds:
         m = given.get(seed)
         if m is None:
             trainer = cfg.trainer.model_copy(update={"seed": seed})
             m = fit(cfg.model_copy(update={"trainer": trainer, "runs_dir": out_dir / "multitask"}), spec, prepared=prep).metrics
-        results["multitask"][seed] = {"val": _task_metrics(m["val"]), "test": _task_metrics(m["test"])}
-        log.info("multitask seed %d: %s", seed, results["multitask"][seed]["test"])
+        results.setdefault("multitask", {})[seed] = {"val": _task_metrics(m["val"]), "test": _task_metrics(m["test"])}
 
-    if bcfg.single_task:
-        results["single_task"] = {}
-        for seed in seeds:
+        if bcfg.single_task:
             merged: dict[str, dict[str, float]] = {"val": {}, "test": {}}
             for col in range(len(tasks)):
                 m = fit_single_task(prep, col, seed, out_dir / "single_task").metrics
                 for split in merged:
                     merged[split].update(_task_metrics(m[split]))
-            results["single_task"][seed] = merged
+            results.setdefault("single_task", {})[seed] = merged
 
-    columns = TreeColumns.of(prep.preprocessor.layout)
-    if bcfg.lightgbm:
-        results["lightgbm"] = {}
-        for seed in seeds:
+        if bcfg.lightgbm:
             r = fit_lightgbm_per_task(tasks, prep.train, prep.valid, prep.test, columns, bcfg.lightgbm_params, seed)
-            results["lightgbm"][seed] = {"val": r["val"], "test": r["test"]}
+            results.setdefault("lightgbm", {})[seed] = {"val": r["val"], "test": r["test"]}
             extra["lightgbm_best_iteration"][seed] = r["best_iteration"]
 
-    if bcfg.rmtgb:
-        results["rmtgb"] = {}
-        for seed in seeds:
+        if bcfg.rmtgb:
             r = fit_rmtgb(tasks, prep.train, prep.valid, prep.test, columns, bcfg.lightgbm_params, bcfg.rmtgb_params, seed)
-            results["rmtgb"][seed] = {"val": r["val"], "test": r["test"]}
+            results.setdefault("rmtgb", {})[seed] = {"val": r["val"], "test": r["test"]}
             extra["rmtgb"][seed] = {"sigma": r["sigma"], "outlier_tasks": r["outlier_tasks"]}
+        report = _write(cfg, bcfg, prep, columns, results, extra, out_dir)
+        log.info("baselines: seed %d done\n%s", seed, report.table)
+    assert report is not None
+    return report
 
-    summary = summarize(results, tasks, bcfg.tolerance)
+
+def _write(cfg: PipelineConfig, bcfg: BaselinesConfig, prep: Prepared, columns: TreeColumns, results: Results, extra: dict[str, Any], out_dir: Path) -> BaselineReport:
+    summary = summarize(results, prep.spec.tasks, bcfg.tolerance)
     table = markdown_table(summary)
+    seeds = sorted(results["multitask"])
     report = {
         "pipeline": cfg.name,
         "model": cfg.model.name,
