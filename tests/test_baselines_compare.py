@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from recsys_mtl.baselines.compare import delta_m, markdown_table, negative_transfer, summarize
@@ -64,3 +66,18 @@ def test_summarize_table_and_flags() -> None:
     table = markdown_table(s)
     assert "| a | test auc | 0.9050 ± 0.0071 | 0.8550 ± 0.0071 | 0.8800 ± 0.0000 |" in table
     assert "**yes**" in table and f"{100 * expected:+.3f} %" in table
+
+
+def test_single_task_config_watches_a_metric_that_exists_with_one_task(tmp_path: Path) -> None:
+    from recsys_mtl.baselines.single_task import single_task_config, single_task_spec
+    from recsys_mtl.spec import load_pipeline
+
+    root = Path(__file__).resolve().parents[1]
+    cfg, spec = load_pipeline(root / "pipelines" / "synthetic_mmoe.yaml", ["trainer.monitor=val/task1/logloss", "trainer.mode=min"])
+    one = single_task_spec(spec, spec.tasks[0])
+    assert [t.name for t in one.tasks] == ["task0"] and one.features == spec.features
+    st = single_task_config(cfg, spec.tasks[0], seed=7, runs_dir=tmp_path)
+    assert (st.trainer.monitor, st.trainer.mode, st.trainer.seed) == ("val/task0/auc", "max", 7)
+    assert st.balancing.name == "equal" and st.runs_dir == tmp_path
+    # a monitor of the task itself, or the mean AUC of a binary task, is kept
+    assert single_task_config(cfg, spec.tasks[1], seed=7, runs_dir=tmp_path).trainer.monitor == "val/task1/logloss"
