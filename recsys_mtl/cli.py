@@ -32,6 +32,10 @@ def _load_checked(args: argparse.Namespace) -> "tuple[PipelineConfig, FeatureSpe
         raise type(exc)(f"{args.pipeline}: {exc}") from None
     return cfg, spec
 
+if TYPE_CHECKING:
+    from recsys_mtl.baselines.config import BaselinesConfig
+    from recsys_mtl.spec.pipeline import PipelineConfig
+
 
 def _fit(args: argparse.Namespace) -> int:
     from recsys_mtl.train.run import fit
@@ -39,6 +43,7 @@ def _fit(args: argparse.Namespace) -> int:
     cfg, spec = _load_checked(args)
     if args.runs_dir:
         cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
+    wanted = _baselines_wanted(args, cfg)
     result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None)
     m = result.metrics
     print(f"run folder: {result.run_dir}")
@@ -46,6 +51,43 @@ def _fit(args: argparse.Namespace) -> int:
         shown = {k: v for k, v in m[split].items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
         print(f"{split}: " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     print(f"best epoch {m['best_epoch']}, train {m['train_rows_per_sec']:.0f} rows/s, peak RSS {m['peak_rss_mib']:.0f} MiB")
+    _fit_baselines(wanted, result.run_dir)
+    return 0
+
+
+def _baselines_wanted(args: argparse.Namespace, cfg: PipelineConfig) -> BaselinesConfig | None:
+    """The opt-in baselines step of fit / run (``--baselines`` or ``baselines.enabled``), checked before training."""
+    from recsys_mtl.baselines import baselines_config
+
+    bcfg = baselines_config(cfg.baselines, args.pipeline)
+    return bcfg if args.baselines or bcfg.enabled else None
+
+
+def _fit_baselines(bcfg: BaselinesConfig | None, run_dir: Path) -> None:
+    if bcfg is not None:
+        from recsys_mtl.baselines import baselines_for_run
+
+        report = baselines_for_run(run_dir, bcfg)
+        print(f"baselines: {report.out_dir}\n{report.table}")
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from recsys_mtl.baselines import baselines_config, run_baselines
+    from recsys_mtl.spec import load_pipeline
+    from recsys_mtl.train.run import new_run_dir
+
+    cfg, spec = load_pipeline(args.pipeline, args.set)
+    if args.runs_dir:
+        cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
+    bcfg = baselines_config(cfg.baselines, args.pipeline)
+    update = {"seeds": args.seeds} if args.seeds else {}
+    update.update({k: False for k in ("lightgbm", "single_task") if getattr(args, f"no_{k}")})
+    if args.rmtgb:
+        update["rmtgb"] = True
+    bcfg = bcfg.model_copy(update=update)
+    report = run_baselines(cfg, spec, bcfg, new_run_dir(cfg.runs_dir, f"{cfg.name}-baselines"))
+    print(f"baselines folder: {report.out_dir}")
+    print(report.table)
     return 0
 
 
@@ -114,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
     from recsys_mtl.export import export_run
 
     cfg, spec = _load_checked(args)
+    wanted = _baselines_wanted(args, cfg)
     if cfg.tune.get("space"):
         from recsys_mtl.tune import plan_study, quiet_optuna, summary_table, tune
 
@@ -129,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
             cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
         run_dir = fit(cfg, spec).run_dir
         print(f"run folder: {run_dir}")
+    _fit_baselines(wanted, run_dir)
     exported = export_run(run_dir, Path(args.exports_dir) / run_dir.name)
     m = exported.metadata
     print(f"export folder: {exported.out_dir} (ONNX on raw columns; parity max abs diff {m['parity']['max_abs_diff']:.3g})")
@@ -164,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--runs-dir", help="where run folders go (default: the pipeline's runs_dir)")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint")
     fit.add_argument("--init-from", metavar="RUN_DIR", help="start from this run's weights on new data: vocabularies grow, drift.json written")
+    fit.add_argument("--baselines", action="store_true", help="then fit the baselines (pipeline's baselines section) into <run>/baselines/")
     val = pipeline_cmd("validate", _validate, "check a pipeline and its spec (and with --data, the data)")
     val.add_argument("--data", action="store_true", help="also read the data and check its columns")
 
@@ -183,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = pipeline_cmd("run", _run, "the whole job: tune (if the pipeline has tune.space) or fit, then export to ONNX")
     run.add_argument("--runs-dir", help="where run and study folders go (default: the pipeline's runs_dir)")
     run.add_argument("--exports-dir", default="exports", help="where the export folder goes (default: exports/)")
+    run.add_argument("--baselines", action="store_true", help="also fit the baselines into <run>/baselines/")
+
+    base = pipeline_cmd("baseline", _baseline, "LightGBM per task, single-task models and R-MTGB next to the multitask model: Δm, negative transfer")
+    base.add_argument("--seeds", type=int, nargs="+", help="seeds of every side (default: baselines.seeds or trainer.seed)")
+    base.add_argument("--no-lightgbm", action="store_true", help="skip the LightGBM per task")
+    base.add_argument("--no-single-task", action="store_true", help="skip the single-task models")
+    base.add_argument("--rmtgb", action="store_true", help="also fit R-MTGB (all tasks binary or all regression)")
+    base.add_argument("--runs-dir", help="where the baselines folder goes (default: the pipeline's runs_dir)")
 
     tun = pipeline_cmd("tune", _tune, "Optuna study over the pipeline's tune.space (train/val only), then refit the best trial")
     tun.add_argument("--trials", type=int, help="finished trials the study should reach, over all workers (default: tune.n_trials)")

@@ -131,3 +131,5 @@ class PipelineConfig(StrictModel):
     #: free-form sections owned by later stages (tuning search space, export options).
     tune: dict[str, Any] = {}
     export: dict[str, Any] = {}
+    #: baselines fitted next to the model (validated by recsys_mtl.baselines.config)
+    baselines: dict[str, Any] = {}
