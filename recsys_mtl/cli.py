@@ -73,10 +73,9 @@ def _fit_baselines(bcfg: BaselinesConfig | None, run_dir: Path) -> None:
 
 def _baseline(args: argparse.Namespace) -> int:
     from recsys_mtl.baselines import baselines_config, run_baselines
-    from recsys_mtl.spec import load_pipeline
     from recsys_mtl.train.run import new_run_dir
 
-    cfg, spec = load_pipeline(args.pipeline, args.set)
+    cfg, spec = _load_checked(args)  # every setting checked before the baselines folder exists
     if args.runs_dir:
         cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
     bcfg = baselines_config(cfg.baselines, args.pipeline)
