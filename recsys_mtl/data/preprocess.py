@@ -33,6 +33,8 @@ from recsys_mtl.spec.features import (
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: stored numeric quantiles: q(k / QUANTILE_STEPS), k = 0..QUANTILE_STEPS
+QUANTILE_STEPS = 64
 MISSING, OOV, FIRST = 0, 1, 2
 
 
@@ -79,6 +81,9 @@ class FittedNumeric:
     std: float
     #: quantile bucket edges; when set, the feature is a bucket index, not a number.
     boundaries: list[float] | None = None
+    #: train quantiles q(k/64), k = 0..64, of the transformed value the model sees (the bins of
+    #: piecewise-linear numeric embeddings); None for bucketed features and older fitted files
+    quantiles: list[float] | None = None
 
     def apply(self, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """Raw numbers → (transformed float64 values, missing indicator)."""
@@ -112,6 +117,8 @@ class Layout:
     sequences: list[tuple[str, str, int, str]] = field(default_factory=list)
     #: table → (size, embedding_dim)
     tables: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: train quantiles per column of ``numeric`` (indicators excluded), None when not fitted
+    numeric_quantiles: list[list[float]] | None = None
 
 
 class Preprocessor:
@@ -199,6 +206,8 @@ class Preprocessor:
             else:
                 lay.numeric.append(f.name)
         lay.indicators = [f.name for f in self.spec.numeric if self.numeric[f.name].indicator]
+        quantiles = [self.numeric[name].quantiles for name in lay.numeric]
+        lay.numeric_quantiles = None if any(q is None for q in quantiles) else quantiles  # type: ignore[assignment]
         for f in self.spec.sequences:
             lay.sequences.append((f.name, f.table, f.max_len, f.pooling))
             lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
@@ -292,10 +301,13 @@ def _fit_numeric(f: NumericFeature, col: pl.Series) -> FittedNumeric:
     if f.quantile_buckets is not None:
         edges = np.quantile(values, np.linspace(0, 1, f.quantile_buckets + 1)[1:-1])
         fitted.boundaries = sorted(set(float(e) for e in edges))
-    elif f.standardize:
+        return fitted
+    if f.standardize:
         std = float(values.std())
         fitted.mean = float(values.mean())
         fitted.std = std if std > 1e-12 and math.isfinite(std) else 1.0
+    scaled = (values - fitted.mean) / fitted.std
+    fitted.quantiles = [float(q) for q in np.quantile(scaled, np.linspace(0, 1, QUANTILE_STEPS + 1))]
     return fitted
 
 

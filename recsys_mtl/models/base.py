@@ -13,6 +13,8 @@ from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.nn.blocks import MLP
 from recsys_mtl.nn.encoders import FeatureEncoder
+from recsys_mtl.nn.id_dropout import IdDropoutConfig
+from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig
 from recsys_mtl.spec.features import Task
 
 
@@ -32,6 +34,10 @@ class ModelConfig(BaseModel):
     tower_hidden: list[int] = Field(default_factory=lambda: [32])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     activation: str = "relu"
+    #: numeric values → per-feature embeddings (null: the standardized numbers as they are)
+    numeric_embedding: NumericEmbeddingConfig | None = None
+    #: share of training ids mapped to the OOV row (default: 5% on tables of ≥ 1000 rows)
+    id_dropout: IdDropoutConfig = Field(default_factory=IdDropoutConfig)
 
 
 class TaskTowers(nn.Module):
@@ -72,7 +78,13 @@ class MultiTaskModel(nn.Module, ABC):
         self.context = context
         self.config = config
         self.task_names = [t.name for t in context.tasks]
-        self.encoder = FeatureEncoder(context.layout)
+        self.encoder = self.make_encoder()
+
+    def make_encoder(self) -> FeatureEncoder:
+        """A flat encoder with this model's numeric embedding and id dropout (wrappers whose config
+        has neither, e.g. dtrn, get plain numbers and no id dropout, and use their inner model's)."""
+        cfg = self.config
+        return FeatureEncoder(self.context.layout, getattr(cfg, "numeric_embedding", None), getattr(cfg, "id_dropout", None))
 
     @abstractmethod
     def task_inputs(self, x: Tensor) -> list[Tensor]:

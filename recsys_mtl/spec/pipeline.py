@@ -86,7 +86,14 @@ class TrainerConfig(StrictModel):
     batch_size: int = Field(1024, ge=1)
     eval_batch_size: int = Field(8192, ge=1)
     lr: float = Field(1e-3, gt=0)
+    #: decoupled (AdamW) decay on dense weight matrices only (see recsys_mtl.train.optim)
     weight_decay: float = Field(0.0, ge=0)
+    #: per-step learning-rate schedule over max_epochs: constant, cosine (warmup + cosine decay), onecycle
+    lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    #: share of the steps spent warming up linearly from ~0 to lr
+    warmup_fraction: float = Field(0.0, ge=0, lt=1)
+    #: cosine / onecycle: the learning rate at the last step, as a share of lr
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
     #: early stopping and checkpoint selection, always on the validation split.
     monitor: str = "val/auc_mean"
     mode: Literal["min", "max"] = "max"

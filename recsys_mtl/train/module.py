@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import lightning as L
 import torch
@@ -16,6 +17,7 @@ from recsys_mtl.spec.features import Task
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.metrics import TaskMetrics
+from recsys_mtl.train.optim import configure
 
 SPLITS = ("val", "test")
 
@@ -106,5 +108,6 @@ class MultiTaskModule(L.LightningModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return self(batch)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+    def configure_optimizers(self) -> dict[str, Any]:
+        steps = self.trainer.estimated_stepping_batches  # inf for a stream of unknown length
+        return configure(self.model, self.balancer, self.cfg, int(steps) if math.isfinite(steps) else None)
