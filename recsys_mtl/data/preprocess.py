@@ -119,15 +119,22 @@ class Layout:
     tables: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: train quantiles per column of ``numeric`` (indicators excluded), None when not fitted
     numeric_quantiles: list[list[float]] | None = None
+    #: regression task → (mean, std) of its train labels (counted rows, sample-weighted)
+    targets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class Preprocessor:
     """Fitted preprocessing for one spec. Build with :meth:`fit` or :meth:`load`."""
 
-    def __init__(self, spec: FeatureSpec, tables: dict[str, FittedTable], numeric: dict[str, FittedNumeric]):
+    def __init__(
+        self, spec: FeatureSpec, tables: dict[str, FittedTable], numeric: dict[str, FittedNumeric],
+        targets: dict[str, tuple[float, float]] | None = None,
+    ):
         self.spec = spec
         self.tables = tables
         self.numeric = numeric
+        #: regression task → (mean, std) of its train labels; the model standardizes with them
+        self.targets = targets or {}
         self.layout = self._layout()
 
     # ------------------------------------------------------------------ fit
@@ -151,7 +158,7 @@ class Preprocessor:
                 counts = counts.head(first.vocab_config.max_size)
             tables[table] = FittedTable(table, vocab=counts[values.name].to_list())
         numeric = {f.name: _fit_numeric(f, train[f.source]) for f in spec.numeric}
-        return cls(spec, tables, numeric)
+        return cls(spec, tables, numeric, fit_targets(spec.tasks, train, where))
 
     # ------------------------------------------------------------------ transform
     def transform(self, df: pl.DataFrame, where: str = "data") -> EncodedTable:
@@ -206,6 +213,7 @@ class Preprocessor:
             else:
                 lay.numeric.append(f.name)
         lay.indicators = [f.name for f in self.spec.numeric if self.numeric[f.name].indicator]
+        lay.targets = dict(self.targets)
         quantiles = [self.numeric[name].quantiles for name in lay.numeric]
         lay.numeric_quantiles = None if any(q is None for q in quantiles) else quantiles  # type: ignore[assignment]
         for f in self.spec.sequences:
@@ -222,6 +230,7 @@ class Preprocessor:
             "index_convention": {"missing": MISSING, "oov": OOV, "first": FIRST},
             "tables": {k: asdict(v) for k, v in self.tables.items()},
             "numeric": {k: asdict(v) for k, v in self.numeric.items()},
+            "targets": {k: {"mean": m, "std": sd} for k, (m, sd) in self.targets.items()},
         }
 
     def save(self, path: str | Path) -> None:
@@ -245,7 +254,8 @@ class Preprocessor:
             raise DataError(f"{path}: fitted for a different spec (hash {state.get('spec_hash')}, spec {spec_hash(spec)})")
         tables = {k: FittedTable(**v) for k, v in state["tables"].items()}
         numeric = {k: FittedNumeric(**v) for k, v in state["numeric"].items()}
-        return cls(spec, tables, numeric)
+        targets = {k: (float(v["mean"]), float(v["std"])) for k, v in state.get("targets", {}).items()}
+        return cls(spec, tables, numeric, targets)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -309,6 +319,21 @@ def _fit_numeric(f: NumericFeature, col: pl.Series) -> FittedNumeric:
     scaled = (values - fitted.mean) / fitted.std
     fitted.quantiles = [float(q) for q in np.quantile(scaled, np.linspace(0, 1, QUANTILE_STEPS + 1))]
     return fitted
+
+
+def fit_targets(tasks: list[Task], train: pl.DataFrame, where: str) -> dict[str, tuple[float, float]]:
+    """Regression task → (mean, std) of its train labels over counted rows, sample-weighted."""
+    regression = [t for t in tasks if t.type == "regression"]
+    if not regression:
+        return {}
+    labels, weights = encode_labels(regression, train, where)
+    out = {}
+    for i, t in enumerate(regression):
+        w = weights[:, i].astype(np.float64)
+        mean = float(np.average(labels[:, i], weights=w))
+        std = float(np.sqrt(np.average((labels[:, i] - mean) ** 2, weights=w)))
+        out[t.name] = (mean, std if std > 1e-12 and math.isfinite(std) else 1.0)
+    return out
 
 
 def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:

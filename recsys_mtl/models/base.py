@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
@@ -38,15 +39,21 @@ class ModelConfig(BaseModel):
     numeric_embedding: NumericEmbeddingConfig | None = None
     #: share of training ids mapped to the OOV row (default: 5% on tables of ≥ 1000 rows)
     id_dropout: IdDropoutConfig = Field(default_factory=IdDropoutConfig)
+    #: regression heads predict the train-standardized label, mapped back to label units
+    standardize_targets: bool = True
 
 
 class TaskTowers(nn.Module):
     """One MLP tower + linear output per task: list of (B, in_dim) → {task: logits}.
 
-    Binary and regression tasks give (B,), multiclass tasks (B, C).
+    Binary and regression tasks give (B,), multiclass tasks (B, C). A regression task found in
+    ``targets`` (task → train (mean, std)) has its head predict the standardized label ``z`` and
+    outputs ``mean + std · z`` in label units, so the affine map is part of the model (and of its
+    ONNX graph); the training loss compares standardized values (see :meth:`standardize`).
     """
 
-    def __init__(self, in_dims: Sequence[int], tasks: Sequence[Task], cfg: ModelConfig):
+    def __init__(self, in_dims: Sequence[int], tasks: Sequence[Task], cfg: ModelConfig,
+                 targets: dict[str, tuple[float, float]] | None = None):
         super().__init__()
         self.names = [t.name for t in tasks]
         self.squeeze = [t.output_dim == 1 for t in tasks]
@@ -54,13 +61,24 @@ class TaskTowers(nn.Module):
         for d, task in zip(in_dims, tasks):
             mlp = MLP(d, cfg.tower_hidden, cfg.activation, cfg.dropout)
             self.towers.append(nn.Sequential(mlp, nn.Linear(mlp.out_dim, task.output_dim)))
+        scale = [(targets or {}).get(t.name, (0.0, 1.0)) if t.type == "regression" else (0.0, 1.0) for t in tasks]
+        self.scaled = [s != (0.0, 1.0) for s in scale]
+        # (T,) label mean and std per task (0 and 1 where not standardized); rebuilt from the fitted
+        # preprocessing, not stored in checkpoints
+        self.register_buffer("target_mean", torch.tensor([m for m, _ in scale], dtype=torch.float32), persistent=False)
+        self.register_buffer("target_std", torch.tensor([sd for _, sd in scale], dtype=torch.float32), persistent=False)
 
     def forward(self, reps: Sequence[Tensor]) -> dict[str, Tensor]:
         out = {}
-        for name, squeeze, tower, rep in zip(self.names, self.squeeze, self.towers, reps):
+        for i, (name, squeeze, tower, rep) in enumerate(zip(self.names, self.squeeze, self.towers, reps)):
             logit = tower(rep)
-            out[name] = logit.squeeze(-1) if squeeze else logit
+            logit = logit.squeeze(-1) if squeeze else logit
+            out[name] = logit * self.target_std[i] + self.target_mean[i] if self.scaled[i] else logit
         return out
+
+    def standardize(self, i: int, values: Tensor) -> Tensor:
+        """Label-unit values of task i (predictions or labels) → the standardized scale its loss uses."""
+        return (values - self.target_mean[i]) / self.target_std[i] if self.scaled[i] else values
 
 
 class MultiTaskModel(nn.Module, ABC):
@@ -94,7 +112,8 @@ class MultiTaskModel(nn.Module, ABC):
         return self.towers(self.task_inputs(self.encoder(batch)))
 
     def build_towers(self, in_dims: Sequence[int]) -> None:
-        self.towers = TaskTowers(in_dims, self.context.tasks, self.config)
+        targets = self.context.layout.targets if getattr(self.config, "standardize_targets", True) else {}
+        self.towers = TaskTowers(in_dims, self.context.tasks, self.config, targets)
 
     def shared_module(self) -> nn.Module:
         """The last module every task depends on; its output is the shared representation that

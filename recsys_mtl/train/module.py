@@ -40,10 +40,12 @@ class MultiTaskModule(L.LightningModule):
         return self.model(features_only(batch))
 
     def task_losses(self, logits: dict[str, Tensor], batch: Batch) -> Tensor:
-        """(T,) losses, each the weighted mean over rows its mask counts, times the spec weight."""
+        """(T,) losses, each the weighted mean over rows its mask counts, times the spec weight
+        (regression losses on the train-standardized scale when the model standardizes targets)."""
         labels, weights = batch["labels"], batch["weights"]
+        scale = self.model.towers.standardize  # regression: the loss compares standardized values
         per_task = [
-            weighted_mean(fn(logits[t.name].float(), labels[:, i]), weights[:, i])
+            weighted_mean(fn(scale(i, logits[t.name].float()), scale(i, labels[:, i])), weights[:, i])
             for i, (t, fn) in enumerate(zip(self.tasks, self.losses))
         ]
         return torch.stack(per_task) * self.task_weights
