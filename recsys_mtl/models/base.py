@@ -11,12 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from recsys_mtl.data.preprocess import Layout
-from recsys_mtl.data.tensors import Batch
+from recsys_mtl.data.tensors import Batch, EncodedTable
+from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.blocks import MLP
 from recsys_mtl.nn.encoders import FeatureEncoder
+from recsys_mtl.nn.gbdt_leaves import GBDTLeavesConfig
 from recsys_mtl.nn.id_dropout import IdDropoutConfig
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig
 from recsys_mtl.spec.features import Task
+
+
+#: task type → LightGBM objective of its GBDT leaf trees
+GBDT_OBJECTIVES = {"binary": "binary", "regression": "regression"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class ModelConfig(BaseModel):
     id_dropout: IdDropoutConfig = Field(default_factory=IdDropoutConfig)
     #: regression heads predict the train-standardized label, mapped back to label units
     standardize_targets: bool = True
+    #: GBDT leaf indices as extra inputs (trees fitted on train before training; null: off)
+    gbdt_leaves: GBDTLeavesConfig | None = None
 
 
 class TaskTowers(nn.Module):
@@ -102,7 +110,30 @@ class MultiTaskModel(nn.Module, ABC):
         """A flat encoder with this model's numeric embedding and id dropout (wrappers whose config
         has neither, e.g. dtrn, get plain numbers and no id dropout, and use their inner model's)."""
         cfg = self.config
-        return FeatureEncoder(self.context.layout, getattr(cfg, "numeric_embedding", None), getattr(cfg, "id_dropout", None))
+        return FeatureEncoder(
+            self.context.layout, getattr(cfg, "numeric_embedding", None), getattr(cfg, "id_dropout", None),
+            getattr(cfg, "gbdt_leaves", None), len(self.gbdt_tasks()),
+        )
+
+    def gbdt_tasks(self) -> list[int]:
+        """Indices of the tasks GBDT leaf features are fitted on (binary and regression)."""
+        return [i for i, t in enumerate(self.context.tasks) if t.type in GBDT_OBJECTIVES]
+
+    def fit_inputs(self, train: object) -> None:
+        """Fit what the inputs need from the train split (an in-memory EncodedTable) before training:
+        GBDT leaf trees; a no-op without them. Every encoder of the model gets the same trees."""
+        encoders = [m for m in self.modules() if isinstance(m, FeatureEncoder) and m.gbdt is not None]
+        if not encoders:
+            return
+        if not isinstance(train, EncodedTable):
+            raise SpecError("model.params.gbdt_leaves: needs the train split in memory (not a parquet_stream)")
+        tasks = self.gbdt_tasks()
+        x = encoders[0].gbdt_inputs({"categorical": train.categorical, "numeric": train.numeric}).numpy()
+        objectives = [GBDT_OBJECTIVES[self.context.tasks[i].type] for i in tasks]
+        encoders[0].gbdt.fit(x, train.labels[:, tasks].numpy(), train.weights[:, tasks].numpy(), objectives)  # type: ignore[union-attr]
+        trees = {k: v for k, v in encoders[0].gbdt.state_dict().items() if not k.startswith("embedding.")}  # type: ignore[union-attr]
+        for enc in encoders[1:]:
+            enc.gbdt.load_state_dict(trees, strict=False)  # type: ignore[union-attr]
 
     @abstractmethod
     def task_inputs(self, x: Tensor) -> list[Tensor]:

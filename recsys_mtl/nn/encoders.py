@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
+from recsys_mtl.nn.gbdt_leaves import GBDTLeaves, GBDTLeavesConfig
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig, NumericTokens, numeric_embedding
 
@@ -53,12 +54,15 @@ class FeatureEncoder(nn.Module):
     periodic or linear, see :mod:`recsys_mtl.nn.numeric_embeddings`) instead of passing the
     standardized number through; missing indicators always pass through. ``id_dropout`` maps a
     share of training ids to the out-of-vocabulary row (see :mod:`recsys_mtl.nn.id_dropout`).
+    ``gbdt`` appends embeddings of GBDT leaf indices over ``gbdt_tasks`` tasks' trees (see
+    :mod:`recsys_mtl.nn.gbdt_leaves`; fitted by :meth:`fit_gbdt` before training).
     """
 
     FUSE_MAX_ROWS = 1 << 16
 
     def __init__(
-        self, layout: Layout, numeric: NumericEmbeddingConfig | None = None, id_dropout: IdDropoutConfig | None = None
+        self, layout: Layout, numeric: NumericEmbeddingConfig | None = None, id_dropout: IdDropoutConfig | None = None,
+        gbdt: GBDTLeavesConfig | None = None, gbdt_tasks: int = 0,
     ):
         super().__init__()
         self.layout = layout
@@ -79,6 +83,9 @@ class FeatureEncoder(nn.Module):
             + [d_value] * n_values
             + [1] * len(layout.indicators)
         )
+        self.gbdt = GBDTLeaves(len(self.cat_tables) + self.num_numeric, gbdt_tasks, gbdt) if gbdt is not None and gbdt_tasks else None
+        if self.gbdt is not None:
+            self.field_dims += [gbdt.d_embedding] * self.gbdt.n_trees  # type: ignore[union-attr]
         self.output_dim = sum(self.field_dims)
         cfg = id_dropout or IdDropoutConfig(rate=0.0)
         self.cat_dropout = IdDropout([layout.tables[t][0] for t in self.cat_tables], [f for f, _ in layout.categorical], cfg)
@@ -124,7 +131,13 @@ class FeatureEncoder(nn.Module):
         parts += self._sequence_parts(batch)
         if self.num_numeric:
             parts.append(self.numeric_block(batch["numeric"]))
+        if self.gbdt is not None:
+            parts.append(self.gbdt(self.gbdt_inputs(batch)))
         return torch.cat(parts, dim=-1)
+
+    def gbdt_inputs(self, batch: Batch) -> Tensor:
+        """(B, C + M) float: categorical indices as numbers, then the numeric matrix (the trees' inputs)."""
+        return torch.cat([batch["categorical"].to(batch["numeric"].dtype), batch["numeric"]], dim=-1)
 
 
 class FeatureTokenizer(nn.Module):
