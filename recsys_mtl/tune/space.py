@@ -12,13 +12,19 @@ Example (every key but ``space`` has a default)::
       pruner: {name: median, params: {n_startup_trials: 5}}
       trial_overrides: {trainer.max_epochs: 3}    # trials only; the final refit uses the pipeline's
       train_fraction: 0.2              # trials train on 20% of the train rows (seeded); the refit on all
-      enqueue: [{trainer.lr: 0.002}]              # trials run first (e.g. the untuned default)
+      enqueue: [{trainer.lr: 0.002}]              # trials run first, after the default
+      enqueue_default: true            # trial 0 = the pipeline as written (never beaten on validation by the best)
+      refit_default: true              # also refit the default: the summary shows default vs tuned on val and test
       space:
         trainer.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
         trainer.batch_size: {type: categorical, choices: [512, 1024, 2048]}
         model.name: {type: categorical, choices: [mmoe, ple]}
         model.params.num_experts: {type: int, low: 2, high: 12, when: {model.name: mmoe}}
         model.params.expert_hidden: {type: categorical, choices: [[64], [128, 64]]}
+
+Multi-fidelity pruning over epochs: ``pruner: {name: hyperband, params: {min_resource: 1,
+max_resource: <max_epochs>, reduction_factor: 3}}`` or ``successive_halving`` (ASHA); every
+trial reports its validation objective after each epoch through Lightning's pruning callback.
 
 Objectives: ``single`` (one validation metric; default the trainer's monitor), ``weighted``
 (a weighted sum of validation metrics, one number), ``multi`` (one objective per metric, default
