@@ -61,7 +61,7 @@ class FTTransformer(MultiTaskModel):
 
     def __init__(self, context: ModelContext, config: FTTransformerConfig):
         super().__init__(context, config)
-        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding)
+        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding, config.id_dropout)
         self.encoder = self.tokenizer.encoder
         self.cls = nn.Parameter(torch.randn(1, 1, config.d_token) * 0.02)
         self.blocks = build_blocks(config, first_prenorm=False)

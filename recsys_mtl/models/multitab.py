@@ -114,7 +114,7 @@ class MultiTabNet(MultiTaskModel):
 
     def __init__(self, context: ModelContext, config: MultiTabConfig):
         super().__init__(context, config)
-        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding)
+        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding, config.id_dropout)
         self.encoder = self.tokenizer.encoder  # one set of embedding tables, owned by the tokenizer
         t = len(self.task_names)
         self.task_tokens = nn.Parameter(torch.randn(t, config.d_token) * 0.02)

@@ -110,6 +110,7 @@ def build_module(prep: Prepared) -> MultiTaskModule:
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     context = ModelContext(layout=prep.preprocessor.layout, tasks=prep.spec.tasks)
     model = build_model(cfg.model.name, cfg.model.params, context)
+    model.fit_inputs(prep.train)  # e.g. GBDT leaf trees, fitted on the train split only
     balancer = build_balancer(cfg.balancing.name, cfg.balancing.params, model.task_names)
     return MultiTaskModule(model, prep.spec.tasks, balancer, cfg.trainer)
 
