@@ -8,7 +8,6 @@ import pytest
 import torch
 from rtdl_num_embeddings import PiecewiseLinearEmbeddings
 
-from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import SpecError
 from recsys_mtl.export import export_run
