@@ -171,6 +171,7 @@ class Preprocessor:
             sequences=sequences,
             labels=torch.from_numpy(labels),
             weights=torch.from_numpy(weights),
+            groups=encode_groups(self.spec.group_columns, df),
         )
 
     def _sequence(self, f: SequenceFeature, col: pl.Series) -> torch.Tensor:
@@ -330,6 +331,17 @@ def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.n
         labels[:, t] = yv
         weights[:, t] = w
     return labels, weights
+
+
+def encode_groups(columns: list[str], df: pl.DataFrame) -> torch.Tensor | None:
+    """(N, G) int64 group codes, one column per grouping column: equal values share a code
+    (1..), null is 0 (in no group). Codes are only comparable within one frame."""
+    if not columns:
+        return None
+    codes = [
+        df[c].cast(pl.String).rank("dense").fill_null(0).cast(pl.Int64).to_numpy() for c in columns
+    ]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(codes, axis=1)))
 
 
 def _stack(cols: list[np.ndarray], n: int, dtype: type) -> np.ndarray:

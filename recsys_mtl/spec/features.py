@@ -135,7 +135,7 @@ _DEFAULT_METRICS = {
 }
 _ALLOWED_LOSS = {"binary": {"bce"}, "regression": {"mse", "huber", "mae"}, "multiclass": {"ce"}}
 _ALLOWED_METRICS = {
-    "binary": {"auc", "logloss", "accuracy"},
+    "binary": {"auc", "gauc", "logloss", "accuracy"},
     "regression": {"rmse", "mae"},
     "multiclass": {"accuracy", "logloss"},
 }
@@ -173,6 +173,9 @@ class Task(StrictModel):
     #: ``after`` click). The label stays over the entire space (1 = both events happened), and
     #: funnel models (esmm, aitm) predict it as p(previous) · p(this | previous).
     after: str | None = None
+    #: raw column whose values group rows (e.g. a user id) for grouped AUC (``gauc``); defaults
+    #: to the spec's ``group_by``.
+    group_by: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Task":
@@ -191,6 +194,8 @@ class Task(StrictModel):
                 f"metrics {sorted(bad)} do not fit a {self.type} task "
                 f"(choose from {sorted(_ALLOWED_METRICS[self.type])})"
             )
+        if "gauc" in (self.metrics or ()) and self.group_by is None:
+            raise ValueError("metric 'gauc' needs a grouping column: set 'group_by' on the task or the spec")
         return self
 
     @property
@@ -199,7 +204,10 @@ class Task(StrictModel):
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return self.metrics or _DEFAULT_METRICS[self.type]
+        if self.metrics:
+            return self.metrics
+        grouped = ("gauc",) if self.type == "binary" and self.group_by is not None else ()
+        return _DEFAULT_METRICS[self.type] + grouped
 
     @property
     def output_dim(self) -> int:
@@ -211,8 +219,22 @@ class FeatureSpec(StrictModel):
     description: str = ""
     features: list[Feature] = Field(min_length=1)
     tasks: list[Task] = Field(min_length=1)
+    #: raw column grouping rows for grouped AUC (e.g. ``user_id``); every task without its own
+    #: ``group_by`` inherits it.
+    group_by: str | None = Field(None, min_length=1)
     #: raw columns deliberately not used (documentation, and checked against features).
     ignore: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_group_by(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("group_by") and isinstance(data.get("tasks"), list):
+            data = dict(data)
+            data["tasks"] = [
+                {**t, "group_by": data["group_by"]} if isinstance(t, dict) and t.get("group_by") is None else t
+                for t in data["tasks"]
+            ]
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "FeatureSpec":
@@ -263,15 +285,24 @@ class FeatureSpec(StrictModel):
     def sequences(self) -> list[SequenceFeature]:
         return [f for f in self.features if isinstance(f, SequenceFeature)]
 
+    @cached_property
+    def group_columns(self) -> list[str]:
+        return group_columns(self.tasks)
+
     def required_columns(self) -> list[str]:
-        """Every raw column the spec reads: features, labels, masks and sample weights."""
-        cols = [f.source for f in self.features]
+        """Every raw column the spec reads: features, labels, masks, sample weights and groups."""
+        cols = [f.source for f in self.features] + self.group_columns
         for i, t in enumerate(self.tasks):
             for field in ("label", "mask", "sample_weight"):
                 expr = getattr(t, field)
                 if expr is not None:
                     cols += expression_columns(expr, f"tasks[{i}].{field}")
         return list(dict.fromkeys(cols))
+
+
+def group_columns(tasks: list[Task]) -> list[str]:
+    """The distinct ``group_by`` columns of ``tasks``, in task order: the columns of ``groups``."""
+    return list(dict.fromkeys(t.group_by for t in tasks if t.group_by is not None))
 
 
 def _check_funnel_stage(tasks: list[Task], i: int) -> None:

@@ -76,7 +76,7 @@ class MultiTaskModule(L.LightningModule):
         n = batch["labels"].shape[0]
         self._eval_loss_sum = self._eval_loss_sum.to(losses.device) + losses.detach() * n
         self._eval_rows += n
-        self.metrics[split].update(logits, batch["labels"], batch["weights"])  # type: ignore[operator]
+        self.metrics[split].update(logits, batch["labels"], batch["weights"], batch.get("groups"))  # type: ignore[operator]
 
     def _eval_epoch_end(self, split: str) -> None:
         metrics = self.metrics[split]
