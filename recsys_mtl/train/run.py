@@ -11,6 +11,9 @@ Layout of a run folder::
       metrics.json        val and test metrics per task at the best checkpoint, throughput
       diagnostics.json    expert sparsity, gate entropy, expert usage per validation (MoE models)
       diagnostics.png     plot of the selected checkpoint's diagnostics
+      calibration.json    binary tasks: ECE, predicted/observed ratio, reliability bins per split;
+                          the post-hoc calibrator fitted on validation, if configured
+      reliability.png     reliability diagram of the selected checkpoint
 
 Everything that can fail on bad input (spec, data, model and balancing config) is checked
 before the folder is created, and every file is written atomically, so a failure never leaves a
@@ -44,6 +47,7 @@ from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import ParquetStreamData, PipelineConfig
+from recsys_mtl.train.calibration import calibration_report, check_calibrator, write_calibration
 from recsys_mtl.train.callbacks import Throughput
 from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.module import MultiTaskModule
@@ -189,6 +193,7 @@ def fit(
     else:
         prep = prepare(cfg, spec, splits)
     module = build_module(prep)  # bad model / balancing params fail here, before any file is written
+    check_calibrator(cfg.calibration)
     run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name)
     write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     write_atomic(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
@@ -223,6 +228,8 @@ def fit(
     }
     if trainer.is_global_zero:  # under DDP every rank holds the same synced metrics
         write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        # the module holds the selected checkpoint's weights (validate/test above loaded them)
+        write_calibration(run_dir, calibration_report(module.model, prep.spec.tasks, prep.valid, prep.test if evaluate_test else None, cfg.calibration))
     return RunResult(run_dir, metrics)
 
 
