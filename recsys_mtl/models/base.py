@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.nn.blocks import MLP
+from recsys_mtl.nn.cross import CrossConfig, CrossedEncoder
 from recsys_mtl.nn.encoders import FeatureEncoder
 from recsys_mtl.spec.features import Task
 
@@ -32,6 +33,8 @@ class ModelConfig(BaseModel):
     tower_hidden: list[int] = Field(default_factory=lambda: [32])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     activation: str = "relu"
+    #: a DCN-v2 cross network between the encoder and the model (flat-input models only)
+    cross: CrossConfig | None = None
 
 
 class TaskTowers(nn.Module):
@@ -72,7 +75,8 @@ class MultiTaskModel(nn.Module, ABC):
         self.context = context
         self.config = config
         self.task_names = [t.name for t in context.tasks]
-        self.encoder = FeatureEncoder(context.layout)
+        cross = getattr(config, "cross", None)
+        self.encoder = FeatureEncoder(context.layout) if cross is None else CrossedEncoder(context.layout, cross)
 
     @abstractmethod
     def task_inputs(self, x: Tensor) -> list[Tensor]:
