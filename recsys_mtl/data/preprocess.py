@@ -112,6 +112,9 @@ class Layout:
     sequences: list[tuple[str, str, int, str]] = field(default_factory=list)
     #: table → (size, embedding_dim)
     tables: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: sequence pooled by target attention → (query's column in the categorical matrix,
+    #: attention hidden widths, softmax)
+    attention: dict[str, tuple[int, tuple[int, ...], bool]] = field(default_factory=dict)
 
 
 class Preprocessor:
@@ -203,6 +206,9 @@ class Preprocessor:
         for f in self.spec.sequences:
             lay.sequences.append((f.name, f.table, f.max_len, f.pooling))
             lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
+            if f.attention is not None:
+                column = [name for name, _ in lay.categorical].index(f.attention.query)
+                lay.attention[f.name] = (column, tuple(f.attention.hidden), f.attention.softmax)
         return lay
 
     # ------------------------------------------------------------------ persistence

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig, NumericTokens
+from recsys_mtl.nn.target_attention import TargetAttentionPooling
 
 
 def pool(emb: Tensor, idx: Tensor, how: str) -> Tensor:
@@ -57,6 +58,12 @@ class FeatureEncoder(nn.Module):
         self.embeddings = EmbeddingTables(layout)
         self.cat_tables = [table for _, table in layout.categorical]
         self.sequences = [(SEQ_PREFIX + name, table, pooling) for name, table, _, pooling in layout.sequences]
+        # sequences pooled by DIN target attention: their unit and the query's categorical column
+        self.attention = nn.ModuleDict({
+            name: TargetAttentionPooling(layout.tables[table][1], *layout.attention[name][1:])
+            for name, table, _, _ in layout.sequences if name in layout.attention
+        })
+        self.attention_query = {name: column for name, (column, _, _) in layout.attention.items()}
         self.num_numeric = len(layout.numeric) + len(layout.indicators)
         self.output_dim = (
             sum(layout.tables[t][1] for t in self.cat_tables)
@@ -81,12 +88,21 @@ class FeatureEncoder(nn.Module):
     def feature_embeddings(self, batch: Batch) -> list[Tensor]:
         cat = batch["categorical"]
         parts = [self.embeddings[t](cat[:, i]) for i, t in enumerate(self.cat_tables)]
-        parts += [pool(self.embeddings[t](batch[key]), batch[key], how) for key, t, how in self.sequences]
+        parts += [self.pooled(batch, key, t, how) for key, t, how in self.sequences]
         return parts
+
+    def pooled(self, batch: Batch, key: str, table: str, how: str) -> Tensor:
+        """(B, d) pooled sequence ``key``: mean / sum / max, or target attention on its query."""
+        emb = self.embeddings[table](batch[key])
+        name = key.removeprefix(SEQ_PREFIX)
+        if name in self.attention_query:
+            query = self.embeddings[table](batch["categorical"][:, self.attention_query[name]])
+            return self.attention[name](query, emb, batch[key])
+        return pool(emb, batch[key], how)
 
     def forward(self, batch: Batch) -> Tensor:
         parts = [self.categorical_block(batch["categorical"])] if self.cat_tables else []
-        parts += [pool(self.embeddings[t](batch[key]), batch[key], how) for key, t, how in self.sequences]
+        parts += [self.pooled(batch, key, t, how) for key, t, how in self.sequences]
         if self.num_numeric:
             parts.append(batch["numeric"])
         return torch.cat(parts, dim=-1)

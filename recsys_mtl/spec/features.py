@@ -70,12 +70,32 @@ class CategoricalFeature(_Categorical):
     kind: Literal["categorical"]
 
 
+class TargetAttentionConfig(StrictModel):
+    """DIN target attention (see :mod:`recsys_mtl.nn.target_attention`): the sequence is pooled
+    with weights computed from each element and the ``query`` feature's embedding."""
+
+    #: a categorical feature (e.g. the candidate item) sharing this sequence's embedding table
+    query: str = Field(min_length=1)
+    #: widths of the local activation unit's hidden layers (DIN: 80, 40)
+    hidden: tuple[int, ...] = Field((80, 40), min_length=1)
+    #: normalise weights with a softmax over the sequence (DIN's reference code) instead of the
+    #: paper's raw weights
+    softmax: bool = False
+
+
 class SequenceFeature(_Categorical):
     """A multi-hot / sequence list column, padded or truncated to ``max_len`` and pooled."""
 
     kind: Literal["sequence"]
     max_len: int = Field(ge=1)
-    pooling: Literal["mean", "sum", "max"] = "mean"
+    pooling: Literal["mean", "sum", "max", "target_attention"] = "mean"
+    attention: TargetAttentionConfig | None = None
+
+    @model_validator(mode="after")
+    def _attention_with_pooling(self) -> "SequenceFeature":
+        if (self.pooling == "target_attention") != (self.attention is not None):
+            raise ValueError("pooling 'target_attention' and an 'attention' section (with its query) go together")
+        return self
 
 
 class MissingPolicy(StrictModel):
@@ -252,6 +272,9 @@ class FeatureSpec(StrictModel):
                     f"features[{i}] ({f.name}): shared_table {f.table!r} is also used by "
                     f"{seen[0]!r} with a different embedding_dim or index type"
                 )
+        for i, f in enumerate(self.features):
+            if isinstance(f, SequenceFeature) and f.attention is not None:
+                _check_query(self.features, i, f.attention.query)
         sources = {f.source: f.name for f in self.features}
         for i, t in enumerate(self.tasks):
             label_cols = expression_columns(t.label, f"tasks[{i}] ({t.name}).label")
@@ -303,6 +326,17 @@ class FeatureSpec(StrictModel):
 def group_columns(tasks: list[Task]) -> list[str]:
     """The distinct ``group_by`` columns of ``tasks``, in task order: the columns of ``groups``."""
     return list(dict.fromkeys(t.group_by for t in tasks if t.group_by is not None))
+
+
+def _check_query(features: list["Feature"], i: int, query: str) -> None:
+    """The attention query of ``features[i]`` is a categorical feature sharing its table."""
+    seq = features[i]
+    where = f"features[{i}] ({seq.name}).attention.query"
+    q = next((f for f in features if f.name == query), None)
+    if not isinstance(q, CategoricalFeature):
+        raise ValueError(f"{where}: {query!r} is not a categorical feature")
+    if q.table != seq.table:  # type: ignore[union-attr]
+        raise ValueError(f"{where}: {query!r} must share the sequence's embedding table (set the same 'shared_table' on both)")
 
 
 def _check_funnel_stage(tasks: list[Task], i: int) -> None:
