@@ -23,10 +23,10 @@ import polars as pl
 
 @dataclass(frozen=True)
 class SequenceDataConfig:
-    rows: int = 50_000
-    users: int = 2_000
-    items: int = 1_000
-    categories: int = 40
+    rows: int = 40_000
+    users: int = 1_000
+    items: int = 100
+    categories: int = 8
     min_history: int = 3
     max_history: int = 30
     #: favourite categories per user, and the share of history items drawn from them
@@ -38,8 +38,9 @@ class SequenceDataConfig:
 
 
 def generate_sequences(cfg: SequenceDataConfig = SequenceDataConfig()) -> pl.DataFrame:
-    """Columns: ``user_id``, ``item_id`` (str), ``history`` (list[str], most recent first),
-    ``hour`` (numeric noise), labels ``click``, ``like`` (0/1)."""
+    """Columns: ``user_id``, ``item_id`` (str), ``history`` (list[str]), ``hour`` (numeric
+    noise), labels ``click``, ``like`` (0/1) and the true probabilities ``p_click``, ``p_like``
+    they were drawn from (never features: they give the ceiling a model can reach)."""
     rng = np.random.default_rng(cfg.seed)
     item_cat = rng.integers(cfg.categories, size=cfg.items)
     by_cat = [np.flatnonzero(item_cat == c) for c in range(cfg.categories)]
@@ -61,11 +62,10 @@ def generate_sequences(cfg: SequenceDataConfig = SequenceDataConfig()) -> pl.Dat
     match = np.array([np.mean(item_cat[histories[u]] == item_cat[i]) for u, i in zip(user, cand)])
     repeat = np.array([i in histories[u] for u, i in zip(user, cand)], dtype=np.float64)
 
-    def draw(logit: np.ndarray) -> np.ndarray:
-        return (rng.random(cfg.rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-
-    click = draw(4 * match - 1.5 + item_bias[cand])
-    like = draw(2.5 * repeat + 2 * match - 2.5)
+    p_click = 1 / (1 + np.exp(-(4 * match - 1.5 + item_bias[cand])))
+    p_like = 1 / (1 + np.exp(-(2.5 * repeat + 2 * match - 2.5)))
+    click = (rng.random(cfg.rows) < p_click).astype(np.int64)
+    like = (rng.random(cfg.rows) < p_like).astype(np.int64)
     return pl.DataFrame({
         "user_id": [f"u{u}" for u in user],
         "item_id": [f"i{i}" for i in cand],
@@ -73,4 +73,6 @@ def generate_sequences(cfg: SequenceDataConfig = SequenceDataConfig()) -> pl.Dat
         "hour": rng.integers(0, 24, cfg.rows).astype(np.float64),
         "click": click,
         "like": like,
+        "p_click": p_click,
+        "p_like": p_like,
     })
