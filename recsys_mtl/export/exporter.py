@@ -207,6 +207,10 @@ def export_run(
     if clash:
         raise ExportError(f"task names {sorted(clash)} are also input column names; rename the tasks")
 
+    if getattr(run.model, "batch_dependent", False):
+        raise ExportError(f"{run.run_dir}: model {run.cfg.model.name!r} attends across the rows of a batch "
+                          "(inter-sample attention), so a served score would depend on the other requests "
+                          "batched with it; train it with row-wise attention (att_type: row) to export")
     test = test if test is not None else load_splits(run.cfg.data).test
     pre, tasks = run.preprocessor, list(run.spec.tasks)
     names = encoded_names(pre)
