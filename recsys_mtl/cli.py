@@ -130,6 +130,11 @@ def _report(args: argparse.Namespace) -> int:
 
     json_path, png = report(args.run_dir)
     print(f"diagnostics: {json_path}\nplot: {png}")
+    if args.importance:
+        from recsys_mtl.train.diagnostics_report import importance_report
+
+        json_path, png, table = importance_report(args.run_dir, args.repeats)
+        print(f"{table}\nimportance: {json_path}\nplot: {png}")
     return 0
 
 
@@ -246,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="expert diagnostics (sparsity, gate entropy, usage) of a run's best checkpoint")
     rep.add_argument("run_dir", help="run folder written by 'fit'")
+    rep.add_argument("--importance", action="store_true", help="also permutation feature importance per task (validation split)")
+    rep.add_argument("--repeats", type=int, default=3, help="permutations per feature for --importance")
     rep.set_defaults(fn=_report)
 
     exp = sub.add_parser("export", help="export a run folder to ONNX (preprocessing inside), with metadata and a Triton layout")

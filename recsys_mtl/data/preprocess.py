@@ -123,6 +123,9 @@ class Layout:
     numeric_quantiles: list[list[float]] | None = None
     #: regression task → (mean, std) of its train labels (counted rows, sample-weighted)
     targets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: sequence pooled by target attention → (query's column in the categorical matrix,
+    #: attention hidden widths, softmax)
+    attention: dict[str, tuple[int, tuple[int, ...], bool]] = field(default_factory=dict)
 
 
 class Preprocessor:
@@ -173,6 +176,7 @@ class Preprocessor:
             sequences=sequences,
             labels=torch.from_numpy(labels),
             weights=torch.from_numpy(weights),
+            groups=encode_groups(self.spec.group_columns, df),
         )
 
     def _sequence(self, f: SequenceFeature, col: pl.Series) -> torch.Tensor:
@@ -207,6 +211,9 @@ class Preprocessor:
         for f in self.spec.sequences:
             lay.sequences.append((f.name, f.table, f.max_len, f.pooling))
             lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
+            if f.attention is not None:
+                column = [name for name, _ in lay.categorical].index(f.attention.query)
+                lay.attention[f.name] = (column, tuple(f.attention.hidden), f.attention.softmax)
         return lay
 
     # ------------------------------------------------------------------ persistence
@@ -349,6 +356,17 @@ def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.n
         labels[:, t] = yv
         weights[:, t] = w
     return labels, weights
+
+
+def encode_groups(columns: list[str], df: pl.DataFrame) -> torch.Tensor | None:
+    """(N, G) int64 group codes, one column per grouping column: equal values share a code
+    (1..), null is 0 (in no group). Codes are only comparable within one frame."""
+    if not columns:
+        return None
+    codes = [
+        df[c].cast(pl.String).rank("dense").fill_null(0).cast(pl.Int64).to_numpy() for c in columns
+    ]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(codes, axis=1)))
 
 
 def _stack(cols: list[np.ndarray], n: int, dtype: type) -> np.ndarray:

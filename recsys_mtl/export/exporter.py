@@ -46,6 +46,7 @@ from recsys_mtl.export.preprocess_graph import (
 from recsys_mtl.export.raw import raw_feed
 from recsys_mtl.export.triton import write_repository
 from recsys_mtl.spec.features import Task
+from recsys_mtl.train.calibration import load_calibration
 from recsys_mtl.train.run_folder import LoadedRun, load_run
 
 FORMAT = "recsys_mtl.export/1"
@@ -147,7 +148,8 @@ def _int8(run: LoadedRun, core: onnx.ModelProto, example: list[torch.Tensor], wo
 
 def _fp16(run: LoadedRun, core: onnx.ModelProto, example: list[torch.Tensor], work: Path) -> onnx.ModelProto:
     names = encoded_names(run.preprocessor)
-    head = ScoringHead(copy.deepcopy(run.model), run.spec.tasks, names, compute_dtype=torch.float16)
+    head = ScoringHead(copy.deepcopy(run.model), run.spec.tasks, names, compute_dtype=torch.float16,
+                       calibration=load_calibration(run.run_dir))
     return export_model(head, example)
 
 
@@ -206,6 +208,10 @@ def export_run(
     if clash:
         raise ExportError(f"task names {sorted(clash)} are also input column names; rename the tasks")
 
+    if getattr(run.model, "batch_dependent", False):
+        raise ExportError(f"{run.run_dir}: model {run.cfg.model.name!r} attends across the rows of a batch "
+                          "(inter-sample attention), so a served score would depend on the other requests "
+                          "batched with it; train it with row-wise attention (att_type: row) to export")
     if test is None:
         source = data_source(run.cfg.data)
         sample, test = source.held_out_sample(parity_rows), source.test()
@@ -213,7 +219,8 @@ def export_run(
         sample = test.head(parity_rows)
     pre, tasks = run.preprocessor, list(run.spec.tasks)
     names = encoded_names(pre)
-    head = ScoringHead(run.model, tasks, names)
+    calibration = load_calibration(run.run_dir)  # fitted on the validation split at fit time
+    head = ScoringHead(run.model, tasks, names, calibration=calibration)
     table = pre.transform(test, "test split")
     example = [x[:2] for x in _head_inputs(pre, table)]  # >= 2 rows: size-1 dims get specialised
 
@@ -261,6 +268,7 @@ def export_run(
             "outputs": outputs,
             "tasks": [t.name for t in tasks],
             "files": files,
+            "calibration": {"method": run.cfg.calibration, "params": calibration} if calibration else None,
             "parity": {"rows": sample.height, "max_abs_diff": worst, "per_task": diffs,
                        "tolerance": tolerance},
             "test_metrics": {"rows": test.height, "fp32": base},

@@ -14,6 +14,7 @@ from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch, EncodedTable
 from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.blocks import MLP
+from recsys_mtl.nn.cross import CrossConfig, CrossedEncoder
 from recsys_mtl.nn.encoders import FeatureEncoder
 from recsys_mtl.nn.gbdt_leaves import GBDTLeavesConfig
 from recsys_mtl.nn.id_dropout import IdDropoutConfig
@@ -49,6 +50,8 @@ class ModelConfig(BaseModel):
     standardize_targets: bool = True
     #: GBDT leaf indices as extra inputs (trees fitted on train before training; null: off)
     gbdt_leaves: GBDTLeavesConfig | None = None
+    #: a DCN-v2 cross network between the encoder and the model (flat-input models only)
+    cross: CrossConfig | None = None
 
 
 class TaskTowers(nn.Module):
@@ -110,10 +113,12 @@ class MultiTaskModel(nn.Module, ABC):
         """A flat encoder with this model's numeric embedding and id dropout (wrappers whose config
         has neither, e.g. dtrn, get plain numbers and no id dropout, and use their inner model's)."""
         cfg = self.config
-        return FeatureEncoder(
+        args = (
             self.context.layout, getattr(cfg, "numeric_embedding", None), getattr(cfg, "id_dropout", None),
             getattr(cfg, "gbdt_leaves", None), len(self.gbdt_tasks()),
         )
+        cross = getattr(cfg, "cross", None)
+        return FeatureEncoder(*args) if cross is None else CrossedEncoder(cross, *args)
 
     def gbdt_tasks(self) -> list[int]:
         """Indices of the tasks GBDT leaf features are fitted on (binary and regression)."""

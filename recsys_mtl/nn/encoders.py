@@ -10,6 +10,7 @@ from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
 from recsys_mtl.nn.gbdt_leaves import GBDTLeaves, GBDTLeavesConfig
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig, NumericTokens, numeric_embedding
+from recsys_mtl.nn.target_attention import TargetAttentionPooling
 
 
 def pool(emb: Tensor, idx: Tensor, how: str) -> Tensor:
@@ -69,6 +70,12 @@ class FeatureEncoder(nn.Module):
         self.embeddings = EmbeddingTables(layout)
         self.cat_tables = [table for _, table in layout.categorical]
         self.sequences = [(SEQ_PREFIX + name, table, pooling) for name, table, _, pooling in layout.sequences]
+        # sequences pooled by DIN target attention: their unit and the query's categorical column
+        self.attention = nn.ModuleDict({
+            name: TargetAttentionPooling(layout.tables[table][1], *layout.attention[name][1:])
+            for name, table, _, _ in layout.sequences if name in layout.attention
+        })
+        self.attention_query = {name: column for name, (column, _, _) in layout.attention.items()}
         self.num_numeric = len(layout.numeric) + len(layout.indicators)
         n_values = len(layout.numeric)
         self.numeric_embedding = (
@@ -105,17 +112,24 @@ class FeatureEncoder(nn.Module):
         weight = torch.cat([self.embeddings[t].weight for t in self.cat_tables])
         return nn.functional.embedding(cat + self.cat_offsets, weight).flatten(1)
 
-    def _sequence_parts(self, batch: Batch) -> list[Tensor]:
+    def _sequence_parts(self, batch: Batch, cat: Tensor) -> list[Tensor]:
+        """Pooled (B, d) sequences: mean / sum / max, or target attention on the query column of ``cat``."""
         parts = []
         for i, (key, t, how) in enumerate(self.sequences):
             idx = self.seq_dropout.column(batch[key], i) if self.training else batch[key]
-            parts.append(pool(self.embeddings[t](idx), idx, how))
+            emb = self.embeddings[t](idx)
+            name = key.removeprefix(SEQ_PREFIX)
+            if name in self.attention_query:
+                query = self.embeddings[t](cat[:, self.attention_query[name]])
+                parts.append(self.attention[name](query, emb, idx))
+            else:
+                parts.append(pool(emb, idx, how))
         return parts
 
     def feature_embeddings(self, batch: Batch) -> list[Tensor]:
-        cat = self.cat_dropout(batch["categorical"]) if self.training else batch["categorical"]
+        cat = self.cat_dropout(batch["categorical"]) if self.training and self.cat_tables else batch["categorical"]
         parts = [self.embeddings[t](cat[:, i]) for i, t in enumerate(self.cat_tables)]
-        return parts + self._sequence_parts(batch)
+        return parts + self._sequence_parts(batch, cat)
 
     def numeric_block(self, numeric: Tensor) -> Tensor:
         """(B, M) encoded numeric matrix → (B, Σ numeric field dims): embedded values, raw indicators."""
@@ -128,7 +142,7 @@ class FeatureEncoder(nn.Module):
     def forward(self, batch: Batch) -> Tensor:
         cat = self.cat_dropout(batch["categorical"]) if self.training and self.cat_tables else batch["categorical"]
         parts = [self.categorical_block(cat)] if self.cat_tables else []
-        parts += self._sequence_parts(batch)
+        parts += self._sequence_parts(batch, cat)
         if self.num_numeric:
             parts.append(self.numeric_block(batch["numeric"]))
         if self.gbdt is not None:

@@ -135,6 +135,9 @@ class PipelineConfig(StrictModel):
     balancing: ComponentConfig = ComponentConfig(name="equal")
     trainer: TrainerConfig = TrainerConfig()
     runs_dir: Path = Path("runs")
+    #: post-hoc calibration of binary tasks, fitted on the validation split after training and
+    #: baked into the export: "temperature" or "platt" (see recsys_mtl.train.calibration).
+    calibration: str | None = None
     #: free-form sections owned by later stages (tuning search space, export options).
     tune: dict[str, Any] = {}
     export: dict[str, Any] = {}

@@ -122,7 +122,7 @@ class MultiTaskModule(L.LightningModule):
         sums, weights = self.task_loss_sums(logits, batch)
         self._eval_sums = self._eval_sums.to(sums.device) + sums
         self._eval_weights = self._eval_weights.to(sums.device) + weights
-        self.metrics[split].update(logits, batch["labels"], batch["weights"])  # type: ignore[operator]
+        self.metrics[split].update(logits, batch["labels"], batch["weights"], batch.get("groups"))  # type: ignore[operator]
 
     def _eval_epoch_end(self, split: str) -> None:
         metrics = self.metrics[split]
