@@ -75,9 +75,14 @@ def _export(args: argparse.Namespace) -> int:
     from recsys_mtl.export import export_run
 
     variants = tuple(name for name, on in (("int8", args.int8), ("fp16", args.fp16)) if on)
-    result = export_run(args.run_dir, args.out, variants=variants, parity_rows=args.parity_rows)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
+    result = export_run(args.run_dir, args.out, variants=variants, parity_rows=args.parity_rows, tasks=tasks)
     m = result.metadata
     print(f"export folder: {result.out_dir}")
+    if "task_subset" in m:
+        full, sub = m["task_subset"]["full"], m["task_subset"]["subset"]
+        print(f"task-sparse graph for {', '.join(m['task_subset']['tasks'])}: " + "  ".join(
+            f"{k} {sub[k]}/{full[k]}" for k in ("nodes", "initializers", "parameters")) + " (subset/full, model part)")
     print(f"parity on {m['parity']['rows']} held-out rows: max abs difference {m['parity']['max_abs_diff']:.3g}")
     for name, info in m["variants"].items():
         print(f"{name}: change vs fp32 " + "  ".join(f"{t}/{k}={v:+.5f}" for t, ms in info["change"].items() for k, v in ms.items()))
@@ -201,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--int8", action="store_true", help="also write a dynamic int8 variant, with its test metric change")
     exp.add_argument("--fp16", action="store_true", help="also write a float16 variant, with its test metric change")
     exp.add_argument("--parity-rows", type=int, default=2048, help="held-out rows of the parity check")
+    exp.add_argument("--tasks", help="comma-separated task subset: a task-sparse graph with only the towers and experts they use")
     exp.set_defaults(fn=_export)
     return p
 
