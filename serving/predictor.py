@@ -76,7 +76,15 @@ class Predictor:
                 f"metadata inputs {sorted(self.schema.names)[:8]}, outputs {self.tasks[:8]})")
 
     def predict(self, feed: Feed) -> dict[str, np.ndarray]:
-        """Feed of raw columns (see :class:`Schema`) → {task: (B,) or (B, C) float32}."""
+        """Feed of raw columns (see :class:`Schema`) → {task: (B,) or (B, C) float32}.
+
+        Condition inputs of the export (e.g. ``preference``, (B, T) float32) not in ``feed`` get
+        their metadata default.
+        """
+        missing = [c for c in self.metadata.get("conditions", []) if c["name"] not in feed]
+        if missing:
+            rows = len(next(iter(feed.values())))
+            feed = {**feed, **{c["name"]: np.tile(np.asarray(c["default"], np.float32), (rows, 1)) for c in missing}}
         return dict(zip(self.tasks, self.session.run(self.tasks, feed)))
 
     def predict_rows(self, rows: Sequence[dict[str, Any]] | dict[str, Any], max_rows: int = 1 << 20) -> dict[str, np.ndarray]:

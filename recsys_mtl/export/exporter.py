@@ -39,6 +39,7 @@ from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.export.model_graph import OPSET, OUTPUT_ACTIVATIONS, ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import (
     ExportError,
+    RawInput,
     build_preprocess_graph,
     encoded_names,
     raw_inputs,
@@ -71,9 +72,16 @@ def attach_preprocessing(core: onnx.ModelProto, pre: Preprocessor) -> onnx.Model
     return merged
 
 
-def _head_inputs(pre: Preprocessor, table: EncodedTable) -> list[torch.Tensor]:
+def _head_inputs(pre: Preprocessor, table: EncodedTable, conditions: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Encoded columns, then each condition input's default repeated over the rows."""
     cols = table.columns()
-    return [cols[n] for n in encoded_names(pre)]
+    rows = len(table)
+    return [cols[n] for n in encoded_names(pre)] + [v.float().expand(rows, -1).contiguous() for v in (conditions or {}).values()]
+
+
+def condition_feed(conditions: dict[str, torch.Tensor], rows: int) -> dict[str, np.ndarray]:
+    """ONNX Runtime feed of the condition inputs at their defaults: name → (rows, K) float32."""
+    return {k: np.tile(v.float().numpy(), (rows, 1)) for k, v in conditions.items()}
 
 
 def _session(model: onnx.ModelProto | str, threads: int = 0) -> ort.InferenceSession:
@@ -100,10 +108,12 @@ def _ort_outputs(session: ort.InferenceSession, feed: dict[str, np.ndarray], bat
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def parity(head: ScoringHead, session: ort.InferenceSession, pre: Preprocessor, rows: pl.DataFrame) -> dict[str, float]:
-    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on raw columns."""
-    ref = _torch_outputs(head, _head_inputs(pre, pre.transform(rows, "parity rows")))
-    got = _ort_outputs(session, raw_feed(raw_inputs(pre), rows))
+def parity(head: ScoringHead, session: ort.InferenceSession, pre: Preprocessor, rows: pl.DataFrame,
+           conditions: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on raw columns
+    (condition inputs, if any, at their defaults)."""
+    ref = _torch_outputs(head, _head_inputs(pre, pre.transform(rows, "parity rows"), conditions))
+    got = _ort_outputs(session, {**raw_feed(raw_inputs(pre), rows), **condition_feed(conditions or {}, rows.height)})
     return {t.name: float(np.abs(r - g).max()) for t, r, g in zip(head.tasks, ref, got)}
 
 
@@ -221,11 +231,12 @@ def export_run(
     pre = run.preprocessor
     selected = [t for t in all_tasks if subset is None or t.name in subset]
     columns = [all_tasks.index(t) for t in selected]
-    names = encoded_names(pre)
+    conditions = run.model.condition_inputs()
+    names = encoded_names(pre) + list(conditions)
     model = subset_model(run.model, subset) if subset is not None else run.model
     head = ScoringHead(model, selected, names)
     table = pre.transform(test, "test split")
-    example = [x[:2] for x in _head_inputs(pre, table)]  # >= 2 rows: size-1 dims get specialised
+    example = [x[:2] for x in _head_inputs(pre, table, conditions)]  # >= 2 rows: size-1 dims get specialised
 
     core = export_model(head, example)
     sparse_info: dict[str, Any] = {}
@@ -236,13 +247,13 @@ def export_run(
     tasks = selected
     full = attach_preprocessing(core, pre)
     session = _session(full)
-    diffs = parity(head, session, pre, sample)
+    diffs = parity(head, session, pre, sample, conditions)
     worst = max(diffs.values())
     if not worst <= tolerance:  # also catches NaN
         raise ExportError(f"{run.run_dir}: ONNX and torch disagree on held-out rows: max abs difference "
                           f"{worst:.3g} > {tolerance:g} (per task {diffs})")
 
-    feed = raw_feed(raw_inputs(pre), test)
+    feed = {**raw_feed(raw_inputs(pre), test), **condition_feed(conditions, test.height)}
     base = task_metrics(tasks, _ort_outputs(session, feed), table, columns)
     files = {"fp32": "model.onnx"}
     variant_info: dict[str, Any] = {}
@@ -264,6 +275,7 @@ def export_run(
                 "change": {t: {m: round(v - base[t][m], 6) for m, v in ms.items()} for t, ms in metrics.items()},
             }
         inputs = raw_inputs(pre)
+        cond_inputs = [RawInput(k, k, "condition", "float32", ["batch", int(v.numel())]) for k, v in conditions.items()]
         outputs = output_info(tasks)
         meta: dict[str, Any] = {
             "format": FORMAT,
@@ -282,10 +294,12 @@ def export_run(
             "test_metrics": {"rows": test.height, "fp32": base},
             "variants": variant_info,
             **sparse_info,
+            # extra float inputs besides the raw columns (e.g. a task preference), with defaults
+            **({"conditions": [{**r.as_dict(), "default": conditions[r.name].tolist()} for r in cond_inputs]} if cond_inputs else {}),
             "versions": _versions(),
         }
         (stage / "metadata.json").write_text(json.dumps(meta, indent=1))
-        write_repository(stage / "triton", out_dir.name, stage / "model.onnx", inputs, outputs)
+        write_repository(stage / "triton", out_dir.name, stage / "model.onnx", inputs + cond_inputs, outputs)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         os.replace(stage, out_dir)
