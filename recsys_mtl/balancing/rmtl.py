@@ -134,7 +134,7 @@ class RMTL:
         self.critic_opt.zero_grad()
         loss.backward()
         self.critic_opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     def step(self, env: SessionEnv, rows: Tensor) -> dict[str, float]:
         """Critic then actor update on the transitions starting at ``rows`` (1-D index)."""
@@ -166,7 +166,7 @@ class RMTL:
         self.actor_opt.step()
         self._soft_update()
         self.last_weights = ((weights * mask).sum(0) / mask.sum(0).clamp_min(1.0)).detach()
-        return {"critic_loss": closs, "actor_loss": float(loss)}
+        return {"critic_loss": closs, "actor_loss": float(loss.detach())}
 
     def _soft_update(self) -> None:
         tau = self.cfg.tau
