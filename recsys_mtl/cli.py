@@ -44,7 +44,13 @@ def _fit(args: argparse.Namespace) -> int:
     if args.runs_dir:
         cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
     wanted = _baselines_wanted(args, cfg)
-    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None)
+    callbacks = []
+    if args.data_maps or args.lookahead:
+        from recsys_mtl.grouping import DataMaps, LookaheadAffinity
+
+        callbacks = ([DataMaps()] if args.data_maps else []) + ([LookaheadAffinity()] if args.lookahead else [])
+    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None,
+                 extra_callbacks=callbacks)
     m = result.metrics
     print(f"run folder: {result.run_dir}")
     for split in ("val", "test"):
@@ -116,12 +122,31 @@ def _export(args: argparse.Namespace) -> int:
     from recsys_mtl.export import export_run
 
     variants = tuple(name for name, on in (("int8", args.int8), ("fp16", args.fp16)) if on)
-    result = export_run(args.run_dir, args.out, variants=variants, parity_rows=args.parity_rows)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
+    result = export_run(args.run_dir, args.out, variants=variants, parity_rows=args.parity_rows, tasks=tasks)
     m = result.metadata
     print(f"export folder: {result.out_dir}")
+    if "task_subset" in m:
+        full, sub = m["task_subset"]["full"], m["task_subset"]["subset"]
+        print(f"task-sparse graph for {', '.join(m['task_subset']['tasks'])}: " + "  ".join(
+            f"{k} {sub[k]}/{full[k]}" for k in ("nodes", "initializers", "parameters")) + " (subset/full, model part)")
     print(f"parity on {m['parity']['rows']} held-out rows: max abs difference {m['parity']['max_abs_diff']:.3g}")
     for name, info in m["variants"].items():
         print(f"{name}: change vs fp32 " + "  ".join(f"{t}/{k}={v:+.5f}" for t, ms in info["change"].items() for k, v in ms.items()))
+    return 0
+
+
+def _group(args: argparse.Namespace) -> int:
+    from recsys_mtl.grouping.report import format_grouping, group_run, plot, write_home_groups
+
+    groupings = group_run(args.run_dir, args.groups)
+    for g in groupings:
+        print(format_grouping(g))
+    png = plot(groupings, Path(args.png) if args.png else Path(args.run_dir) / "grouping.png")
+    print(f"plot: {png}")
+    if args.write_pipeline:
+        out = write_home_groups(Path(args.write_pipeline), groupings[0].groups(), Path(args.out) if args.out else None)
+        print(f"pipeline with HoME groups {groupings[0].groups()}: {out}")
     return 0
 
 
@@ -213,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint")
     fit.add_argument("--init-from", metavar="RUN_DIR", help="start from this run's weights on new data: vocabularies grow, drift.json written")
     fit.add_argument("--baselines", action="store_true", help="then fit the baselines (pipeline's baselines section) into <run>/baselines/")
+    fit.add_argument("--data-maps", action="store_true", help="record per-task training data maps (for 'group')")
+    fit.add_argument("--lookahead", action="store_true", help="record lookahead inter-task affinity (for 'group'; T extra backward passes every 10 steps)")
     val = pipeline_cmd("validate", _validate, "check a pipeline and its spec (and with --data, the data)")
     val.add_argument("--data", action="store_true", help="also read the data and check its columns")
 
@@ -255,12 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--repeats", type=int, default=3, help="permutations per feature for --importance")
     rep.set_defaults(fn=_report)
 
+    grp = sub.add_parser("group", help="suggested task groups of a run fitted with --data-maps (STG-MTL; lookahead affinity too if recorded)")
+    grp.add_argument("run_dir", help="run folder written by 'fit --data-maps'")
+    grp.add_argument("--groups", type=int, help="number of groups (default: best silhouette)")
+    grp.add_argument("--png", help="affinity plot (default: RUN/grouping.png)")
+    grp.add_argument("--write-pipeline", metavar="PIPELINE", help="write a copy of this pipeline using HoME with the data-map groups")
+    grp.add_argument("--out", help="file of that copy (default: <pipeline>_grouped.yaml next to it)")
+    grp.set_defaults(fn=_group)
+
     exp = sub.add_parser("export", help="export a run folder to ONNX (preprocessing inside), with metadata and a Triton layout")
     exp.add_argument("run_dir", help="run folder written by 'fit'")
     exp.add_argument("--out", help="export folder (default: exports/<run folder name>)")
     exp.add_argument("--int8", action="store_true", help="also write a dynamic int8 variant, with its test metric change")
     exp.add_argument("--fp16", action="store_true", help="also write a float16 variant, with its test metric change")
     exp.add_argument("--parity-rows", type=int, default=2048, help="held-out rows of the parity check")
+    exp.add_argument("--tasks", help="comma-separated task subset: a task-sparse graph with only the towers and experts they use")
     exp.set_defaults(fn=_export)
     return p
 

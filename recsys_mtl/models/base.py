@@ -179,3 +179,9 @@ class MultiTaskModel(nn.Module, ABC):
         reweight it.
         """
         return None
+
+    def condition_inputs(self) -> dict[str, Tensor]:
+        """Extra (B, K) float inputs the model reads from the batch besides the encoded features
+        (e.g. a task preference vector), each with its (K,) default; exports make them graph
+        inputs. None by default."""
+        return {}
