@@ -24,6 +24,10 @@ from recsys_mtl.errors import DataError
 from recsys_mtl.grouping.datamaps import confidence_variability
 
 
+#: the affinity partition is searched exhaustively, so only for this many tasks or fewer
+MAX_EXHAUSTIVE_TASKS = 12
+
+
 @dataclass
 class Grouping:
     tasks: list[str]
@@ -129,7 +133,7 @@ def group_by_affinity(affinity: np.ndarray, tasks: list[str], k: int = 2) -> Gro
     """The partition into ``k`` non-empty groups maximising the mean within-group affinity of the
     symmetrised matrix (exhaustive search, so for a handful of tasks; TAG's selection)."""
     T = len(tasks)
-    if not 1 <= k <= T or T > 12:
+    if not 1 <= k <= T or T > MAX_EXHAUSTIVE_TASKS:
         raise DataError(f"affinity grouping: needs 1 <= groups <= tasks <= 12, got {k} groups, {T} tasks")
     s = (affinity + affinity.T) / 2.0
     best: tuple[float, tuple[int, ...]] | None = None

@@ -10,7 +10,7 @@ import yaml
 
 from recsys_mtl.errors import SpecError
 from recsys_mtl.grouping import datamaps, lookahead
-from recsys_mtl.grouping.cluster import Grouping, group_by_affinity, group_by_data_maps
+from recsys_mtl.grouping.cluster import MAX_EXHAUSTIVE_TASKS, Grouping, group_by_affinity, group_by_data_maps
 
 
 def group_run(run_dir: str | Path, k: int | None = None) -> list[Grouping]:
@@ -19,9 +19,9 @@ def group_run(run_dir: str | Path, k: int | None = None) -> list[Grouping]:
     probs, tasks = datamaps.load(run_dir)
     out = [group_by_data_maps(probs, tasks, k)]
     recorded = lookahead.load(run_dir)
-    if recorded is not None:
+    if recorded is not None and len(recorded[1]) <= MAX_EXHAUSTIVE_TASKS:  # the partition search is exhaustive
         aff, names = recorded
-        out.append(group_by_affinity(aff, names, k or len(out[0].groups())))
+        out.append(group_by_affinity(aff, names, min(k or len(out[0].groups()), len(names))))
     return out
 
 
