@@ -4,7 +4,9 @@ A single worker task takes the first queued request, then everything already que
 ``max_wait_ms`` — whatever arrives next, until ``max_batch`` rows; runs the model once in a
 worker thread (the event loop keeps accepting requests meanwhile) and hands each request its rows.
 Under load, requests that arrive while a batch is running form the next batch, so batching grows
-with load without adding latency when idle.
+with load without adding latency when idle. Should a batch fail (a request the validation let
+through but the model cannot take), its requests are scored one by one, so only the faulty one
+fails.
 """
 
 from __future__ import annotations
@@ -121,12 +123,25 @@ class MicroBatcher:
                         item.future.set_result({k: v[start:start + item.rows] for k, v in outputs.items()})
                     start += item.rows
             except Exception as exc:  # a failing batch fails its requests, never the worker
-                for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                if len(items) == 1:
+                    if not items[0].future.done():
+                        items[0].future.set_exception(exc)
+                else:  # score each request alone: only the one at fault fails, not its batch neighbours
+                    for item in items:
+                        await self._score_alone(loop, item)
             finally:
                 for _ in items:
                     self._queue.task_done()
+
+    async def _score_alone(self, loop: asyncio.AbstractEventLoop, item: _Item) -> None:
+        try:
+            outputs = await loop.run_in_executor(self._executor, self.predict, item.feed)
+        except Exception as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+        else:
+            if not item.future.done():
+                item.future.set_result(outputs)
 
     def _record(self, items: list[_Item], seconds: float) -> None:
         rows = sum(i.rows for i in items)

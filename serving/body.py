@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any
+import sys
+from typing import Any, Coroutine
 
 from starlette.requests import ClientDisconnect, Request
 
 from serving.schema import HugeInt, RequestError, clip
 
 #: a JSON escape of a UTF-16 surrogate: the only way a lone surrogate gets into a parsed string
-_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class ClientGone(Exception):
@@ -34,16 +35,9 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
             # a body up to twice the limit is skipped by the HTTP parser and the connection kept
             raise RequestError(f"body of {declared[:40]} bytes exceeds the limit of {limit}", field="body", status=413,
                                code="body_too_large", close=int(declared) > 2 * limit)
-    chunks, size = [], 0
     try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise RequestError(f"body exceeds the limit of {limit} bytes", field="body", status=413, code="body_too_large",
-                                       close=True)
-                chunks.append(chunk)
-    except TimeoutError:
+        chunks = await _within(_collect(request, limit), timeout)
+    except asyncio.TimeoutError:
         raise RequestError(f"request body not received within {timeout:g} s", field="body", status=408, code="body_timeout",
                            close=True) from None
     except ClientDisconnect:
@@ -52,6 +46,24 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     if not body.strip():
         raise RequestError("empty body", field="body", status=400, code="empty_body")
     return body
+
+
+async def _collect(request: Request, limit: int) -> list[bytes]:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"body exceeds the limit of {limit} bytes", field="body", status=413, code="body_too_large",
+                               close=True)
+        chunks.append(chunk)
+    return chunks
+
+
+async def _within(reading: Coroutine[Any, Any, list[bytes]], seconds: float) -> list[bytes]:
+    if sys.version_info >= (3, 11):  # no extra task per request
+        async with asyncio.timeout(seconds):
+            return await reading
+    return await asyncio.wait_for(reading, seconds)
 
 
 def parse_json(body: bytes) -> tuple[Any, bool]:
@@ -66,7 +78,9 @@ def parse_json(body: bytes) -> tuple[Any, bool]:
         raise _malformed("nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, or the int-digit limit
         value = _parse_again(body, exc)
-    return value, _SURROGATE_ESCAPE.search(body) is not None
+    # two plain substring searches first (fast); the pattern only when one of them hits
+    maybe = b"\\ud" in body or b"\\uD" in body
+    return value, maybe and _SURROGATE_ESCAPE.search(body) is not None
 
 
 def _parse_again(body: bytes, first: ValueError) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import json
 import logging
@@ -80,12 +79,16 @@ def _extras(args: argparse.Namespace) -> dict[str, bool]:
     return {"metrics": metrics_available() if args.metrics is None else args.metrics, "access_log": args.access_log}
 
 
-def http_protocol(settings: ServeSettings) -> "functools.partial[asyncio.Protocol]":
-    """uvicorn's httptools protocol with the header limits (:mod:`serving.protocol`)."""
-    from serving.protocol import LimitedHttpToolsProtocol
-
-    return functools.partial(LimitedHttpToolsProtocol, header_timeout=settings.header_timeout_s,
-                             max_header_bytes=settings.max_header_bytes)
+def http_options(settings: ServeSettings) -> dict[str, Any]:
+    """uvicorn's HTTP protocol options: httptools with the header limits (:mod:`serving.protocol`),
+    or, without httptools, h11 with its header size limit only (no header deadline)."""
+    try:
+        from serving.protocol import LimitedHttpToolsProtocol
+    except ImportError:
+        logging.getLogger(__name__).warning("httptools is not installed: no header timeout (install uvicorn[standard])")
+        return {"http": "h11", "h11_max_incomplete_event_size": settings.max_header_bytes}
+    return {"http": functools.partial(LimitedHttpToolsProtocol, header_timeout=settings.header_timeout_s,
+                                      max_header_bytes=settings.max_header_bytes)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     common: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level,
                               "timeout_graceful_shutdown": args.graceful_timeout, "access_log": False,
-                              "timeout_keep_alive": settings.keep_alive_s, "http": http_protocol(settings)}
+                              "timeout_keep_alive": settings.keep_alive_s, **http_options(settings)}
     if args.workers <= 1:
         uvicorn.run(app, **common)
         return 0

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,14 +27,13 @@ from serving.schema import RequestError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RequestRecord:
+class RequestRecord(NamedTuple):
     method: str
     path: str
     status: int  # 0: the client left before an answer
     seconds: float
     error: str | None  # RequestError.code, "client_gone", "shutting_down" or "internal"
-    client: str | None
+    client: tuple[str, int] | None  # (host, port)
 
 
 Observer = Callable[[RequestRecord], None]
@@ -78,7 +76,7 @@ class Guard:
             await self._answer(tracked, status, exc.status, exc.body(), close=exc.close)
         except ClientGone:
             error = "client_gone"
-            log.debug("client %s left before sending its whole request", _client(scope))
+            log.debug("client %s left before sending its whole request", scope.get("client"))
         except BatcherClosed as exc:
             error = "shutting_down"
             await self._answer(tracked, status, 503, {"error": str(exc), "code": error})
@@ -91,7 +89,7 @@ class Guard:
         finally:
             if self.observers:
                 record = RequestRecord(scope.get("method", ""), scope.get("path", ""), status,
-                                       time.perf_counter() - started_at, error, _client(scope))
+                                       time.perf_counter() - started_at, error, scope.get("client"))
                 for observe in self.observers:
                     observe(record)
 
@@ -101,8 +99,3 @@ class Guard:
             raise RuntimeError("an error after the answer began")
         for message in json_error(status, body, close):
             await send(message)
-
-
-def _client(scope: Scope) -> str | None:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else None

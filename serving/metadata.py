@@ -62,7 +62,9 @@ def _problem(meta: Any, export_dir: Path) -> str | None:
         if i.get("kind") not in KINDS:
             return f"inputs[{k}] ({i['name']!r}): 'kind' must be one of {list(KINDS)}, got {str(i.get('kind'))[:40]!r}"
         max_len = i.get("max_len")
-        if max_len is not None and (not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1):
+        # a sequence's max_len also bounds the width of the padded feed a request can cause
+        if (max_len is not None or i["kind"] == "sequence") and (
+                not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1):
             return f"inputs[{k}] ({i['name']!r}): 'max_len' must be a positive integer"
         if not isinstance(i.get("missing", ""), str):
             return f"inputs[{k}] ({i['name']!r}): 'missing' must be a string"

@@ -52,11 +52,16 @@ class Metrics:
                                         buckets=BATCH_BUCKETS[:11], registry=self.registry)
         self.batch_seconds = Histogram("recsys_serving_batch_seconds", "ONNX Runtime time per micro-batch",
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
+        # labelled children by label values: prometheus_client's .labels() costs a few µs per call
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, record: RequestRecord) -> None:
-        path = record.path if record.path in KNOWN_PATHS else "other"
-        self.requests.labels(path, str(record.status)).inc()
-        self.latency.labels(path).observe(record.seconds)
+        key = (record.path if record.path in KNOWN_PATHS else "other", record.status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(key[0], str(key[1])), self.latency.labels(key[0]))
+        children[0].inc()
+        children[1].observe(record.seconds)
         if record.error is not None:
             self.errors.labels(record.error).inc()
         elif record.status >= 400:  # answered by the framework (404, 405): its status is the kind
@@ -84,7 +89,7 @@ class AccessLog:
             return
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
-            "client": record.client, "method": record.method, "path": record.path[:200],
+            "client": f"{record.client[0]}:{record.client[1]}" if record.client else None, "method": record.method, "path": record.path[:200],
             "status": record.status, "ms": round(record.seconds * 1000, 3),
         }
         if record.error is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import select
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -126,9 +127,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _headers_timed_out(self) -> None:
         self._header_timer = None
+        if self._in_headers and not self.transport.is_closing() and self._bytes_waiting():
+            # the event loop was busy and has not read what arrived (uvloop runs due timers before
+            # polling sockets): judge once it has
+            self._header_timer = self.loop.call_later(0.05, self._headers_timed_out)
+            return
         if self._in_headers and not self.transport.is_closing():
             log.debug("client %s: request headers not complete within %g s", self.client, self.header_timeout)
             self._refuse(408, f"request headers not received within {self.header_timeout:g} s")
+
+    def _bytes_waiting(self) -> bool:
+        """Whether the socket holds bytes the event loop has not read yet."""
+        sock = self.transport.get_extra_info("socket")
+        try:
+            return bool(sock is not None and select.select([sock.fileno()], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` (unless another request's answer is under way) and close."""

@@ -166,9 +166,10 @@ class Schema:
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise RequestError(f"row {r}: missing field {missing[0]!r}{more}", missing[0], code="missing_field")
-        extra = sorted(row.keys() - self.names)
-        raise RequestError(f"row {r}: unknown field {quoted(extra[0])}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""),
-                           extra[0], code="unknown_field")
+        extra = row.keys() - self.names
+        first = min(extra)  # not sorted: a hostile row may carry a million names
+        raise RequestError(f"row {r}: unknown field {quoted(first)}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""),
+                           first, code="unknown_field")
 
     def _check_text(self, feed: Feed) -> None:
         for spec in self.inputs:
@@ -237,7 +238,8 @@ class Schema:
         cols = set(names)
         for name in sorted(self.names - cols):
             raise RequestError(f"missing column {name!r}", name, code="missing_field")
-        for name in sorted(cols - self.names):
+        if cols - self.names:
+            name = min(cols - self.names)
             raise RequestError(f"unknown column {quoted(name)}", name, code="unknown_field")
         feed = {}
         for spec in self.inputs:
@@ -314,5 +316,7 @@ def _arrow_sequence(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
         pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type) or pa.types.is_integer(t.value_type)
     ):
         raise TypeError(f"expected a list of strings, got {t}")
+    if spec.max_len:  # drop items past max_len in Arrow, before they become Python strings
+        col = pc.list_slice(col, 0, spec.max_len)
     lists = col.cast(pa.list_(pa.string())).to_pylist()
     return pad_lists([[spec.missing if v is None else v for v in (x or [])[: spec.max_len]] for x in lists], spec.missing)

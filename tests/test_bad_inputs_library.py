@@ -184,6 +184,8 @@ PIPELINE_CASES = [
     Case("override-duplicate-key", lambda ws: validate(ws, "trainer={patience: 1, patience: 2}"), ("override", "'patience' given twice")),
     Case("fit-bad-devices-writes-nothing", lambda ws: fit(ws, "trainer.accelerator=cpu", "trainer.devices=100000"),
          ("pipeline.yaml", "trainer.devices")),
+    Case("tune-unknown-model", lambda ws: ["tune", str(ws.pipeline), "--set", "model.name=mmeo"], ("pipeline.yaml", "model.name")),
+    Case("run-command-bad-precision", lambda ws: ["run", str(ws.pipeline), "--set", "trainer.precision=half"], ("trainer.precision",)),
     Case("fit-unknown-balancing-writes-nothing", lambda ws: fit(ws, "balancing.name=nope"), ("pipeline.yaml", "balancing.name")),
 ]
 

@@ -59,6 +59,32 @@ def test_failing_batch_fails_its_requests_only() -> None:
     assert str(bad) == "boom" and good.tolist() == [3.0]
 
 
+def test_a_faulty_request_does_not_fail_its_batch_neighbours() -> None:
+    calls: list[int] = []
+
+    def predict(feed: Feed) -> dict[str, np.ndarray]:
+        calls.append(len(feed["x"]))
+        time.sleep(0.01)
+        if (feed["x"] < 0).any():
+            raise RuntimeError("boom")
+        return {"y": feed["x"] * 2}
+
+    async def scenario() -> list[object]:
+        b = MicroBatcher(predict, max_batch=64, max_wait_ms=20)
+        await b.start()
+        xs = [np.array([float(i), float(i)]) if i != 5 else np.array([-1.0, 1.0]) for i in range(12)]
+        outs = await asyncio.gather(*[b.submit({"x": x}, 2) for x in xs], return_exceptions=True)
+        await b.close()
+        return outs
+
+    outs = asyncio.run(scenario())
+    assert isinstance(outs[5], RuntimeError) and str(outs[5]) == "boom"
+    for i, out in enumerate(outs):
+        if i != 5:
+            assert out["y"].tolist() == [2.0 * i, 2.0 * i]  # type: ignore[index]
+    assert max(calls) > 2  # they did share a batch, which failed and was split up
+
+
 def test_close_finishes_queued_requests_then_refuses() -> None:
     calls: list[int] = []
 

@@ -67,6 +67,8 @@ BROKEN_EXPORTS: list[tuple[str, Callable[[Path], None], str, str]] = [
      "metadata.json", "not valid JSON"),
     ("no-inputs", _meta(lambda m: m.pop("inputs") and None), "metadata.json", "'inputs' must be a non-empty list"),
     ("unknown-kind", _meta(lambda m: m["inputs"][2].update(kind="image")), "metadata.json", "inputs[2] ('num2'): 'kind'"),
+    ("sequence-without-max-len", _meta(lambda m: m["inputs"][-1].pop("max_len") and None), "metadata.json",
+     "inputs[12] ('tags'): 'max_len' must be a positive integer"),
     ("file-outside-folder", _meta(lambda m: m["files"].update(fp32="../../etc/passwd")), "metadata.json",
      "expected a file name inside the export folder"),
     ("file-missing", _meta(lambda m: m["files"].update(fp32="gone.onnx")), "metadata.json", "gone.onnx is missing"),

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from serving.schema import RequestError, Schema, concat_feeds
+from serving.schema import HugeInt, RequestError, Schema, concat_feeds
 
 META = {
     "inputs": [
@@ -94,6 +94,23 @@ def test_arrow_columns() -> None:
         SCHEMA.from_arrow(pa.table({"age": [1.0], "tags": [["x"]]}), 10)
     with pytest.raises(RequestError, match="infinite"):
         SCHEMA.from_arrow(pa.table({"age": [math.inf], "job": ["a"], "tags": [["x"]]}), 10)
+
+
+def test_arrow_truncates_sequences_and_reads_dictionaries() -> None:
+    t = _arrow(pa.table({"age": [1.0], "job": pa.array(["a"]).dictionary_encode(), "tags": [["p", "q", "r", "s", "t"]]}))
+    feed, _ = SCHEMA.from_arrow(t, 10)
+    assert feed["job"].tolist() == ["a"] and feed["tags"].tolist() == [["p", "q", "r"]]
+
+
+def test_client_text_in_errors_is_clipped() -> None:
+    name = "n" * 100_000
+    with pytest.raises(RequestError) as err:
+        SCHEMA.from_json({"age": 1, "job": "x", "tags": [], name: 1, **{f"k{i}": 0 for i in range(1000)}}, 10)
+    assert err.value.code == "unknown_field" and len(err.value.message) < 250 and len(err.value.field or "") < 150
+    assert "(and 1000 more)" in err.value.message
+    with pytest.raises(RequestError, match="got an integer of 5000 digits") as err:
+        SCHEMA.from_json({"age": HugeInt("9" * 5000), "job": "x", "tags": []}, 10)
+    assert err.value.field == "age" and len(err.value.message) < 200
 
 
 def test_concat_pads_sequence_widths() -> None:

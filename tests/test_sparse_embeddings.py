@@ -103,6 +103,18 @@ def test_sparse_fit_under_lightning_bf16_and_export(tmp_path: Path) -> None:
     assert result.metrics["val"]["task0/auc"] > 0.6
     exported = export_run(result.run_dir, tmp_path / "export")
     assert exported.metadata["parity"]["max_abs_diff"] <= 1e-5
+    # resuming restores the combined optimizer's state from last.ckpt and trains on
+    resumed_cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"max_epochs": 3})})
+    assert fit(resumed_cfg, spec, resume=result.run_dir).metrics["epochs_run"] == 3
+
+
+def test_lr_scheduler_drives_both_optimizers() -> None:
+    module, _ = sparse_module("sparse_adam")
+    opt = module.configure_optimizers()
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    opt.step()
+    sched.step()
+    assert [g["lr"] for o in opt.optimizers for g in o.param_groups] == [0.005] * len(opt.param_groups)
 
 
 @pytest.mark.parametrize("algorithm", ["norm", "value"])

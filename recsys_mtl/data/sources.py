@@ -20,6 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
 import polars as pl
@@ -257,7 +258,7 @@ class ParquetStreamSource(DataSource[ParquetStreamData]):
     """Train streamed by row group (never loaded whole); valid and test read into memory."""
 
     @cached_property
-    def train_files(self) -> list:
+    def train_files(self) -> list[Path]:
         return parquet_files(self.cfg.train)
 
     def fit_preprocessing(self, spec: FeatureSpec) -> Preprocessor:
@@ -300,8 +301,8 @@ class ParquetStreamSource(DataSource[ParquetStreamData]):
         return super().check(spec)
 
 
-def _read_parquet(path: object, rows: int | None = None) -> pl.DataFrame:
-    files = [str(f) for f in parquet_files(path)]  # type: ignore[arg-type]
+def _read_parquet(path: Path, rows: int | None = None) -> pl.DataFrame:
+    files = [str(f) for f in parquet_files(path)]
     try:
         lf = pl.scan_parquet(files)
         return (lf.head(rows) if rows is not None else lf).collect()
