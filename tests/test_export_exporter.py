@@ -81,3 +81,26 @@ def test_refuses_existing_output_and_incomplete_run(run_dir: Path, tmp_path: Pat
     with pytest.raises(DataError, match="not a complete run folder .pipeline.yaml is missing"):
         load_run(tmp_path)
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_parity_goes_through_the_servers_input_path(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import serving.schema
+
+    served = serving.schema._arrow_numeric
+    # a server that shifts one numeric column: what it feeds no longer matches what training saw
+    monkeypatch.setattr(serving.schema, "_arrow_numeric",
+                        lambda spec, col: served(spec, col) + (1.0 if spec.name == "num0" else 0.0))
+    with pytest.raises(ExportError, match="ONNX and torch disagree"):
+        export_run(run_dir, tmp_path / "shifted", parity_rows=64, test=held_out(100))
+    monkeypatch.undo()
+    assert export_run(run_dir, tmp_path / "ok", parity_rows=64, test=held_out(100)).metadata["parity"]["max_abs_diff"] <= 1e-5
+
+
+def test_rows_the_server_would_refuse_fail_the_export(run_dir: Path, tmp_path: Path) -> None:
+    import polars as pl
+
+    # training parses numbers written as strings; the server takes numbers only: caught at export
+    rows = held_out(100).with_columns(pl.col("num0").cast(pl.String))
+    with pytest.raises(ExportError, match=r"held-out parity rows: the server refuses these rows \(column 'num0'\)"):
+        export_run(run_dir, tmp_path / "strings", parity_rows=64, test=rows)
+    assert not (tmp_path / "strings").exists()

@@ -10,7 +10,8 @@ Output folder::
       triton/<name>/      Triton Inference Server repository (config.pbtxt + 1/model.onnx)
 
 The export is checked before anything is written: on held-out rows (the run's test split) the
-ONNX Runtime output on raw columns must equal torch on the Python preprocessing to ``tolerance``.
+ONNX Runtime output on the feed the server builds from the raw columns (its own Arrow input path)
+must equal torch on the Python preprocessing to ``tolerance``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from recsys_mtl.export.raw import raw_feed
 from recsys_mtl.export.triton import write_repository
 from recsys_mtl.spec.features import Task
 from recsys_mtl.train.run_folder import LoadedRun, load_run
+from serving.contract import inputs_to_json
 
 FORMAT = "recsys_mtl.export/1"
 TOLERANCE = 1e-5
@@ -100,9 +102,10 @@ def _ort_outputs(session: ort.InferenceSession, feed: dict[str, np.ndarray], bat
 
 
 def parity(head: ScoringHead, session: ort.InferenceSession, pre: Preprocessor, rows: pl.DataFrame) -> dict[str, float]:
-    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on raw columns."""
+    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on the feed the
+    server builds from the raw columns (:func:`~recsys_mtl.export.raw.raw_feed`)."""
     ref = _torch_outputs(head, _head_inputs(pre, pre.transform(rows, "parity rows")))
-    got = _ort_outputs(session, raw_feed(raw_inputs(pre), rows))
+    got = _ort_outputs(session, raw_feed(raw_inputs(pre), rows, "held-out parity rows"))
     return {t.name: float(np.abs(r - g).max()) for t, r, g in zip(head.tasks, ref, got)}
 
 
@@ -226,7 +229,7 @@ def export_run(
         raise ExportError(f"{run.run_dir}: ONNX and torch disagree on held-out rows: max abs difference "
                           f"{worst:.3g} > {tolerance:g} (per task {diffs})")
 
-    feed = raw_feed(raw_inputs(pre), test)
+    feed = raw_feed(raw_inputs(pre), test, "test split")
     base = task_metrics(tasks, _ort_outputs(session, feed), table)
     files = {"fp32": "model.onnx"}
     variant_info: dict[str, Any] = {}
@@ -257,7 +260,7 @@ def export_run(
             "model": run.cfg.model.name,
             "spec_name": run.spec.name,
             "spec_hash": spec_hash(run.spec),
-            "inputs": [r.as_dict() for r in inputs],
+            "inputs": inputs_to_json(inputs),
             "outputs": outputs,
             "tasks": [t.name for t in tasks],
             "files": files,
