@@ -14,7 +14,7 @@ Per kind (dtype and missing value follow from the kind; ``metadata.json`` states
 * ``categorical``: ``string`` (B,), missing = ``""``;
 * ``numeric``: ``float64`` (B,), missing = ``NaN``;
 * ``sequence``: ``string`` (B, L), missing / padding = ``""``; a list keeps its first ``max_len``
-  items (:meth:`InputSpec.head`, the one place that rule is applied to a feed).
+  items (:attr:`InputSpec.kept`, the one place that rule is defined).
 """
 
 from __future__ import annotations
@@ -68,9 +68,15 @@ class InputSpec:
         """Graph input shape: (B,), or (B, L) for a sequence (any L: the graph fixes the width)."""
         return ["batch", f"{self.name}.len"] if self.kind == "sequence" else ["batch"]
 
+    @property
+    def kept(self) -> slice:
+        """The items of a sequence row that the model sees: the first ``max_len``, as in training (the
+        one definition of that rule; the server applies it to JSON lists and to Arrow list columns)."""
+        return slice(0, self.max_len)
+
     def head(self, items: Sequence[T]) -> Sequence[T]:
-        """The items of one sequence row that the model sees: the first ``max_len`` (as in training)."""
-        return items[: self.max_len]
+        """``items`` (one sequence row) cut to :attr:`kept`."""
+        return items[self.kept]
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "feature": self.feature, "kind": self.kind, "dtype": self.dtype,

@@ -6,7 +6,7 @@ Rules (the same for JSON rows and Arrow columns):
 * categorical: a string (an integer is accepted and written as its decimal string);
 * numeric: a finite number (``NaN``/``Infinity`` are rejected: write ``null`` for missing);
 * sequence: a list of strings / integers / nulls (or ``null`` for an empty list); items past the
-  feature's ``max_len`` are dropped, as in training (:meth:`serving.contract.InputSpec.head`).
+  feature's ``max_len`` are dropped, as in training (:attr:`serving.contract.InputSpec.kept`).
 
 A violation raises :class:`RequestError` naming the field (and the row for JSON).
 No torch, no recsys_mtl: this module only needs numpy and pyarrow. The inputs are :mod:`serving.contract`'s.
@@ -310,5 +310,6 @@ def _arrow_sequence(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
         pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type) or pa.types.is_integer(t.value_type)
     ):
         raise TypeError(f"expected a list of strings, got {t}")
-    lists = col.cast(pa.list_(pa.string())).to_pylist()
-    return pad_lists([[spec.missing if v is None else v for v in spec.head(x or [])] for x in lists], spec.missing)
+    kept = spec.kept  # cut in Arrow, before the dropped items become Python strings
+    lists = pc.list_slice(col, kept.start, kept.stop).cast(pa.list_(pa.string())).to_pylist()
+    return pad_lists([[spec.missing if v is None else v for v in (x or [])] for x in lists], spec.missing)

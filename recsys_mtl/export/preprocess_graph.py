@@ -202,7 +202,7 @@ def build_preprocess_graph(pre: Preprocessor, opset: int) -> onnx.ModelProto:
         outputs.append(helper.make_tensor_value_info("numeric", TensorProto.FLOAT, ["batch", len(num_cols) + len(indicators)]))
     for f in spec.sequences:
         # fixed to max_len columns: a client feeding more (Triton) gets its first max_len items, which
-        # is what the server's feed (InputSpec.head) already holds
+        # is what the server's feed (InputSpec.kept) already holds
         padded = _pad_to(b, _lookup(b, f.source, pre.tables[f.table], f.name), f.max_len, f.name)
         b.nodes.append(helper.make_node("Identity", [padded], [SEQ_PREFIX + f.name]))
         outputs.append(helper.make_tensor_value_info(SEQ_PREFIX + f.name, TensorProto.INT64, ["batch", f.max_len]))
