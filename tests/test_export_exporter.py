@@ -96,11 +96,23 @@ def test_parity_goes_through_the_servers_input_path(run_dir: Path, tmp_path: Pat
     assert export_run(run_dir, tmp_path / "ok", parity_rows=64, test=held_out(100)).metadata["parity"]["max_abs_diff"] <= 1e-5
 
 
-def test_rows_the_server_would_refuse_fail_the_export(run_dir: Path, tmp_path: Path) -> None:
+def test_numbers_stored_as_text_are_sent_as_numbers(run_dir: Path, tmp_path: Path) -> None:
     import polars as pl
 
-    # training parses numbers written as strings; the server takes numbers only: caught at export
-    rows = held_out(100).with_columns(pl.col("num0").cast(pl.String))
-    with pytest.raises(ExportError, match=r"held-out parity rows: the server refuses these rows \(column 'num0'\)"):
-        export_run(run_dir, tmp_path / "strings", parity_rows=64, test=rows)
-    assert not (tmp_path / "strings").exists()
+    # CSV data read as strings (census): training parses them, a client sends numbers; parity holds
+    rows = held_out(100).with_columns(pl.col("num0").cast(pl.String), pl.col("cat0").cast(pl.Categorical))
+    result = export_run(run_dir, tmp_path / "text", parity_rows=64, test=rows)
+    assert result.metadata["parity"]["max_abs_diff"] <= 1e-5
+
+
+def test_rows_the_server_refuses_fail_the_export_naming_the_column(run_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import serving.schema
+
+    def refuse(spec: object, col: object) -> None:
+        raise TypeError("expected strings (or integers), got double")
+
+    monkeypatch.setattr(serving.schema, "_arrow_categorical", refuse)
+    with pytest.raises(ExportError, match=r"held-out parity rows: the server refuses these rows \(column 'cat0'\)"):
+        export_run(run_dir, tmp_path / "refused", parity_rows=64, test=held_out(100))
+    assert not (tmp_path / "refused").exists()
