@@ -105,6 +105,26 @@ class InputSpec:
         return spec
 
 
+@dataclass(frozen=True)
+class ConditionSpec:
+    """An extra float input of the graph that is not a raw column (e.g. a task preference), (B, K)
+    float32; the server fills ``default`` (K values) when a request does not set it.
+    ``metadata.json`` lists these under ``conditions``, apart from ``inputs``."""
+
+    name: str
+    default: tuple[float, ...]
+
+    kind = "condition"
+    dtype = "float32"
+
+    @property
+    def shape(self) -> list[str | int]:
+        return ["batch", len(self.default)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": self.shape, "default": list(self.default)}
+
+
 def _problem(name: str, kind: Any, max_len: Any) -> str | None:
     if kind not in KINDS:
         return f"'kind' must be one of {list(KINDS)}, got {str(kind)[:40]!r}"

@@ -57,7 +57,8 @@ def test_periodic_numeric_embedding_option() -> None:
 
 def test_short_fit_beats_constant() -> None:
     ctx, train, test = learnable_data(2)
-    assert_fit_beats_constant(build_model("ft_transformer", SMALL, ctx), train, test, steps=60)
+    # 100 steps: without attention dropout (the default) 60 left too thin a margin on some RNG states
+    assert_fit_beats_constant(build_model("ft_transformer", SMALL, ctx), train, test, steps=100)
 
 
 def test_onnx_export() -> None:

@@ -84,3 +84,13 @@ def test_tampered_entry_is_refused_naming_the_file_and_field(tmp_path: Path, edi
 def test_a_bad_spec_cannot_be_built() -> None:
     with pytest.raises(ContractError, match="'max_len' must be a positive integer"):
         InputSpec("tags", "tags", "sequence")
+
+
+def test_condition_inputs_are_described_apart_from_the_raw_columns() -> None:
+    from serving.contract import ConditionSpec
+
+    cond = ConditionSpec("preference", (0.7, 0.3))
+    assert json.loads(json.dumps(cond.to_json())) == {"name": "preference", "kind": "condition", "dtype": "float32",
+                                                      "shape": ["batch", 2], "default": [0.7, 0.3]}
+    with pytest.raises(ContractError, match="'kind' must be one of"):  # never a request column
+        inputs_from_json([cond.to_json()])
