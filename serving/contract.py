@@ -154,3 +154,22 @@ def inputs_from_json(entries: Any) -> list[InputSpec]:
         names.add(spec.name)
         out.append(spec)
     return out
+
+
+def conditions_from_json(entries: Any) -> list[ConditionSpec]:
+    """``metadata.json``'s optional ``conditions`` list, checked: a name and a finite numeric default each."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise ContractError("'conditions' must be a list")
+    out = []
+    for k, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        default = entry.get("default") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ContractError(f"conditions[{k}]: needs a non-empty 'name'")
+        if (not isinstance(default, list) or not default
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf") for v in default)):
+            raise ContractError(f"conditions[{k}] ({name!r}): 'default' must be a non-empty list of finite numbers")
+        out.append(ConditionSpec(name, tuple(float(v) for v in default)))
+    return out

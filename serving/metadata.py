@@ -13,7 +13,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from serving.contract import ContractError, inputs_from_json
+from serving.contract import ContractError, conditions_from_json, inputs_from_json
 
 #: metadata.json is a few kilobytes; anything far larger is not one
 MAX_METADATA_BYTES = 16 * 1024 * 1024
@@ -53,6 +53,7 @@ def _problem(meta: Any, export_dir: Path) -> str | None:
     inputs, outputs, files = meta.get("inputs"), meta.get("outputs"), meta.get("files")
     try:
         inputs_from_json(inputs)
+        conditions_from_json(meta.get("conditions"))
     except ContractError as exc:
         return str(exc)
     if not isinstance(outputs, list) or not outputs:

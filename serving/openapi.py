@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serving.contract import inputs_from_json
+from serving.contract import conditions_from_json, inputs_from_json
 
 #: JSON Schema of one value per input kind (``null`` = missing everywhere)
 _VALUE: dict[str, dict[str, Any]] = {
@@ -39,7 +39,12 @@ def row_schema(metadata: dict[str, Any]) -> dict[str, Any]:
         if i.kind == "sequence":
             prop["description"] += f"; items past {i.max_len} are ignored"
         props[i.name] = prop
-    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+    required = list(props)
+    for c in conditions_from_json(metadata.get("conditions")):  # optional: the default when absent
+        k = len(c.default)
+        props[c.name] = {"type": ["array", "null"], "items": {"type": "number"}, "minItems": k, "maxItems": k,
+                         "description": f"{k} numbers; default {list(c.default)}"}
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
 def output_schema(metadata: dict[str, Any]) -> dict[str, Any]:

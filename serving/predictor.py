@@ -59,11 +59,8 @@ class Predictor:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
         except Exception as exc:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...): one line naming the file
             raise ExportLoadError(f"{self.model_path}: not a loadable ONNX model ({_first_line(exc)})") from None
-        try:  # extra float inputs of the graph (e.g. a task preference) and their defaults
-            self.conditions = {str(c["name"]): np.asarray(c["default"], np.float32).reshape(-1)
-                               for c in self.metadata.get("conditions", [])}
-        except (TypeError, KeyError, ValueError):
-            raise ExportLoadError(f"{self.export_dir / 'metadata.json'}: 'conditions' needs entries with a name and a numeric default") from None
+        # extra float inputs of the graph (e.g. a task preference) and their defaults (checked at load)
+        self.conditions = {c.name: np.asarray(c.default, np.float32) for c in self.schema.conditions.values()}
         self._check_signature()
         self.providers = self.session.get_providers()
         self.ready = False

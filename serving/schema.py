@@ -6,7 +6,9 @@ Rules (the same for JSON rows and Arrow columns):
 * categorical: a string (an integer is accepted and written as its decimal string);
 * numeric: a finite number (``NaN``/``Infinity`` are rejected: write ``null`` for missing);
 * sequence: a list of strings / integers / nulls (or ``null`` for an empty list); items past the
-  feature's ``max_len`` are dropped, as in training (:attr:`serving.contract.InputSpec.kept`).
+  feature's ``max_len`` are dropped, as in training (:attr:`serving.contract.InputSpec.kept`);
+* a condition of the export (e.g. ``preference``, see :class:`serving.contract.ConditionSpec`) may
+  be given per row as a list of its K finite numbers; rows without it (or ``null``) get its default.
 
 A violation raises :class:`RequestError` naming the field (and the row for JSON).
 No torch, no recsys_mtl: this module only needs numpy and pyarrow. The inputs are :mod:`serving.contract`'s.
@@ -21,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from serving.contract import InputSpec, inputs_from_json, inputs_to_json
+from serving.contract import ConditionSpec, InputSpec, conditions_from_json, inputs_from_json, inputs_to_json
 
 Feed = dict[str, np.ndarray]
 
@@ -114,6 +116,8 @@ class Schema:
         self.inputs = inputs_from_json(metadata["inputs"])
         self.by_name = {i.name: i for i in self.inputs}
         self.names = frozenset(self.by_name)
+        self.conditions: dict[str, ConditionSpec] = {c.name: c for c in conditions_from_json(metadata.get("conditions"))}
+        self.optional = frozenset(self.conditions)
         self._json: dict[str, Callable[[InputSpec, list[Any]], np.ndarray]] = {
             "categorical": self._json_categorical,
             "numeric": self._json_numeric,
@@ -148,9 +152,11 @@ class Schema:
         for r, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise RequestError(f"row {r}: expected an object, got {_json_type(row)}", field="body", status=400, code="not_rows")
-            if row.keys() != self.names:
+            if row.keys() != self.names and not (self.names <= row.keys() <= self.names | self.optional):
                 self._key_error(row, r)
         feed = {i.name: self._json[i.kind](i, [row[i.name] for row in rows]) for i in self.inputs}
+        for c in self.conditions.values():
+            feed[c.name] = _json_condition(c, [row.get(c.name) for row in rows])
         if check_text:
             self._check_text(feed)
         return feed, len(rows)
@@ -160,7 +166,7 @@ class Schema:
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise RequestError(f"row {r}: missing field {missing[0]!r}{more}", missing[0], code="missing_field")
-        extra = row.keys() - self.names
+        extra = row.keys() - self.names - self.optional
         first = min(extra)  # not sorted: a hostile row may carry a million names
         raise RequestError(f"row {r}: unknown field {quoted(first)}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""),
                            first, code="unknown_field")
@@ -232,8 +238,8 @@ class Schema:
         cols = set(names)
         for name in sorted(self.names - cols):
             raise RequestError(f"missing column {name!r}", name, code="missing_field")
-        if cols - self.names:
-            name = min(cols - self.names)
+        if cols - self.names - self.optional:
+            name = min(cols - self.names - self.optional)
             raise RequestError(f"unknown column {quoted(name)}", name, code="unknown_field")
         feed = {}
         for spec in self.inputs:
@@ -242,16 +248,35 @@ class Schema:
             except (TypeError, ValueError, pa.ArrowException) as exc:  # a cast or UTF-8 failure is the column's too
                 detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise RequestError(f"column {spec.name!r}: {detail}", spec.name, code="wrong_type") from None
+        for c in self.conditions.values():
+            values = table.column(c.name).to_pylist() if c.name in cols else [None] * table.num_rows
+            feed[c.name] = _json_condition(c, values)
         return feed, table.num_rows
 
     # ------------------------------------------------------------------ placeholders
     def blank(self, rows: int) -> Feed:
         """A feed of ``rows`` all-missing rows (warm-up)."""
-        return {
+        feed = {
             i.name: (np.full(rows, np.nan) if i.kind == "numeric" else
                      np.full((rows, 1) if i.kind == "sequence" else rows, i.missing, dtype=object))
             for i in self.inputs
         }
+        return feed | {c.name: _json_condition(c, [None] * rows) for c in self.conditions.values()}
+
+
+def _json_condition(spec: ConditionSpec, values: list[Any]) -> np.ndarray:
+    """Per-row condition values (a list of K finite numbers, or None for the default) → (B, K) float32."""
+    k = len(spec.default)
+    out = np.tile(np.asarray(spec.default, np.float32), (len(values), 1))
+    for r, v in enumerate(values):
+        if v is None:
+            continue
+        if (not isinstance(v, list) or len(v) != k
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+            raise RequestError(f"row {r}: {spec.name!r} must be a list of {k} finite numbers (or null for the default)",
+                               spec.name, code="wrong_type")
+        out[r] = v
+    return out
 
 
 def pad_lists(lists: list[list[str]], pad: str) -> np.ndarray:

@@ -80,6 +80,31 @@ def test_predictor_fills_the_default_preference(tmp_path: Path) -> None:
     np.testing.assert_allclose(default, given, atol=1e-6)
     assert not np.allclose(default, other, atol=1e-4)
 
+    # per request, as a client sends it: JSON rows (and over HTTP) may set the preference per row
+    from fastapi.testclient import TestClient
+
+    from serving.app import ServeSettings, create_app
+    from serving.schema import RequestError
+
+    rows = df.head(20).select(sorted(pred.schema.names)).to_dicts()
+    np.testing.assert_allclose(pred.predict_rows(rows)["task0"], default, atol=1e-6)
+    mixed = [dict(r, preference=[0.0, 1.0]) if i % 2 else r for i, r in enumerate(rows)]
+    got = pred.predict_rows(mixed)["task0"]
+    np.testing.assert_allclose(got[1::2], other[1::2], atol=1e-6)
+    np.testing.assert_allclose(got[::2], default[::2], atol=1e-6)
+    for bad in ([1.0], [0.5, "x"], "0.5,0.5", [float("inf"), 0.0]):
+        with pytest.raises(RequestError, match="'preference' must be a list of 2 finite numbers") as err:
+            pred.predict_rows([dict(rows[0], preference=bad)])
+        assert err.value.field == "preference"
+    with TestClient(create_app(pred, ServeSettings(max_wait_ms=1))) as client:
+        r = client.post("/predict", json=[dict(rows[1], preference=[0.0, 1.0]), rows[0]])
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(r.json()["outputs"]["task0"], [other[1], default[0]], atol=1e-6)
+        bad = client.post("/predict", json=dict(rows[0], preference=[1, 2, 3]))
+        assert bad.status_code == 422 and bad.json()["field"] == "preference"
+        schema = client.get("/openapi.json").json()
+        assert "preference" in json.dumps(schema)
+
 
 def _toy() -> tuple[ModelContext, dict[str, torch.Tensor]]:
     """Two regression targets 60° apart in a 2-d input; a 1-unit bottleneck cannot fit both, and

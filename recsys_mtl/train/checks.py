@@ -23,7 +23,7 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.strategies import StrategyRegistry
 
 from recsys_mtl.balancing import build_balancer
-from recsys_mtl.data.preprocess import FittedNumeric, FittedTable, Preprocessor
+from recsys_mtl.data.preprocess import QUANTILE_STEPS, FittedNumeric, FittedTable, Preprocessor
 from recsys_mtl.errors import SpecError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.registry import did_you_mean
@@ -134,6 +134,9 @@ def shape_only_preprocessor(spec: FeatureSpec) -> Preprocessor:
             f.name, f.source, impute_value=0.0, indicator=f.missing.indicator, clip_min=None, clip_max=None,
             log1p=False, mean=0.0, std=1.0,
             boundaries=[float(i) for i in range(f.quantile_buckets - 1)] if f.quantile_buckets else None,
+            # any increasing bins (as a fit stores for non-bucketed columns): piecewise-linear
+            # numeric embeddings are built from them
+            quantiles=None if f.quantile_buckets else [i / QUANTILE_STEPS for i in range(QUANTILE_STEPS + 1)],
         )
         for f in spec.numeric
     }
