@@ -1,6 +1,9 @@
-"""Every registered model exports with a dynamic batch axis and matches torch on raw columns."""
+"""Every row of the model table (every registered model and its param variants) exports with a
+dynamic batch axis and matches torch on raw columns."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -14,18 +17,19 @@ from recsys_mtl.export.exporter import attach_preprocessing, parity
 from recsys_mtl.export.model_graph import ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import encoded_names, raw_inputs
 from recsys_mtl.export.raw import raw_feed
-from recsys_mtl.models import ModelContext, available_models, build_model
+from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec import FeatureSpec
 from tests.conftest import synthetic_spec
 from tests.export_support import funnel_spec, held_out
+from tests.model_table import Variant, cases
 
 TRAIN = generate(SyntheticConfig(rows=1200, num_tasks=2, seed=2))
 
 
-def _export(spec: FeatureSpec, name: str, train: pl.DataFrame = TRAIN) -> tuple[ScoringHead, ort.InferenceSession, Preprocessor]:
+def _export(spec: FeatureSpec, name: str, params: dict[str, Any] | None = None, train: pl.DataFrame = TRAIN) -> tuple[ScoringHead, ort.InferenceSession, Preprocessor]:
     pre = Preprocessor.fit(spec, train)
     torch.manual_seed(0)
-    model = build_model(name, {}, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    model = build_model(name, params or {}, ModelContext(layout=pre.layout, tasks=spec.tasks))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -37,10 +41,10 @@ def _export(spec: FeatureSpec, name: str, train: pl.DataFrame = TRAIN) -> tuple[
     return head, session, pre
 
 
-@pytest.mark.parametrize("name", available_models())
-def test_parity_for_every_registered_model(name: str) -> None:
+@pytest.mark.parametrize("name, variant", cases())
+def test_parity_for_every_registered_model(name: str, variant: Variant) -> None:
     spec = funnel_spec(synthetic_spec(2))  # a funnel, so esmm / aitm build too; others ignore it
-    head, session, pre = _export(spec, name)
+    head, session, pre = _export(spec, name, variant.params)
     assert [i.name for i in session.get_inputs()] == [r.name for r in raw_inputs(pre)]
     assert [o.name for o in session.get_outputs()] == ["task0", "task1"]
     diffs = parity(head, session, pre, held_out(300))
