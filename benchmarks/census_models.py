@@ -44,6 +44,12 @@ REFERENCES: dict[str, tuple[str, list[str]]] = {
         "census_mmoe.yaml",
         ["model.name=shared_bottom", "model.params={bottom_hidden: [512, 128], tower_hidden: [32]}"],
     ),
+    # MMoE over a DCN-v2 cross network bottom (the stacked structure), full rank, 2 layers
+    "mmoe_cross": ("census_mmoe.yaml", ["model.params.cross={kind: full, num_layers: 2}"]),
+    # MMoE whose experts are each a (low-rank) cross network followed by the expert MLP
+    "mmoe_cross_experts": ("census_mmoe.yaml", ["model.params.expert_type=cross", "model.params.expert_cross={kind: low_rank, rank: 32}"]),
+    # MultiTab-Net with one attention head of width d_token (step-time comparison)
+    "multitab_1head": ("census_multitab.yaml", ["model.params.n_heads=1"]),
 }
 
 

@@ -32,6 +32,10 @@ def _load_checked(args: argparse.Namespace) -> "tuple[PipelineConfig, FeatureSpe
         raise type(exc)(f"{args.pipeline}: {exc}") from None
     return cfg, spec
 
+if TYPE_CHECKING:
+    from recsys_mtl.baselines.config import BaselinesConfig
+    from recsys_mtl.spec.pipeline import PipelineConfig
+
 
 def _fit(args: argparse.Namespace) -> int:
     from recsys_mtl.train.run import fit
@@ -39,13 +43,56 @@ def _fit(args: argparse.Namespace) -> int:
     cfg, spec = _load_checked(args)
     if args.runs_dir:
         cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
-    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None)
+    wanted = _baselines_wanted(args, cfg)
+    callbacks = []
+    if args.data_maps or args.lookahead:
+        from recsys_mtl.grouping import DataMaps, LookaheadAffinity
+
+        callbacks = ([DataMaps()] if args.data_maps else []) + ([LookaheadAffinity()] if args.lookahead else [])
+    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None,
+                 extra_callbacks=callbacks)
     m = result.metrics
     print(f"run folder: {result.run_dir}")
     for split in ("val", "test"):
         shown = {k: v for k, v in m[split].items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
         print(f"{split}: " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     print(f"best epoch {m['best_epoch']}, train {m['train_rows_per_sec']:.0f} rows/s, peak RSS {m['peak_rss_mib']:.0f} MiB")
+    _fit_baselines(wanted, result.run_dir)
+    return 0
+
+
+def _baselines_wanted(args: argparse.Namespace, cfg: PipelineConfig) -> BaselinesConfig | None:
+    """The opt-in baselines step of fit / run (``--baselines`` or ``baselines.enabled``), checked before training."""
+    from recsys_mtl.baselines import baselines_config
+
+    bcfg = baselines_config(cfg.baselines, args.pipeline)
+    return bcfg if args.baselines or bcfg.enabled else None
+
+
+def _fit_baselines(bcfg: BaselinesConfig | None, run_dir: Path) -> None:
+    if bcfg is not None:
+        from recsys_mtl.baselines import baselines_for_run
+
+        report = baselines_for_run(run_dir, bcfg)
+        print(f"baselines: {report.out_dir}\n{report.table}")
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from recsys_mtl.baselines import baselines_config, run_baselines
+    from recsys_mtl.train.run import new_run_dir
+
+    cfg, spec = _load_checked(args)  # every setting checked before the baselines folder exists
+    if args.runs_dir:
+        cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
+    bcfg = baselines_config(cfg.baselines, args.pipeline)
+    update = {"seeds": args.seeds} if args.seeds else {}
+    update.update({k: False for k in ("lightgbm", "single_task") if getattr(args, f"no_{k}")})
+    if args.rmtgb:
+        update["rmtgb"] = True
+    bcfg = bcfg.model_copy(update=update)
+    report = run_baselines(cfg, spec, bcfg, new_run_dir(cfg.runs_dir, f"{cfg.name}-baselines"))
+    print(f"baselines folder: {report.out_dir}")
+    print(report.table)
     return 0
 
 
@@ -75,12 +122,31 @@ def _export(args: argparse.Namespace) -> int:
     from recsys_mtl.export import export_run
 
     variants = tuple(name for name, on in (("int8", args.int8), ("fp16", args.fp16)) if on)
-    result = export_run(args.run_dir, args.out, variants=variants, parity_rows=args.parity_rows)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
+    result = export_run(args.run_dir, args.out, variants=variants, parity_rows=args.parity_rows, tasks=tasks)
     m = result.metadata
     print(f"export folder: {result.out_dir}")
+    if "task_subset" in m:
+        full, sub = m["task_subset"]["full"], m["task_subset"]["subset"]
+        print(f"task-sparse graph for {', '.join(m['task_subset']['tasks'])}: " + "  ".join(
+            f"{k} {sub[k]}/{full[k]}" for k in ("nodes", "initializers", "parameters")) + " (subset/full, model part)")
     print(f"parity on {m['parity']['rows']} held-out rows: max abs difference {m['parity']['max_abs_diff']:.3g}")
     for name, info in m["variants"].items():
         print(f"{name}: change vs fp32 " + "  ".join(f"{t}/{k}={v:+.5f}" for t, ms in info["change"].items() for k, v in ms.items()))
+    return 0
+
+
+def _group(args: argparse.Namespace) -> int:
+    from recsys_mtl.grouping.report import format_grouping, group_run, plot, write_home_groups
+
+    groupings = group_run(args.run_dir, args.groups)
+    for g in groupings:
+        print(format_grouping(g))
+    png = plot(groupings, Path(args.png) if args.png else Path(args.run_dir) / "grouping.png")
+    print(f"plot: {png}")
+    if args.write_pipeline:
+        out = write_home_groups(Path(args.write_pipeline), groupings[0].groups(), Path(args.out) if args.out else None)
+        print(f"pipeline with HoME groups {groupings[0].groups()}: {out}")
     return 0
 
 
@@ -89,6 +155,11 @@ def _report(args: argparse.Namespace) -> int:
 
     json_path, png = report(args.run_dir)
     print(f"diagnostics: {json_path}\nplot: {png}")
+    if args.importance:
+        from recsys_mtl.train.diagnostics_report import importance_report
+
+        json_path, png, table = importance_report(args.run_dir, args.repeats)
+        print(f"{table}\nimportance: {json_path}\nplot: {png}")
     return 0
 
 
@@ -114,6 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     from recsys_mtl.export import export_run
 
     cfg, spec = _load_checked(args)
+    wanted = _baselines_wanted(args, cfg)
     if cfg.tune.get("space"):
         from recsys_mtl.tune import plan_study, quiet_optuna, summary_table, tune
 
@@ -129,6 +201,7 @@ def _run(args: argparse.Namespace) -> int:
             cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
         run_dir = fit(cfg, spec).run_dir
         print(f"run folder: {run_dir}")
+    _fit_baselines(wanted, run_dir)
     exported = export_run(run_dir, Path(args.exports_dir) / run_dir.name)
     m = exported.metadata
     print(f"export folder: {exported.out_dir} (ONNX on raw columns; parity max abs diff {m['parity']['max_abs_diff']:.3g})")
@@ -164,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--runs-dir", help="where run folders go (default: the pipeline's runs_dir)")
     fit.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last checkpoint")
     fit.add_argument("--init-from", metavar="RUN_DIR", help="start from this run's weights on new data: vocabularies grow, drift.json written")
+    fit.add_argument("--baselines", action="store_true", help="then fit the baselines (pipeline's baselines section) into <run>/baselines/")
+    fit.add_argument("--data-maps", action="store_true", help="record per-task training data maps (for 'group')")
+    fit.add_argument("--lookahead", action="store_true", help="record lookahead inter-task affinity (for 'group'; T extra backward passes every 10 steps)")
     val = pipeline_cmd("validate", _validate, "check a pipeline and its spec (and with --data, the data)")
     val.add_argument("--data", action="store_true", help="also read the data and check its columns")
 
@@ -183,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = pipeline_cmd("run", _run, "the whole job: tune (if the pipeline has tune.space) or fit, then export to ONNX")
     run.add_argument("--runs-dir", help="where run and study folders go (default: the pipeline's runs_dir)")
     run.add_argument("--exports-dir", default="exports", help="where the export folder goes (default: exports/)")
+    run.add_argument("--baselines", action="store_true", help="also fit the baselines into <run>/baselines/")
+
+    base = pipeline_cmd("baseline", _baseline, "LightGBM per task, single-task models and R-MTGB next to the multitask model: Δm, negative transfer")
+    base.add_argument("--seeds", type=int, nargs="+", help="seeds of every side (default: baselines.seeds or trainer.seed)")
+    base.add_argument("--no-lightgbm", action="store_true", help="skip the LightGBM per task")
+    base.add_argument("--no-single-task", action="store_true", help="skip the single-task models")
+    base.add_argument("--rmtgb", action="store_true", help="also fit R-MTGB (all tasks binary or all regression)")
+    base.add_argument("--runs-dir", help="where the baselines folder goes (default: the pipeline's runs_dir)")
 
     tun = pipeline_cmd("tune", _tune, "Optuna study over the pipeline's tune.space (train/val only), then refit the best trial")
     tun.add_argument("--trials", type=int, help="finished trials the study should reach, over all workers (default: tune.n_trials)")
@@ -194,7 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="expert diagnostics (sparsity, gate entropy, usage) of a run's best checkpoint")
     rep.add_argument("run_dir", help="run folder written by 'fit'")
+    rep.add_argument("--importance", action="store_true", help="also permutation feature importance per task (validation split)")
+    rep.add_argument("--repeats", type=int, default=3, help="permutations per feature for --importance")
     rep.set_defaults(fn=_report)
+
+    grp = sub.add_parser("group", help="suggested task groups of a run fitted with --data-maps (STG-MTL; lookahead affinity too if recorded)")
+    grp.add_argument("run_dir", help="run folder written by 'fit --data-maps'")
+    grp.add_argument("--groups", type=int, help="number of groups (default: best silhouette)")
+    grp.add_argument("--png", help="affinity plot (default: RUN/grouping.png)")
+    grp.add_argument("--write-pipeline", metavar="PIPELINE", help="write a copy of this pipeline using HoME with the data-map groups")
+    grp.add_argument("--out", help="file of that copy (default: <pipeline>_grouped.yaml next to it)")
+    grp.set_defaults(fn=_group)
 
     exp = sub.add_parser("export", help="export a run folder to ONNX (preprocessing inside), with metadata and a Triton layout")
     exp.add_argument("run_dir", help="run folder written by 'fit'")
@@ -202,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--int8", action="store_true", help="also write a dynamic int8 variant, with its test metric change")
     exp.add_argument("--fp16", action="store_true", help="also write a float16 variant, with its test metric change")
     exp.add_argument("--parity-rows", type=int, default=2048, help="held-out rows of the parity check")
+    exp.add_argument("--tasks", help="comma-separated task subset: a task-sparse graph with only the towers and experts they use")
     exp.set_defaults(fn=_export)
     return p
 

@@ -64,7 +64,7 @@ def comment_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-_TABLE_ROW = re.compile(r"^\|\s*`?(\w+)`?\s*\|[^|]*\|\s*(.+?)\s*\|$")
+_TABLE_ROW = re.compile(r"^\|\s*`?([\w, ]+?)`?\s*\|[^|]*\|\s*(.+?)\s*\|$")
 
 
 def table_docs(cls: type) -> dict[str, str]:
@@ -73,7 +73,8 @@ def table_docs(cls: type) -> dict[str, str]:
     for klass in reversed(cls.__mro__):  # a variant (CGC) inherits its base's table
         for line in (klass.__doc__ or "").splitlines():
             if (m := _TABLE_ROW.match(line.strip())) and m.group(1) != "param":
-                docs[m.group(1)] = m.group(2)
+                for name in m.group(1).split(","):  # one row may describe several parameters
+                    docs[name.strip()] = m.group(2)
     return docs
 
 

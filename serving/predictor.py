@@ -59,6 +59,11 @@ class Predictor:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
         except Exception as exc:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...): one line naming the file
             raise ExportLoadError(f"{self.model_path}: not a loadable ONNX model ({_first_line(exc)})") from None
+        try:  # extra float inputs of the graph (e.g. a task preference) and their defaults
+            self.conditions = {str(c["name"]): np.asarray(c["default"], np.float32).reshape(-1)
+                               for c in self.metadata.get("conditions", [])}
+        except (TypeError, KeyError, ValueError):
+            raise ExportLoadError(f"{self.export_dir / 'metadata.json'}: 'conditions' needs entries with a name and a numeric default") from None
         self._check_signature()
         self.providers = self.session.get_providers()
         self.ready = False
@@ -69,14 +74,22 @@ class Predictor:
         """The graph's inputs and outputs are the ones metadata.json describes."""
         graph_in = {i.name for i in self.session.get_inputs()}
         graph_out = {o.name for o in self.session.get_outputs()}
-        if graph_in != set(self.schema.names) or not set(self.tasks) <= graph_out:
+        if graph_in != set(self.schema.names) | set(self.conditions) or not set(self.tasks) <= graph_out:
             raise ExportLoadError(
                 f"{self.model_path}: its inputs / outputs do not match metadata.json "
                 f"(graph inputs {sorted(graph_in)[:8]}, outputs {sorted(graph_out)[:8]}; "
                 f"metadata inputs {sorted(self.schema.names)[:8]}, outputs {self.tasks[:8]})")
 
     def predict(self, feed: Feed) -> dict[str, np.ndarray]:
-        """Feed of raw columns (see :class:`Schema`) → {task: (B,) or (B, C) float32}."""
+        """Feed of raw columns (see :class:`Schema`) → {task: (B,) or (B, C) float32}.
+
+        Condition inputs of the export (e.g. ``preference``, (B, T) float32) not in ``feed`` get
+        their metadata default.
+        """
+        missing = [name for name in self.conditions if name not in feed]
+        if missing:
+            rows = len(next(iter(feed.values())))
+            feed = {**feed, **{name: np.tile(self.conditions[name], (rows, 1)) for name in missing}}
         return dict(zip(self.tasks, self.session.run(self.tasks, feed)))
 
     def predict_rows(self, rows: Sequence[dict[str, Any]] | dict[str, Any], max_rows: int = 1 << 20) -> dict[str, np.ndarray]:

@@ -23,6 +23,13 @@ def _dtrn_unblock(model: MultiTaskModel) -> None:
     model.bottom.w2.data.normal_()
 
 
+def _film_unblock(model: MultiTaskModel) -> None:
+    """preference's FiLM output layers start at 0 (the base model's behaviour), which blocks the
+    gradient of the MLPs in front of them at initialisation."""
+    for film in [model.film_shared, *model.film_towers]:
+        film.out.weight.data.normal_(std=0.1)
+
+
 @dataclass(frozen=True)
 class Variant:
     """One configuration of a model: its params and what its checks need to know."""
@@ -68,11 +75,15 @@ TABLE: dict[str, list[Variant]] = {
         Variant("mmoe", {"inner": {"name": "mmoe", "params": {"num_experts": 3, "expert_hidden": [16]}}}, gated=True,
                 before_gradients=_dtrn_unblock),
     ],
+    "preference": [
+        Variant("mmoe", {"base": "mmoe", "base_params": {"num_experts": 4}, "film_hidden": [8]}, gated=True,
+                before_gradients=_film_unblock),
+    ],
     "stem": [Variant("default", {"shared_experts": 2, "task_experts": 2, "expert_hidden": [16]}, gated=True)],
     "esmm": [Variant("default", {"tower_hidden": [32]}, funnel=True, min_tasks=2)],
     "aitm": [Variant("default", {"bottom_hidden": [32]}, funnel=True, min_tasks=2)],
     "multitab": [Variant("default", TOKENS | {"ffn_hidden": 32})],
-    "ft_transformer": [Variant("default", TOKENS | {"ffn_hidden": 24}, fit_steps=60)],
+    "ft_transformer": [Variant("default", TOKENS | {"ffn_hidden": 24}, fit_steps=100)],
 }
 
 

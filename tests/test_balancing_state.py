@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from recsys_mtl.balancing import build_balancer
-from recsys_mtl.balancing.base import StepContext
 from tests.balancing_utils import linear_losses
 
 PARAMS = {

@@ -27,4 +27,3 @@ def test_periodic_numeric_embedding_option() -> None:
     model = build_model("ft_transformer", {**SMALL, "numeric_embedding": {"kind": "periodic", "n_frequencies": 4}}, ctx)
     assert type(model.tokenizer.numeric.values).__name__ == "PeriodicEmbeddings"
     assert model(feats(table))["task0"].shape == (16,)
-

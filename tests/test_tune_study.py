@@ -24,6 +24,7 @@ def test_pruner_prunes_a_bad_trial_and_the_refit_alone_sees_test(tmp_path: Path,
         # one finished trial is enough to compare against; lr=1e-7 stays at its initial AUC
         "pruner": {"name": "median", "params": {"n_startup_trials": 1, "n_warmup_steps": 0}},
         "enqueue": [{"trainer.lr": 0.02}, {"trainer.lr": 1.0e-7}],
+        "enqueue_default": False,
         "trial_overrides": {"trainer.max_epochs": 3},
     }, rows=2000)
     result = tune(plan_study(path))
@@ -101,3 +102,39 @@ def test_cli_reports_a_bad_space_in_one_line_before_any_trial(tmp_path: Path, ca
     err = capsys.readouterr().err.strip()
     assert err == f"error: {path}: tune.space.trainer.lr: low (0.1) > high (0.01)"
     assert not (tmp_path / "runs").exists()
+
+
+def test_enqueued_default_is_trial_zero_and_never_beaten_by_the_reported_best(tmp_path: Path) -> None:
+    """The untuned pipeline (lr 0.01, between the searched values) runs first, exactly as written;
+    the chosen trial is never worse on validation; the summary shows both on val and on test."""
+    path = write_pipeline(tmp_path, {
+        "n_trials": 3,
+        "space": {"trainer.lr": {"type": "categorical", "choices": [1.0e-7, 0.01, 0.5]},
+                  "model.params.num_experts": {"type": "int", "low": 1, "high": 4}},
+        "objective": {"kind": "single", "metric": "val/task0/auc"},
+        "sampler": {"name": "random", "params": {"seed": 0}},
+        # ASHA over epochs: a trial is stopped at a rung where it is not in the top half
+        "pruner": {"name": "successive_halving", "params": {"min_resource": 1, "reduction_factor": 2}},
+        "enqueue": [{"trainer.lr": 1.0e-7}],
+    }, rows=1500)
+    result = tune(plan_study(path))
+    trials = result.study.trials
+    default = trials[0]
+    assert default.user_attrs["role"] == "default" and default.state == TrialState.COMPLETE
+    assert default.params == {"trainer.lr": "0.01", "model.params.num_experts": 2} or default.params == {"trainer.lr": 0.01, "model.params.num_experts": 2}
+    assert trials[1].params["trainer.lr"] in (1.0e-7, "1e-07")  # the user's enqueued trial comes next
+    best = result.study.best_trial
+    assert best.value >= default.value
+    report = json.loads(result.summary_path.read_text())["default_vs_tuned"]
+    assert report["default"]["trial"] == 0 and report["tuned"]["trial"] == best.number
+    assert report["tuned"]["val"]["task0/auc"] >= report["default"]["val"]["task0/auc"]
+    assert report["default"]["test"] is not None and report["tuned"]["test"] is not None
+    assert "default vs tuned" in summary_table(result)
+
+
+def test_default_trial_can_be_switched_off(tmp_path: Path) -> None:
+    path = write_pipeline(tmp_path, {"n_trials": 1, "space": LR, "enqueue_default": False,
+                                     "enqueue": [{"trainer.lr": 0.02}], "plots": "none"})
+    result = tune(plan_study(path))
+    assert "role" not in result.study.trials[0].user_attrs
+    assert json.loads(result.summary_path.read_text())["default_vs_tuned"] is None

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from recsys_mtl.artifacts import read_json
 from recsys_mtl.data.tensors import EncodedTable
@@ -35,6 +35,8 @@ from recsys_mtl.spec.features import (
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: stored numeric quantiles: q(k / QUANTILE_STEPS), k = 0..QUANTILE_STEPS
+QUANTILE_STEPS = 64
 MISSING, OOV, FIRST = 0, 1, 2
 
 
@@ -81,6 +83,9 @@ class FittedNumeric:
     std: float
     #: quantile bucket edges; when set, the feature is a bucket index, not a number.
     boundaries: list[float] | None = None
+    #: train quantiles q(k/64), k = 0..64, of the transformed value the model sees (the bins of
+    #: piecewise-linear numeric embeddings); None for bucketed features and older fitted files
+    quantiles: list[float] | None = None
 
     def apply(self, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """Raw numbers → (transformed float64 values, missing indicator)."""
@@ -114,15 +119,27 @@ class Layout:
     sequences: list[tuple[str, str, int, str]] = field(default_factory=list)
     #: table → (size, embedding_dim)
     tables: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: train quantiles per column of ``numeric`` (indicators excluded), None when not fitted
+    numeric_quantiles: list[list[float]] | None = None
+    #: regression task → (mean, std) of its train labels (counted rows, sample-weighted)
+    targets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: sequence pooled by target attention → (query's column in the categorical matrix,
+    #: attention hidden widths, softmax)
+    attention: dict[str, tuple[int, tuple[int, ...], bool]] = field(default_factory=dict)
 
 
 class Preprocessor:
     """Fitted preprocessing for one spec. Build with :meth:`fit` or :meth:`load`."""
 
-    def __init__(self, spec: FeatureSpec, tables: dict[str, FittedTable], numeric: dict[str, FittedNumeric]):
+    def __init__(
+        self, spec: FeatureSpec, tables: dict[str, FittedTable], numeric: dict[str, FittedNumeric],
+        targets: dict[str, tuple[float, float]] | None = None,
+    ):
         self.spec = spec
         self.tables = tables
         self.numeric = numeric
+        #: regression task → (mean, std) of its train labels; the model standardizes with them
+        self.targets = targets or {}
         self.layout = self._layout()
 
     # ------------------------------------------------------------------ fit
@@ -159,6 +176,7 @@ class Preprocessor:
             sequences=sequences,
             labels=torch.from_numpy(labels),
             weights=torch.from_numpy(weights),
+            groups=encode_groups(self.spec.group_columns, df),
         )
 
     def _sequence(self, f: SequenceFeature, col: pl.Series) -> torch.Tensor:
@@ -187,9 +205,15 @@ class Preprocessor:
             else:
                 lay.numeric.append(f.name)
         lay.indicators = [f.name for f in self.spec.numeric if self.numeric[f.name].indicator]
+        lay.targets = dict(self.targets)
+        quantiles = [self.numeric[name].quantiles for name in lay.numeric]
+        lay.numeric_quantiles = None if any(q is None for q in quantiles) else quantiles  # type: ignore[assignment]
         for f in self.spec.sequences:
             lay.sequences.append((f.name, f.table, f.max_len, f.pooling))
             lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
+            if f.attention is not None:
+                column = [name for name, _ in lay.categorical].index(f.attention.query)
+                lay.attention[f.name] = (column, tuple(f.attention.hidden), f.attention.softmax)
         return lay
 
     # ------------------------------------------------------------------ persistence
@@ -201,6 +225,7 @@ class Preprocessor:
             "index_convention": {"missing": MISSING, "oov": OOV, "first": FIRST},
             "tables": {k: asdict(v) for k, v in self.tables.items()},
             "numeric": {k: asdict(v) for k, v in self.numeric.items()},
+            "targets": {k: {"mean": m, "std": sd} for k, (m, sd) in self.targets.items()},
         }
 
     def save(self, path: str | Path) -> None:
@@ -219,7 +244,14 @@ class Preprocessor:
         if state.spec_hash != spec_hash(spec):
             raise DataError(f"{path}: fitted for a different spec (hash {state.spec_hash}, spec {spec_hash(spec)})")
         state.check(spec, path)
-        return cls(spec, state.tables, state.numeric)
+        return cls(spec, state.tables, state.numeric, {k: (v.mean, v.std) for k, v in state.targets.items()})
+
+
+class TargetStats(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    mean: float
+    std: float = Field(gt=0)
 
 
 class PreprocessingState(BaseModel):
@@ -233,6 +265,8 @@ class PreprocessingState(BaseModel):
     index_convention: dict[str, int]
     tables: dict[str, FittedTable]
     numeric: dict[str, FittedNumeric]
+    #: regression task → train label statistics the model standardises with
+    targets: dict[str, TargetStats] = {}
 
     def check(self, spec: FeatureSpec, path: Path) -> None:
         """Cross-field checks: the convention, and a usable entry for every table / numeric feature."""
@@ -290,6 +324,7 @@ def _check_finite(f: NumericFeature, col: pl.Series, where: str) -> None:
         )
 
 
+
 def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(N, T) float32 labels and (N, T) float32 weights = mask × sample weight (0 where label is null)."""
     n = df.height
@@ -321,6 +356,17 @@ def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.n
         labels[:, t] = yv
         weights[:, t] = w
     return labels, weights
+
+
+def encode_groups(columns: list[str], df: pl.DataFrame) -> torch.Tensor | None:
+    """(N, G) int64 group codes, one column per grouping column: equal values share a code
+    (1..), null is 0 (in no group). Codes are only comparable within one frame."""
+    if not columns:
+        return None
+    codes = [
+        df[c].cast(pl.String).rank("dense").fill_null(0).cast(pl.Int64).to_numpy() for c in columns
+    ]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(codes, axis=1)))
 
 
 def _stack(cols: list[np.ndarray], n: int, dtype: type) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from recsys_mtl.data.preprocess import FittedNumeric, FittedTable, Preprocessor, check_frame
+from recsys_mtl.data.preprocess import QUANTILE_STEPS, FittedNumeric, FittedTable, Preprocessor, check_frame
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import CategoricalFeature, FeatureSpec, NumericFeature, SequenceFeature
 
@@ -34,7 +34,7 @@ def fit_lazy(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> Preprocessor:
     """Fitted :class:`Preprocessor` for ``spec`` over every row of ``lf`` (columns already checked)."""
     tables = _fit_tables(spec, lf)
     numeric = _fit_numeric(spec, lf, where)
-    return Preprocessor(spec, tables, numeric)
+    return Preprocessor(spec, tables, numeric, _fit_targets(spec, lf))
 
 
 def _fit_tables(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, FittedTable]:
@@ -139,8 +139,36 @@ def _fit_numeric(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> dict[str, F
         if f.quantile_buckets is not None:
             edges = [stats[f"{f.name}:q{i}"] for i in range(f.quantile_buckets - 1)]
             fit.boundaries = sorted(set(float(e) for e in edges))
-        elif f.standardize:
+            continue
+        if f.standardize:
             std = float(stats[f"{f.name}:std"])
             fit.mean = float(stats[f"{f.name}:mean"])
             fit.std = std if std > 1e-12 and math.isfinite(std) else 1.0
+        # pass 3: the quantiles piecewise-linear embeddings bin on, one column per query
+        x = (_transformed(f, fit.impute_value) - fit.mean) / fit.std
+        qs = np.linspace(0, 1, QUANTILE_STEPS + 1)
+        row = _aggregate(lf, [x.quantile(float(q), interpolation="linear").alias(f"q{i}") for i, q in enumerate(qs)])
+        fit.quantiles = [float(row[f"q{i}"]) for i in range(len(qs))]
     return fitted
+
+
+def _fit_targets(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, tuple[float, float]]:
+    """Regression task → (mean, std) of its train labels over the rows its mask counts, sample-weighted."""
+    out: dict[str, tuple[float, float]] = {}
+    for t in spec.tasks:
+        if t.type != "regression":
+            continue
+        y = pl.sql_expr(t.label).cast(pl.Float64)
+        w = y.is_not_null().cast(pl.Float64)
+        if t.mask is not None:
+            w = w * pl.sql_expr(t.mask).fill_null(False).cast(pl.Float64)
+        if t.sample_weight is not None:
+            w = w * pl.sql_expr(t.sample_weight).cast(pl.Float64).fill_null(0)
+        y = y.fill_null(0)
+        row = _aggregate(lf, [(w * y).sum().alias("wy"), (w * y * y).sum().alias("wyy"), w.sum().alias("w")])
+        if not row["w"]:
+            continue  # no labelled rows: the transform names the task
+        mean = row["wy"] / row["w"]
+        std = math.sqrt(max(row["wyy"] / row["w"] - mean * mean, 0.0))
+        out[t.name] = (mean, std if std > 1e-12 and math.isfinite(std) else 1.0)
+    return out

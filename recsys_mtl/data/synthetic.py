@@ -17,6 +17,12 @@ The recipe extends the MMoE paper (Ma et al., KDD 2018, §3.2) and MultiTab-Benc
    order), and one coordinate carried by a multi-hot list of tags.
 4. Each task has a continuous target ``y{k}`` and a binary label ``label{k}`` (top
    ``positive_rate`` share of ``y{k}``).
+
+Planted task clusters (``task_groups`` G > 1): tasks are dealt round-robin into G groups; each
+group has a direction ``v_g`` (``v_0 = u_0``, ``v_g = ρ_x·u_0 + sqrt(1-ρ_x²)·u'_g`` with
+ρ_x = ``group_correlation``) and task k in group g gets ``w_k = c·(ρ·v_g + sqrt(1-ρ²)·u_k)``:
+cos = ρ² within a group, ρ²·ρ_x between group 0 and another (ρ²·ρ_x² between two others).
+With G = 2 and ρ_x < 0: tasks correlate positively within and negatively across the clusters.
 """
 
 from __future__ import annotations
@@ -44,16 +50,42 @@ class SyntheticConfig:
     positive_rate: float = 0.3
     noise: float = 0.1
     seed: int = 0
+    #: planted clusters of tasks (1 = none); see the module docstring
+    task_groups: int = 1
+    group_correlation: float = -0.8
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.task_correlation <= 1.0:
             raise ValueError(f"task_correlation must be in [-1, 1], got {self.task_correlation}")
+        if not -1.0 <= self.group_correlation <= 1.0:
+            raise ValueError(f"group_correlation must be in [-1, 1], got {self.group_correlation}")
+        if not 1 <= self.task_groups <= self.num_tasks:
+            raise ValueError(f"task_groups must be in [1, num_tasks], got {self.task_groups}")
         if self.rows < 1 or self.num_tasks < 1:
             raise ValueError("rows and num_tasks must be positive")
 
 
+def task_group(cfg: SyntheticConfig, k: int) -> int:
+    """The planted group of task ``k`` (round-robin)."""
+    return k % cfg.task_groups
+
+
+def _grouped_weights(cfg: SyntheticConfig, dim: int, rng: np.random.Generator) -> np.ndarray:
+    G, T = cfg.task_groups, cfg.num_tasks
+    if dim < T + G:
+        raise ValueError(f"need at least {T + G} latent dimensions for {T} tasks in {G} groups, got {dim}")
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, T + G)))
+    u = basis.T  # rows 0..G-1: group axes, G..: task axes
+    px, p = cfg.group_correlation, cfg.task_correlation
+    v = [u[0]] + [px * u[0] + np.sqrt(1.0 - px * px) * u[g] for g in range(1, G)]
+    w = [p * v[task_group(cfg, k)] + np.sqrt(1.0 - p * p) * u[G + k] for k in range(T)]
+    return cfg.scale * np.stack(w)
+
+
 def task_weights(cfg: SyntheticConfig, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """(T, d) task weight vectors with cos(w_0, w_k) = task_correlation."""
+    """(T, d) task weight vectors with cos(w_0, w_k) = task_correlation (planted groups: see above)."""
+    if cfg.task_groups > 1:
+        return _grouped_weights(cfg, dim, rng)
     if dim < cfg.num_tasks + 1:
         raise ValueError(f"need at least {cfg.num_tasks + 1} latent dimensions, got {dim}")
     basis, _ = np.linalg.qr(rng.standard_normal((dim, cfg.num_tasks + 1)))

@@ -8,7 +8,8 @@ from torch import Tensor
 
 #: a batch is a flat dict so it crosses Lightning, DDP and ONNX export unchanged:
 #: "categorical" (B, C) int64, "numeric" (B, M) float32, "seq.<name>" (B, L) int64,
-#: and for training "labels" (B, T) float32, "weights" (B, T) float32.
+#: and for training "labels" (B, T) float32, "weights" (B, T) float32, and when the spec groups
+#: rows for grouped AUC "groups" (B, G) int64 (group codes per split, 0 = no group).
 Batch = dict[str, Tensor]
 SEQ_PREFIX = "seq."
 
@@ -20,6 +21,7 @@ class EncodedTable:
     sequences: dict[str, Tensor]
     labels: Tensor
     weights: Tensor
+    groups: Tensor | None = None
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -29,6 +31,8 @@ class EncodedTable:
         out.update({SEQ_PREFIX + k: v for k, v in self.sequences.items()})
         out["labels"] = self.labels
         out["weights"] = self.weights
+        if self.groups is not None:
+            out["groups"] = self.groups
         return out
 
     def permuted(self, perm: Tensor) -> "EncodedTable":
@@ -39,6 +43,7 @@ class EncodedTable:
             sequences={k: v[perm] for k, v in self.sequences.items()},
             labels=self.labels[perm],
             weights=self.weights[perm],
+            groups=None if self.groups is None else self.groups[perm],
         )
 
 
@@ -47,4 +52,4 @@ def slice_batch(columns: Batch, start: int, stop: int) -> Batch:
 
 
 def features_only(batch: Batch) -> Batch:
-    return {k: v for k, v in batch.items() if k not in ("labels", "weights")}
+    return {k: v for k, v in batch.items() if k not in ("labels", "weights", "groups")}

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
@@ -39,14 +39,17 @@ from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.export.model_graph import OPSET, OUTPUT_ACTIVATIONS, ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import (
     ExportError,
+    RawInput,
     build_preprocess_graph,
     encoded_names,
     raw_inputs,
 )
 from recsys_mtl.export.raw import raw_feed
+from recsys_mtl.export.task_subset import check_tasks, graph_stats, subset_model
 from recsys_mtl.export.triton import write_repository
 from recsys_mtl.spec.features import Task
-from recsys_mtl.train.run_folder import LoadedRun, load_run
+from recsys_mtl.train.calibration import load_calibration
+from recsys_mtl.train.run_folder import load_run
 
 FORMAT = "recsys_mtl.export/1"
 TOLERANCE = 1e-5
@@ -70,9 +73,16 @@ def attach_preprocessing(core: onnx.ModelProto, pre: Preprocessor) -> onnx.Model
     return merged
 
 
-def _head_inputs(pre: Preprocessor, table: EncodedTable) -> list[torch.Tensor]:
+def _head_inputs(pre: Preprocessor, table: EncodedTable, conditions: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Encoded columns, then each condition input's default repeated over the rows."""
     cols = table.columns()
-    return [cols[n] for n in encoded_names(pre)]
+    rows = len(table)
+    return [cols[n] for n in encoded_names(pre)] + [v.float().expand(rows, -1).contiguous() for v in (conditions or {}).values()]
+
+
+def condition_feed(conditions: dict[str, torch.Tensor], rows: int) -> dict[str, np.ndarray]:
+    """ONNX Runtime feed of the condition inputs at their defaults: name → (rows, K) float32."""
+    return {k: np.tile(v.float().numpy(), (rows, 1)) for k, v in conditions.items()}
 
 
 def _session(model: onnx.ModelProto | str, threads: int = 0) -> ort.InferenceSession:
@@ -99,10 +109,12 @@ def _ort_outputs(session: ort.InferenceSession, feed: dict[str, np.ndarray], bat
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def parity(head: ScoringHead, session: ort.InferenceSession, pre: Preprocessor, rows: pl.DataFrame) -> dict[str, float]:
-    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on raw columns."""
-    ref = _torch_outputs(head, _head_inputs(pre, pre.transform(rows, "parity rows")))
-    got = _ort_outputs(session, raw_feed(raw_inputs(pre), rows))
+def parity(head: ScoringHead, session: ort.InferenceSession, pre: Preprocessor, rows: pl.DataFrame,
+           conditions: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on raw columns
+    (condition inputs, if any, at their defaults)."""
+    ref = _torch_outputs(head, _head_inputs(pre, pre.transform(rows, "parity rows"), conditions))
+    got = _ort_outputs(session, {**raw_feed(raw_inputs(pre), rows), **condition_feed(conditions or {}, rows.height)})
     return {t.name: float(np.abs(r - g).max()) for t, r, g in zip(head.tasks, ref, got)}
 
 
@@ -127,10 +139,12 @@ VARIANT_METRIC: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], float]]]
 }
 
 
-def task_metrics(tasks: list[Task], outputs: list[np.ndarray], table: EncodedTable) -> dict[str, dict[str, float]]:
+def task_metrics(tasks: list[Task], outputs: list[np.ndarray], table: EncodedTable,
+                 columns: list[int] | None = None) -> dict[str, dict[str, float]]:
+    """``columns``: each task's label column in ``table`` (default: position in ``tasks``)."""
     labels, weights = table.labels.numpy(), table.weights.numpy()
     out: dict[str, dict[str, float]] = {}
-    for i, (task, pred) in enumerate(zip(tasks, outputs)):
+    for i, task, pred in zip(columns or range(len(tasks)), tasks, outputs):
         keep = weights[:, i] > 0
         name, fn = VARIANT_METRIC[task.type]
         y = labels[keep, i]
@@ -138,21 +152,21 @@ def task_metrics(tasks: list[Task], outputs: list[np.ndarray], table: EncodedTab
     return out
 
 
-def _int8(run: LoadedRun, core: onnx.ModelProto, example: list[torch.Tensor], work: Path) -> onnx.ModelProto:
+def _int8(head: ScoringHead, core: onnx.ModelProto, example: list[torch.Tensor], work: Path) -> onnx.ModelProto:
     src, dst = work / "core.fp32.onnx", work / "core.int8.onnx"
     onnx.save(core, src)
     quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
     return onnx.load(dst)
 
 
-def _fp16(run: LoadedRun, core: onnx.ModelProto, example: list[torch.Tensor], work: Path) -> onnx.ModelProto:
-    names = encoded_names(run.preprocessor)
-    head = ScoringHead(copy.deepcopy(run.model), run.spec.tasks, names, compute_dtype=torch.float16)
-    return export_model(head, example)
+def _fp16(head: ScoringHead, core: onnx.ModelProto, example: list[torch.Tensor], work: Path) -> onnx.ModelProto:
+    half = ScoringHead(copy.deepcopy(head.model), head.tasks, head.input_names, compute_dtype=torch.float16,
+                       calibration={t: {"a": a, "b": b} for t, (a, b) in head.calibration.items()})
+    return export_model(half, example)
 
 
-#: variant name → core-model transformation
-VARIANTS: dict[str, Callable[[LoadedRun, onnx.ModelProto, list[torch.Tensor], Path], onnx.ModelProto]] = {
+#: variant name → core-model transformation (the fp32 scoring head, its graph, example inputs, a work dir)
+VARIANTS: dict[str, Callable[[ScoringHead, onnx.ModelProto, list[torch.Tensor], Path], onnx.ModelProto]] = {
     "int8": _int8,
     "fp16": _fp16,
 }
@@ -189,13 +203,18 @@ def export_run(
     parity_rows: int = 2048,
     tolerance: float = TOLERANCE,
     test: pl.DataFrame | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> ExportResult:
     """Export ``run_dir``; raises :class:`ExportError` when parity exceeds ``tolerance``.
 
     ``test`` overrides the held-out rows (default: the run's test split, read through its data
     source, which reads no training rows when the test split is stored apart from train).
+    ``tasks`` exports a task-sparse graph scoring only those tasks (see
+    :mod:`recsys_mtl.export.task_subset`); metadata then compares its size with the full graph's.
     """
     run = load_run(run_dir)
+    all_tasks = list(run.spec.tasks)
+    subset = check_tasks([t.name for t in all_tasks], tasks) if tasks is not None else None
     out_dir = Path(out) if out is not None else Path("exports") / run.run_dir.name
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir}: already exists and is not empty; choose another --out")
@@ -206,28 +225,44 @@ def export_run(
     if clash:
         raise ExportError(f"task names {sorted(clash)} are also input column names; rename the tasks")
 
+    if getattr(run.model, "batch_dependent", False):
+        raise ExportError(f"{run.run_dir}: model {run.cfg.model.name!r} attends across the rows of a batch "
+                          "(inter-sample attention), so a served score would depend on the other requests "
+                          "batched with it; train it with row-wise attention (att_type: row) to export")
     if test is None:
         source = data_source(run.cfg.data)
         sample, test = source.held_out_sample(parity_rows), source.test()
     else:
         sample = test.head(parity_rows)
-    pre, tasks = run.preprocessor, list(run.spec.tasks)
-    names = encoded_names(pre)
-    head = ScoringHead(run.model, tasks, names)
+    pre = run.preprocessor
+    selected = [t for t in all_tasks if subset is None or t.name in subset]
+    columns = [all_tasks.index(t) for t in selected]
+    conditions = run.model.condition_inputs()
+    names = encoded_names(pre) + list(conditions)
+    model = subset_model(run.model, subset) if subset is not None else run.model
+    # fitted on the validation split at fit time; only the exported tasks' maps
+    calibration = {t: p for t, p in load_calibration(run.run_dir).items() if subset is None or t in subset}
+    head = ScoringHead(model, selected, names, calibration=calibration)
     table = pre.transform(test, "test split")
-    example = [x[:2] for x in _head_inputs(pre, table)]  # >= 2 rows: size-1 dims get specialised
+    example = [x[:2] for x in _head_inputs(pre, table, conditions)]  # >= 2 rows: size-1 dims get specialised
 
     core = export_model(head, example)
+    sparse_info: dict[str, Any] = {}
+    if subset is not None:
+        full_core = export_model(ScoringHead(run.model, all_tasks, names), example)
+        sparse_info = {"task_subset": {"tasks": subset, "all_tasks": [t.name for t in all_tasks],
+                                       "full": graph_stats(full_core), "subset": graph_stats(core)}}
+    tasks = selected
     full = attach_preprocessing(core, pre)
     session = _session(full)
-    diffs = parity(head, session, pre, sample)
+    diffs = parity(head, session, pre, sample, conditions)
     worst = max(diffs.values())
     if not worst <= tolerance:  # also catches NaN
         raise ExportError(f"{run.run_dir}: ONNX and torch disagree on held-out rows: max abs difference "
                           f"{worst:.3g} > {tolerance:g} (per task {diffs})")
 
-    feed = raw_feed(raw_inputs(pre), test)
-    base = task_metrics(tasks, _ort_outputs(session, feed), table)
+    feed = {**raw_feed(raw_inputs(pre), test), **condition_feed(conditions, test.height)}
+    base = task_metrics(tasks, _ort_outputs(session, feed), table, columns)
     files = {"fp32": "model.onnx"}
     variant_info: dict[str, Any] = {}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -238,9 +273,9 @@ def export_run(
         stage.mkdir()
         onnx.save(full, stage / "model.onnx")
         for name in variants:
-            model = attach_preprocessing(VARIANTS[name](run, core, example, work), pre)
+            model = attach_preprocessing(VARIANTS[name](head, core, example, work), pre)
             onnx.save(model, stage / f"model.{name}.onnx")
-            metrics = task_metrics(tasks, _ort_outputs(_session(model), feed), table)
+            metrics = task_metrics(tasks, _ort_outputs(_session(model), feed), table, columns)
             files[name] = f"model.{name}.onnx"
             variant_info[name] = {
                 "file": files[name],
@@ -248,6 +283,7 @@ def export_run(
                 "change": {t: {m: round(v - base[t][m], 6) for m, v in ms.items()} for t, ms in metrics.items()},
             }
         inputs = raw_inputs(pre)
+        cond_inputs = [RawInput(k, k, "condition", "float32", ["batch", int(v.numel())]) for k, v in conditions.items()]
         outputs = output_info(tasks)
         meta: dict[str, Any] = {
             "format": FORMAT,
@@ -261,14 +297,18 @@ def export_run(
             "outputs": outputs,
             "tasks": [t.name for t in tasks],
             "files": files,
+            "calibration": {"method": run.cfg.calibration, "params": calibration} if calibration else None,
             "parity": {"rows": sample.height, "max_abs_diff": worst, "per_task": diffs,
                        "tolerance": tolerance},
             "test_metrics": {"rows": test.height, "fp32": base},
             "variants": variant_info,
+            **sparse_info,
+            # extra float inputs besides the raw columns (e.g. a task preference), with defaults
+            **({"conditions": [{**r.as_dict(), "default": conditions[r.name].tolist()} for r in cond_inputs]} if cond_inputs else {}),
             "versions": _versions(),
         }
         (stage / "metadata.json").write_text(json.dumps(meta, indent=1))
-        write_repository(stage / "triton", out_dir.name, stage / "model.onnx", inputs, outputs)
+        write_repository(stage / "triton", out_dir.name, stage / "model.onnx", inputs + cond_inputs, outputs)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         os.replace(stage, out_dir)

@@ -34,12 +34,15 @@ class ScoringHead(nn.Module):
     """Positional encoded tensors (in ``input_names`` order) → tuple of per-task outputs.
 
     ``compute_dtype`` runs the model in another float precision (e.g. float16); inputs and
-    outputs stay float32 so the graph's interface never changes.
+    outputs stay float32 so the graph's interface never changes. ``calibration`` (task →
+    ``{"a", "b"}``, see :mod:`recsys_mtl.train.calibration`) maps a binary task's logit to
+    ``a·z + b`` before the sigmoid, so the calibrated probability is what the graph serves.
     """
 
     def __init__(self, model: MultiTaskModel, tasks: Sequence[Task], input_names: Sequence[str],
-                 compute_dtype: torch.dtype = torch.float32):
+                 compute_dtype: torch.dtype = torch.float32, calibration: dict[str, dict[str, float]] | None = None):
         super().__init__()
+        self.calibration = {t: (float(p["a"]), float(p["b"])) for t, p in (calibration or {}).items()}
         self.model = model.to(compute_dtype).eval()
         self.input_names = list(input_names)
         self.tasks = list(tasks)
@@ -55,8 +58,10 @@ class ScoringHead(nn.Module):
         return batch
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        logits = self.model(self.batch(inputs))
-        return tuple(act(logits[t.name].float()) for t, act in zip(self.tasks, self.activations))
+        logits = {k: v.float() for k, v in self.model(self.batch(inputs)).items()}
+        for name, (a, b) in self.calibration.items():
+            logits[name] = logits[name] * a + b
+        return tuple(act(logits[t.name]) for t, act in zip(self.tasks, self.activations))
 
 
 def export_model(head: ScoringHead, example: Sequence[Tensor]) -> onnx.ModelProto:

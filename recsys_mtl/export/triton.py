@@ -32,7 +32,7 @@ def _tensor(name: str, dtype: str, dims: list[int]) -> str:
 
 def config_pbtxt(name: str, inputs: list[RawInput], outputs: list[dict[str, object]], max_batch_size: int,
                  max_queue_delay_us: int) -> str:
-    ins = [_tensor(r.name, r.dtype, [-1] if r.kind == "sequence" else []) for r in inputs]
+    ins = [_tensor(r.name, r.dtype, [-1] if r.kind == "sequence" else [int(d) for d in r.shape[1:]]) for r in inputs]
     outs = [_tensor(str(o["name"]), "float32", [int(d) for d in o["shape"][1:]]) for o in outputs]  # type: ignore[index,union-attr]
     return "\n".join([
         f'name: "{name}"',

@@ -75,10 +75,7 @@ class DTRN(MultiTaskModel):
         self.encoder = self.inner.encoder  # the shared embeddings are the inner model's
         self.towers = self.inner.towers
         enc = self.encoder
-        field_dims = [context.layout.tables[t][1] for t in enc.cat_tables]
-        field_dims += [context.layout.tables[t][1] for _, t, _ in enc.sequences]
-        field_dims += [1] * enc.num_numeric
-        self.bottom = TaskSENet(field_dims, len(self.task_names), config.reduction)
+        self.bottom = TaskSENet(enc.field_dims, len(self.task_names), config.reduction)
 
     def task_inputs(self, x: Tensor) -> list[Tensor]:
         t, b = len(self.task_names), x.shape[0]

@@ -9,11 +9,12 @@ from recsys_mtl.errors import SpecError
 from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
 from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
 from recsys_mtl.models.registry import register
-from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
+from recsys_mtl.nn.blocks import Gate, mix
+from recsys_mtl.nn.expert_banks import ExpertTypeParams, build_experts
 from torch import nn
 
 
-class MoEConfig(ModelConfig, ExclusivityParams):
+class MoEConfig(ModelConfig, ExclusivityParams, ExpertTypeParams):
     num_experts: int = Field(8, ge=1)
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
 
@@ -25,7 +26,7 @@ class _MixtureOfExperts(MultiTaskModel):
     def __init__(self, context: ModelContext, config: MoEConfig):
         super().__init__(context, config)
         d = self.encoder.output_dim
-        self.experts = ParallelExperts(config.num_experts, d, config.expert_hidden, config.activation, config.dropout)
+        self.experts = build_experts(config, config.num_experts, d, config.expert_hidden, config.activation, config.dropout)
         n_gates = len(self.task_names) if self.gates_per_task else 1
         owners = exclusive_owners(config.num_experts, self.task_names, config.exclusivity, config.exclusivity_seed)
         if config.exclusivity > 0 and not self.gates_per_task:
@@ -55,6 +56,8 @@ class MMoE(_MixtureOfExperts):
     | expert_hidden | [64] | expert MLP widths (last = expert output dim) |
     | exclusivity | 0.0 | MMoEEx: share of experts made exclusive to one task (masked out of the other gates) |
     | exclusivity_seed | 0 | seed of the expert → task assignment |
+    | expert_type | mlp | `cross`: every expert is a DCN-v2 cross network followed by its MLP |
+    | expert_cross | {kind: full, num_layers: 2} | the cross experts' network (see nn/cross.py) |
     | tower_hidden | [32] | per-task tower widths |
     | dropout | 0.0 | dropout in experts and towers |
     | activation | relu | hidden activation |

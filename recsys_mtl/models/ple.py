@@ -20,10 +20,11 @@ from torch import Tensor, nn
 from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
 from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
 from recsys_mtl.models.registry import register
-from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
+from recsys_mtl.nn.blocks import Gate, mix
+from recsys_mtl.nn.expert_banks import ExpertTypeParams, build_experts
 
 
-class PLEConfig(ModelConfig, ExclusivityParams):
+class PLEConfig(ModelConfig, ExclusivityParams, ExpertTypeParams):
     num_levels: int = Field(2, ge=1)
     task_experts: int = Field(2, ge=0)
     shared_experts: int = Field(2, ge=0)
@@ -58,7 +59,7 @@ class CGCLevel(nn.Module):
     def __init__(self, in_dim: int, task_names: Sequence[str], cfg: PLEConfig, last: bool):
         super().__init__()
         n_t, n_s = cfg.task_experts, cfg.shared_experts
-        bank = lambda n: ParallelExperts(n, in_dim, cfg.expert_hidden, cfg.activation, cfg.dropout)  # noqa: E731
+        bank = lambda n: build_experts(cfg, n, in_dim, cfg.expert_hidden, cfg.activation, cfg.dropout)  # noqa: E731
         self.task_experts = nn.ModuleList([bank(n_t) for _ in task_names]) if n_t else None
         self.shared_experts = bank(n_s) if n_s else None
         self.out_dim = cfg.expert_hidden[-1]
@@ -102,6 +103,8 @@ class PLE(MultiTaskModel):
     | expert_hidden | [64] | expert MLP widths (last = expert output dim), same at every level |
     | exclusivity | 0.0 | MMoEEx: share of each level's shared experts made exclusive to one task |
     | exclusivity_seed | 0 | seed of the expert → task assignment |
+    | expert_type | mlp | `cross`: every expert is a DCN-v2 cross network followed by its MLP |
+    | expert_cross | {kind: full, num_layers: 2} | the cross experts' network (see nn/cross.py) |
     | tower_hidden | [32] | per-task tower widths |
     | dropout | 0.0 | dropout in experts and towers |
     | activation | relu | hidden activation |

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from recsys_mtl.models.base import ModelContext, MultiTaskModel
+from recsys_mtl.errors import SpecError
+from recsys_mtl.nn.cross import CrossedEncoder
 from recsys_mtl.registry import Registry
 
 MODELS: Registry[MultiTaskModel] = Registry("model", "model")
@@ -20,4 +22,9 @@ def model_class(name: str) -> type[MultiTaskModel]:
 
 
 def build_model(name: str, params: dict[str, Any], context: ModelContext) -> MultiTaskModel:
-    return MODELS.get(name)(context, MODELS.config(name, params))  # type: ignore[call-arg]
+    config = MODELS.config(name, params)
+    model = MODELS.get(name)(context, config)  # type: ignore[call-arg]
+    if getattr(config, "cross", None) is not None and not isinstance(model.encoder, CrossedEncoder):
+        raise SpecError(f"model.params.cross: {name!r} does not read the flat encoded vector (it uses "
+                        "feature tokens or per-feature embeddings), so a cross network cannot be its bottom")
+    return model

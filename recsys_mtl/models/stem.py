@@ -28,7 +28,6 @@ from recsys_mtl.data.tensors import Batch
 from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
-from recsys_mtl.nn.encoders import FeatureEncoder
 
 
 class STEMConfig(ModelConfig):
@@ -62,7 +61,7 @@ class STEM(MultiTaskModel):
         super().__init__(context, config)
         t = len(self.task_names)
         d = self.encoder.output_dim
-        self.task_encoders = nn.ModuleList(FeatureEncoder(context.layout) for _ in range(t))
+        self.task_encoders = nn.ModuleList(self.make_encoder() for _ in range(t))
         args = (d, config.expert_hidden, config.activation, config.dropout)
         self.shared_experts = ParallelExperts(config.shared_experts, *args) if config.shared_experts else None
         self.task_experts = nn.ModuleList(ParallelExperts(config.task_experts, *args) for _ in range(t))

@@ -70,12 +70,32 @@ class CategoricalFeature(_Categorical):
     kind: Literal["categorical"]
 
 
+class TargetAttentionConfig(StrictModel):
+    """DIN target attention (see :mod:`recsys_mtl.nn.target_attention`): the sequence is pooled
+    with weights computed from each element and the ``query`` feature's embedding."""
+
+    #: a categorical feature (e.g. the candidate item) sharing this sequence's embedding table
+    query: str = Field(min_length=1)
+    #: widths of the local activation unit's hidden layers (DIN: 80, 40)
+    hidden: tuple[int, ...] = Field((80, 40), min_length=1)
+    #: normalise weights with a softmax over the sequence (DIN's reference code) instead of the
+    #: paper's raw weights
+    softmax: bool = False
+
+
 class SequenceFeature(_Categorical):
     """A multi-hot / sequence list column, padded or truncated to ``max_len`` and pooled."""
 
     kind: Literal["sequence"]
     max_len: int = Field(ge=1)
-    pooling: Literal["mean", "sum", "max"] = "mean"
+    pooling: Literal["mean", "sum", "max", "target_attention"] = "mean"
+    attention: TargetAttentionConfig | None = None
+
+    @model_validator(mode="after")
+    def _attention_with_pooling(self) -> "SequenceFeature":
+        if (self.pooling == "target_attention") != (self.attention is not None):
+            raise ValueError("pooling 'target_attention' and an 'attention' section (with its query) go together")
+        return self
 
 
 class MissingPolicy(StrictModel):
@@ -138,7 +158,7 @@ _DEFAULT_METRICS = {
 }
 _ALLOWED_LOSS = {"binary": {"bce"}, "regression": {"mse", "huber", "mae"}, "multiclass": {"ce"}}
 _ALLOWED_METRICS = {
-    "binary": {"auc", "logloss", "accuracy"},
+    "binary": {"auc", "gauc", "logloss", "accuracy"},
     "regression": {"rmse", "mae"},
     "multiclass": {"accuracy", "logloss"},
 }
@@ -176,6 +196,9 @@ class Task(StrictModel):
     #: ``after`` click). The label stays over the entire space (1 = both events happened), and
     #: funnel models (esmm, aitm) predict it as p(previous) · p(this | previous).
     after: str | None = None
+    #: raw column whose values group rows (e.g. a user id) for grouped AUC (``gauc``); defaults
+    #: to the spec's ``group_by``.
+    group_by: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Task":
@@ -194,6 +217,8 @@ class Task(StrictModel):
                 f"metrics {sorted(bad)} do not fit a {self.type} task "
                 f"(choose from {sorted(_ALLOWED_METRICS[self.type])})"
             )
+        if "gauc" in (self.metrics or ()) and self.group_by is None:
+            raise ValueError("metric 'gauc' needs a grouping column: set 'group_by' on the task or the spec")
         return self
 
     @property
@@ -202,7 +227,10 @@ class Task(StrictModel):
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return self.metrics or _DEFAULT_METRICS[self.type]
+        if self.metrics:
+            return self.metrics
+        grouped = ("gauc",) if self.type == "binary" and self.group_by is not None else ()
+        return _DEFAULT_METRICS[self.type] + grouped
 
     @property
     def output_dim(self) -> int:
@@ -214,8 +242,22 @@ class FeatureSpec(StrictModel):
     description: str = ""
     features: list[Feature] = Field(min_length=1)
     tasks: list[Task] = Field(min_length=1)
+    #: raw column grouping rows for grouped AUC (e.g. ``user_id``); every task without its own
+    #: ``group_by`` inherits it.
+    group_by: str | None = Field(None, min_length=1)
     #: raw columns deliberately not used (documentation, and checked against features).
     ignore: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_group_by(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("group_by") and isinstance(data.get("tasks"), list):
+            data = dict(data)
+            data["tasks"] = [
+                {**t, "group_by": data["group_by"]} if isinstance(t, dict) and t.get("group_by") is None else t
+                for t in data["tasks"]
+            ]
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "FeatureSpec":
@@ -233,6 +275,9 @@ class FeatureSpec(StrictModel):
                     f"features[{i}] ({f.name}): shared_table {f.table!r} is also used by "
                     f"{seen[0]!r} with a different embedding_dim or index type"
                 )
+        for i, f in enumerate(self.features):
+            if isinstance(f, SequenceFeature) and f.attention is not None:
+                _check_query(self.features, i, f.attention.query)
         sources = {f.source: f.name for f in self.features}
         for i, t in enumerate(self.tasks):
             label_cols = expression_columns(t.label, f"tasks[{i}] ({t.name}).label")
@@ -266,15 +311,35 @@ class FeatureSpec(StrictModel):
     def sequences(self) -> list[SequenceFeature]:
         return [f for f in self.features if isinstance(f, SequenceFeature)]
 
+    @cached_property
+    def group_columns(self) -> list[str]:
+        return group_columns(self.tasks)
+
     def required_columns(self) -> list[str]:
-        """Every raw column the spec reads: features, labels, masks and sample weights."""
-        cols = [f.source for f in self.features]
+        """Every raw column the spec reads: features, labels, masks, sample weights and groups."""
+        cols = [f.source for f in self.features] + self.group_columns
         for i, t in enumerate(self.tasks):
             for field in ("label", "mask", "sample_weight"):
                 expr = getattr(t, field)
                 if expr is not None:
                     cols += expression_columns(expr, f"tasks[{i}].{field}")
         return list(dict.fromkeys(cols))
+
+
+def group_columns(tasks: list[Task]) -> list[str]:
+    """The distinct ``group_by`` columns of ``tasks``, in task order: the columns of ``groups``."""
+    return list(dict.fromkeys(t.group_by for t in tasks if t.group_by is not None))
+
+
+def _check_query(features: list["Feature"], i: int, query: str) -> None:
+    """The attention query of ``features[i]`` is a categorical feature sharing its table."""
+    seq = features[i]
+    where = f"features[{i}] ({seq.name}).attention.query"
+    q = next((f for f in features if f.name == query), None)
+    if not isinstance(q, CategoricalFeature):
+        raise ValueError(f"{where}: {query!r} is not a categorical feature")
+    if q.table != seq.table:  # type: ignore[union-attr]
+        raise ValueError(f"{where}: {query!r} must share the sequence's embedding table (set the same 'shared_table' on both)")
 
 
 def _check_funnel_stage(tasks: list[Task], i: int) -> None:

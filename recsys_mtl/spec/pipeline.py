@@ -86,6 +86,7 @@ class TrainerConfig(StrictModel):
     batch_size: int = Field(1024, ge=1)
     eval_batch_size: int = Field(8192, ge=1)
     lr: float = Field(1e-3, gt=0)
+    #: decoupled (AdamW) decay on dense weight matrices only (see recsys_mtl.train.optim)
     weight_decay: float = Field(0.0, ge=0)
     #: optimizer of the large embedding tables (recsys_mtl.train.optim): row-sparse updates
     #: (``auto`` = ``sparse_adam``, or ``rowwise_adagrad``), or ``dense`` (Adam on every row)
@@ -94,6 +95,12 @@ class TrainerConfig(StrictModel):
     sparse_min_rows: int = Field(100_000, ge=0)
     #: learning rate of the sparse optimizer (default: ``lr``)
     embedding_lr: float | None = Field(None, gt=0)
+    #: per-step learning-rate schedule over max_epochs: constant, cosine (warmup + cosine decay), onecycle
+    lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    #: share of the steps spent warming up linearly from ~0 to lr
+    warmup_fraction: float = Field(0.0, ge=0, lt=1)
+    #: cosine / onecycle: the learning rate at the last step, as a share of lr
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
     #: early stopping and checkpoint selection, always on the validation split.
     monitor: str = "val/auc_mean"
     mode: Literal["min", "max"] = "max"
@@ -128,6 +135,11 @@ class PipelineConfig(StrictModel):
     balancing: ComponentConfig = ComponentConfig(name="equal")
     trainer: TrainerConfig = TrainerConfig()
     runs_dir: Path = Path("runs")
+    #: post-hoc calibration of binary tasks, fitted on the validation split after training and
+    #: baked into the export: "temperature" or "platt" (see recsys_mtl.train.calibration).
+    calibration: str | None = None
     #: free-form sections owned by later stages (tuning search space, export options).
     tune: dict[str, Any] = {}
     export: dict[str, Any] = {}
+    #: baselines fitted next to the model (validated by recsys_mtl.baselines.config)
+    baselines: dict[str, Any] = {}

@@ -33,6 +33,25 @@ def diagnose(model: MultiTaskModel, loader: ColumnBatchLoader, near_zero: float 
     return acc.result()
 
 
+def importance_report(run_dir: str | Path, repeats: int = 3, batch_size: int = 8192) -> tuple[Path, Path, str]:
+    """Permutation importance per task on the run's validation split (test never read):
+    ``<run>/report/importance.json`` and ``.png``; returns (json, png, markdown table)."""
+    from recsys_mtl.diagnostics.importance import importance_table, permutation_importance, plot_importance
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    valid = run.preprocessor.transform(data_source(run.cfg.data).valid(), "validation split")
+    result = {"checkpoint": run.checkpoint, "split": "valid",
+              **permutation_importance(run.model, run.spec.tasks, run.preprocessor.layout, valid, repeats, 0, batch_size)}
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    json_path = out / "importance.json"
+    write_atomic(json_path, json.dumps(result, indent=1))
+    png = out / "importance.png"
+    plot_importance(result, png)
+    return json_path, png, importance_table(result)
+
+
 def report(run_dir: str | Path, batch_size: int = 8192) -> tuple[Path, Path]:
     """Write the diagnostics of the run's selected checkpoint on its validation split; returns (json, png)."""
     run_dir = Path(run_dir)

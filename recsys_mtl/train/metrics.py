@@ -8,7 +8,8 @@ import torch
 import torchmetrics as tm
 from torch import Tensor, nn
 
-from recsys_mtl.spec.features import Task
+from recsys_mtl.spec.features import Task, group_columns
+from recsys_mtl.train.gauc import GroupedAUROC
 
 
 class LogLoss(tm.MeanMetric):
@@ -30,6 +31,7 @@ class LogLoss(tm.MeanMetric):
 _FACTORIES: dict[str, dict[str, Callable[[Task], tm.Metric]]] = {
     "binary": {
         "auc": lambda t: tm.classification.BinaryAUROC(),
+        "gauc": lambda t: GroupedAUROC(),
         "logloss": lambda t: LogLoss(),
         "accuracy": lambda t: tm.classification.BinaryAccuracy(),
     },
@@ -43,7 +45,9 @@ _FACTORIES: dict[str, dict[str, Callable[[Task], tm.Metric]]] = {
     },
 }
 # which metrics want probabilities instead of logits
-_ON_PROBS = {"auc", "accuracy"}
+_ON_PROBS = {"auc", "gauc", "accuracy"}
+# which metrics also take the row's group code
+_GROUPED = {"gauc"}
 
 
 class TaskMetrics(nn.Module):
@@ -55,8 +59,11 @@ class TaskMetrics(nn.Module):
         self.metrics = nn.ModuleDict(
             {t.name: nn.ModuleDict({m: _FACTORIES[t.type][m](t) for m in t.metric_names}) for t in self.tasks}
         )
+        columns = group_columns(self.tasks)
+        #: task → column of the batch's ``groups`` tensor holding its grouping key
+        self.group_index = {t.name: columns.index(t.group_by) for t in self.tasks if t.group_by is not None}
 
-    def update(self, logits: dict[str, Tensor], labels: Tensor, weights: Tensor) -> None:
+    def update(self, logits: dict[str, Tensor], labels: Tensor, weights: Tensor, groups: Tensor | None = None) -> None:
         for i, task in enumerate(self.tasks):
             keep = weights[:, i] > 0
             if not bool(keep.any()):
@@ -64,7 +71,11 @@ class TaskMetrics(nn.Module):
             out, y = logits[task.name][keep].detach(), labels[keep, i]
             probs = out.float().sigmoid() if task.type == "binary" else out.float().softmax(-1) if task.type == "multiclass" else out.float()
             for name, metric in self.metrics[task.name].items():  # type: ignore[union-attr]
-                if task.type == "regression":
+                if name in _GROUPED:
+                    if groups is None:
+                        raise ValueError(f"task {task.name!r}: metric {name!r} needs the batch's 'groups'")
+                    metric.update(probs, y.long(), groups[keep, self.group_index[task.name]])
+                elif task.type == "regression":
                     metric.update(out.float(), y)
                 elif name in _ON_PROBS:
                     metric.update(probs, y.long())
@@ -81,6 +92,9 @@ class TaskMetrics(nn.Module):
         aucs = [v for k, v in result.items() if k.endswith("/auc")]
         if aucs:
             result["auc_mean"] = float(torch.tensor(aucs).mean())
+        gaucs = [v for k, v in result.items() if k.endswith("/gauc")]
+        if gaucs:
+            result["gauc_mean"] = float(torch.tensor(gaucs).mean())
         return result
 
     def reset(self) -> None:

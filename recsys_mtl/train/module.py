@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import lightning as L
 import torch
@@ -17,7 +18,7 @@ from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.balancer_feed import BalancerFeed
 from recsys_mtl.train.metrics import TaskMetrics
-from recsys_mtl.train.optim import build_optimizer, clip_gradients, use_sparse_embeddings
+from recsys_mtl.train.optim import clip_gradients, configure, needs_schedule, use_sparse_embeddings
 
 SPLITS = ("val", "test")
 
@@ -42,10 +43,12 @@ class MultiTaskModule(L.LightningModule):
         return self.model(features_only(batch))
 
     def task_losses(self, logits: dict[str, Tensor], batch: Batch) -> Tensor:
-        """(T,) losses, each the weighted mean over rows its mask counts, times the spec weight."""
+        """(T,) losses, each the weighted mean over rows its mask counts, times the spec weight
+        (regression losses on the train-standardized scale when the model standardizes targets)."""
         labels, weights = batch["labels"], batch["weights"]
+        scale = self.model.towers.standardize  # regression: the loss compares standardized values
         per_task = [
-            weighted_mean(fn(logits[t.name].float(), labels[:, i]), weights[:, i])
+            weighted_mean(fn(scale(i, logits[t.name].float()), scale(i, labels[:, i])), weights[:, i])
             for i, (t, fn) in enumerate(zip(self.tasks, self.losses))
         ]
         return torch.stack(per_task) * self.task_weights
@@ -119,7 +122,7 @@ class MultiTaskModule(L.LightningModule):
         sums, weights = self.task_loss_sums(logits, batch)
         self._eval_sums = self._eval_sums.to(sums.device) + sums
         self._eval_weights = self._eval_weights.to(sums.device) + weights
-        self.metrics[split].update(logits, batch["labels"], batch["weights"])  # type: ignore[operator]
+        self.metrics[split].update(logits, batch["labels"], batch["weights"], batch.get("groups"))  # type: ignore[operator]
 
     def _eval_epoch_end(self, split: str) -> None:
         metrics = self.metrics[split]
@@ -154,5 +157,9 @@ class MultiTaskModule(L.LightningModule):
         if gradient_clip_val:  # torch's clipping rejects the sparse gradients of large tables
             clip_gradients((p for g in optimizer.param_groups for p in g["params"]), gradient_clip_val, gradient_clip_algorithm or "norm")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self, self.model, self.balancer, self.cfg)
+    def configure_optimizers(self) -> Any:
+        steps = None
+        if needs_schedule(self.cfg):  # only a schedule needs the trainer's step count
+            total = self.trainer.estimated_stepping_batches  # inf for a stream of unknown length
+            steps = int(total) if math.isfinite(total) else None
+        return configure(self.model, self.balancer, self.cfg, steps)

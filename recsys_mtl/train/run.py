@@ -13,6 +13,9 @@ Layout of a run folder::
       drift.json          with --init-from: vocabulary growth, OOV rates, numeric drift
       diagnostics.json    expert sparsity, gate entropy, expert usage per validation (MoE models)
       diagnostics.png     plot of the selected checkpoint's diagnostics
+      calibration.json    binary tasks: ECE, predicted/observed ratio, reliability bins per split;
+                          the post-hoc calibrator fitted on validation, if configured
+      reliability.png     reliability diagram of the selected checkpoint
 
 Everything that can fail on bad input (spec, data, trainer, model and balancing config) is checked
 before the folder is created, and every file is written atomically, so a failure never leaves a
@@ -46,6 +49,7 @@ from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.train.calibration import calibration_report, check_calibrator, write_calibration
 from recsys_mtl.train.callbacks import RunCheckpoint, Throughput
 from recsys_mtl.train.checks import check_pipeline
 from recsys_mtl.train.curves import plot_curves
@@ -110,6 +114,7 @@ def build_module(prep: Prepared) -> MultiTaskModule:
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     context = ModelContext(layout=prep.preprocessor.layout, tasks=prep.spec.tasks)
     model = build_model(cfg.model.name, cfg.model.params, context)
+    model.fit_inputs(prep.train)  # e.g. GBDT leaf trees, fitted on the train split only
     balancer = build_balancer(cfg.balancing.name, cfg.balancing.params, model.task_names)
     return MultiTaskModule(model, prep.spec.tasks, balancer, cfg.trainer)
 
@@ -214,6 +219,7 @@ def fit(
     else:
         prep = prepare(cfg, spec, splits, source=source)
     module = build_module(prep)  # bad model / balancing params fail here, before any file is written
+    check_calibrator(cfg.calibration)
     if start is not None:
         start.drift["new_rows"] = carry_weights(module.model, start.model)
     run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name).resolve()  # Lightning's paths are absolute
@@ -253,6 +259,8 @@ def fit(
     }
     if trainer.is_global_zero:  # under DDP every rank holds the same synced metrics
         write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        # the module holds the selected checkpoint's weights (validate/test above loaded them)
+        write_calibration(run_dir, calibration_report(module.model, prep.spec.tasks, prep.valid, prep.test if evaluate_test else None, cfg.calibration))
         plot_curves(run_dir, last_epoch=trainer.current_epoch - 1)
     return RunResult(run_dir, metrics)
 

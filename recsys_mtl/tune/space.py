@@ -12,13 +12,19 @@ Example (every key but ``space`` has a default)::
       pruner: {name: median, params: {n_startup_trials: 5}}
       trial_overrides: {trainer.max_epochs: 3}    # trials only; the final refit uses the pipeline's
       train_fraction: 0.2              # trials train on 20% of the train rows (seeded); the refit on all
-      enqueue: [{trainer.lr: 0.002}]              # trials run first (e.g. the untuned default)
+      enqueue: [{trainer.lr: 0.002}]              # trials run first, after the default
+      enqueue_default: true            # trial 0 = the pipeline as written (never beaten on validation by the best)
+      refit_default: true              # also refit the default: the summary shows default vs tuned on val and test
       space:
         trainer.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
         trainer.batch_size: {type: categorical, choices: [512, 1024, 2048]}
         model.name: {type: categorical, choices: [mmoe, ple]}
         model.params.num_experts: {type: int, low: 2, high: 12, when: {model.name: mmoe}}
         model.params.expert_hidden: {type: categorical, choices: [[64], [128, 64]]}
+
+Multi-fidelity pruning over epochs: ``pruner: {name: hyperband, params: {min_resource: 1,
+max_resource: <max_epochs>, reduction_factor: 3}}`` or ``successive_halving`` (ASHA); every
+trial reports its validation objective after each epoch through Lightning's pruning callback.
 
 Objectives: ``single`` (one validation metric; default the trainer's monitor), ``weighted``
 (a weighted sum of validation metrics, one number), ``multi`` (one objective per metric, default
@@ -79,6 +85,10 @@ class FloatParam(_Param):
     def suggest(self, trial: optuna.Trial, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
 
+    def contains(self, value: Any) -> bool:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+        return ok and (self.step is None or abs((value - self.low) / self.step - round((value - self.low) / self.step)) < 1e-9)
+
     def candidates(self) -> list[Any]:
         return [self.low, self.high]
 
@@ -97,6 +107,9 @@ class IntParam(_Param):
 
     def suggest(self, trial: optuna.Trial, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high and (value - self.low) % self.step == 0
 
     def candidates(self) -> list[Any]:
         return [self.low, self.high]
@@ -118,6 +131,9 @@ class CategoricalParam(_Param):
 
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
         return _decode(trial.suggest_categorical(name, [_encode(c) for c in self.choices]))
+
+    def contains(self, value: Any) -> bool:
+        return _encode(value) in {_encode(c) for c in self.choices}
 
     def candidates(self) -> list[Any]:
         return list(self.choices)
@@ -246,6 +262,10 @@ class TuneConfig(_Strict):
     #: trials train on this seeded random share of the train rows (validation stays whole); the refit uses all.
     train_fraction: float = Field(1.0, gt=0, le=1)
     enqueue: list[dict[str, Any]] = []
+    #: the untuned pipeline is the study's first trial, so the best trial is never worse than it on validation
+    enqueue_default: bool = True
+    #: also refit the default trial (when it is not the chosen one) so the summary shows default vs tuned on test
+    refit_default: bool = True
     #: RDB heartbeat: a worker silent for grace_period seconds has its running trial failed (then retried).
     heartbeat_interval: int = Field(30, ge=1)
     grace_period: int = Field(90, ge=2)
@@ -387,6 +407,27 @@ def _fixed(cfg_raw: dict[str, Any], path: str) -> Any:
         return get_path(cfg_raw, path)
     except KeyError:
         return None
+
+
+def default_assignment(space: dict[str, Param], cfg: PipelineConfig) -> tuple[dict[str, Any], list[str]]:
+    """The pipeline's own value of every active space parameter (family defaults filled in), and
+    the paths whose value the space cannot express (the default trial leaves those unset, i.e. as
+    the pipeline has them)."""
+    raw = cfg.model_dump(mode="python")
+    for section, registry in _REGISTRIES.items():
+        comp = getattr(cfg, section)
+        raw[section]["params"] = registry.config(comp.name, comp.params).model_dump(mode="python")
+    values: dict[str, Any] = {}
+    outside: list[str] = []
+    for path, param in space.items():
+        if not active(param, values, raw):
+            continue
+        value = _fixed(raw, path)
+        if value is not None and param.contains(value):
+            values[path] = value
+        else:
+            outside.append(path)
+    return values, outside
 
 
 def sample(space: dict[str, Param], trial: optuna.Trial, cfg_raw: dict[str, Any]) -> dict[str, Any]:

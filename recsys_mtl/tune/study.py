@@ -49,6 +49,7 @@ from recsys_mtl.tune.space import (
     WeightedObjective,
     SingleObjective,
     check_space,
+    default_assignment,
     directions,
     objective_metrics,
     parse_tune,
@@ -59,6 +60,8 @@ from recsys_mtl.tune.space import (
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 WEIGHTED_KEY = "val/tune_objective"
+#: user attribute marking the enqueued untuned pipeline
+ROLE, DEFAULT = "role", "default"
 
 
 @dataclass
@@ -118,6 +121,10 @@ def open_study(plan: StudyPlan) -> optuna.Study:
         raise SpecError(f"study {plan.study_name!r} in {plan.storage_url} optimises {study.user_attrs['metrics']}, not {plan.metrics}")
     if not study.trials:  # a fresh study: record its objectives and queue the requested first trials
         study.set_user_attr("metrics", plan.metrics)
+        if t.enqueue_default:
+            fixed, outside = default_assignment(t.space, plan.cfg)
+            study.set_user_attr("default_outside_space", outside)
+            study.enqueue_trial({k: _encode_param(v) for k, v in fixed.items()}, user_attrs={ROLE: DEFAULT, "fixed": list(fixed)})
         for assignment in t.enqueue:
             study.enqueue_trial({k: _encode_param(v) for k, v in assignment.items()}, skip_if_exists=True)
     return study
@@ -186,7 +193,11 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         plan = self.plan
-        params = sample(plan.tune.space, trial, self.base_raw)
+        if trial.user_attrs.get(ROLE) == DEFAULT:  # exactly the pipeline: only the enqueued values, nothing sampled
+            fixed = trial.user_attrs.get("fixed", [])
+            params = {p: plan.tune.space[p].suggest(trial, p) for p in plan.tune.space if p in fixed}
+        else:
+            params = sample(plan.tune.space, trial, self.base_raw)
         trial.set_user_attr("assignments", params)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         monitor, prune_on = self.monitor_overrides()
@@ -262,6 +273,8 @@ class TuneResult:
     refit: RunResult | None
     plots: list[Path]
     summary_path: Path
+    #: the untuned pipeline's refit (None when it is the chosen trial, or not asked for)
+    default_refit: RunResult | None = None
 
 
 def run_workers(plan: StudyPlan, source: DataSource | None = None) -> tuple[optuna.Study, DataSource]:
@@ -317,10 +330,18 @@ def pareto_front(study: optuna.Study, plan: StudyPlan) -> list[FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: -sign * t.values[0])
 
 
-def refit(plan: StudyPlan, trial: FrozenTrial, source: DataSource) -> RunResult:
+def refit(plan: StudyPlan, trial: FrozenTrial, source: DataSource, suffix: str = "tuned") -> RunResult:
     """Fit the pipeline with the trial's parameters into a normal run folder; the one test evaluation."""
-    cfg = resolve(plan.cfg, {**trial.user_attrs["assignments"], "name": f"{plan.cfg.name}-tuned"})
+    cfg = resolve(plan.cfg, {**trial.user_attrs["assignments"], "name": f"{plan.cfg.name}-{suffix}"})
     return fit(cfg, plan.spec, source=source)
+
+
+def default_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The enqueued untuned pipeline's trial, when it finished."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get(ROLE) == DEFAULT:
+            return t
+    return None
 
 
 def tune(plan: StudyPlan, *, do_refit: bool = True, source: DataSource | None = None) -> TuneResult:
@@ -331,9 +352,13 @@ def tune(plan: StudyPlan, *, do_refit: bool = True, source: DataSource | None = 
     study, source = run_workers(plan, source)
     chosen = choose_trial(study, plan)
     result = refit(plan, chosen, source) if do_refit and chosen is not None else None
+    default = default_trial(study)
+    default_result = None
+    if do_refit and plan.tune.refit_default and default is not None and chosen is not None and default.number != chosen.number:
+        default_result = refit(plan, default, source, suffix="default")
     plots = write_plots(study, plan.metrics, plan.area / "plots", plan.tune.plots)
-    summary = write_summary(study, plan, chosen, result, time.perf_counter() - started)
-    return TuneResult(study, plan, chosen, result, plots, summary)
+    summary = write_summary(study, plan, chosen, result, time.perf_counter() - started, default_result)
+    return TuneResult(study, plan, chosen, result, plots, summary, default_result)
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -341,6 +366,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         rows.append({
             "number": t.number,
+            "role": t.user_attrs.get(ROLE, "search"),
             "state": t.state.name,
             "values": t.values,
             "params": t.user_attrs.get("assignments", {}),
@@ -351,7 +377,25 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | None, result: RunResult | None, seconds: float) -> Path:
+def default_vs_tuned(study: optuna.Study, chosen: FrozenTrial | None, result: RunResult | None,
+                     default_result: RunResult | None) -> dict[str, Any] | None:
+    """Validation (the trials' objective metrics) and test (the refits, each tested once) for the untuned
+    pipeline and the chosen trial; None without a finished default trial."""
+    default = default_trial(study)
+    if default is None or chosen is None:
+        return None
+    same = default.number == chosen.number
+    d_run = result if same else default_result
+
+    def side(trial: FrozenTrial, run: RunResult | None) -> dict[str, Any]:
+        return {"trial": trial.number, "values": trial.values, "params": trial.user_attrs.get("assignments"),
+                "val": trial.user_attrs.get("val"), "test": None if run is None else run.metrics.get("test")}
+
+    return {"default_is_best": same, "default": side(default, d_run), "tuned": side(chosen, result)}
+
+
+def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | None, result: RunResult | None, seconds: float,
+                  default_result: RunResult | None = None) -> Path:
     rows = trial_rows(study)
     front = pareto_front(study, plan) if len(plan.directions) > 1 and chosen is not None else []
     summary = {
@@ -363,6 +407,8 @@ def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | No
         "chosen_trial": None if chosen is None else {"number": chosen.number, "values": chosen.values, "params": chosen.user_attrs.get("assignments"), "val": chosen.user_attrs.get("val")},
         "pareto_front": [{"number": t.number, "values": t.values, "params": t.user_attrs.get("assignments")} for t in front],
         "refit": None if result is None else {"run_dir": str(result.run_dir), "val": result.metrics["val"], "test": result.metrics.get("test")},
+        "default_vs_tuned": default_vs_tuned(study, chosen, result, default_result),
+        "default_outside_space": study.user_attrs.get("default_outside_space", []),
         "trials": rows,
     }
     path = plan.area / "summary.json"
@@ -401,6 +447,15 @@ def summary_table(result: TuneResult, top: int = 10) -> str:
         for split in ("val", "test"):
             shown_m = {k: v for k, v in m.get(split, {}).items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
             lines.append(f"  {split}: " + "  ".join(f"{k}={v:.4f}" for k, v in shown_m.items()))
+    report = json.loads(result.summary_path.read_text()).get("default_vs_tuned")
+    if report is not None:
+        lines.append("default vs tuned (val: trial objective metrics; test: refits, each tested once):")
+        for side in ("default", "tuned"):
+            r = report[side]
+            val = {k: v for k, v in (r["val"] or {}).items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
+            test = {k: v for k, v in (r["test"] or {}).items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
+            lines.append(f"  {side:>7} (trial {r['trial']}): val " + "  ".join(f"{k}={v:.4f}" for k, v in val.items())
+                         + ("  | test " + "  ".join(f"{k}={v:.4f}" for k, v in test.items()) if test else ""))
     if result.plots:
         lines.append(f"plots: {', '.join(p.name for p in result.plots)} in {result.plots[0].parent}")
     lines.append(f"summary: {result.summary_path}  ({len(rows)} trials)")

@@ -1,0 +1,144 @@
+"""GBDT leaf indices as extra categorical inputs (He et al., "Practical Lessons from Predicting
+Clicks on Ads at Facebook", ADKDD 2014: boosted trees as a feature transform for the next model).
+
+Before training, LightGBM fits ``n_trees`` trees per task on the encoded train split (categorical
+indices taken as ordinal numbers, numeric columns as the model sees them). The trees are then
+stored as tensors and evaluated inside the model: each row walks every tree (``max_depth``
+comparisons, vectorised over trees), the leaf it reaches indexes a per-tree embedding, and the
+(B, trees · d) leaf embeddings join the flat input. Because the walk is ordinary tensor code on
+float32 thresholds, training, checkpoints and the exported ONNX graph use the very same trees
+(no separate LightGBM runtime at serving time, parity by construction). Deviation from the
+paper: the leaves feed embeddings of a multitask network instead of a one-hot logistic
+regression, and LightGBM's native categorical splits are not used (a threshold on an index
+is what a tensor walk can express).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from recsys_mtl.errors import SpecError
+
+
+class GBDTLeavesConfig(BaseModel):
+    """A model param: ``gbdt_leaves: {n_trees: 50, num_leaves: 31, d_embedding: 4}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: trees per task (binary and regression tasks; multiclass tasks get none)
+    n_trees: int = Field(50, ge=1)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = Field(8, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    min_data_in_leaf: int = Field(100, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    d_embedding: int = Field(4, ge=1)
+    seed: int = 0
+
+
+class GBDTLeaves(nn.Module):
+    """(B, F) float inputs → (B, T · d) embeddings of the leaf each tree sends the row to.
+
+    Every tree is stored in one node space of ``I = num_leaves - 1`` internal slots followed by
+    ``num_leaves`` leaf slots; leaves point to themselves, so ``max_depth`` steps of
+    ``node ← x[feature[node]] <= threshold[node] ? left[node] : right[node]`` end on a leaf.
+    """
+
+    def __init__(self, n_inputs: int, n_tasks: int, cfg: GBDTLeavesConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.n_inputs = n_inputs
+        self.n_trees = cfg.n_trees * n_tasks
+        self.inner = cfg.num_leaves - 1
+        nodes = self.inner + cfg.num_leaves
+        t = self.n_trees
+        # an unfitted tree sends every row to its leaf 0 (threshold +inf: always left)
+        left = torch.full((t, nodes), self.inner, dtype=torch.long)
+        left[:, self.inner:] = torch.arange(self.inner, nodes)
+        self.register_buffer("feature", torch.zeros(t, nodes, dtype=torch.long))
+        self.register_buffer("threshold", torch.full((t, nodes), float("inf")))
+        self.register_buffer("left", left)
+        self.register_buffer("right", left.clone())
+        self.register_buffer("tree_offset", torch.arange(t) * nodes, persistent=False)
+        self.register_buffer("leaf_offset", torch.arange(t) * cfg.num_leaves, persistent=False)
+        self.embedding = nn.Embedding(t * cfg.num_leaves, cfg.d_embedding)
+        nn.init.normal_(self.embedding.weight, std=0.05)
+        self.output_dim = t * cfg.d_embedding
+
+    def leaves(self, x: Tensor) -> Tensor:
+        """(B, F) inputs → (B, T) leaf index of each tree (0 … num_leaves - 1)."""
+        b = x.shape[0]
+        node = torch.zeros(b, self.n_trees, dtype=torch.long, device=x.device)
+        feature, threshold = self.feature.flatten(), self.threshold.flatten()
+        left, right = self.left.flatten(), self.right.flatten()
+        for _ in range(self.cfg.max_depth):
+            flat = node + self.tree_offset  # (B, T) into the flattened (T · nodes) arrays
+            value = x.gather(1, feature[flat])
+            node = torch.where(value <= threshold[flat], left[flat], right[flat])
+        return node - self.inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.embedding(self.leaves(x) + self.leaf_offset).flatten(1)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, x: np.ndarray, labels: np.ndarray, weights: np.ndarray, objectives: Sequence[str]) -> list[Any]:
+        """LightGBM on (N, F) float32 ``x``; ``labels`` / ``weights`` (N, T_tasks); one objective per task.
+        Returns the boosters (one per task), whose trees are now this module's."""
+        try:
+            import lightgbm as lgb
+        except ImportError:
+            raise SpecError("model.params.gbdt_leaves needs lightgbm (pip install 'recsys-mtl[lightgbm]')") from None
+        cfg = self.cfg
+        params = {
+            "num_leaves": cfg.num_leaves, "max_depth": cfg.max_depth, "learning_rate": cfg.learning_rate,
+            "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": cfg.feature_fraction, "seed": cfg.seed,
+            "deterministic": True, "force_row_wise": True, "num_threads": 1, "verbose": -1,
+        }
+        trees: list[dict] = []
+        boosters = []
+        for k, objective in enumerate(objectives):
+            rows = weights[:, k] > 0
+            data = lgb.Dataset(x[rows], labels[rows, k], weight=weights[rows, k], free_raw_data=True)
+            booster = lgb.train({**params, "objective": objective}, data, num_boost_round=cfg.n_trees)
+            boosters.append(booster)
+            dumped = booster.dump_model()["tree_info"]
+            trees += [t["tree_structure"] for t in dumped]
+            trees += [{"leaf_index": 0}] * (cfg.n_trees - len(dumped))  # stopped early: constant trees
+        with torch.no_grad():
+            for i, tree in enumerate(trees):
+                self._store(i, tree)
+        return boosters
+
+    def _store(self, i: int, tree: dict) -> None:
+        def slot(node: dict) -> int:
+            return node["split_index"] if "split_index" in node else self.inner + node["leaf_index"]
+
+        stack = [tree]
+        if "split_index" not in tree:  # a single leaf: the default root already sends rows to leaf 0
+            return
+        while stack:
+            node = stack.pop()
+            if "split_index" not in node:
+                continue
+            if node.get("decision_type", "<=") != "<=":
+                raise SpecError(f"gbdt_leaves: unsupported LightGBM split {node.get('decision_type')!r}")
+            n = node["split_index"]
+            self.feature[i, n] = node["split_feature"]
+            self.threshold[i, n] = _float32_below(node["threshold"])
+            self.left[i, n] = slot(node["left_child"])
+            self.right[i, n] = slot(node["right_child"])
+            stack += [node["left_child"], node["right_child"]]
+
+
+def _float32_below(threshold: float) -> float:
+    """The largest float32 ≤ ``threshold``: on float32 inputs ``x <= it`` decides as LightGBM's
+    ``x <= threshold`` in double precision (no input lies between the two)."""
+    c = np.float32(threshold)
+    if float(c) > threshold:
+        c = np.nextafter(c, np.float32(-np.inf))
+    return float(c)
