@@ -13,9 +13,10 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
+from serving.contract import ContractError, inputs_from_json
+
 #: metadata.json is a few kilobytes; anything far larger is not one
 MAX_METADATA_BYTES = 16 * 1024 * 1024
-KINDS = ("categorical", "numeric", "sequence")
 
 
 class ExportLoadError(ValueError):
@@ -50,24 +51,10 @@ def _problem(meta: Any, export_dir: Path) -> str | None:
     if not isinstance(meta, dict):
         return "expected a JSON object"
     inputs, outputs, files = meta.get("inputs"), meta.get("outputs"), meta.get("files")
-    if not isinstance(inputs, list) or not inputs:
-        return "'inputs' must be a non-empty list"
-    names: set[str] = set()
-    for k, i in enumerate(inputs):
-        if not isinstance(i, dict) or not isinstance(i.get("name"), str) or not i["name"]:
-            return f"inputs[{k}]: expected an object with a non-empty 'name'"
-        if i["name"] in names:
-            return f"inputs[{k}]: name {i['name']!r} appears twice"
-        names.add(i["name"])
-        if i.get("kind") not in KINDS:
-            return f"inputs[{k}] ({i['name']!r}): 'kind' must be one of {list(KINDS)}, got {str(i.get('kind'))[:40]!r}"
-        max_len = i.get("max_len")
-        # a sequence's max_len also bounds the width of the padded feed a request can cause
-        if (max_len is not None or i["kind"] == "sequence") and (
-                not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1):
-            return f"inputs[{k}] ({i['name']!r}): 'max_len' must be a positive integer"
-        if not isinstance(i.get("missing", ""), str):
-            return f"inputs[{k}] ({i['name']!r}): 'missing' must be a string"
+    try:
+        inputs_from_json(inputs)
+    except ContractError as exc:
+        return str(exc)
     if not isinstance(outputs, list) or not outputs:
         return "'outputs' must be a non-empty list"
     if not all(isinstance(o, dict) and isinstance(o.get("name"), str) and o["name"] for o in outputs):

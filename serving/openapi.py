@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from serving.contract import inputs_from_json
+
 #: JSON Schema of one value per input kind (``null`` = missing everywhere)
 _VALUE: dict[str, dict[str, Any]] = {
     "numeric": {"type": ["number", "null"], "description": "a finite number; null = missing (NaN / Infinity refused)"},
@@ -32,11 +34,11 @@ _ERROR = {
 def row_schema(metadata: dict[str, Any]) -> dict[str, Any]:
     """JSON Schema of one request row for the export's inputs."""
     props = {}
-    for i in metadata["inputs"]:
-        prop = dict(_VALUE[i["kind"]])
-        if i["kind"] == "sequence" and i.get("max_len"):
-            prop["description"] += f"; items past {i['max_len']} are ignored"
-        props[i["name"]] = prop
+    for i in inputs_from_json(metadata["inputs"]):
+        prop = dict(_VALUE[i.kind])
+        if i.kind == "sequence":
+            prop["description"] += f"; items past {i.max_len} are ignored"
+        props[i.name] = prop
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 

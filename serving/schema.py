@@ -6,21 +6,22 @@ Rules (the same for JSON rows and Arrow columns):
 * categorical: a string (an integer is accepted and written as its decimal string);
 * numeric: a finite number (``NaN``/``Infinity`` are rejected: write ``null`` for missing);
 * sequence: a list of strings / integers / nulls (or ``null`` for an empty list); items past the
-  feature's ``max_len`` are dropped, as in training.
+  feature's ``max_len`` are dropped, as in training (:attr:`serving.contract.InputSpec.kept`).
 
 A violation raises :class:`RequestError` naming the field (and the row for JSON).
-No torch, no recsys_mtl: this module only needs numpy and pyarrow.
+No torch, no recsys_mtl: this module only needs numpy and pyarrow. The inputs are :mod:`serving.contract`'s.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from serving.contract import InputSpec, inputs_from_json, inputs_to_json
 
 Feed = dict[str, np.ndarray]
 
@@ -73,15 +74,6 @@ class HugeInt:
         self.digits = len(text.lstrip("-"))
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    kind: str  # categorical | numeric | sequence
-    dtype: str  # string | float64
-    max_len: int | None
-    missing: str
-
-
 # ---------------------------------------------------------------------- JSON values
 def _categorical(value: Any, null: str) -> str:
     if value is None:
@@ -119,10 +111,7 @@ class Schema:
     """The inputs of one exported model, and conversion of requests into its feed."""
 
     def __init__(self, metadata: dict[str, Any]):
-        self.inputs = [
-            InputSpec(i["name"], i["kind"], i["dtype"], i.get("max_len"), i.get("missing", ""))
-            for i in metadata["inputs"]
-        ]
+        self.inputs = inputs_from_json(metadata["inputs"])
         self.by_name = {i.name: i for i in self.inputs}
         self.names = frozenset(self.by_name)
         self._json: dict[str, Callable[[InputSpec, list[Any]], np.ndarray]] = {
@@ -135,6 +124,11 @@ class Schema:
             "numeric": _arrow_numeric,
             "sequence": _arrow_sequence,
         }
+
+    @classmethod
+    def for_inputs(cls, inputs: list[InputSpec]) -> Schema:
+        """The schema a server builds from ``inputs`` written to metadata.json (through the same JSON)."""
+        return cls({"inputs": inputs_to_json(inputs)})
 
     # ------------------------------------------------------------------ JSON
     def from_json(self, body: Any, max_rows: int, check_text: bool = False) -> tuple[Feed, int]:
@@ -220,7 +214,7 @@ class Schema:
                 return []
             if not isinstance(v, list):
                 raise TypeError(f"expected a list (or null), got {_json_type(v)}")
-            return [_categorical(x, spec.missing) for x in v[: spec.max_len]]
+            return [_categorical(x, spec.missing) for x in spec.head(v)]
 
         return pad_lists(self._each(spec, values, convert), spec.missing)
 
@@ -316,7 +310,6 @@ def _arrow_sequence(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
         pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type) or pa.types.is_integer(t.value_type)
     ):
         raise TypeError(f"expected a list of strings, got {t}")
-    if spec.max_len:  # drop items past max_len in Arrow, before they become Python strings
-        col = pc.list_slice(col, 0, spec.max_len)
-    lists = col.cast(pa.list_(pa.string())).to_pylist()
-    return pad_lists([[spec.missing if v is None else v for v in (x or [])[: spec.max_len]] for x in lists], spec.missing)
+    kept = spec.kept  # cut in Arrow, before the dropped items become Python strings
+    lists = pc.list_slice(col, kept.start, kept.stop).cast(pa.list_(pa.string())).to_pylist()
+    return pad_lists([[spec.missing if v is None else v for v in (x or [])] for x in lists], spec.missing)

@@ -92,3 +92,22 @@ def test_several_representations_are_one_gradient() -> None:
     g0 = Gd[0] - K[0, 1] / K[1, 1] * Gd[1]
     g1 = Gd[1] - K[0, 1] / K[0, 0] * Gd[0]
     torch.testing.assert_close(p.grad, (g0 + g1).float())
+
+
+def test_sparse_tables_stay_out_of_parameter_targets(data) -> None:  # type: ignore[no-untyped-def]
+    """ESMM's only shared block is the encoder: with sparse-gradient tables it has no dense shared
+    parameter, so PCGrad falls back to the representation and the tables keep sparse gradients."""
+    spec, pre, batch = data
+    torch.manual_seed(0)
+    model = build_model("esmm", {}, ModelContext(pre.layout, spec.tasks))
+    cfg = TrainerConfig(sparse_min_rows=0)
+    module = MultiTaskModule(model, spec.tasks, build_balancer("pcgrad", {}, model.task_names), cfg)
+    assert module.sparse_tables
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse}
+    assert tables and not tables & {id(p) for p in module.shared.params}
+    module.train()
+    losses = module.task_losses(module(batch), batch)
+    ctx = StepContext(step=0, epoch=0, model=model, shared=module.shared.pop(), shared_params=module.shared.params)
+    module.balancer(losses, ctx).backward()
+    sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+    assert all(w.grad is not None and w.grad.is_sparse for w in sparse)

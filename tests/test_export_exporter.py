@@ -81,3 +81,38 @@ def test_refuses_existing_output_and_incomplete_run(run_dir: Path, tmp_path: Pat
     with pytest.raises(DataError, match="not a complete run folder .pipeline.yaml is missing"):
         load_run(tmp_path)
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_parity_goes_through_the_servers_input_path(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import serving.schema
+
+    served = serving.schema._arrow_numeric
+    # a server that shifts one numeric column: what it feeds no longer matches what training saw
+    monkeypatch.setattr(serving.schema, "_arrow_numeric",
+                        lambda spec, col: served(spec, col) + (1.0 if spec.name == "num0" else 0.0))
+    with pytest.raises(ExportError, match="ONNX and torch disagree"):
+        export_run(run_dir, tmp_path / "shifted", parity_rows=64, test=held_out(100))
+    monkeypatch.undo()
+    assert export_run(run_dir, tmp_path / "ok", parity_rows=64, test=held_out(100)).metadata["parity"]["max_abs_diff"] <= 1e-5
+
+
+def test_numbers_stored_as_text_are_sent_as_numbers(run_dir: Path, tmp_path: Path) -> None:
+    import polars as pl
+
+    # CSV data read as strings (census): training parses them, a client sends numbers; parity holds
+    rows = held_out(100).with_columns(pl.col("num0").cast(pl.String), pl.col("cat0").cast(pl.Categorical))
+    result = export_run(run_dir, tmp_path / "text", parity_rows=64, test=rows)
+    assert result.metadata["parity"]["max_abs_diff"] <= 1e-5
+
+
+def test_rows_the_server_refuses_fail_the_export_naming_the_column(run_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import serving.schema
+
+    def refuse(spec: object, col: object) -> None:
+        raise TypeError("expected strings (or integers), got double")
+
+    monkeypatch.setattr(serving.schema, "_arrow_categorical", refuse)
+    with pytest.raises(ExportError, match=r"held-out parity rows: the server refuses these rows \(column 'cat0'\)"):
+        export_run(run_dir, tmp_path / "refused", parity_rows=64, test=held_out(100))
+    assert not (tmp_path / "refused").exists()

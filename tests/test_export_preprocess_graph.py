@@ -56,8 +56,16 @@ def test_sequence_input_narrower_and_wider_than_max_len(fitted: tuple[Preprocess
     pre, _ = fitted
     df = held_out(60).with_columns(tags=pl.lit(["t3"]))  # width 1 < max_len: padded in the graph
     _assert_equal(pre, df)
-    long = [f"t{i}" for i in range(30)]  # width 30 > max_len: truncated in the graph
-    _assert_equal(pre, df.with_columns(tags=pl.lit(long)))
+    long = [f"t{i}" for i in range(30)]  # width 30 > max_len
+    wide = df.with_columns(tags=pl.lit(long))
+    _assert_equal(pre, wide)  # the server's feed keeps the first max_len items
+    feed = raw_feed(raw_inputs(pre), wide)
+    max_len = next(i.max_len for i in raw_inputs(pre) if i.name == "tags")
+    assert max_len is not None and feed["tags"].shape == (60, max_len) and max_len < 30
+    # a client feeding the graph directly (Triton) with all 30: the graph uses the same first max_len
+    s = _session(pre)
+    got = s.run(["seq.tags"], {**feed, "tags": np.array([long] * 60, dtype=object)})[0]
+    np.testing.assert_array_equal(got, pre.transform(wide).columns()["seq.tags"].numpy())
 
 
 def _numeric_spec() -> FeatureSpec:

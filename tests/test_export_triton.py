@@ -9,7 +9,7 @@ import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from recsys_mtl.export.preprocess_graph import RawInput
+from serving.contract import InputSpec
 from recsys_mtl.export.triton import config_pbtxt, write_repository
 from tests.export_support import export_dir  # noqa: F401  (session fixture)
 
@@ -72,8 +72,8 @@ def test_exported_repository_loads_under_tritons_schema(export_dir: Path) -> Non
 
 def test_multiclass_output_declares_its_class_axis(tmp_path: Path) -> None:
     inputs = [
-        RawInput("city", "city", "categorical", "string", ["batch"]),
-        RawInput("age", "age", "numeric", "float64", ["batch"]),
+        InputSpec("city", "city", "categorical"),
+        InputSpec("age", "age", "numeric"),
     ]
     outputs: list[dict[str, object]] = [
         {"name": "grade", "shape": ["batch", 5]},
@@ -97,7 +97,7 @@ def test_model_name_is_sanitised_to_a_folder_triton_accepts(
     tmp_path: Path,
     export_dir: Path,  # noqa: F811
 ) -> None:
-    inputs = [RawInput("x", "x", "numeric", "float64", ["batch"])]
+    inputs = [InputSpec("x", "x", "numeric")]
     folder = write_repository(
         tmp_path,
         "census mmoe/v1",

@@ -73,7 +73,12 @@ BROKEN_EXPORTS: list[tuple[str, Callable[[Path], None], str, str]] = [
      "expected a file name inside the export folder"),
     ("file-missing", _meta(lambda m: m["files"].update(fp32="gone.onnx")), "metadata.json", "gone.onnx is missing"),
     ("renamed-input", _meta(lambda m: m["inputs"][0].update(name="age")), "model.onnx", "do not match metadata.json"),
-    ("kind-changed", _meta(lambda m: m["inputs"][0].update(kind="categorical")), "model.onnx", "scoring all-missing rows failed"),
+    ("dtype-disagrees-with-kind", _meta(lambda m: m["inputs"][0].update(kind="categorical")), "metadata.json",
+     "inputs[0] ('num0'): 'dtype' must be 'string' for a categorical input"),
+    ("max-len-on-a-numeric-input", _meta(lambda m: m["inputs"][0].update(max_len=4)), "metadata.json",
+     "inputs[0] ('num0'): 'max_len' applies to sequence inputs only"),
+    ("kind-changed", _meta(lambda m: m["inputs"][0].update(kind="categorical", dtype="string", missing="")), "model.onnx",
+     "scoring all-missing rows failed"),
 ]
 
 

@@ -74,13 +74,12 @@ class StepContext:
         cost a backward through the task-specific part only), falling back to the shared
         parameters when none was captured; ``shared_parameters``: the shared parameters (the
         papers' setting for PCGrad and CAGrad: the update is then conflict-averse in parameter
-        space).
+        space). Each falls back to the other when it is empty (no representation captured; no
+        dense shared parameter, e.g. an encoder of sparse-gradient tables only).
         """
-        if on == "representation":
-            reps = self.representations()
-            if reps:
-                return reps, True
-        params = self.parameters()
+        reps, params = self.representations(), self.parameters()
+        if reps and (on == "representation" or not params):
+            return reps, True
         if not params:
             raise RuntimeError("gradient balancing needs a shared representation or shared parameters; got neither")
         return params, False

@@ -147,12 +147,12 @@ class GCond(Balancer):
             if c >= weak:
                 break
             i, j = divmod(int(cos.argmin()), T)
-            w, l = self._arbitrate(i, j, C, n, M, prev_norm)
+            w, lo = self._arbitrate(i, j, C, n, M, prev_norm)  # winner, loser
             alpha = conflict_angle(c, critical, main, weak, cfg.remap_power)
             dot = float(gram[i, j])
-            cw, cl = C[w].clone(), C[l].clone()
-            C[w] = cw - math.sin(alpha) * dot / (float(gram[l, l]) + 1e-8) * cl
-            C[l] = cl - math.sin(min(alpha, math.pi / 2)) * dot / (float(gram[w, w]) + 1e-8) * cw
+            cw, cl = C[w].clone(), C[lo].clone()
+            C[w] = cw - math.sin(alpha) * dot / (float(gram[lo, lo]) + 1e-8) * cl
+            C[lo] = cl - math.sin(min(alpha, math.pi / 2)) * dot / (float(gram[w, w]) + 1e-8) * cw
         self.conflict_rate = conflicts / max(T * (T - 1) / 2, 1)
         coef = C.sum(0)
         self.last_weights = coef.float().to(self.last_weights.device)

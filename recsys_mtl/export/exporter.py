@@ -10,7 +10,8 @@ Output folder::
       triton/<name>/      Triton Inference Server repository (config.pbtxt + 1/model.onnx)
 
 The export is checked before anything is written: on held-out rows (the run's test split) the
-ONNX Runtime output on raw columns must equal torch on the Python preprocessing to ``tolerance``.
+ONNX Runtime output on the feed the server builds from the raw columns (its own Arrow input path)
+must equal torch on the Python preprocessing to ``tolerance``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.export.model_graph import OPSET, OUTPUT_ACTIVATIONS, ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import (
     ExportError,
-    RawInput,
     build_preprocess_graph,
     encoded_names,
     raw_inputs,
@@ -50,6 +50,7 @@ from recsys_mtl.export.triton import write_repository
 from recsys_mtl.spec.features import Task
 from recsys_mtl.train.calibration import load_calibration
 from recsys_mtl.train.run_folder import load_run
+from serving.contract import ConditionSpec, inputs_to_json
 
 FORMAT = "recsys_mtl.export/1"
 TOLERANCE = 1e-5
@@ -111,10 +112,12 @@ def _ort_outputs(session: ort.InferenceSession, feed: dict[str, np.ndarray], bat
 
 def parity(head: ScoringHead, session: ort.InferenceSession, pre: Preprocessor, rows: pl.DataFrame,
            conditions: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
-    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on raw columns
-    (condition inputs, if any, at their defaults)."""
+    """Max abs difference per task: torch on the Python preprocessing vs ONNX Runtime on the feed the
+    server builds from the raw columns (:func:`~recsys_mtl.export.raw.raw_feed`), condition inputs
+    (if any) at their defaults."""
     ref = _torch_outputs(head, _head_inputs(pre, pre.transform(rows, "parity rows"), conditions))
-    got = _ort_outputs(session, {**raw_feed(raw_inputs(pre), rows), **condition_feed(conditions or {}, rows.height)})
+    got = _ort_outputs(session, {**raw_feed(raw_inputs(pre), rows, "held-out parity rows"),
+                                 **condition_feed(conditions or {}, rows.height)})
     return {t.name: float(np.abs(r - g).max()) for t, r, g in zip(head.tasks, ref, got)}
 
 
@@ -261,7 +264,7 @@ def export_run(
         raise ExportError(f"{run.run_dir}: ONNX and torch disagree on held-out rows: max abs difference "
                           f"{worst:.3g} > {tolerance:g} (per task {diffs})")
 
-    feed = {**raw_feed(raw_inputs(pre), test), **condition_feed(conditions, test.height)}
+    feed = {**raw_feed(raw_inputs(pre), test, "test split"), **condition_feed(conditions, test.height)}
     base = task_metrics(tasks, _ort_outputs(session, feed), table, columns)
     files = {"fp32": "model.onnx"}
     variant_info: dict[str, Any] = {}
@@ -283,7 +286,7 @@ def export_run(
                 "change": {t: {m: round(v - base[t][m], 6) for m, v in ms.items()} for t, ms in metrics.items()},
             }
         inputs = raw_inputs(pre)
-        cond_inputs = [RawInput(k, k, "condition", "float32", ["batch", int(v.numel())]) for k, v in conditions.items()]
+        cond_inputs = [ConditionSpec(k, tuple(v.float().reshape(-1).tolist())) for k, v in conditions.items()]
         outputs = output_info(tasks)
         meta: dict[str, Any] = {
             "format": FORMAT,
@@ -293,7 +296,7 @@ def export_run(
             "model": run.cfg.model.name,
             "spec_name": run.spec.name,
             "spec_hash": spec_hash(run.spec),
-            "inputs": [r.as_dict() for r in inputs],
+            "inputs": inputs_to_json(inputs),
             "outputs": outputs,
             "tasks": [t.name for t in tasks],
             "files": files,
@@ -304,7 +307,7 @@ def export_run(
             "variants": variant_info,
             **sparse_info,
             # extra float inputs besides the raw columns (e.g. a task preference), with defaults
-            **({"conditions": [{**r.as_dict(), "default": conditions[r.name].tolist()} for r in cond_inputs]} if cond_inputs else {}),
+            **({"conditions": [c.to_json() for c in cond_inputs]} if cond_inputs else {}),
             "versions": _versions(),
         }
         (stage / "metadata.json").write_text(json.dumps(meta, indent=1))

@@ -7,7 +7,9 @@ Inputs (one per spec column, named as the column, batch axis ``batch``):
   (:data:`NULL_TOKEN`).
 * numeric column: ``double`` (B,); a missing value is ``NaN``.
 * sequence (multi-hot) column: ``string`` (B, L) with any L; lists shorter than L are padded with
-  ``""``; the graph truncates to the spec's ``max_len`` and pads short inputs.
+  ``""``; the output width is the spec's ``max_len`` (short inputs padded, items past it unused).
+
+The inputs are described by :class:`serving.contract.InputSpec` (also ``metadata.json``'s entries).
 
 Outputs, exactly :meth:`Preprocessor.transform`'s columns: ``categorical`` (B, C) int64,
 ``numeric`` (B, M) float32, ``seq.<name>`` (B, max_len) int64 (each only when non-empty).
@@ -28,40 +30,14 @@ from onnx import TensorProto, helper, numpy_helper
 from recsys_mtl.data.preprocess import FIRST, MISSING, OOV, FittedNumeric, FittedTable, Preprocessor
 from recsys_mtl.data.tensors import SEQ_PREFIX
 from recsys_mtl.errors import RecsysMTLError
+from serving.contract import NULL_TOKEN, InputSpec
 
-#: how a missing categorical / sequence value is written in a string input tensor.
-NULL_TOKEN = ""
 ML_DOMAIN, MS_DOMAIN = "ai.onnx.ml", "com.microsoft"
 ML_OPSET, MS_OPSET = 3, 1
 
 
 class ExportError(RecsysMTLError):
     """A model or its preprocessing cannot be exported faithfully."""
-
-
-@dataclass
-class RawInput:
-    """One raw input column of the exported graph (also what ``metadata.json`` lists)."""
-
-    name: str
-    feature: str
-    kind: str  # "categorical" | "numeric" | "sequence"
-    dtype: str  # "string" | "float64"
-    shape: list[str | int]
-    max_len: int | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "name": self.name,
-            "feature": self.feature,
-            "kind": self.kind,
-            "dtype": self.dtype,
-            "shape": self.shape,
-            "missing": NULL_TOKEN if self.dtype == "string" else "NaN",
-        }
-        if self.max_len is not None:
-            out["max_len"] = self.max_len
-        return out
 
 
 @dataclass
@@ -164,7 +140,7 @@ def bucket_thresholds(fitted: FittedNumeric) -> np.ndarray:
 
 
 def _pad_to(b: _Builder, idx: str, max_len: int, hint: str) -> str:
-    """(B, l) int64 with l <= max_len → (B, max_len), zero (padding) filled on the right."""
+    """(B, l) int64 → (B, max_len): zero (padding) filled on the right, columns past max_len dropped."""
     batch = b.op("Shape", [idx], f"{hint}.shape", start=0, end=1)
     shape = b.op("Concat", [batch, b.const(np.array([max_len], np.int64), "max_len")], f"{hint}.padshape", axis=0)
     zeros = b.op("ConstantOfShape", [shape], f"{hint}.zeros", value=numpy_helper.from_array(np.array([0], np.int64)))
@@ -184,17 +160,10 @@ def _stack(b: _Builder, columns: list[str], hint: str) -> str:
     return b.op("ConcatFromSequence", [seq], hint, axis=1, new_axis=1)
 
 
-def raw_inputs(pre: Preprocessor) -> list[RawInput]:
-    """The raw input columns, in spec feature order."""
-    spec = pre.spec
-    out: list[RawInput] = []
-    for f in spec.features:
-        kind = f.kind
-        if kind == "sequence":
-            out.append(RawInput(f.source, f.name, kind, "string", ["batch", f"{f.source}.len"], f.max_len))  # type: ignore[union-attr]
-        else:
-            out.append(RawInput(f.source, f.name, kind, "string" if kind == "categorical" else "float64", ["batch"]))
-    return out
+def raw_inputs(pre: Preprocessor) -> list[InputSpec]:
+    """The raw input columns (what ``metadata.json`` lists), in spec feature order."""
+    return [InputSpec(f.source, f.name, f.kind, f.max_len if f.kind == "sequence" else None)  # type: ignore[union-attr]
+            for f in pre.spec.features]
 
 
 def encoded_names(pre: Preprocessor) -> list[str]:
@@ -232,8 +201,9 @@ def build_preprocess_graph(pre: Preprocessor, opset: int) -> onnx.ModelProto:
         b.nodes.append(helper.make_node("Identity", [_stack(b, num_cols + indicators, "numeric")], ["numeric"]))
         outputs.append(helper.make_tensor_value_info("numeric", TensorProto.FLOAT, ["batch", len(num_cols) + len(indicators)]))
     for f in spec.sequences:
-        head = _slice_cols(b, f.source, f.max_len, f"{f.name}.head")
-        padded = _pad_to(b, _lookup(b, head, pre.tables[f.table], f.name), f.max_len, f.name)
+        # fixed to max_len columns: a client feeding more (Triton) gets its first max_len items, which
+        # is what the server's feed (InputSpec.kept) already holds
+        padded = _pad_to(b, _lookup(b, f.source, pre.tables[f.table], f.name), f.max_len, f.name)
         b.nodes.append(helper.make_node("Identity", [padded], [SEQ_PREFIX + f.name]))
         outputs.append(helper.make_tensor_value_info(SEQ_PREFIX + f.name, TensorProto.INT64, ["batch", f.max_len]))
 

@@ -1,37 +1,47 @@
-"""Raw polars columns → the numpy feed of the exported graph (see :mod:`.preprocess_graph`)."""
+"""Raw polars rows → the ONNX feed, built by the server's own input path.
+
+The rows go to :meth:`serving.schema.Schema.from_arrow` as an Arrow table, as a client's Arrow
+request would carry them: parity and test metrics computed on this feed are those of the served
+model, and a server conversion that departs from training's fails the export.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 
-from recsys_mtl.export.preprocess_graph import NULL_TOKEN, RawInput
+from recsys_mtl.export.preprocess_graph import ExportError
+from serving.contract import InputSpec
+from serving.schema import RequestError, Schema
 
 
-def _categorical(col: pl.Series) -> np.ndarray:
-    """(B,) object array of str; null → :data:`NULL_TOKEN` (ints are written as the data writes them)."""
-    return col.cast(pl.String).fill_null(NULL_TOKEN).to_numpy().astype(object)
+def _is_text_or_code(dtype: pl.DataType) -> bool:
+    """A category type the server takes as it is (strings, integer codes, dictionary-encoded, nulls)."""
+    return dtype == pl.String or dtype.is_integer() or isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.Null
 
 
-def _numeric(col: pl.Series) -> np.ndarray:
-    """(B,) float64; null → NaN (strings are parsed, as the Python pipeline does)."""
-    return col.cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(np.float64)
+def client_column(spec: InputSpec, col: pl.Series) -> pl.Series:
+    """``col`` as a client writes it under the contract, changed only where the data's type is not one
+    the contract names: numbers stored as text (CSV read as strings, which training parses) become
+    float64; categories of another type (float, bool, date) become text, as training reads them.
+    Strings, integers and lists go unchanged, so parity measures the server's own conversion of them."""
+    if spec.kind == "numeric":
+        return col.cast(pl.Float64) if col.dtype == pl.String else col
+    if spec.kind == "categorical":
+        return col if _is_text_or_code(col.dtype) else col.cast(pl.String)
+    inner = col.dtype.inner if isinstance(col.dtype, pl.List) else None
+    return col if inner is None or _is_text_or_code(inner) else col.cast(pl.List(pl.String))
 
 
-def _sequence(col: pl.Series) -> np.ndarray:
-    """(B, L) object array, L = the longest list (at least 1), padded with :data:`NULL_TOKEN`."""
-    lists = col.cast(pl.List(pl.String)).to_list()
-    width = max([1, *(len(x) for x in lists if x is not None)])
-    out = np.full((len(lists), width), NULL_TOKEN, dtype=object)
-    for i, values in enumerate(lists):
-        if values:
-            out[i, : len(values)] = [NULL_TOKEN if v is None else v for v in values]
-    return out
-
-
-_CONVERT = {"categorical": _categorical, "numeric": _numeric, "sequence": _sequence}
-
-
-def raw_feed(inputs: list[RawInput], df: pl.DataFrame) -> dict[str, np.ndarray]:
-    """ONNX Runtime feed for ``df`` (which must hold every input column)."""
-    return {r.name: _CONVERT[r.kind](df[r.name]) for r in inputs}
+def raw_feed(inputs: list[InputSpec], df: pl.DataFrame, where: str = "rows") -> dict[str, np.ndarray]:
+    """ONNX Runtime feed for ``df`` (which must hold every input column; others are ignored), as the
+    server builds it from the same rows sent as Arrow."""
+    missing = [i.name for i in inputs if i.name not in df.columns]
+    if missing:
+        raise ExportError(f"{where}: input column {missing[0]!r} is missing")
+    table = pl.DataFrame([client_column(i, df[i.name]) for i in inputs]).to_arrow()
+    try:
+        feed, _ = Schema.for_inputs(inputs).from_arrow(table, max_rows=max(df.height, 1))
+    except RequestError as exc:
+        raise ExportError(f"{where}: the server refuses these rows (column {exc.field!r}): {exc.message}") from None
+    return feed

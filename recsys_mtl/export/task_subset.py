@@ -69,11 +69,12 @@ def graph_stats(model: onnx.ModelProto) -> dict[str, int]:
 def _slice_gate(gate: Gate, keep: Tensor) -> Gate:
     """A gate over only the experts at index ``keep`` (1-D long)."""
     allowed = torch.isfinite(gate.log_mask[keep]) if gate.log_mask is not None else None
-    out = Gate(gate.proj.in_features, len(keep), allowed if allowed is not None and not bool(allowed.all()) else None)
+    owners = [gate.owners[i] for i in keep.tolist()] if gate.owners else None
+    out = Gate(gate.proj.in_features, len(keep), allowed if allowed is not None and not bool(allowed.all()) else None,
+               task=gate.task, owners=owners)
     with torch.no_grad():
         out.proj.weight.copy_(gate.proj.weight[keep])
         out.proj.bias.copy_(gate.proj.bias[keep])
-    out.task, out.owners = gate.task, [gate.owners[i] for i in keep.tolist()] if gate.owners else None
     return out
 
 

@@ -16,7 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-from recsys_mtl.export.preprocess_graph import RawInput
+from serving.contract import ConditionSpec, InputSpec
 
 _TRITON_TYPE = {"string": "TYPE_STRING", "float64": "TYPE_FP64", "float32": "TYPE_FP32"}
 
@@ -30,7 +30,7 @@ def _tensor(name: str, dtype: str, dims: list[int]) -> str:
     return f'  {{\n    name: "{name}"\n    data_type: {_TRITON_TYPE[dtype]}\n    {shape}\n  }}'
 
 
-def config_pbtxt(name: str, inputs: list[RawInput], outputs: list[dict[str, object]], max_batch_size: int,
+def config_pbtxt(name: str, inputs: list[InputSpec | ConditionSpec], outputs: list[dict[str, object]], max_batch_size: int,
                  max_queue_delay_us: int) -> str:
     ins = [_tensor(r.name, r.dtype, [-1] if r.kind == "sequence" else [int(d) for d in r.shape[1:]]) for r in inputs]
     outs = [_tensor(str(o["name"]), "float32", [int(d) for d in o["shape"][1:]]) for o in outputs]  # type: ignore[index,union-attr]
@@ -46,7 +46,7 @@ def config_pbtxt(name: str, inputs: list[RawInput], outputs: list[dict[str, obje
     ])
 
 
-def write_repository(root: Path, name: str, onnx_path: Path, inputs: list[RawInput], outputs: list[dict[str, object]],
+def write_repository(root: Path, name: str, onnx_path: Path, inputs: list[InputSpec | ConditionSpec], outputs: list[dict[str, object]],
                      max_batch_size: int = 4096, max_queue_delay_us: int = 500) -> Path:
     """Write ``root/<name>/`` (config + version 1 model); returns the model folder."""
     folder = root / model_name(name)

@@ -31,7 +31,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
 
@@ -58,8 +58,7 @@ class FusionUnit(nn.Module):
 
     def __init__(self, in_dim: int, owners: list[str], name: str, num_own: int):
         super().__init__()
-        self.gate = Gate(in_dim, len(owners))
-        self.gate.task, self.gate.owners = (None if name == "shared" else name), owners
+        self.gate = Gate(in_dim, len(owners), task=None if name == "shared" else name, owners=owners)
         self.residual = nn.Parameter(torch.full((num_own,), 1.0 / num_own))
 
     def forward(self, all_experts: Tensor, own: Tensor, x: Tensor) -> Tensor:
@@ -91,7 +90,7 @@ class AdaTTLevel(nn.Module):
 
 
 @register("adatt")
-class AdaTT(MultiTaskModel):
+class AdaTT(FlatInputModel):
     """AdaTT: per-task fusion units (gate over all experts + residual of own experts), stacked.
 
     | param | default | meaning |

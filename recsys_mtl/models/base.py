@@ -93,11 +93,13 @@ class TaskTowers(nn.Module):
 
 
 class MultiTaskModel(nn.Module, ABC):
-    """Encoded batch in → ``{task name: logits}`` out.
+    """The contract: encoded batch in → ``{task name: logits}`` out.
 
-    Subclasses set ``Config`` (a :class:`ModelConfig`) and implement :meth:`task_inputs`, which
-    maps the encoded (B, D) input to one (B, H_t) representation per task; the base class owns
-    the encoder and the towers. Families that need feature tokens override :meth:`forward`.
+    The minimal base every family shares: the tasks, the towers (:meth:`build_towers`), the shared
+    representation gradient balancing acts on, an optional auxiliary loss and extra inputs. How
+    the batch is embedded is each family's choice: :class:`FlatInputModel` owns one flat encoder;
+    token models (MultiTab-Net, FT-Transformer) build a tokenizer, STEM one encoder per task,
+    wrappers (DTRN, preference) read their inner model's.
     """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
@@ -107,11 +109,14 @@ class MultiTaskModel(nn.Module, ABC):
         self.context = context
         self.config = config
         self.task_names = [t.name for t in context.tasks]
-        self.encoder = self.make_encoder()
+
+    @abstractmethod
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        """Encoded batch → ``{task: (B,) or (B, C) logits}``."""
 
     def make_encoder(self) -> FeatureEncoder:
-        """A flat encoder with this model's numeric embedding and id dropout (wrappers whose config
-        has neither, e.g. dtrn, get plain numbers and no id dropout, and use their inner model's)."""
+        """A flat (B, D) encoder with this model's numeric embedding, id dropout, GBDT leaves and
+        cross network (each off when the config has no such field)."""
         cfg = self.config
         args = (
             self.context.layout, getattr(cfg, "numeric_embedding", None), getattr(cfg, "id_dropout", None),
@@ -140,21 +145,14 @@ class MultiTaskModel(nn.Module, ABC):
         for enc in encoders[1:]:
             enc.gbdt.load_state_dict(trees, strict=False)  # type: ignore[union-attr]
 
-    @abstractmethod
-    def task_inputs(self, x: Tensor) -> list[Tensor]:
-        """(B, D) encoded features → per-task (B, H_t) tower inputs."""
-
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        return self.towers(self.task_inputs(self.encoder(batch)))
-
     def build_towers(self, in_dims: Sequence[int]) -> None:
         targets = self.context.layout.targets if getattr(self.config, "standardize_targets", True) else {}
         self.towers = TaskTowers(in_dims, self.context.tasks, self.config, targets)
 
     def shared_module(self) -> nn.Module:
         """The last module every task depends on (single-representation families); the default
-        :meth:`shared_modules` is ``[shared_module()]``. Default: the encoder, (B, D)."""
-        return self.encoder
+        :meth:`shared_modules` is ``[shared_module()]``. A family names its own."""
+        raise NotImplementedError(f"{type(self).__name__} names no shared module; override shared_module or shared_modules")
 
     def shared_modules(self) -> list[nn.Module]:
         """Modules whose outputs together are the shared representation gradient balancing
@@ -185,3 +183,33 @@ class MultiTaskModel(nn.Module, ABC):
         (e.g. a task preference vector), each with its (K,) default; exports make them graph
         inputs. None by default."""
         return {}
+
+
+class FlatInputModel(MultiTaskModel):
+    """A family on the flat encoded vector: encoder (B, D) → :meth:`task_inputs` → towers.
+
+    It owns the encoder (:meth:`MultiTaskModel.make_encoder`); subclasses implement
+    :meth:`task_inputs`. Families that keep this ``forward`` can be wrapped by models that work
+    between the encoder and the task inputs (DTRN's task bottoms, preference conditioning):
+    see :func:`wraps_task_inputs`.
+    """
+
+    def __init__(self, context: ModelContext, config: ModelConfig):
+        super().__init__(context, config)
+        self.encoder = self.make_encoder()
+
+    @abstractmethod
+    def task_inputs(self, x: Tensor) -> list[Tensor]:
+        """(B, D) encoded features → per-task (B, H_t) tower inputs."""
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        return self.towers(self.task_inputs(self.encoder(batch)))
+
+    def shared_module(self) -> nn.Module:
+        """Default: the encoder, (B, D); families name a later shared block."""
+        return self.encoder
+
+
+def wraps_task_inputs(cls: type[MultiTaskModel]) -> bool:
+    """Whether ``cls`` is encoder → task_inputs → towers with no forward of its own (wrappable)."""
+    return issubclass(cls, FlatInputModel) and cls.forward is FlatInputModel.forward

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.errors import SpecError
-from recsys_mtl.models.base import ModelContext, MultiTaskModel
+from recsys_mtl.models.base import ModelContext, MultiTaskModel, wraps_task_inputs
 from recsys_mtl.models.registry import build_model, register
 from recsys_mtl.nn.bottoms import TaskSENet
 
@@ -67,7 +67,7 @@ class DTRN(MultiTaskModel):
             self.inner = build_model(config.inner.name, config.inner.params, context)
         except SpecError as exc:
             raise SpecError(f"model.params.inner: {exc}") from None
-        if type(self.inner).forward is not MultiTaskModel.forward:
+        if not wraps_task_inputs(type(self.inner)):
             raise SpecError(
                 f"model.params.inner.name: {config.inner.name!r} has its own forward (tokens, own "
                 "embeddings or chained outputs), so it cannot take task-specific bottoms"
@@ -78,6 +78,7 @@ class DTRN(MultiTaskModel):
         self.bottom = TaskSENet(enc.field_dims, len(self.task_names), config.reduction)
 
     def task_inputs(self, x: Tensor) -> list[Tensor]:
+        """(B, D) → per-task (B, H_t): task t's SENet view through the inner model, task t's rows."""
         t, b = len(self.task_names), x.shape[0]
         views = self.bottom(x)  # (T, B, D)
         reps = self.inner.task_inputs(views.reshape(t * b, -1))  # T × (T·B, H)

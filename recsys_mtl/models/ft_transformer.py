@@ -63,7 +63,6 @@ class FTTransformer(MultiTaskModel):
     def __init__(self, context: ModelContext, config: FTTransformerConfig):
         super().__init__(context, config)
         self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding, config.id_dropout)
-        self.encoder = self.tokenizer.encoder
         self.cls = nn.Parameter(torch.randn(1, 1, config.d_token) * 0.02)
         self.blocks = build_blocks(config, first_prenorm=False)
         self.head = nn.Sequential(nn.LayerNorm(config.d_token), nn.ReLU())
@@ -76,9 +75,6 @@ class FTTransformer(MultiTaskModel):
     def shared_parameters(self) -> list[nn.Parameter]:
         """The blocks, the CLS token and the head: everything between the embeddings and the towers."""
         return [*self.blocks.parameters(), self.cls, *self.head.parameters()]
-
-    def task_inputs(self, x: Tensor) -> list[Tensor]:
-        raise NotImplementedError("ft_transformer works on feature tokens, not on the flat encoded vector")
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         feats = self.tokenizer(batch)

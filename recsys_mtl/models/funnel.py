@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.errors import SpecError
-from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import MLP
 from recsys_mtl.spec.features import Task
@@ -61,7 +61,7 @@ class ESMMConfig(ModelConfig):
 
 
 @register("esmm")
-class ESMM(MultiTaskModel):
+class ESMM(FlatInputModel):
     """Entire Space Multi-task Model: a shared embedding and one MLP tower per stage.
 
     Encoded batch (B, D) → tower t → own logit a_t (B,). A first stage returns a_t; a stage with
@@ -125,7 +125,7 @@ class AITMConfig(ModelConfig):
 
 
 @register("aitm")
-class AITM(MultiTaskModel):
+class AITM(FlatInputModel):
     """Adaptive Information Transfer Multi-task model.
 
     Per task t: q_t = bottom_t(x) (B, H); a first stage keeps z_t = q_t; a stage after s gets

@@ -36,7 +36,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from recsys_mtl.errors import SpecError
-from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import Gate, activation, mix
 
@@ -143,9 +143,7 @@ class HoMELevel(nn.Module):
 
         def gate(allowed: list[bool], task: str | None) -> Gate:
             mask = torch.tensor(allowed) if cfg.hierarchy_mask and not all(allowed) else None
-            g = Gate(in_dim, n_all, mask)
-            g.task, g.owners = task, owners
-            return g
+            return Gate(in_dim, n_all, mask, task=task, owners=owners)
 
         self.task_gates = nn.ModuleList()
         for t in task_names:
@@ -184,7 +182,7 @@ class HoMELevel(nn.Module):
 
 
 @register("home")
-class HoME(MultiTaskModel):
+class HoME(FlatInputModel):
     """HoME: hierarchy of normalised, feature-gated experts with self-gated residuals.
 
     | param | default | meaning |

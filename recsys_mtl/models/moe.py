@@ -6,7 +6,7 @@ from pydantic import Field
 from torch import Tensor
 
 from recsys_mtl.errors import SpecError
-from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import Gate, mix
@@ -19,7 +19,7 @@ class MoEConfig(ModelConfig, ExclusivityParams, ExpertTypeParams):
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
 
 
-class _MixtureOfExperts(MultiTaskModel):
+class _MixtureOfExperts(FlatInputModel):
     Config = MoEConfig
     gates_per_task: bool
 
@@ -32,9 +32,8 @@ class _MixtureOfExperts(MultiTaskModel):
         if config.exclusivity > 0 and not self.gates_per_task:
             raise SpecError("model.params.exclusivity: needs one gate per task (use mmoe, not omoe)")
         masks = allowed_mask(owners, self.task_names, "exclusivity") if config.exclusivity > 0 else [None] * n_gates
-        self.gates = nn.ModuleList([Gate(d, config.num_experts, m) for m in masks])
-        for i, gate in enumerate(self.gates):  # wiring, for recsys_mtl.diagnostics
-            gate.task, gate.owners = (self.task_names[i] if self.gates_per_task else None), owners
+        tasks = self.task_names if self.gates_per_task else [None]
+        self.gates = nn.ModuleList([Gate(d, config.num_experts, m, task=t, owners=owners) for m, t in zip(masks, tasks)])
         self.build_towers([self.experts.out_dim] * len(self.task_names))
 
     def task_inputs(self, x: Tensor) -> list[Tensor]:

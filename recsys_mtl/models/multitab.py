@@ -129,7 +129,6 @@ class MultiTabNet(MultiTaskModel):
     def __init__(self, context: ModelContext, config: MultiTabConfig):
         super().__init__(context, config)
         self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding, config.id_dropout)
-        self.encoder = self.tokenizer.encoder  # one set of embedding tables, owned by the tokenizer
         t = len(self.task_names)
         self.task_tokens = nn.Parameter(torch.randn(t, config.d_token) * 0.02)
         self.blocks = build_blocks(config)
@@ -157,9 +156,6 @@ class MultiTabNet(MultiTaskModel):
     def shared_parameters(self) -> list[nn.Parameter]:
         """Every transformer block (their weights serve every task token) and the final norm."""
         return [*self.blocks.parameters(), *self.norm.parameters()]
-
-    def task_inputs(self, x: Tensor) -> list[Tensor]:
-        raise NotImplementedError("multitab works on feature tokens, not on the flat encoded vector")
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         feats = self.tokenizer(batch)  # (B, F, d)

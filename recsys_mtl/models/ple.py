@@ -17,7 +17,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import Gate, mix
@@ -70,13 +70,11 @@ class CGCLevel(nn.Module):
         self.task_gates = nn.ModuleList()
         for t, name in enumerate(task_names):
             allowed = torch.cat([torch.ones(n_t, dtype=torch.bool), excl[t]]) if excl is not None else None
-            gate = Gate(in_dim, n_t + n_s, allowed)
-            gate.task, gate.owners = name, [name] * n_t + shared_owners
-            self.task_gates.append(gate)
+            self.task_gates.append(Gate(in_dim, n_t + n_s, allowed, task=name, owners=[name] * n_t + shared_owners))
         self.shared_gate: Gate | None = None
         if not last:
-            self.shared_gate = Gate(in_dim, n_t * len(task_names) + n_s)
-            self.shared_gate.owners = [o for name in task_names for o in [name] * n_t] + shared_owners
+            all_owners = [o for name in task_names for o in [name] * n_t] + shared_owners
+            self.shared_gate = Gate(in_dim, len(all_owners), owners=all_owners)
 
     def forward(self, task_inputs: Sequence[Tensor], shared_input: Tensor) -> tuple[list[Tensor], Tensor | None]:
         own = [bank(x) for bank, x in zip(self.task_experts, task_inputs)] if self.task_experts is not None else []
@@ -92,7 +90,7 @@ class CGCLevel(nn.Module):
 
 
 @register("ple")
-class PLE(MultiTaskModel):
+class PLE(FlatInputModel):
     """Progressive Layered Extraction: ``num_levels`` stacked CGC levels, then a tower per task.
 
     | param | default | meaning |

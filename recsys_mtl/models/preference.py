@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.errors import SpecError
-from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel, wraps_task_inputs
 from recsys_mtl.models.registry import MODELS, build_model, register
 from recsys_mtl.nn.blocks import MLP
 
@@ -70,10 +70,6 @@ class FiLM(nn.Module):
         return h * (1.0 + gamma) + beta
 
 
-def _is_flat(cls: type[MultiTaskModel]) -> bool:
-    return cls.forward is MultiTaskModel.forward
-
-
 @register("preference")
 class PreferenceModel(MultiTaskModel):
     """A registered flat-input family conditioned on a task preference vector (FiLM).
@@ -97,7 +93,7 @@ class PreferenceModel(MultiTaskModel):
     def __init__(self, context: ModelContext, config: PreferenceConfig):
         super().__init__(context, config)
         T = len(self.task_names)
-        if config.base == "preference" or not _is_flat(MODELS.get(config.base)):
+        if config.base == "preference" or not wraps_task_inputs(MODELS.get(config.base)):
             raise SpecError(f"model.params.base: {config.base!r} is not a flat-input family "
                             "(encoder → task_inputs → towers); wrap e.g. mmoe, ple, home, adatt")
         self.base = build_model(config.base, config.base_params, context)

@@ -24,7 +24,7 @@ def model_class(name: str) -> type[MultiTaskModel]:
 def build_model(name: str, params: dict[str, Any], context: ModelContext) -> MultiTaskModel:
     config = MODELS.config(name, params)
     model = MODELS.get(name)(context, config)  # type: ignore[call-arg]
-    if getattr(config, "cross", None) is not None and not isinstance(model.encoder, CrossedEncoder):
+    if getattr(config, "cross", None) is not None and not isinstance(getattr(model, "encoder", None), CrossedEncoder):
         raise SpecError(f"model.params.cross: {name!r} does not read the flat encoded vector (it uses "
                         "feature tokens or per-feature embeddings), so a cross network cannot be its bottom")
     return model

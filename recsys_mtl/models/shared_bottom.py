@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor
 
-from recsys_mtl.models.base import ModelConfig, ModelContext, MultiTaskModel
+from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import MLP
 
@@ -15,7 +15,7 @@ class SharedBottomConfig(ModelConfig):
 
 
 @register("shared_bottom")
-class SharedBottom(MultiTaskModel):
+class SharedBottom(FlatInputModel):
     """Shared-Bottom: one MLP every task reads, then a tower per task.
 
     | param | default | meaning |

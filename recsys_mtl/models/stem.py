@@ -60,6 +60,7 @@ class STEM(MultiTaskModel):
     def __init__(self, context: ModelContext, config: STEMConfig):
         super().__init__(context, config)
         t = len(self.task_names)
+        self.encoder = self.make_encoder()  # the shared embeddings
         d = self.encoder.output_dim
         self.task_encoders = nn.ModuleList(self.make_encoder() for _ in range(t))
         args = (d, config.expert_hidden, config.activation, config.dropout)
@@ -69,9 +70,6 @@ class STEM(MultiTaskModel):
         self.gates = nn.ModuleList(Gate(2 * d, total) for _ in range(t))
         self.stop_gradient = config.stop_gradient
         self.build_towers([config.expert_hidden[-1]] * t)
-
-    def task_inputs(self, x: Tensor) -> list[Tensor]:
-        raise NotImplementedError("stem embeds each task separately; it works on the batch, not one vector")
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         x_s = self.encoder(batch)

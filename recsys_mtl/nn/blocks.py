@@ -94,17 +94,21 @@ class Gate(nn.Module):
     """Softmax gate: (B, in_dim) → (B, num_experts) weights that sum to 1 per row.
 
     ``allowed`` ((num_experts,) bool, optional) masks experts out: their weight is exactly 0
-    (their logit gets -inf before the softmax, an export-friendly Add). ``task`` and ``owners``
-    (one label per expert: a task name, ``"shared"`` or ``"group:<name>"``) only describe the
-    gate's wiring to :mod:`recsys_mtl.diagnostics`; models set them after construction.
+    (their logit gets -inf before the softmax, an export-friendly Add). ``task`` (the task the
+    gate serves; None for a gate every task reads) and ``owners`` (one label per expert: a task
+    name, ``"shared"`` or ``"group:<name>"``) describe the gate's wiring to
+    :mod:`recsys_mtl.diagnostics`; they do not change the computation.
     """
 
-    def __init__(self, in_dim: int, num_experts: int, allowed: Tensor | None = None):
+    def __init__(self, in_dim: int, num_experts: int, allowed: Tensor | None = None,
+                 task: str | None = None, owners: Sequence[str] | None = None):
         super().__init__()
         self.proj = nn.Linear(in_dim, num_experts)
         self.last_weights: Tensor | None = None
-        self.task: str | None = None
-        self.owners: list[str] | None = None
+        if owners is not None and len(owners) != num_experts:
+            raise ValueError(f"Gate: {len(owners)} owners for {num_experts} experts")
+        self.task = task
+        self.owners: list[str] | None = list(owners) if owners is not None else None
         if allowed is not None:
             if allowed.shape != (num_experts,) or not bool(allowed.any()):
                 raise ValueError(f"Gate: allowed must be ({num_experts},) with at least one True")

@@ -1,0 +1,156 @@
+"""The input contract of an exported model: one :class:`InputSpec` per raw input column.
+
+The exporter (``recsys_mtl.export``) writes ``metadata.json``'s ``inputs`` with :func:`inputs_to_json`
+and the server (:mod:`serving.schema`) reads them back with :func:`inputs_from_json`; one class and
+one (de)serialisation, so the two sides cannot drift apart. Reading checks every entry and names
+the entry and the field at fault (the caller adds the file).
+
+Where it lives: inside ``serving`` (the lowest layer), pure Python with no import beyond the
+standard library, so imports run one way: ``recsys_mtl`` imports this module, nothing in
+``serving`` imports ``recsys_mtl`` or torch.
+
+Per kind (dtype and missing value follow from the kind; ``metadata.json`` states them for readers):
+
+* ``categorical``: ``string`` (B,), missing = ``""``;
+* ``numeric``: ``float64`` (B,), missing = ``NaN``;
+* ``sequence``: ``string`` (B, L), missing / padding = ``""``; a list keeps its first ``max_len``
+  items (:attr:`InputSpec.kept`, the one place that rule is defined).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence, TypeVar
+
+T = TypeVar("T")
+
+#: how a missing categorical / sequence value is written in a string input tensor
+NULL_TOKEN = ""
+KINDS = ("categorical", "numeric", "sequence")
+#: kind → dtype of its input tensor
+DTYPES = {"categorical": "string", "numeric": "float64", "sequence": "string"}
+#: dtype → how a missing value is written (as metadata.json states it)
+MISSING = {"string": NULL_TOKEN, "float64": "NaN"}
+
+
+class ContractError(ValueError):
+    """An ``inputs`` entry that does not describe a servable input; the message names the entry and field."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One raw input column of an exported model.
+
+    ``name``: the column (and graph input) name; ``feature``: the spec feature reading it;
+    ``max_len``: sequences only, the number of items kept per row.
+    """
+
+    name: str
+    feature: str
+    kind: str
+    max_len: int | None = None
+
+    def __post_init__(self) -> None:
+        problem = _problem(self.name, self.kind, self.max_len)
+        if problem:
+            raise ContractError(f"input {self.name!r}: {problem}")
+
+    @property
+    def dtype(self) -> str:
+        return DTYPES[self.kind]
+
+    @property
+    def missing(self) -> str:
+        return MISSING[self.dtype]
+
+    @property
+    def shape(self) -> list[str | int]:
+        """Graph input shape: (B,), or (B, L) for a sequence (any L: the graph fixes the width)."""
+        return ["batch", f"{self.name}.len"] if self.kind == "sequence" else ["batch"]
+
+    @property
+    def kept(self) -> slice:
+        """The items of a sequence row that the model sees: the first ``max_len``, as in training (the
+        one definition of that rule; the server applies it to JSON lists and to Arrow list columns)."""
+        return slice(0, self.max_len)
+
+    def head(self, items: Sequence[T]) -> Sequence[T]:
+        """``items`` (one sequence row) cut to :attr:`kept`."""
+        return items[self.kept]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "feature": self.feature, "kind": self.kind, "dtype": self.dtype,
+                               "shape": self.shape, "missing": self.missing}
+        if self.max_len is not None:
+            out["max_len"] = self.max_len
+        return out
+
+    @classmethod
+    def from_json(cls, entry: Any, where: str = "input") -> InputSpec:
+        """One ``inputs`` entry, checked; ``where`` names it in errors (e.g. ``inputs[3]``)."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise ContractError(f"{where}: expected an object with a non-empty 'name'")
+        name, kind, max_len = entry["name"], entry.get("kind"), entry.get("max_len")
+        where = f"{where} ({name[:80]!r})"
+        problem = _problem(name, kind, max_len)
+        if problem:
+            raise ContractError(f"{where}: {problem}")
+        spec = cls(name, entry.get("feature", name), kind, max_len)  # type: ignore[arg-type]
+        if not isinstance(spec.feature, str) or not spec.feature:
+            raise ContractError(f"{where}: 'feature' must be a non-empty string")
+        # written by the exporter for readers; stated otherwise than the kind implies = an edited file
+        for field, expected in (("dtype", spec.dtype), ("missing", spec.missing), ("shape", spec.shape)):
+            if field in entry and entry[field] != expected:
+                raise ContractError(f"{where}: {field!r} must be {expected!r} for a {kind} input, got {str(entry[field])[:40]!r}")
+        return spec
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """An extra float input of the graph that is not a raw column (e.g. a task preference), (B, K)
+    float32; the server fills ``default`` (K values) when a request does not set it.
+    ``metadata.json`` lists these under ``conditions``, apart from ``inputs``."""
+
+    name: str
+    default: tuple[float, ...]
+
+    kind = "condition"
+    dtype = "float32"
+
+    @property
+    def shape(self) -> list[str | int]:
+        return ["batch", len(self.default)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": self.shape, "default": list(self.default)}
+
+
+def _problem(name: str, kind: Any, max_len: Any) -> str | None:
+    if kind not in KINDS:
+        return f"'kind' must be one of {list(KINDS)}, got {str(kind)[:40]!r}"
+    # a sequence's max_len also bounds the width of the padded feed a request can cause
+    if kind == "sequence" and (not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1):
+        return "'max_len' must be a positive integer"
+    if kind != "sequence" and max_len is not None:
+        return f"'max_len' applies to sequence inputs only, not to a {kind} input"
+    return None
+
+
+def inputs_to_json(inputs: Sequence[InputSpec]) -> list[dict[str, Any]]:
+    """``metadata.json``'s ``inputs`` list."""
+    return [i.to_json() for i in inputs]
+
+
+def inputs_from_json(entries: Any) -> list[InputSpec]:
+    """``metadata.json``'s ``inputs`` list, checked: non-empty, every entry valid, names unique."""
+    if not isinstance(entries, list) or not entries:
+        raise ContractError("'inputs' must be a non-empty list")
+    out: list[InputSpec] = []
+    names: set[str] = set()
+    for k, entry in enumerate(entries):
+        spec = InputSpec.from_json(entry, f"inputs[{k}]")
+        if spec.name in names:
+            raise ContractError(f"inputs[{k}]: name {spec.name!r} appears twice")
+        names.add(spec.name)
+        out.append(spec)
+    return out
