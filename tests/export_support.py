@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
 import polars as pl
 import pytest
 import torch
@@ -17,6 +18,9 @@ import yaml
 
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
+from recsys_mtl.export.exporter import attach_preprocessing
+from recsys_mtl.export.model_graph import ScoringHead, export_model
+from recsys_mtl.export.preprocess_graph import encoded_names
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
@@ -28,6 +32,27 @@ def funnel_spec(base: FeatureSpec) -> FeatureSpec:
     raw = base.model_dump(mode="json", exclude_defaults=True)
     raw["tasks"][1]["after"] = raw["tasks"][0]["name"]
     return FeatureSpec.model_validate(raw)
+
+
+EXPORT_TRAIN = generate(SyntheticConfig(rows=1200, num_tasks=2, seed=2))
+
+
+def export_session(spec: FeatureSpec, name: str, params: dict[str, Any] | None = None, train: pl.DataFrame | None = None) -> tuple[ScoringHead, ort.InferenceSession, Preprocessor]:
+    """``name`` built on ``spec`` (weights jittered), exported with raw-column preprocessing:
+    (torch scoring head, onnxruntime session, preprocessor); fitted on ``train`` or EXPORT_TRAIN."""
+    train = EXPORT_TRAIN if train is None else train
+    pre = Preprocessor.fit(spec, train)
+    torch.manual_seed(0)
+    model = build_model(name, params or {}, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    names = encoded_names(pre)
+    head = ScoringHead(model, spec.tasks, names)
+    cols = pre.transform(train).columns()
+    onnx_model = attach_preprocessing(export_model(head, [cols[n][:3] for n in names]), pre)
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return head, session, pre
 
 
 def make_run(root: Path, spec: FeatureSpec, train: pl.DataFrame, model: str = "mmoe",

@@ -1,4 +1,5 @@
-"""AdaTT: contract, gradients, fusion-unit wiring (gate over all + residual of own experts), export."""
+"""AdaTT: fusion-unit wiring (gate over all + residual of own experts), parameter errors (the
+shared contract is in test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -11,28 +12,11 @@ from recsys_mtl.data.tensors import features_only
 from recsys_mtl.errors import SpecError
 from recsys_mtl.models import build_model
 from recsys_mtl.nn.blocks import mix
-from tests import expert_checks as checks
 from tests.conftest import make_context
 
 SP: dict[str, Any] = {"variant": "sp", "num_levels": 2, "task_experts": 2, "expert_hidden": [16], "tower_hidden": [8]}
 GENERAL = SP | {"variant": "general", "shared_experts": 2}
 VARIANTS = pytest.mark.parametrize("params", [SP, GENERAL], ids=["sp", "general"])
-
-
-@VARIANTS
-@pytest.mark.parametrize("num_tasks", [1, 2, 5])
-def test_output_shapes(params: dict[str, Any], num_tasks: int) -> None:
-    checks.check_shapes("adatt", params, num_tasks)
-
-
-@VARIANTS
-def test_gradients_reach_every_expert_gate_and_tower(params: dict[str, Any]) -> None:
-    checks.check_gradients("adatt", params | {"num_levels": 3})
-
-
-@VARIANTS
-def test_gates_are_distributions(params: dict[str, Any]) -> None:
-    checks.check_gates_are_distributions("adatt", params)
 
 
 @VARIANTS
@@ -84,20 +68,6 @@ def _task0_changes_when_task1_experts_change(isolate: bool) -> bool:
 def test_tasks_exchange_information_only_through_the_gates() -> None:
     assert _task0_changes_when_task1_experts_change(isolate=False)
     assert not _task0_changes_when_task1_experts_change(isolate=True)
-
-
-@VARIANTS
-def test_batch_independence(params: dict[str, Any]) -> None:
-    checks.check_batch_independence("adatt", params)
-
-
-def test_short_fit_beats_constant() -> None:
-    checks.check_fit_beats_constant("adatt", SP)
-
-
-@VARIANTS
-def test_onnx_export(params: dict[str, Any]) -> None:
-    checks.check_onnx_export("adatt", params)
 
 
 def test_bad_params_name_the_field() -> None:

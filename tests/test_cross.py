@@ -4,21 +4,16 @@ bottom under flat-input models and as MoE / PLE experts, exported with parity.""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
-from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.errors import SpecError
-from recsys_mtl.export.exporter import attach_preprocessing, parity
-from recsys_mtl.export.model_graph import ScoringHead, export_model
-from recsys_mtl.export.preprocess_graph import encoded_names
-from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.export.exporter import parity
+from recsys_mtl.models import build_model
 from recsys_mtl.nn.cross import CrossConfig, CrossedEncoder, CrossExperts, CrossNetwork
 from tests.conftest import make_context, synthetic_spec
-from tests.export_support import funnel_spec, held_out
+from tests.export_support import export_session, funnel_spec, held_out
 from tests.model_checks import assert_gradients_reach_everything, feats
-from tests.test_export_model_graph import TRAIN
 
 
 def test_full_rank_cross_matches_hand_computed_two_feature_example() -> None:
@@ -93,18 +88,7 @@ def test_cross_bottom_refused_by_token_models() -> None:
     ("ple", {"expert_type": "cross", "expert_cross": {"kind": "low_rank", "rank": 4}}),
 ])
 def test_cross_models_export_with_parity(name: str, params: dict) -> None:
-    spec = funnel_spec(synthetic_spec(2))
-    pre = Preprocessor.fit(spec, TRAIN)
-    torch.manual_seed(0)
-    model = build_model(name, params, ModelContext(layout=pre.layout, tasks=spec.tasks))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    names = encoded_names(pre)
-    head = ScoringHead(model, spec.tasks, names)
-    cols = pre.transform(TRAIN).columns()
-    onnx_model = attach_preprocessing(export_model(head, [cols[n][:3] for n in names]), pre)
-    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    head, session, pre = export_session(funnel_spec(synthetic_spec(2)), name, params)
     diffs = parity(head, session, pre, held_out(300))
     assert max(diffs.values()) <= 1e-5, diffs
     assert np.isfinite(list(diffs.values())).all()

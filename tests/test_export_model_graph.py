@@ -1,46 +1,25 @@
-"""Every registered model exports with a dynamic batch axis and matches torch on raw columns."""
+"""Every row of the model table (every registered model and its param variants) exports with a
+dynamic batch axis and matches torch on raw columns."""
 
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
-import polars as pl
 import pytest
 import torch
 
-from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.data.synthetic import SyntheticConfig, generate
-from recsys_mtl.export.exporter import attach_preprocessing, parity
-from recsys_mtl.export.model_graph import ScoringHead, export_model
-from recsys_mtl.export.preprocess_graph import encoded_names, raw_inputs
+from recsys_mtl.export.exporter import parity
+from recsys_mtl.export.preprocess_graph import raw_inputs
 from recsys_mtl.export.raw import raw_feed
-from recsys_mtl.models import ModelContext, available_models, build_model
 from recsys_mtl.spec import FeatureSpec
 from tests.conftest import synthetic_spec
-from tests.export_support import funnel_spec, held_out
-
-TRAIN = generate(SyntheticConfig(rows=1200, num_tasks=2, seed=2))
-
-
-def _export(spec: FeatureSpec, name: str, train: pl.DataFrame = TRAIN) -> tuple[ScoringHead, ort.InferenceSession, Preprocessor]:
-    pre = Preprocessor.fit(spec, train)
-    torch.manual_seed(0)
-    model = build_model(name, {}, ModelContext(layout=pre.layout, tasks=spec.tasks))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    names = encoded_names(pre)
-    head = ScoringHead(model, spec.tasks, names)
-    cols = pre.transform(train).columns()
-    onnx_model = attach_preprocessing(export_model(head, [cols[n][:3] for n in names]), pre)
-    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return head, session, pre
+from tests.export_support import export_session, funnel_spec, held_out
+from tests.model_table import Variant, cases
 
 
-@pytest.mark.parametrize("name", available_models())
-def test_parity_for_every_registered_model(name: str) -> None:
+@pytest.mark.parametrize("name, variant", cases())
+def test_parity_for_every_registered_model(name: str, variant: Variant) -> None:
     spec = funnel_spec(synthetic_spec(2))  # a funnel, so esmm / aitm build too; others ignore it
-    head, session, pre = _export(spec, name)
+    head, session, pre = export_session(spec, name, variant.params)
     assert [i.name for i in session.get_inputs()] == [r.name for r in raw_inputs(pre)]
     assert [o.name for o in session.get_outputs()] == ["task0", "task1"]
     diffs = parity(head, session, pre, held_out(300))
@@ -60,7 +39,7 @@ def test_multiclass_and_regression_outputs() -> None:
         {"name": "value", "label": "y1", "type": "regression"},
     ]
     spec = FeatureSpec.model_validate(raw)
-    head, session, pre = _export(spec, "mmoe")
+    head, session, pre = export_session(spec, "mmoe")
     df = held_out(200)
     assert max(parity(head, session, pre, df).values()) <= 1e-5
     click, grade, value = session.run(None, raw_feed(raw_inputs(pre), df))

@@ -9,21 +9,13 @@ import pytest
 import torch
 
 from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import SpecError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.models.funnel import chain_logit
-from recsys_mtl.spec import FeatureSpec, load_pipeline, load_spec
+from recsys_mtl.spec import load_pipeline, load_spec
 from recsys_mtl.train.run import fit
-from tests.conftest import ROOT, SHARED_DATA, make_context, synthetic_spec
-from tests.model_checks import (
-    assert_batch_independent,
-    assert_fit_beats_constant,
-    assert_gradients_reach_everything,
-    assert_onnx_exports,
-    feats,
-    split,
-)
+from tests.conftest import ROOT, SHARED_DATA, make_context
+from tests.model_checks import feats
 
 ALICCP = SHARED_DATA / "ali-ccp"
 FUNNELS = ["esmm", "aitm"]
@@ -36,28 +28,11 @@ def funnel_context(num_tasks: int, after: dict[int, int], rows: int = 64) -> tup
     return ModelContext(layout=ctx.layout, tasks=tasks), table
 
 
-def click_conversion_data(rows: int = 2000) -> tuple[ModelContext, object, object]:
-    """Synthetic funnel: click = label0; conversion = label0 AND label1, so it only happens on a click."""
-    df = generate(SyntheticConfig(rows=rows, num_tasks=2, complexity=1, scale=3.0, seed=5))
-    raw = synthetic_spec(2).model_dump(mode="json", exclude_defaults=True)
-    raw["tasks"] = [
-        {"name": "ctr", "label": "label0"},
-        {"name": "ctcvr", "label": "label0 * label1", "after": "ctr"},
-    ]
-    spec = FeatureSpec.model_validate(raw)
-    pre = Preprocessor.fit(spec, df)
-    table = pre.transform(df)
-    assert bool((table.labels[:, 1] <= table.labels[:, 0]).all())  # conversions only on clicks
-    train, test = split(table, int(rows * 0.75))
-    return ModelContext(layout=pre.layout, tasks=spec.tasks), train, test
-
-
 @pytest.mark.parametrize("name", FUNNELS)
-@pytest.mark.parametrize("num_tasks, after", [(2, {1: 0}), (5, {1: 0, 2: 1, 4: 3})])
-def test_output_contract(name: str, num_tasks: int, after: dict[int, int]) -> None:
-    ctx, table = funnel_context(num_tasks, after)
+def test_builds_on_two_funnels_and_a_lone_task(name: str) -> None:
+    ctx, table = funnel_context(6, {1: 0, 2: 1, 4: 3})
     out = build_model(name, {}, ctx)(feats(table))
-    assert list(out) == [f"task{k}" for k in range(num_tasks)]
+    assert list(out) == [f"task{k}" for k in range(6)]
     assert all(v.shape == (64,) and torch.isfinite(v).all() for v in out.values())
 
 
@@ -125,36 +100,6 @@ def test_aitm_calibrator_and_transfer() -> None:
         model.bottoms[0][0].bias.add_(1.0)
         after = model(feats(table))
     assert not torch.allclose(before, after["task1"])
-
-
-@pytest.mark.parametrize("name", FUNNELS)
-def test_gradients_reach_everything(name: str) -> None:
-    ctx, table = funnel_context(3, {1: 0, 2: 1}, rows=128)
-    assert_gradients_reach_everything(build_model(name, {}, ctx), table)
-
-
-@pytest.mark.parametrize("name", FUNNELS)
-def test_batch_independence(name: str) -> None:
-    ctx, table = funnel_context(2, {1: 0}, rows=200)
-    assert_batch_independent(build_model(name, {}, ctx), table)
-
-
-@pytest.mark.parametrize("name", FUNNELS)
-def test_synthetic_click_conversion_fit(name: str) -> None:
-    ctx, train, test = click_conversion_data()
-    model = build_model(name, {"tower_hidden": [32]} if name == "esmm" else {"bottom_hidden": [32]}, ctx)
-    assert_fit_beats_constant(model, train, test, steps=60)
-    model.eval()
-    with torch.no_grad():
-        out = model(feats(test))
-    if name == "esmm":  # structurally p(ctcvr) <= p(ctr)
-        assert bool((torch.sigmoid(out["ctcvr"]) <= torch.sigmoid(out["ctr"]) + 1e-7).all())
-
-
-@pytest.mark.parametrize("name", FUNNELS)
-def test_onnx_export(name: str) -> None:
-    ctx, table = funnel_context(3, {1: 0, 2: 1})
-    assert_onnx_exports(build_model(name, {}, ctx), table)
 
 
 # ---------------------------------------------------------------------- Ali-CCP samples

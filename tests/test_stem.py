@@ -7,30 +7,21 @@ import torch
 
 from recsys_mtl.models import build_model
 from tests.conftest import make_context
-from tests.model_checks import (
-    assert_batch_independent,
-    assert_fit_beats_constant,
-    assert_gradients_reach_everything,
-    assert_onnx_exports,
-    feats,
-    learnable_data,
-)
+from tests.model_checks import feats
 
 PARAMS = {"shared_experts": 2, "task_experts": 2, "expert_hidden": [16]}
 
 
 @pytest.mark.parametrize("num_tasks", [1, 2, 5])
-def test_output_contract(num_tasks: int) -> None:
+def test_one_embedding_set_per_task_and_gates_over_every_expert(num_tasks: int) -> None:
     ctx, table = make_context(num_tasks, rows=64)
     model = build_model("stem", PARAMS, ctx)
-    out = model(feats(table))
-    assert list(out) == [f"task{k}" for k in range(num_tasks)]
-    assert all(v.shape == (64,) for v in out.values())
+    model(feats(table))
     assert len(model.task_encoders) == num_tasks
-    # task t's gate is a distribution over shared + every task's experts
+    # task t's gate weighs shared + every task's experts (that it is a distribution: the contract test)
+    assert len(model.gates) == num_tasks
     for gate in model.gates:
         assert gate.last_weights.shape == (64, 2 + 2 * num_tasks)
-        assert torch.allclose(gate.last_weights.sum(-1), torch.ones(64))
 
 
 def test_embedding_tables_are_separate() -> None:
@@ -38,11 +29,6 @@ def test_embedding_tables_are_separate() -> None:
     model = build_model("stem", PARAMS, ctx)
     ptrs = {t.weight.data_ptr() for enc in [model.encoder, *model.task_encoders] for t in enc.embeddings.tables.values()}
     assert len(ptrs) == 3 * len(model.encoder.embeddings.tables)
-
-
-def test_gradients_reach_everything() -> None:
-    ctx, table = make_context(3, rows=128)
-    assert_gradients_reach_everything(build_model("stem", PARAMS, ctx), table)
 
 
 def _grads_from_task0(stop_gradient: bool) -> dict[str, bool]:
@@ -75,17 +61,3 @@ def test_other_tasks_experts_still_feed_forward() -> None:
         after = model(batch)["task0"]
     assert not torch.allclose(before, after)
 
-
-def test_batch_independence() -> None:
-    ctx, table = make_context(2, rows=200)
-    assert_batch_independent(build_model("stem", PARAMS, ctx), table)
-
-
-def test_short_fit_beats_constant() -> None:
-    ctx, train, test = learnable_data(2)
-    assert_fit_beats_constant(build_model("stem", PARAMS, ctx), train, test)
-
-
-def test_onnx_export() -> None:
-    ctx, table = make_context(2, rows=64)
-    assert_onnx_exports(build_model("stem", PARAMS, ctx), table)

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnxruntime as ort
 import pytest
 import torch
 
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic_sequences import SequenceDataConfig, generate_sequences
-from recsys_mtl.export.exporter import attach_preprocessing, parity
-from recsys_mtl.export.model_graph import ScoringHead, export_model
-from recsys_mtl.export.preprocess_graph import encoded_names
+from recsys_mtl.export.exporter import parity
 from recsys_mtl.models import ModelContext, available_models, build_model
 from recsys_mtl.nn.target_attention import TargetAttentionPooling
 from recsys_mtl.spec import FeatureSpec, load_spec
+from tests.export_support import export_session
 from tests.model_checks import feats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,17 +101,7 @@ def test_every_model_pools_history_by_the_candidate(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["mmoe", "multitab"])
 def test_raw_column_export_with_parity(name: str) -> None:
-    pre, ctx = _context()
-    torch.manual_seed(0)
-    model = build_model(name, {}, ctx)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    names = encoded_names(pre)
-    head = ScoringHead(model, SPEC.tasks, names)
-    cols = pre.transform(DATA).columns()
-    onnx_model = attach_preprocessing(export_model(head, [cols[n][:3] for n in names]), pre)
-    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    head, session, pre = export_session(SPEC, name, {}, DATA)
     held = generate_sequences(SequenceDataConfig(rows=200, users=30, items=150, categories=8, seed=9))
     diffs = parity(head, session, pre, held)  # includes items unseen in train (OOV) in both places
     assert max(diffs.values()) <= 1e-5, diffs
