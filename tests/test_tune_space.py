@@ -10,7 +10,10 @@ import pytest
 
 from recsys_mtl.errors import SpecError
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.tune.space import CategoricalParam, FloatParam, IntParam, MultiObjective, parse_tune, resolve, sample
+from recsys_mtl.tune.objectives import MultiObjective
+from recsys_mtl.tune.params import CategoricalParam, FloatParam, IntParam
+from recsys_mtl.tune.paths import resolve, sample
+from recsys_mtl.tune.space import parse_tune
 from recsys_mtl.tune.study import plan_study
 from tests.tune_support import write_pipeline
 

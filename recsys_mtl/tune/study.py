@@ -31,7 +31,6 @@ from typing import Any, Sequence
 import lightning as L
 import optuna
 import sqlalchemy.exc
-import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
@@ -44,22 +43,13 @@ from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_pipeline
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.run import Prepared, RunResult, fit, prepare
-from recsys_mtl.tune.space import (
-    TuneConfig,
-    WeightedObjective,
-    SingleObjective,
-    check_space,
-    default_assignment,
-    directions,
-    objective_metrics,
-    parse_tune,
-    resolve,
-    sample,
-)
+from recsys_mtl.tune.checks import check_space
+from recsys_mtl.tune.params import encode_choice
+from recsys_mtl.tune.paths import default_assignment, resolve, sample
+from recsys_mtl.tune.space import TuneConfig, parse_tune
 
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-WEIGHTED_KEY = "val/tune_objective"
 #: user attribute marking the enqueued untuned pipeline
 ROLE, DEFAULT = "role", "default"
 
@@ -99,7 +89,8 @@ def plan_study(
     name = tune.study_name or cfg.name
     area = cfg.runs_dir / "tune" / name
     url = tune.storage or f"sqlite:///{area / 'study.db'}"
-    return StudyPlan(cfg, spec, tune, name, url, area, objective_metrics(tune, cfg, spec), directions(tune, cfg, spec))
+    objective = tune.objective
+    return StudyPlan(cfg, spec, tune, name, url, area, objective.objective_metrics(cfg, spec), objective.objective_directions(cfg, spec))
 
 
 def open_study(plan: StudyPlan) -> optuna.Study:
@@ -124,9 +115,9 @@ def open_study(plan: StudyPlan) -> optuna.Study:
         if t.enqueue_default:
             fixed, outside = default_assignment(t.space, plan.cfg)
             study.set_user_attr("default_outside_space", outside)
-            study.enqueue_trial({k: _encode_param(v) for k, v in fixed.items()}, user_attrs={ROLE: DEFAULT, "fixed": list(fixed)})
+            study.enqueue_trial({k: encode_choice(v) for k, v in fixed.items()}, user_attrs={ROLE: DEFAULT, "fixed": list(fixed)})
         for assignment in t.enqueue:
-            study.enqueue_trial({k: _encode_param(v) for k, v in assignment.items()}, skip_if_exists=True)
+            study.enqueue_trial({k: encode_choice(v) for k, v in assignment.items()}, skip_if_exists=True)
     return study
 
 
@@ -149,28 +140,12 @@ def _storage(plan: StudyPlan, attempts: int = 5) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
-def _encode_param(value: Any) -> Any:
-    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
-
-
 class _FitOnlyPruning(PyTorchLightningPruningCallback):
     """Optuna's Lightning pruning callback, silent outside ``fit`` (the final re-validation)."""
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             super().on_validation_end(trainer, pl_module)
-
-
-class _WeightedSum(L.Callback):
-    """Puts Σ w·metric into the validation metrics so checkpointing, early stopping and pruning see it."""
-
-    def __init__(self, weights: dict[str, float]):
-        self.weights = weights
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        if all(k in metrics for k in self.weights):
-            metrics[WEIGHTED_KEY] = torch.tensor(sum(w * float(metrics[k]) for k, w in self.weights.items()))
 
 
 class TrialObjective:
@@ -183,13 +158,7 @@ class TrialObjective:
 
     def monitor_overrides(self) -> tuple[dict[str, Any], str | None]:
         """Trainer monitor / mode for checkpoint selection, and the metric the pruner watches."""
-        obj, (direction, *_) = self.plan.tune.objective, self.plan.directions
-        mode = "max" if direction == "maximize" else "min"
-        if isinstance(obj, SingleObjective):
-            return {"trainer.monitor": self.plan.metrics[0], "trainer.mode": mode}, self.plan.metrics[0]
-        if isinstance(obj, WeightedObjective):
-            return {"trainer.monitor": WEIGHTED_KEY, "trainer.mode": mode}, WEIGHTED_KEY
-        return {}, None  # multi-objective: selection on the pipeline's monitor; Optuna cannot prune
+        return self.plan.tune.objective.trial_monitor(self.plan.metrics, self.plan.directions)  # type: ignore[arg-type]
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         plan = self.plan
@@ -212,9 +181,7 @@ class TrialObjective:
                 "runs_dir": plan.area / "trials",
             },
         )
-        callbacks: list[L.Callback] = []
-        if isinstance(plan.tune.objective, WeightedObjective):
-            callbacks.append(_WeightedSum(plan.tune.objective.weights))
+        callbacks: list[L.Callback] = plan.tune.objective.trial_callbacks()
         pruning = _FitOnlyPruning(trial, monitor=prune_on) if prune_on else None
         if pruning is not None:
             callbacks.append(pruning)
@@ -229,10 +196,7 @@ class TrialObjective:
         return values[0] if len(values) == 1 else values
 
     def values(self, val: dict[str, float]) -> list[float]:
-        obj = self.plan.tune.objective
-        if isinstance(obj, WeightedObjective):
-            return [sum(w * val[k.removeprefix("val/")] for k, w in obj.weights.items())]
-        return [val[m.removeprefix("val/")] for m in self.plan.metrics]
+        return self.plan.tune.objective.trial_values(val, self.plan.metrics)
 
 
 class _Progress:
@@ -401,7 +365,7 @@ def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | No
     summary = {
         "study": plan.study_name,
         "storage": plan.storage_url if plan.storage_url.startswith("sqlite") else plan.storage_url.split("@")[-1],  # no password
-        "objectives": dict(zip(plan.metrics if not isinstance(plan.tune.objective, WeightedObjective) else ["weighted_sum"], plan.directions)),
+        "objectives": dict(zip(plan.tune.objective.value_names(plan.metrics), plan.directions)),
         "states": {s.name: sum(r["state"] == s.name for r in rows) for s in TrialState},
         "worker_seconds": round(seconds, 1),
         "chosen_trial": None if chosen is None else {"number": chosen.number, "values": chosen.values, "params": chosen.user_attrs.get("assignments"), "val": chosen.user_attrs.get("val")},
@@ -426,7 +390,7 @@ def summary_table(result: TuneResult, top: int = 10) -> str:
     study, plan = result.study, result.plan
     rows = trial_rows(study)
     states = "  ".join(f"{s}={n}" for s, n in json.loads(result.summary_path.read_text())["states"].items() if n)
-    names = plan.metrics if not isinstance(plan.tune.objective, WeightedObjective) else ["weighted_sum"]
+    names = plan.tune.objective.value_names(plan.metrics)
     lines = [f"study {plan.study_name} ({plan.storage_url.split('@')[-1]}): {states}"]
     if len(plan.directions) > 1:
         shown = pareto_front(study, plan) if result.chosen is not None else []
