@@ -119,6 +119,8 @@ def plot_importance(result: dict[str, Any], path: Any, top: int = 20) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from recsys_mtl.diagnostics.plot import save_png
+
     tasks = list(result["importance"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 0.3 * top + 1.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -128,10 +130,7 @@ def plot_importance(result: dict[str, Any], path: Any, top: int = 20) -> None:
         ax.tick_params(axis="y", labelsize=7)
     fig.suptitle("permutation importance, validation split")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path, 90)
 
 
 def importance_table(result: dict[str, Any], top: int = 15) -> str:

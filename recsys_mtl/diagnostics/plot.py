@@ -14,6 +14,16 @@ import numpy as np  # noqa: E402
 USAGE_KINDS = ("own", "group", "shared", "other")
 
 
+def save_png(fig: Any, path: str | Path, dpi: int = 90) -> Path:
+    """Write ``fig`` to ``path`` atomically (a reader never sees half a file) and close it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def plot_diagnostics(result: dict[str, Any], path: str | Path, title: str = "") -> Path:
     """Write a three-panel PNG to ``path`` and return it."""
     path = Path(path)
@@ -23,11 +33,7 @@ def plot_diagnostics(result: dict[str, Any], path: str | Path, title: str = "") 
     _usage(axes[2], result["tasks"])
     fig.suptitle(title or "expert diagnostics")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, path, 90)
 
 
 def _sparsity(ax: Any, experts: dict[str, Any]) -> None:

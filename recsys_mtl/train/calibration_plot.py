@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from recsys_mtl.diagnostics.plot import save_png  # noqa: E402
+
 
 def plot_reliability(report: dict[str, Any], path: Path) -> Path:
     """Observed rate against mean prediction per bin, per split (raw, and calibrated if fitted)."""
@@ -33,8 +35,4 @@ def plot_reliability(report: dict[str, Any], path: Path) -> Path:
     title = "reliability" + (f" ({report['method']} fitted on validation)" if report.get("method") else "")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, path, 90)

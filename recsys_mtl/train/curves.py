@@ -15,6 +15,8 @@ matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
+from recsys_mtl.diagnostics.plot import save_png  # noqa: E402
+
 #: metric suffixes drawn in their own panel, in this order (loss first)
 _KINDS = ("loss", "auc", "gauc", "logloss", "rmse", "mae", "accuracy")
 
@@ -70,9 +72,4 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None, last_epoch: 
         ax.axis("off")
     fig.suptitle(f"training curves: {run_dir.name}")
     fig.tight_layout()
-    path = Path(out) if out is not None else run_dir / "curves.png"
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, Path(out) if out is not None else run_dir / "curves.png", 80)
