@@ -6,6 +6,9 @@
 * ``Content-Type: application/json``: one row as an object, or many rows as an array of objects
   (fields = the export's input columns). Answer: ``{"rows": n, "outputs": {task: [...]}}`` with one
   value per row (a list of class probabilities for multiclass tasks).
+* ``?tasks=a,b`` answers only those tasks (a ranking stage that needs one score). The micro-batch
+  still runs the export's whole graph; to also skip the other tasks' experts and towers, export a
+  task-sparse graph (``recsys-mtl export RUN --tasks a,b``) and serve that.
 * ``Content-Type: application/vnd.apache.arrow.stream``: an Arrow IPC stream whose columns are the
   inputs; the answer is an Arrow IPC stream with one column per task.
 
@@ -35,7 +38,7 @@ from serving.metadata import public_metadata
 from serving.metrics import Metrics
 from serving.openapi import openapi_document
 from serving.predictor import Predictor
-from serving.schema import Feed, RequestError, clip
+from serving.schema import Feed, RequestError, clip, quoted
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,22 @@ def arrow_outputs(outputs: Outputs) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def requested_tasks(raw: str | None, tasks: list[str]) -> list[str] | None:
+    """The ``tasks`` query parameter (comma-separated task names) checked against the export's, or None."""
+    if raw is None:
+        return None
+    names = [t.strip() for t in raw.split(",") if t.strip()]
+    unknown = [t for t in names if t not in tasks]
+    if not names or unknown:
+        what = f"unknown task {quoted(unknown[0])}" if unknown else "no task named"
+        raise RequestError(f"tasks: {what}; this export scores {', '.join(tasks)}", field="tasks", code="unknown_task")
+    return list(dict.fromkeys(names))
+
+
+def _only(outputs: Outputs, wanted: list[str] | None) -> Outputs:
+    return outputs if wanted is None else {t: outputs[t] for t in wanted}
 
 
 def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings(),
@@ -128,16 +147,17 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings(),
             raise RequestError(f"unsupported Content-Type {clip(kind)!r}; use {JSON_TYPE} or {ARROW_TYPE}",
                                field="content-type", status=415, code="unsupported_media_type")
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        wanted = requested_tasks(request.query_params.get("tasks"), predictor.tasks)
         feed: Feed
         if kind == ARROW_TYPE:
             feed, rows = predictor.schema.from_arrow(read_stream(body, settings.max_body_bytes), settings.max_request_rows)
             outputs = await batcher.submit(feed, rows)
-            return Response(arrow_outputs(outputs), media_type=ARROW_TYPE)
+            return Response(arrow_outputs(_only(outputs, wanted)), media_type=ARROW_TYPE)
         parsed, check_text = parse_json(body)
         feed, rows = predictor.schema.from_json(parsed, settings.max_request_rows, check_text)
         del parsed, body  # the parsed tree can be large: not kept alive while the batch runs
         outputs = await batcher.submit(feed, rows)
-        return Response(json_outputs(outputs, rows), media_type=JSON_TYPE)
+        return Response(json_outputs(_only(outputs, wanted), rows), media_type=JSON_TYPE)
 
     # a plain Starlette route: the hot path skips FastAPI's per-call dependency and response-model
     # machinery (it parses and validates the body itself), about a third of the server's CPU per request

@@ -70,9 +70,13 @@ def openapi_document(metadata: dict[str, Any], max_rows: int) -> dict[str, Any]:
                            (500, "server bug (answered with Connection: close)"), (503, "shutting down")]}
     arrow = {"schema": {"type": "string", "format": "binary"},
              "description": "an Arrow IPC stream with one column per input (LZ4 / ZSTD compression accepted)"}
+    names = "|".join(o["name"] for o in metadata["outputs"])  # task names are identifiers: no escaping
     predict = {
         "summary": "Score rows of raw input columns",
         "operationId": "predict",
+        "parameters": [{"name": "tasks", "in": "query", "required": False,
+                        "description": "comma-separated tasks to answer (default: all)",
+                        "schema": {"type": "string", "pattern": f"^({names})(,({names}))*$"}}],
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": {"oneOf": [
                 {"$ref": "#/components/schemas/Row"},

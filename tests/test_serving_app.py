@@ -111,3 +111,25 @@ def test_good_request_unaffected_by_concurrent_bad_ones(client: TestClient) -> N
             assert status == 200 and body["outputs"]["task0"][0] == pytest.approx(expected["outputs"]["task0"][0], abs=1e-6)
         else:
             assert status == 422 and body["field"] == "num0"
+
+
+def test_tasks_query_answers_only_those_tasks(client: TestClient) -> None:
+    rows = [good_row(i) for i in range(3)]
+    full = client.post("/predict", json=rows).json()["outputs"]
+    only = client.post("/predict?tasks=task1", json=rows)
+    assert only.status_code == 200 and only.json() == {"rows": 3, "outputs": {"task1": full["task1"]}}
+    arrow = client.post("/predict?tasks=task0", content=_arrow_body(rows), headers={"content-type": ARROW_TYPE})
+    table = pa.ipc.open_stream(arrow.content).read_all()
+    assert table.column_names == ["task0"] and table.column("task0").to_pylist() == pytest.approx(full["task0"])
+    for bad in ("nope", "", "task0,x" * 3000):
+        r = client.post(f"/predict?tasks={bad}", json=rows)
+        assert r.status_code == 422 and r.json()["field"] == "tasks" and len(r.content) < 2000
+    assert client.post("/predict", json=rows).status_code == 200  # still serving
+
+
+def _arrow_body(rows: list[dict]) -> bytes:  # type: ignore[type-arg]
+    sink = io.BytesIO()
+    table = pa.Table.from_pylist(rows)
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue()
