@@ -42,24 +42,23 @@ class MultiTaskModule(L.LightningModule):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         return self.model(features_only(batch))
 
+    def _row_losses(self, logits: dict[str, Tensor], batch: Batch) -> list[Tensor]:
+        """Per task, the (B,) unreduced loss (regression on the train-standardized scale when the
+        model standardizes targets): the one definition training and evaluation reduce."""
+        labels = batch["labels"]
+        scale = self.model.towers.standardize
+        return [fn(scale(i, logits[t.name].float()), scale(i, labels[:, i])) for i, (t, fn) in enumerate(zip(self.tasks, self.losses))]
+
     def task_losses(self, logits: dict[str, Tensor], batch: Batch) -> Tensor:
-        """(T,) losses, each the weighted mean over rows its mask counts, times the spec weight
-        (regression losses on the train-standardized scale when the model standardizes targets)."""
-        labels, weights = batch["labels"], batch["weights"]
-        scale = self.model.towers.standardize  # regression: the loss compares standardized values
-        per_task = [
-            weighted_mean(fn(scale(i, logits[t.name].float()), scale(i, labels[:, i])), weights[:, i])
-            for i, (t, fn) in enumerate(zip(self.tasks, self.losses))
-        ]
+        """(T,) losses, each the weighted mean over rows its mask counts, times the spec weight."""
+        weights = batch["weights"]
+        per_task = [weighted_mean(loss, weights[:, i]) for i, loss in enumerate(self._row_losses(logits, batch))]
         return torch.stack(per_task) * self.task_weights
 
     def task_loss_sums(self, logits: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor]:
         """(T,) Σ_rows w·loss and (T,) Σ_rows w, for losses exact over many batches (sums / weights)."""
-        labels, weights = batch["labels"], batch["weights"]
-        sums = [
-            (fn(logits[t.name].float(), labels[:, i]) * weights[:, i]).sum()
-            for i, (t, fn) in enumerate(zip(self.tasks, self.losses))
-        ]
+        weights = batch["weights"]
+        sums = [(loss * weights[:, i]).sum() for i, loss in enumerate(self._row_losses(logits, batch))]
         return torch.stack(sums).detach(), weights.sum(0).float().detach()
 
     def exact_losses(self, sums: Tensor, weights: Tensor) -> Tensor:
