@@ -5,7 +5,8 @@
     python benchmarks/balancing.py report /tmp/bal_census.jsonl    # re-print a table
     python benchmarks/balancing.py steps --steps 40                 # CPU time per training step
 
-``census``: pipelines/census_mmoe.yaml (MMoE, income + never-married) with each method.
+``census``: pipelines/census_noleak_mmoe.yaml (MMoE, income + never-married, without the three columns that
+leak marital status; ``--pipeline`` picks another) with each method.
 ``synthetic``: pipelines/synthetic_mmoe.yaml with conflicting tasks (negative task correlation).
 Each fit runs in its own process so its peak RSS is its own; results are appended to ``--out`` as
 they finish (a partial run still yields a table). Prints a markdown table: test AUC per task,
@@ -63,7 +64,7 @@ def one_fit(pipeline: str, overrides: list[str]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> None:
     runs_dir = tempfile.mkdtemp(prefix="recsys_balancing_")
     if args.kind == "census":
-        pipeline, base = "census_mmoe.yaml", [f"trainer.max_epochs={args.epochs}"]
+        pipeline, base = args.pipeline, [f"trainer.max_epochs={args.epochs}"]
     else:
         pipeline = "synthetic_mmoe.yaml"
         base = [f"data.task_correlation={args.correlation}", f"data.rows={args.rows}", f"trainer.max_epochs={args.epochs}",
@@ -196,6 +197,8 @@ def main() -> None:
         s.add_argument("--jobs", type=int, default=1, help="fits run in parallel (timings then share the CPU)")
         s.add_argument("--threads", type=int, default=1, help="torch threads per fit")
         s.add_argument("--short", action="store_true", help="scale step-count parameters (SHORT_PARAMS) to short runs")
+        if kind == "census":
+            s.add_argument("--pipeline", default="census_noleak_mmoe.yaml", help="pipeline file under pipelines/")
         if kind == "synthetic":
             s.add_argument("--correlation", type=float, default=-0.5)
             s.add_argument("--rows", type=int, default=30000)
