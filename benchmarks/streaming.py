@@ -65,7 +65,7 @@ def measure(out: Path, batch_size: int, threads: int, workers: int, train: bool,
     import yaml
 
     from recsys_mtl.data.streaming import ParquetStream, StreamLoader, parquet_files
-    from recsys_mtl.data.streaming_fit import fit_streaming
+    from recsys_mtl.data.preprocess import Preprocessor
     from recsys_mtl.spec import load_pipeline, load_spec
     from recsys_mtl.train.run import fit
 
@@ -80,7 +80,7 @@ def measure(out: Path, batch_size: int, threads: int, workers: int, train: bool,
         print(json.dumps(rec), flush=True)
 
     t0 = time.perf_counter()
-    pre = fit_streaming(spec, files)
+    pre = Preprocessor.fit_files(spec, files)
     report("streaming_fit", time.perf_counter() - t0)
 
     stream = ParquetStream(files, pre, batch_size, seed=0)

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.data.streaming_fit import fit_streaming
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import DataError, SpecError
 from recsys_mtl.spec import FeatureSpec, load_pipeline
@@ -121,6 +120,6 @@ def test_inf_is_refused_by_the_streaming_fit_past_the_sample(spec2: FeatureSpec,
     df = generate(SyntheticConfig(rows=300, num_tasks=2, seed=4))
     pl.concat([df] * 35).write_parquet(tmp_path / "a.parquet")  # 10 500 clean rows: the sampled head
     _with_inf(df.head(50), "num1", 20).write_parquet(tmp_path / "b.parquet")
-    fit_streaming(spec2, [tmp_path / "a.parquet"])
+    Preprocessor.fit_files(spec2, [tmp_path / "a.parquet"])
     with pytest.raises(DataError, match=r"column 'num1' .* 1 infinite value"):
-        fit_streaming(spec2, [tmp_path / "a.parquet", tmp_path / "b.parquet"])
+        Preprocessor.fit_files(spec2, [tmp_path / "a.parquet", tmp_path / "b.parquet"])

@@ -13,7 +13,6 @@ import yaml
 
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.streaming import ParquetStream, StreamLoader, parquet_files
-from recsys_mtl.data.streaming_fit import fit_streaming
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec import FeatureSpec, load_pipeline
@@ -111,7 +110,7 @@ def test_streaming_fit_equals_in_memory_fit(stream_dir: tuple[Path, pl.DataFrame
     folder, df = stream_dir
     spec = id_spec()
     a = Preprocessor.fit(spec, df).state()
-    b = fit_streaming(spec, parquet_files(folder)).state()
+    b = Preprocessor.fit_files(spec, parquet_files(folder)).state()
     assert a["tables"] == b["tables"]  # vocabularies, order included (min_freq, hashing, shared tags)
     assert a["numeric"].keys() == b["numeric"].keys()
     for name, fa in a["numeric"].items():

@@ -84,9 +84,9 @@ def test_standardized_regression_round_trips_through_onnx(data, tmp_path: Path) 
 
 
 def test_streaming_fit_gives_the_same_statistics(data, tmp_path: Path) -> None:
-    from recsys_mtl.data.streaming_fit import fit_streaming
+    from recsys_mtl.data.preprocess import Preprocessor
 
     spec, train, pre = data
     train.write_parquet(tmp_path / "train.parquet")
-    streamed = fit_streaming(spec, [tmp_path / "train.parquet"])
+    streamed = Preprocessor.fit_files(spec, [tmp_path / "train.parquet"])
     np.testing.assert_allclose(streamed.targets["task1"], pre.targets["task1"], rtol=1e-9)

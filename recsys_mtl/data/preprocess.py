@@ -12,9 +12,8 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-import mmh3
 import numpy as np
 import polars as pl
 import torch
@@ -22,6 +21,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys_mtl.artifacts import read_json
+from recsys_mtl.data.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTable
+from recsys_mtl.data.streaming_fit import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import (
@@ -35,74 +36,11 @@ from recsys_mtl.spec.features import (
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-#: stored numeric quantiles: q(k / QUANTILE_STEPS), k = 0..QUANTILE_STEPS
-QUANTILE_STEPS = 64
-MISSING, OOV, FIRST = 0, 1, 2
 
 
 def spec_hash(spec: FeatureSpec) -> str:
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-@dataclass
-class FittedTable:
-    """The index of one embedding table: a fitted vocabulary or a hashing rule."""
-
-    name: str
-    vocab: list[str] | None = None
-    hash_buckets: int | None = None
-    hash_seed: int = 0
-
-    @property
-    def size(self) -> int:
-        return FIRST + (len(self.vocab) if self.vocab is not None else self.hash_buckets)  # type: ignore[arg-type]
-
-    def lookup(self, values: pl.Series) -> np.ndarray:
-        """String values → int64 indices (null → MISSING, unseen → OOV)."""
-        values = values.cast(pl.String)
-        if self.vocab is not None:
-            mapping = {v: i + FIRST for i, v in enumerate(self.vocab)}
-        else:
-            uniq = values.drop_nulls().unique().to_list()
-            mapping = {v: FIRST + mmh3.hash(v, self.hash_seed, signed=False) % self.hash_buckets for v in uniq}  # type: ignore[operator]
-        idx = values.replace_strict(mapping, default=OOV, return_dtype=pl.Int64).to_numpy()
-        return np.where(values.is_null().to_numpy(), MISSING, idx)  # replace_strict sends null to the default
-
-
-@dataclass
-class FittedNumeric:
-    name: str
-    source: str
-    impute_value: float
-    indicator: bool
-    clip_min: float | None
-    clip_max: float | None
-    log1p: bool
-    mean: float
-    std: float
-    #: quantile bucket edges; when set, the feature is a bucket index, not a number.
-    boundaries: list[float] | None = None
-    #: train quantiles q(k/64), k = 0..64, of the transformed value the model sees (the bins of
-    #: piecewise-linear numeric embeddings); None for bucketed features and older fitted files
-    quantiles: list[float] | None = None
-
-    def apply(self, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-        """Raw numbers → (transformed float64 values, missing indicator)."""
-        x = values.cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64)
-        missing = np.isnan(x)
-        x = np.where(missing, self.impute_value, x)
-        if self.clip_min is not None or self.clip_max is not None:
-            x = np.clip(x, self.clip_min, self.clip_max)
-        if self.log1p:
-            x = np.sign(x) * np.log1p(np.abs(x))  # signed, so negative values stay finite
-        return x, missing
-
-    def transform(self, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-        x, missing = self.apply(values)
-        if self.boundaries is not None:
-            return np.searchsorted(np.asarray(self.boundaries), x, side="right") + FIRST, missing
-        return (x - self.mean) / self.std, missing
 
 
 @dataclass
@@ -146,10 +84,15 @@ class Preprocessor:
     @classmethod
     def fit(cls, spec: FeatureSpec, train: pl.DataFrame, where: str = "train") -> "Preprocessor":
         """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.streaming_fit` over it."""
-        from recsys_mtl.data.streaming_fit import fit_lazy  # it builds the Fitted* types defined here
-
         check_frame(spec, train, where)
-        return fit_lazy(spec, train.lazy(), where)
+        return cls(spec, *fit_statistics(spec, train.lazy(), where))
+
+    @classmethod
+    def fit_files(cls, spec: FeatureSpec, files: Sequence[Path], where: str = "train files") -> "Preprocessor":
+        """Fit over every row of the Parquet ``files``, with bounded memory (a dataset larger than memory)."""
+        lf = pl.scan_parquet([str(f) for f in files])
+        check_frame(spec, lf.head(10_000).collect(), where)  # columns and dtypes, on a sample
+        return cls(spec, *fit_statistics(spec, lf, where))
 
     # ------------------------------------------------------------------ transform
     def transform(self, df: pl.DataFrame, where: str = "data") -> EncodedTable:

@@ -31,7 +31,6 @@ from recsys_mtl.data.census import TEST_FILE, TRAIN_FILE, read_census_file
 from recsys_mtl.data.preprocess import Preprocessor, check_frame
 from recsys_mtl.data.readers import read_table
 from recsys_mtl.data.streaming import ParquetStream, parquet_files, row_groups
-from recsys_mtl.data.streaming_fit import fit_streaming
 from recsys_mtl.data.synthetic import SyntheticConfig, write_parquet
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError, SpecError
@@ -262,7 +261,7 @@ class ParquetStreamSource(DataSource[ParquetStreamData]):
         return parquet_files(self.cfg.train)
 
     def fit_preprocessing(self, spec: FeatureSpec) -> Preprocessor:
-        return fit_streaming(spec, self.train_files)
+        return Preprocessor.fit_files(spec, self.train_files)
 
     def training(self, pre: Preprocessor, batch_size: int, seed: int, fraction: float = 1.0) -> ParquetStream:
         stream = ParquetStream(

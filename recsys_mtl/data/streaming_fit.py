@@ -1,7 +1,7 @@
 """The one preprocessing fit: polars lazy queries on the streaming engine.
 
-:func:`fit_lazy` fits over any ``LazyFrame``: :func:`fit_streaming` gives it ``scan_parquet``
-over a dataset larger than memory, :meth:`Preprocessor.fit` an in-memory frame. Each statistic
+:func:`fit_statistics` fits over any ``LazyFrame``: :meth:`Preprocessor.fit_files` gives it
+``scan_parquet`` over a dataset larger than memory, :meth:`Preprocessor.fit` an in-memory frame. Each statistic
 is one aggregation query; polars runs them with bounded memory (value counts are a group-by
 over the distinct values; medians and quantiles need the column in memory, so each runs as its
 own query over one column). Vocabularies are ordered by count descending, then value ascending.
@@ -10,31 +10,24 @@ own query over one column). Vocabularies are ordered by count descending, then v
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import polars as pl
 
-from recsys_mtl.data.preprocess import QUANTILE_STEPS, FittedNumeric, FittedTable, Preprocessor, check_frame
+from recsys_mtl.data.fitted import QUANTILE_STEPS, FittedNumeric, FittedTable
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import CategoricalFeature, FeatureSpec, NumericFeature, SequenceFeature
 
 ENGINE = "streaming"
 
 
-def fit_streaming(spec: FeatureSpec, files: Sequence[Path], where: str = "train files") -> Preprocessor:
-    """Fitted :class:`Preprocessor` for ``spec`` over every row of the Parquet ``files``."""
-    lf = pl.scan_parquet([str(f) for f in files])
-    check_frame(spec, lf.head(10_000).collect(), where)  # columns and dtypes, on a sample
-    return fit_lazy(spec, lf, where)
+FitStatistics = tuple[dict[str, FittedTable], dict[str, FittedNumeric], dict[str, tuple[float, float]]]
 
 
-def fit_lazy(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> Preprocessor:
-    """Fitted :class:`Preprocessor` for ``spec`` over every row of ``lf`` (columns already checked)."""
-    tables = _fit_tables(spec, lf)
-    numeric = _fit_numeric(spec, lf, where)
-    return Preprocessor(spec, tables, numeric, _fit_targets(spec, lf))
+def fit_statistics(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> FitStatistics:
+    """(tables, numeric columns, regression targets' (mean, std)) for ``spec`` over every row of
+    ``lf`` (columns already checked): the arguments of a :class:`~recsys_mtl.data.preprocess.Preprocessor`."""
+    return _fit_tables(spec, lf), _fit_numeric(spec, lf, where), _fit_targets(spec, lf)
 
 
 def _fit_tables(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, FittedTable]:

@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from recsys_mtl.data.preprocess import MISSING, OOV
+from recsys_mtl.data.fitted import MISSING, OOV
 
 
 class IdDropoutConfig(BaseModel):

@@ -7,19 +7,36 @@ them for the LightningModule, so the module never branches on the strategy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, Iterator, Protocol
 
 import torch
 from torch import Tensor
 
+from recsys_mtl.balancing.base import Balancer
 from recsys_mtl.data.tensors import Batch
 
-if TYPE_CHECKING:
-    from recsys_mtl.train.module import MultiTaskModule
+
+class _Module(Protocol):
+    """What the feed needs of the training module (it is given the module; it never imports it)."""
+
+    balancer: Balancer
+    tasks: Any
+    trainer: Any
+    training: bool
+    device: torch.device
+    global_step: int
+
+    def __call__(self, batch: Batch) -> Any: ...
+    def eval(self) -> Any: ...
+    def train(self, mode: bool = True) -> Any: ...
+    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch: ...
+    def task_losses(self, outputs: Any, batch: Batch) -> Tensor: ...
+    def task_loss_sums(self, outputs: Any, batch: Batch) -> tuple[Tensor, Tensor]: ...
+    def exact_losses(self, sums: Tensor, weights: Tensor) -> Tensor: ...
 
 
 class BalancerFeed:
-    def __init__(self, module: "MultiTaskModule"):
+    def __init__(self, module: _Module):
         self._module = module
         self._val_iter: Iterator[Batch] | None = None
 
