@@ -151,12 +151,12 @@ def _group(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from recsys_mtl.train.diagnostics_report import report
+    from recsys_mtl.report import report
 
     json_path, png = report(args.run_dir)
     print(f"diagnostics: {json_path}\nplot: {png}")
     if args.importance:
-        from recsys_mtl.train.diagnostics_report import importance_report
+        from recsys_mtl.report import importance_report
 
         json_path, png, table = importance_report(args.run_dir, args.repeats)
         print(f"{table}\nimportance: {json_path}\nplot: {png}")

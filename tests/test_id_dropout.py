@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from recsys_mtl.data.preprocess import MISSING, OOV
+from recsys_mtl.data.fitted import MISSING, OOV
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
 from tests.conftest import synthetic_spec

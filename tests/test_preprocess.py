@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 import torch
 
-from recsys_mtl.data.preprocess import FIRST, MISSING, OOV, Preprocessor
+from recsys_mtl.data.fitted import FIRST, MISSING, OOV
+from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec import FeatureSpec
 

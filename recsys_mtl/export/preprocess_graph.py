@@ -27,7 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from recsys_mtl.data.preprocess import FIRST, MISSING, OOV, FittedNumeric, FittedTable, Preprocessor
+from recsys_mtl.data.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTable
+from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.tensors import SEQ_PREFIX
 from recsys_mtl.errors import RecsysMTLError
 from serving.contract import NULL_TOKEN, InputSpec

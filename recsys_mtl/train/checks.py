@@ -23,7 +23,8 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.strategies import StrategyRegistry
 
 from recsys_mtl.balancing import build_balancer
-from recsys_mtl.data.preprocess import QUANTILE_STEPS, FittedNumeric, FittedTable, Preprocessor
+from recsys_mtl.data.fitted import QUANTILE_STEPS, FittedNumeric, FittedTable
+from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.errors import SpecError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.registry import did_you_mean

@@ -1,4 +1,9 @@
-"""``recsys-mtl report <run>``: expert diagnostics of a run's selected checkpoint.
+"""``recsys-mtl report <run>``: expert diagnostics (and, asked for, permutation importance) of a
+run's selected checkpoint.
+
+It sits above ``train/`` and ``diagnostics/`` because it reads a run folder (``train``) and
+applies the statistics of ``diagnostics``; ``diagnostics`` itself stays below ``train``, whose
+fit feeds it during training.
 
 Reads the run folder written by :func:`recsys_mtl.train.run.fit` (pipeline.yaml, spec.yaml,
 preprocessing.json, the selected checkpoint), re-encodes the validation split with the fitted
