@@ -24,9 +24,8 @@ from lightning.pytorch.strategies import StrategyRegistry
 
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.preprocess import QUANTILE_STEPS, FittedNumeric, FittedTable, Preprocessor
-from recsys_mtl.errors import SpecError
+from recsys_mtl.errors import SpecError, did_you_mean
 from recsys_mtl.models import ModelContext, build_model
-from recsys_mtl.registry import did_you_mean
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig, TrainerConfig
 
