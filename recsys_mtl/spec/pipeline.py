@@ -14,7 +14,15 @@ from pydantic import Field, field_validator
 from recsys_mtl.spec.features import StrictModel
 
 
-class FilesData(StrictModel):
+class DataSection(StrictModel):
+    """Base of the ``data`` kinds."""
+
+    def inapplicable(self) -> frozenset[str]:
+        """Fields that had no effect with these values (left out of a run folder's pipeline.yaml)."""
+        return frozenset()
+
+
+class FilesData(DataSection):
     """Train / validation / test files (CSV, Parquet or Arrow IPC, chosen by extension)."""
 
     kind: Literal["files"]
@@ -26,8 +34,12 @@ class FilesData(StrictModel):
     valid_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
 
+    def inapplicable(self) -> frozenset[str]:
+        # nothing is carved from train when both held-out files are given
+        return frozenset({"split_seed", "valid_fraction", "test_fraction"}) if self.valid and self.test else frozenset()
 
-class CensusData(StrictModel):
+
+class CensusData(DataSection):
     """UCI census-income KDD: train = the .data file; the .test file split 1:1 into valid/test."""
 
     kind: Literal["census_kdd"]
@@ -35,7 +47,7 @@ class CensusData(StrictModel):
     split_seed: int = 2018
 
 
-class SyntheticData(StrictModel):
+class SyntheticData(DataSection):
     """Generated multitask data (see :mod:`recsys_mtl.data.synthetic`), cached as Parquet."""
 
     kind: Literal["synthetic"]
@@ -53,7 +65,7 @@ class SyntheticData(StrictModel):
     test_fraction: float = Field(0.15, gt=0, lt=1)
 
 
-class ParquetStreamData(StrictModel):
+class ParquetStreamData(DataSection):
     """Train streamed from a Parquet dataset larger than memory (see :mod:`recsys_mtl.data.streaming`).
 
     ``train``: a folder of Parquet files, a glob, or one file; read row group by row group,

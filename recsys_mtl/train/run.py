@@ -3,7 +3,7 @@
 Layout of a run folder::
 
     runs/<name>-<time>/
-      pipeline.yaml       resolved pipeline (paths absolute)
+      pipeline.yaml       the pipeline as applied (paths absolute; see run_folder.applied_pipeline)
       spec.yaml           the feature spec it was trained with
       preprocessing.json  fitted preprocessing (vocabularies, statistics)
       checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
@@ -54,6 +54,7 @@ from recsys_mtl.train.callbacks import RunCheckpoint, Throughput
 from recsys_mtl.train.checks import check_pipeline
 from recsys_mtl.train.curves import plot_curves
 from recsys_mtl.train.datamodule import TableDataModule
+from recsys_mtl.train.run_folder import applied_pipeline
 from recsys_mtl.train.incremental import carry_weights, start_from
 from recsys_mtl.train.module import MultiTaskModule
 
@@ -223,7 +224,7 @@ def fit(
     if start is not None:
         start.drift["new_rows"] = carry_weights(module.model, start.model)
     run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name).resolve()  # Lightning's paths are absolute
-    write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(applied_pipeline(cfg), sort_keys=False))
     write_atomic(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
     prep.preprocessor.save(run_dir / "preprocessing.json")
     if start is not None:
