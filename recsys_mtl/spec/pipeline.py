@@ -93,6 +93,17 @@ class ComponentConfig(StrictModel):
     params: dict[str, Any] = {}
 
 
+class MLflowConfig(StrictModel):
+    """MLflow logging of a fit, next to the CSV and TensorBoard logs (needs the ``mlflow`` extra)."""
+
+    #: where runs are recorded; default: a SQLite store ``<runs_dir>/mlflow.db``
+    tracking_uri: str | None = Field(None, min_length=1)
+    #: default: the pipeline's name
+    experiment: str | None = Field(None, min_length=1)
+    #: extra tags on the MLflow run
+    tags: dict[str, str] = {}
+
+
 class TrainerConfig(StrictModel):
     max_epochs: int = Field(10, ge=1)
     batch_size: int = Field(1024, ge=1)
@@ -130,6 +141,14 @@ class TrainerConfig(StrictModel):
     log_every_n_steps: int = Field(50, ge=1)
     #: train on at most this many batches per epoch (smoke runs, benchmarks on huge streams)
     limit_train_batches: int | None = Field(None, ge=1)
+    #: also log params and metrics to MLflow: ``true`` or ``{tracking_uri, experiment, tags}``
+    mlflow: MLflowConfig | None = None
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_switch(cls, value: Any) -> Any:
+        # ``mlflow: true`` turns it on with the defaults, ``false`` off
+        return {} if value is True else None if value is False else value
 
     @field_validator("monitor")
     @classmethod

@@ -7,7 +7,7 @@ Layout of a run folder::
       spec.yaml           the feature spec it was trained with
       preprocessing.json  fitted preprocessing (vocabularies, statistics)
       checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
-      logs/               CSV and TensorBoard logs
+      logs/               CSV and TensorBoard logs (and MLflow, to its own store, with trainer.mlflow)
       metrics.json        val and test metrics per task at the best checkpoint, throughput
       curves.png          loss and metrics per task and epoch, train and validation
       drift.json          with --init-from: vocabulary growth, OOV rates, numeric drift
@@ -37,7 +37,6 @@ from typing import Any, Sequence
 import lightning as L
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from recsys_mtl.artifacts import checkpoint_epoch, load_checkpoint
 from recsys_mtl.balancing import build_balancer
@@ -54,9 +53,10 @@ from recsys_mtl.train.callbacks import RunCheckpoint, Throughput
 from recsys_mtl.train.checks import check_pipeline
 from recsys_mtl.train.curves import plot_curves
 from recsys_mtl.train.datamodule import TableDataModule
-from recsys_mtl.train.run_folder import applied_pipeline
 from recsys_mtl.train.incremental import carry_weights, start_from
+from recsys_mtl.train.loggers import make_loggers
 from recsys_mtl.train.module import MultiTaskModule
+from recsys_mtl.train.run_folder import applied_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
         dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=t.mode, save_top_k=1, save_last=True
     )
     throughput = Throughput()
-    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
+    loggers = make_loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
