@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BaseModel, ValidationError
 
-from recsys_mtl.errors import DataError
+from recsys_mtl.errors import DataError, format_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -84,7 +84,4 @@ def read_json(path: str | Path, schema: type[M]) -> M:
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        lines = [f"{'.'.join(map(str, e['loc'])) or '<top>'}: {e['msg'].removeprefix('Value error, ')}" for e in errors[:3]]
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise DataError(f"{path}: " + "; ".join(lines) + more) from None
+        raise DataError(format_validation_error(exc, source=path, raw=raw, model=schema, limit=3)) from None

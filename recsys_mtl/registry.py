@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import pkgutil
@@ -13,7 +12,7 @@ from typing import Any, Callable, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from recsys_mtl.errors import SpecError
+from recsys_mtl.errors import SpecError, did_you_mean, format_validation_error
 
 T = TypeVar("T")
 
@@ -82,12 +81,6 @@ def _type_name(annotation: Any) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
-def did_you_mean(name: str, choices: list[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 class Registry(Generic[T]):
     """Classes registered under a name; each class carries a pydantic ``Config`` for its params."""
 
@@ -148,14 +141,9 @@ class Registry(Generic[T]):
         try:
             return cls.Config.model_validate(params)  # type: ignore[attr-defined]
         except ValidationError as exc:
-            known = list(cls.Config.model_fields)  # type: ignore[attr-defined]
-            msgs = [
-                ".".join([f"{self.field}.params", *map(str, e["loc"])]) + ": "
-                + (f"unknown parameter{did_you_mean(str(e['loc'][-1]), known)}" if e["type"] == "extra_forbidden"
-                   else e["msg"].removeprefix("Value error, "))
-                for e in exc.errors()
-            ]
-            raise SpecError(f"{self.kind} {name!r}: " + "; ".join(msgs)) from None
+            msg = format_validation_error(exc, prefix=f"{self.field}.params", raw=params, model=cls.Config,  # type: ignore[attr-defined]
+                                          unknown="unknown parameter", sep="; ")
+            raise SpecError(f"{self.kind} {name!r}: {msg}") from None
 
 
 def components_markdown(registries: list[Registry[Any]], params: bool = False) -> str:

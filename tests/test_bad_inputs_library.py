@@ -220,7 +220,7 @@ RUN_CASES = [
     Case("run-checkpoint-missing", on_run("export", lambda ws: (ws.run / "checkpoints/best.ckpt").unlink()), ("checkpoints/best.ckpt is missing",)),
     Case("run-preprocessing-truncated", on_run("export", run_file("preprocessing.json", truncate)), ("preprocessing.json", "not valid JSON")),
     Case("run-preprocessing-wrong-type", on_run("report", edit_json("preprocessing.json", lambda s: s["tables"]["cat0"].update(vocab=[1, 2]))),
-         ("preprocessing.json", "tables.cat0.vocab.0")),
+         ("preprocessing.json", "tables.cat0.vocab[0]")),
     Case("run-preprocessing-missing-table", on_run("export", edit_json("preprocessing.json", lambda s: s["tables"].pop("cat1"))),
          ("preprocessing.json", "'cat1'")),
     Case("run-preprocessing-nan-std", on_run("export", edit_json("preprocessing.json", lambda s: s["numeric"]["num0"].update(std=math.nan))),

@@ -7,7 +7,7 @@ from typing import Any, Iterable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from recsys_mtl.errors import SpecError
+from recsys_mtl.errors import SpecError, format_validation_error
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.spec.yaml_io import load_yaml_text, read_yaml_file
@@ -26,34 +26,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def _loc(raw: Any, loc: Iterable[Any]) -> str:
-    """Render a pydantic location, naming list items by their ``name`` when they have one."""
-    parts: list[str] = []
-    node = raw
-    for key in loc:
-        if isinstance(key, int):
-            name = node[key].get("name") if isinstance(node, list) and key < len(node) and isinstance(node[key], dict) else None
-            parts.append(f"[{key}]" + (f" ({name})" if name else ""))
-            node = node[key] if isinstance(node, list) and key < len(node) else None
-        else:
-            if isinstance(node, dict) and key not in node and key in {"categorical", "numeric", "sequence"}:
-                continue  # discriminated-union tag: not a real YAML key
-            parts.append(("." if parts else "") + str(key))
-            node = node.get(key) if isinstance(node, dict) else None
-    return "".join(parts) or "<top>"
-
-
 def validate(model: type[M], raw: dict[str, Any], source: str | Path) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            lines.append(f"{source}: {_loc(raw, err['loc'])}: {msg}")
-        raise SpecError("\n".join(lines)) from None
+        raise SpecError(format_validation_error(exc, source=source, raw=raw, model=model)) from None
     except SpecError as exc:  # raised by cross-field checks (e.g. LeakageError): keep its type
         raise type(exc)(f"{source}: {exc}") from None
 

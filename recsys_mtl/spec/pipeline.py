@@ -14,7 +14,15 @@ from pydantic import Field, field_validator
 from recsys_mtl.spec.features import StrictModel
 
 
-class FilesData(StrictModel):
+class DataSection(StrictModel):
+    """Base of the ``data`` kinds."""
+
+    def inapplicable(self) -> frozenset[str]:
+        """Fields that had no effect with these values (left out of a run folder's pipeline.yaml)."""
+        return frozenset()
+
+
+class FilesData(DataSection):
     """Train / validation / test files (CSV, Parquet or Arrow IPC, chosen by extension)."""
 
     kind: Literal["files"]
@@ -26,8 +34,12 @@ class FilesData(StrictModel):
     valid_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
 
+    def inapplicable(self) -> frozenset[str]:
+        # nothing is carved from train when both held-out files are given
+        return frozenset({"split_seed", "valid_fraction", "test_fraction"}) if self.valid and self.test else frozenset()
 
-class CensusData(StrictModel):
+
+class CensusData(DataSection):
     """UCI census-income KDD: train = the .data file; the .test file split 1:1 into valid/test."""
 
     kind: Literal["census_kdd"]
@@ -35,7 +47,7 @@ class CensusData(StrictModel):
     split_seed: int = 2018
 
 
-class SyntheticData(StrictModel):
+class SyntheticData(DataSection):
     """Generated multitask data (see :mod:`recsys_mtl.data.synthetic`), cached as Parquet."""
 
     kind: Literal["synthetic"]
@@ -53,7 +65,7 @@ class SyntheticData(StrictModel):
     test_fraction: float = Field(0.15, gt=0, lt=1)
 
 
-class ParquetStreamData(StrictModel):
+class ParquetStreamData(DataSection):
     """Train streamed from a Parquet dataset larger than memory (see :mod:`recsys_mtl.data.streaming`).
 
     ``train``: a folder of Parquet files, a glob, or one file; read row group by row group,
@@ -79,6 +91,17 @@ class ComponentConfig(StrictModel):
 
     name: str
     params: dict[str, Any] = {}
+
+
+class MLflowConfig(StrictModel):
+    """MLflow logging of a fit, next to the CSV and TensorBoard logs (needs the ``mlflow`` extra)."""
+
+    #: where runs are recorded; default: a SQLite store ``<runs_dir>/mlflow.db``
+    tracking_uri: str | None = Field(None, min_length=1)
+    #: default: the pipeline's name
+    experiment: str | None = Field(None, min_length=1)
+    #: extra tags on the MLflow run
+    tags: dict[str, str] = {}
 
 
 class TrainerConfig(StrictModel):
@@ -118,6 +141,14 @@ class TrainerConfig(StrictModel):
     log_every_n_steps: int = Field(50, ge=1)
     #: train on at most this many batches per epoch (smoke runs, benchmarks on huge streams)
     limit_train_batches: int | None = Field(None, ge=1)
+    #: also log params and metrics to MLflow: ``true`` or ``{tracking_uri, experiment, tags}``
+    mlflow: MLflowConfig | None = None
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_switch(cls, value: Any) -> Any:
+        # ``mlflow: true`` turns it on with the defaults, ``false`` off
+        return {} if value is True else None if value is False else value
 
     @field_validator("monitor")
     @classmethod

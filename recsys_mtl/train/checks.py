@@ -25,11 +25,11 @@ from lightning.pytorch.strategies import StrategyRegistry
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.fitted import QUANTILE_STEPS, FittedNumeric, FittedTable
 from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.errors import SpecError
+from recsys_mtl.errors import SpecError, did_you_mean
 from recsys_mtl.models import ModelContext, build_model
-from recsys_mtl.registry import did_you_mean
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig, TrainerConfig
+from recsys_mtl.train.loggers import check_loggers
 
 #: the values Lightning's Trainer accepts (its own registries and precision literals)
 PRECISIONS: tuple[str, ...] = (*get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS))
@@ -108,6 +108,7 @@ def check_trainer(t: TrainerConfig) -> None:
     _one_of("accelerator", t.accelerator, ACCELERATORS)
     _one_of("strategy", t.strategy, STRATEGIES)
     check_devices(t)
+    check_loggers(t)
     # combinations (fsdp on CPU, a missing DeepSpeed, no GPU for 'gpu'...) as Lightning judges them;
     # building a Trainer starts nothing and writes nothing
     try:

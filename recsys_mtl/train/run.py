@@ -3,11 +3,11 @@
 Layout of a run folder::
 
     runs/<name>-<time>/
-      pipeline.yaml       resolved pipeline (paths absolute)
+      pipeline.yaml       the pipeline as applied (paths absolute; see run_folder.applied_pipeline)
       spec.yaml           the feature spec it was trained with
       preprocessing.json  fitted preprocessing (vocabularies, statistics)
       checkpoints/        best.ckpt (selected on validation), last.ckpt (for resuming)
-      logs/               CSV and TensorBoard logs
+      logs/               CSV and TensorBoard logs (and MLflow, to its own store, with trainer.mlflow)
       metrics.json        val and test metrics per task at the best checkpoint, throughput
       curves.png          loss and metrics per task and epoch, train and validation
       drift.json          with --init-from: vocabulary growth, OOV rates, numeric drift
@@ -37,7 +37,6 @@ from typing import Any, Sequence
 import lightning as L
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from recsys_mtl.artifacts import checkpoint_epoch, load_checkpoint
 from recsys_mtl.balancing import build_balancer
@@ -55,7 +54,9 @@ from recsys_mtl.train.checks import check_pipeline
 from recsys_mtl.train.curves import plot_curves
 from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.incremental import carry_weights, start_from
+from recsys_mtl.train.loggers import make_loggers
 from recsys_mtl.train.module import MultiTaskModule
+from recsys_mtl.train.run_folder import applied_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
         dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=t.mode, save_top_k=1, save_last=True
     )
     throughput = Throughput()
-    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
+    loggers = make_loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -223,7 +224,7 @@ def fit(
     if start is not None:
         start.drift["new_rows"] = carry_weights(module.model, start.model)
     run_dir = resume or new_run_dir(cfg.runs_dir, cfg.name).resolve()  # Lightning's paths are absolute
-    write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_atomic(run_dir / "pipeline.yaml", yaml.safe_dump(applied_pipeline(cfg), sort_keys=False))
     write_atomic(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False))
     prep.preprocessor.save(run_dir / "preprocessing.json")
     if start is not None:

@@ -1,4 +1,5 @@
-"""Reading a run folder back: pipeline, spec, fitted preprocessing and the trained model.
+"""A run folder's pipeline as saved, and reading a run folder back: pipeline, spec, fitted
+preprocessing and the trained model.
 
 The one loader that export, diagnostics and any later consumer of a run share.
 """
@@ -7,18 +8,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from recsys_mtl.artifacts import load_checkpoint, read_json
+from recsys_mtl.balancing import BALANCERS
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.errors import DataError, SpecError
-from recsys_mtl.models import ModelContext, MultiTaskModel, build_model
+from recsys_mtl.models import MODELS, ModelContext, MultiTaskModel, build_model
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_spec, read_yaml, validate
 from recsys_mtl.spec.pipeline import PipelineConfig
 
 DEFAULT_CHECKPOINT = "checkpoints/best.ckpt"
+#: sections a run does not apply: a study runs from its own pipeline, a run holds one trial's values
+NOT_APPLIED = frozenset({"tune"})
+
+
+def applied_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    """The pipeline as a run applied it: what the run folder's ``pipeline.yaml`` holds.
+
+    Every field that shaped the run, with its effective value, and nothing else:
+
+    * model and balancing ``params`` are resolved against the component's typed config (its
+      defaults written out), so the file rebuilds the trained model even if a default changes;
+    * the data section holds the chosen kind's fields, less those that had no effect with these
+      values (:meth:`~recsys_mtl.spec.pipeline.DataSection.inapplicable`);
+    * ``tune`` is left out, and so is every field left empty (None, ``{}``, ``[]``) at a default
+      that is empty too: it carries nothing, and loading the file restores it.
+
+    Loading the saved file gives this config back: ``load_pipeline`` of it equals
+    ``PipelineConfig.model_validate(applied_pipeline(cfg))``.
+    """
+    out = _applied(cfg, NOT_APPLIED)
+    out["data"] = _applied(cfg.data, cfg.data.inapplicable())
+    for field, registry in (("model", MODELS), ("balancing", BALANCERS)):
+        comp = getattr(cfg, field)
+        out[field] = {"name": comp.name, "params": _applied(registry.config(comp.name, comp.params))}
+    return out
+
+
+def _applied(model: BaseModel, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
+    dumped = model.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name in drop or (_empty(value) and _empty(field.get_default(call_default_factory=True))):
+            continue
+        out[name] = _applied(value) if isinstance(value, BaseModel) else dumped[name]
+    return out
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (dict, list, tuple)) and not value)
 
 
 @dataclass

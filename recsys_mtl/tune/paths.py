@@ -8,7 +8,7 @@ import optuna
 from pydantic import ValidationError
 
 from recsys_mtl.balancing import BALANCERS
-from recsys_mtl.errors import SpecError
+from recsys_mtl.errors import SpecError, format_validation_error
 from recsys_mtl.models.registry import MODELS
 from recsys_mtl.registry import Registry
 from recsys_mtl.spec.pipeline import PipelineConfig
@@ -55,7 +55,7 @@ def resolve(cfg: PipelineConfig, assignments: dict[str, Any]) -> PipelineConfig:
     try:
         out = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError("; ".join(f"{'.'.join(map(str, e['loc']))}: " + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"]) for e in exc.errors())) from None
+        raise SpecError(format_validation_error(exc, raw=raw, model=PipelineConfig, sep="; ")) from None
     for section, registry in FAMILY_REGISTRIES.items():
         comp = getattr(out, section)
         registry.config(comp.name, comp.params)

@@ -49,7 +49,7 @@ from typing import Any, Literal
 import optuna
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from recsys_mtl.errors import SpecError
+from recsys_mtl.errors import SpecError, format_validation_error
 from recsys_mtl.tune.objectives import Objective, SingleObjective
 from recsys_mtl.tune.params import Param, StrictModel
 
@@ -154,25 +154,4 @@ def parse_tune(raw: dict[str, Any], source: str) -> TuneConfig:
     try:
         return TuneConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            where = _location(raw, err["loc"])
-            lines.append(f"{source}: tune{'.' + where if where else ''}: {msg}")
-        raise SpecError("\n".join(lines)) from None
-
-
-def _location(raw: Any, loc: tuple[Any, ...]) -> str:
-    """Dotted location in the YAML, without pydantic's union tags (which are not YAML keys)."""
-    parts, node = [], raw
-    for key in loc:
-        if isinstance(node, dict) and key in node:
-            parts.append(f"[{key}]" if isinstance(key, int) else str(key))
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
-            parts.append(f"[{key}]")
-            node = node[key]
-        elif isinstance(key, int) or not (isinstance(node, dict) and (key == node.get("type") or key == node.get("kind") or str(key).startswith("function-"))):
-            parts.append(str(key))
-            node = None
-    return ".".join(parts).replace(".[", "[")
+        raise SpecError(format_validation_error(exc, source=source, prefix="tune", raw=raw, model=TuneConfig)) from None

@@ -42,6 +42,7 @@ from recsys_mtl.errors import RecsysMTLError, SpecError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_pipeline
 from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.train.loggers import mlflow_assignments
 from recsys_mtl.train.run import Prepared, RunResult, fit, prepare
 from recsys_mtl.tune.checks import check_space
 from recsys_mtl.tune.params import encode_choice
@@ -179,6 +180,7 @@ class TrialObjective:
                 "trainer.progress_bar": False,
                 "name": f"trial{trial.number:04d}",
                 "runs_dir": plan.area / "trials",
+                **mlflow_assignments(plan.cfg),
             },
         )
         callbacks: list[L.Callback] = plan.tune.objective.trial_callbacks()
@@ -296,7 +298,8 @@ def pareto_front(study: optuna.Study, plan: StudyPlan) -> list[FrozenTrial]:
 
 def refit(plan: StudyPlan, trial: FrozenTrial, source: DataSource, suffix: str = "tuned") -> RunResult:
     """Fit the pipeline with the trial's parameters into a normal run folder; the one test evaluation."""
-    cfg = resolve(plan.cfg, {**trial.user_attrs["assignments"], "name": f"{plan.cfg.name}-{suffix}"})
+    cfg = resolve(plan.cfg, {**trial.user_attrs["assignments"], "name": f"{plan.cfg.name}-{suffix}",
+                             **mlflow_assignments(plan.cfg)})
     return fit(cfg, plan.spec, source=source)
 
 
