@@ -9,9 +9,9 @@ weights are shared, so every (task, behaviour type) pair gets its own encoding o
 history for the price of a few generated vectors instead of a copy of the network per task.
 
 Per behaviour sequence s, task t, with E (B, L, d) the item embeddings (+ learned positions),
-each layer is post-norm (as the original transformer and BST, which DTRN builds on):
+each layer is post-norm (as the original transformer and BST):
 
-    [γ¹, β¹, γ², β²]_{t,s} = 1⊕0 + Hyper([task_t ; type_s])        (4 × (d,) per layer)
+    (γ¹, β¹, γ², β²)_{t,s} = Hyper([task_t ; type_s]) + (1, 0, 1, 0)   (4 × (d,) per layer)
     H  = CLN_{t,s}¹(E + MHA(E))          CLN(x) = γ ⊙ (x − μ(x)) / σ(x) + β
     E' = CLN_{t,s}²(H + FFN(H))
 
@@ -20,13 +20,14 @@ MHA masks the padding keys, so padded positions change no real position's output
 :meth:`recsys_mtl.nn.encoders.FeatureEncoder.pool_sequence`): DIN target attention towards the
 candidate item when the sequence declares a query, else mean / sum / max.
 
-Where this deviates from the paper, and why:
+Choices where the paper is silent or not followed, and why (no reference code was found; the
+descriptions of the paper available here give the hypernetwork inputs and the conditional layer
+norms of the transformer, not the read-out or the norm placement):
 
-- The interest is extracted from the conditioned encoding by the sequence's spec pooling (DIN
-  target attention on the candidate for sequences with a query), shared across tasks. The
-  paper's text available to us specifies the hypernetwork and the conditional transformer but
-  not the read-out; reusing the spec's pooling keeps one pooling contract per sequence and makes
-  ``dtrn`` with and without TIM differ only by the conditional transformer.
+- The interest is read out of the conditioned encoding by the sequence's spec pooling (DIN
+  target attention on the candidate for sequences with a query), shared across tasks: one
+  pooling contract per sequence, and ``dtrn`` with and without TIM differ only by the
+  conditional transformer.
 - Post-norm makes the first layer's attention independent of the task (the conditioning enters
   at its first layer norm), so it runs once on (B, L, d), not T times; only later layers and the
   feed-forward run on the T task copies.
