@@ -2,7 +2,7 @@
 pooling under MMoE, and DTRN (MMoE inside) with and without its task-specific interest module.
 
     python benchmarks/din_sequences.py --rows 40000 --seeds 1 2 3 --epochs 8
-    python benchmarks/din_sequences.py --configs target_attention dtrn dtrn_interest --rows 20000 --epochs 5
+    python benchmarks/din_sequences.py --configs target_attention dtrn dtrn_interest --epochs 6 --batch-size 256
 
 Data: :mod:`recsys_mtl.data.synthetic_sequences` (targets depend on candidate × history), one
 generated table split 70/15/15 (seed 2018); spec ``feature_specs/sequence_synthetic.yaml`` with
@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--configs", "--poolings", nargs="+", default=list(POOLINGS), choices=list(CONFIGS))
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--lr", type=float, default=0.003)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     tmp = Path(tempfile.mkdtemp(prefix="din_bench_"))
@@ -77,7 +79,7 @@ def main() -> None:
             "name": f"din_{config}", "spec": str(spec_file),
             "data": {"kind": "files", "train": str(data), "valid_fraction": 0.15, "test_fraction": 0.15},
             "model": model,
-            "trainer": {"max_epochs": args.epochs, "batch_size": 512, "lr": 0.003, "patience": 3,
+            "trainer": {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": 3,
                         "monitor": "val/click/auc", "progress_bar": False},
             "runs_dir": str(tmp / "runs"),
         }

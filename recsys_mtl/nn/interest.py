@@ -136,7 +136,8 @@ class TaskInterest(nn.Module):
             raise ValueError(f"the sequence embedding width {dim} is not divisible by num_heads {cfg.num_heads}")
         self.hyper = InterestHypernetwork(num_tasks, len(max_lens), dim, cfg.num_layers, cfg)
         self.layers = nn.ModuleList([ConditionalTransformerLayer(dim, cfg) for _ in range(cfg.num_layers)])
-        self.positions = nn.Parameter(torch.randn(max(max_lens), dim) * 0.05) if cfg.positions else None
+        # zero at the start: the history begins as a set, and order enters only where it helps
+        self.positions = nn.Parameter(torch.zeros(max(max_lens), dim)) if cfg.positions else None
 
     def forward(self, emb: Tensor, idx: Tensor, s: int) -> Tensor:
         mask = ((idx == 0).to(emb.dtype) * PAD_SCORE)[:, None, None, :]  # (B, 1, 1, L)
