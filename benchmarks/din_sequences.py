@@ -17,6 +17,7 @@ folder.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import warnings
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--configs", "--poolings", nargs="+", default=list(POOLINGS), choices=list(CONFIGS))
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--lr", type=float, default=0.003)
+    ap.add_argument("--interest", type=json.loads, default={}, help="JSON: dtrn_interest's interest params")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     tmp = Path(tempfile.mkdtemp(prefix="din_bench_"))
@@ -68,6 +70,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for config in args.configs:
         pooling, model = CONFIGS[config]
+        if config == "dtrn_interest":
+            model = {"name": "dtrn", "params": {**model["params"], "interest": args.interest}}
         spec = dict(base_spec)
         spec["features"] = [
             {**{k: v for k, v in f.items() if k not in ("pooling", "attention")}, **POOLINGS[pooling]} if f["name"] == "history" else f

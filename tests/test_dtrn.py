@@ -59,7 +59,7 @@ def test_refuses_models_without_task_inputs_and_bad_inner_params() -> None:
 
 SEQ_SPEC = load_spec(ROOT / "feature_specs" / "sequence_synthetic.yaml")
 SEQ_DATA = generate_sequences(SequenceDataConfig(rows=400, users=60, items=120, categories=8, seed=3))
-TIM = MMOE | {"interest": {"hyper_hidden": [16], "ffn_hidden": 16, "num_heads": 2}}
+TIM = MMOE | {"interest": {"hyper_hidden": [16], "ffn_hidden": 16, "num_heads": 2, "positions": True}}
 
 
 def _seq_model(params: dict = TIM) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
@@ -92,7 +92,8 @@ def test_each_task_gets_its_own_interest_vector() -> None:
 
 def test_interest_ignores_padding() -> None:
     torch.manual_seed(0)
-    tim = TaskInterest(8, 3, [6], InterestConfig(num_layers=2, num_heads=2, ffn_hidden=8))
+    tim = TaskInterest(8, 3, [6], InterestConfig(num_layers=2, num_heads=2, ffn_hidden=8, positions=True))
+    torch.nn.init.normal_(tim.positions)  # they start at 0
     idx = torch.tensor([[4, 5, 6, 0, 0, 0], [7, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
     emb = torch.randn(3, 6, 8)
     out = tim(emb, idx, 0)

@@ -70,7 +70,7 @@ class DTRN(MultiTaskModel):
     |---|---|---|
     | inner | {name: mmoe, params: {}} | the expert model to put the bottoms under (any model using `task_inputs`) |
     | reduction | 4 | SENet bottleneck: F fields → max(1, F // reduction) → F |
-    | interest | null | task-specific interest module over the behaviour sequences: `{embedding_dim: 8, hyper_hidden: [32], num_layers: 1, num_heads: 1, ffn_hidden: 32, dropout: 0, positions: true}` (null: off) |
+    | interest | null | task-specific interest module over the behaviour sequences: `{embedding_dim: 8, hyper_hidden: [32], num_layers: 1, num_heads: 1, ffn_hidden: 32, dropout: 0, positions: false}` (null: off) |
 
     Towers, dropout and activation are the inner model's parameters.
     """

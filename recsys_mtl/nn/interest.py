@@ -70,8 +70,9 @@ class InterestConfig(BaseModel):
     ffn_hidden: int = Field(32, ge=1)
     #: dropout inside the feed-forward
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    #: add a learned embedding of each position (0 = the list's first item) to the items
-    positions: bool = True
+    #: add a learned embedding of each position (0 = the list's first item) to the items; for
+    #: histories whose order means something (off: the list is a set, as multi-hot columns are)
+    positions: bool = False
 
 
 class InterestHypernetwork(nn.Module):
