@@ -74,6 +74,10 @@ TABLE: dict[str, list[Variant]] = {
     "dtrn": [
         Variant("mmoe", {"inner": {"name": "mmoe", "params": {"num_experts": 3, "expert_hidden": [16]}}}, gated=True,
                 before_gradients=_dtrn_unblock),
+        # the interest module over the spec's tags sequence (mean pooling; target attention: test_dtrn.py)
+        Variant("mmoe_interest", {"inner": {"name": "mmoe", "params": {"num_experts": 3, "expert_hidden": [16]}},
+                                  "interest": {"hyper_hidden": [8], "ffn_hidden": 16, "num_heads": 2}},
+                gated=True, before_gradients=_dtrn_unblock),
     ],
     "preference": [
         Variant("mmoe", {"base": "mmoe", "base_params": {"num_experts": 4}, "film_hidden": [8]}, gated=True,

@@ -1,6 +1,6 @@
 """Task-specific bottoms: per-task reweighting of feature fields before the shared model.
 
-:class:`TaskSENet` is the task representation refinement of DTRN (Bi et al., "DTRN: Deep
+:class:`TaskSENet` is the task representation refinement of DTRN (Liu et al., "Deep
 Task-specific Bottom Representation Network for Multi-Task Recommendation", CIKM 2023) in its
 SENet form (Hu et al., 2018; as used on feature fields by FiBiNET): each task squeezes every
 field to one number, excites them through its own two-layer bottleneck and rescales the fields,
@@ -17,6 +17,8 @@ from torch import Tensor, nn
 
 class TaskSENet(nn.Module):
     """(B, D) concatenated fields of widths ``field_dims`` → (T, B, D), one reweighted copy per task.
+    A (T, B, D) input (fields already task-specific, e.g. DTRN's per-task interest vectors) gives
+    task t's weights on its own slice.
 
     Per task t: z = field means (B, F); w_t = 2·sigmoid(W2_t · ReLU(W1_t · z + b1_t) + b2_t)
     (B, F); each field f is multiplied by w_t[:, f]. Choice: ``2·sigmoid`` rather than FiBiNET's
@@ -44,8 +46,8 @@ class TaskSENet(nn.Module):
         self.last_weights: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        z = x @ self.squeeze  # (B, F)
-        a = torch.relu(torch.einsum("bf,tfr->tbr", z, self.w1) + self.b1)  # (T, B, R)
+        z = x @ self.squeeze  # (B, F) or (T, B, F)
+        a = torch.relu(torch.einsum("bf,tfr->tbr" if x.dim() == 2 else "tbf,tfr->tbr", z, self.w1) + self.b1)  # (T, B, R)
         w = 2.0 * torch.sigmoid(torch.einsum("tbr,trf->tbf", a, self.w2) + self.b2)  # (T, B, F)
         self.last_weights = w.detach()
-        return x.unsqueeze(0) * (w @ self.expand)  # (T, B, D)
+        return (x.unsqueeze(0) if x.dim() == 2 else x) * (w @ self.expand)  # (T, B, D)

@@ -112,18 +112,22 @@ class FeatureEncoder(nn.Module):
         weight = torch.cat([self.embeddings[t].weight for t in self.cat_tables])
         return nn.functional.embedding(cat + self.cat_offsets, weight).flatten(1)
 
+    def pool_sequence(self, i: int, emb: Tensor, idx: Tensor, cat: Tensor) -> Tensor:
+        """(N, L, d) vectors at sequence i's (N, L) ids → (N, d) by its pooling: mean / sum / max,
+        or target attention on its query column of the (N, C) categorical ids ``cat``."""
+        key, t, how = self.sequences[i]
+        name = key.removeprefix(SEQ_PREFIX)
+        if name in self.attention_query:
+            query = self.embeddings[t](cat[:, self.attention_query[name]])
+            return self.attention[name](query, emb, idx)
+        return pool(emb, idx, how)
+
     def _sequence_parts(self, batch: Batch, cat: Tensor) -> list[Tensor]:
         """Pooled (B, d) sequences: mean / sum / max, or target attention on the query column of ``cat``."""
         parts = []
-        for i, (key, t, how) in enumerate(self.sequences):
+        for i, (key, t, _) in enumerate(self.sequences):
             idx = self.seq_dropout.column(batch[key], i) if self.training else batch[key]
-            emb = self.embeddings[t](idx)
-            name = key.removeprefix(SEQ_PREFIX)
-            if name in self.attention_query:
-                query = self.embeddings[t](cat[:, self.attention_query[name]])
-                parts.append(self.attention[name](query, emb, idx))
-            else:
-                parts.append(pool(emb, idx, how))
+            parts.append(self.pool_sequence(i, self.embeddings[t](idx), idx, cat))
         return parts
 
     def feature_embeddings(self, batch: Batch) -> list[Tensor]:
@@ -139,15 +143,23 @@ class FeatureEncoder(nn.Module):
         values = self.numeric_embedding(numeric[:, :n]).flatten(1)
         return torch.cat([values, numeric[:, n:]], dim=-1) if n < numeric.shape[1] else values
 
-    def forward(self, batch: Batch) -> Tensor:
+    def fields(self, batch: Batch, sequences: bool = True) -> tuple[list[Tensor], Tensor]:
+        """The (B, ·) blocks ``forward`` concatenates, in order (categorical block if any, pooled
+        sequences, numeric block, GBDT leaves), and the (B, C) categorical ids they used (after id
+        dropout). ``sequences=False`` leaves the pooled sequences out, for a model that encodes
+        them itself (DTRN's interest module)."""
         cat = self.cat_dropout(batch["categorical"]) if self.training and self.cat_tables else batch["categorical"]
         parts = [self.categorical_block(cat)] if self.cat_tables else []
-        parts += self._sequence_parts(batch, cat)
+        if sequences:
+            parts += self._sequence_parts(batch, cat)
         if self.num_numeric:
             parts.append(self.numeric_block(batch["numeric"]))
         if self.gbdt is not None:
             parts.append(self.gbdt(self.gbdt_inputs(batch)))
-        return torch.cat(parts, dim=-1)
+        return parts, cat
+
+    def forward(self, batch: Batch) -> Tensor:
+        return torch.cat(self.fields(batch)[0], dim=-1)
 
     def gbdt_inputs(self, batch: Batch) -> Tensor:
         """(B, C + M) float: categorical indices as numbers, then the numeric matrix (the trees' inputs)."""
