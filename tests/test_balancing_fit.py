@@ -10,10 +10,9 @@ import pytest
 
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.run import fit
+from tests.balancer_table import SHORT_FIT
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond", "samo", "rep_mtl"]
-EXTRA = {"coba": ["balancing.params={warmup_steps: 2, history: 4}"], "gcond": ["balancing.params={accum_steps: 2}"]}
 
 
 def short_fit(tmp_path: Path, method: str, *extra: str) -> tuple[dict, pl.DataFrame]:  # type: ignore[type-arg]
@@ -29,7 +28,7 @@ def short_fit(tmp_path: Path, method: str, *extra: str) -> tuple[dict, pl.DataFr
             "trainer.log_every_n_steps=2",
             f"runs_dir={tmp_path / 'runs'}",
             f"balancing.name={method}",
-            *EXTRA.get(method, []),
+            *SHORT_FIT[method],
             *extra,
         ],
     )
@@ -37,7 +36,7 @@ def short_fit(tmp_path: Path, method: str, *extra: str) -> tuple[dict, pl.DataFr
     return result.metrics, pl.read_csv(result.run_dir / "logs" / "metrics.csv")
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", sorted(SHORT_FIT))
 def test_fit_runs_with_finite_loss_and_logs_weights(tmp_path: Path, method: str) -> None:
     metrics, logs = short_fit(tmp_path, method)
     losses = logs["train/loss"].drop_nulls()
