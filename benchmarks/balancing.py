@@ -14,7 +14,7 @@ train seconds per epoch relative to equal weighting (training batches only, no v
 peak RSS. Run folders go to a temporary folder, never the repo.
 
 ``steps`` measures the *process CPU time* of one training step (forward, strategy, backward,
-Adam step) per method on census batches of 1024 rows, one thread: robust to a shared machine,
+Adam step) per method on census batches of 1024 rows (``--pipeline``, the leak-free census by default), one thread: robust to a shared machine,
 where wall-clock epoch times are not.
 """
 
@@ -109,7 +109,7 @@ def step_costs(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    cfg, spec = load_pipeline(ROOT / "pipelines" / "census_mmoe.yaml", [])
+    cfg, spec = load_pipeline(ROOT / "pipelines" / args.pipeline, [])
     prep = prepare(cfg, spec)
     dm = TableDataModule(prep.train, prep.valid, prep.test, 1024, 8192, 0)
     dm.setup("fit")
@@ -134,11 +134,27 @@ def step_costs(args: argparse.Namespace) -> None:
                               evaluate=lambda b=batch: module._reevaluate(b))
             module.balancer(losses, ctx).backward()
             opt.step()
+            post_step(module, batch, i)
             if i >= 5:  # warm-up steps excluded
                 spent += time.process_time() - t0
         ms = 1000 * spent / args.steps
         base = base or ms
         print(f"| {method} | {ms:.1f} | {ms / base:.2f}× |", flush=True)
+
+
+def post_step(module: Any, batch: Any, step: int) -> None:
+    """The extra forward a strategy asks for after the optimizer step (FAMO: this batch again;
+    CoBa: a validation batch, here the training batch of the same size, which costs the same)."""
+    import torch
+
+    balancer = module.balancer
+    if balancer.post_step is None:
+        return
+    with torch.no_grad():
+        losses = module.task_losses(module(batch), batch).detach().float()
+    if balancer.post_step == "validation_batch" and not balancer.has_reference():
+        balancer.set_reference(losses)
+    balancer.after_step(losses, step)
 
 
 def fmt(values: list[float]) -> str:
@@ -205,6 +221,7 @@ def main() -> None:
     st = sub.add_parser("steps")
     st.add_argument("--methods", nargs="+", default=METHODS)
     st.add_argument("--steps", type=int, default=40)
+    st.add_argument("--pipeline", default="census_noleak_mmoe.yaml", help="pipeline file under pipelines/")
     r = sub.add_parser("report")
     r.add_argument("path")
     args = p.parse_args()
