@@ -5,7 +5,9 @@ embeddings by default (the paper's tokenizer), a single learned CLS token append
 features, no attention mask, ReGLU feed-forwards, no LayerNorm before the first block's
 attention (the paper's choice), and the paper's head: LayerNorm → ReLU on the CLS token. The
 only multitask part is the end: every task's tower reads the same CLS representation, which makes
-it the "one shared token" counterpart of MultiTab-Net's one token per task.
+it the "one shared token" counterpart of MultiTab-Net's one token per task. As in the paper's
+code, the last block computes the CLS token only (its query, attention and feed-forward; keys and
+values from every token), the one token read after it.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class FTTransformer(MultiTaskModel):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         feats = self.tokenizer(batch)
         h = torch.cat([feats, self.cls.expand(feats.shape[0], -1, -1)], dim=1)
-        for block in self.blocks:
-            h = block(h)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            # only the CLS token of the last block is read: compute just it (the paper's code does the same)
+            h = block(h, queries=slice(-1, None) if i == last else None)
         cls = self.head(h[:, -1])
         return self.towers([cls] * len(self.task_names))

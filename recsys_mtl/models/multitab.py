@@ -102,7 +102,9 @@ class MultiTabNet(MultiTaskModel):
     """MultiTab-Net: feature tokens + one learned token per task through masked transformer blocks.
 
     Encoded batch → tokens (B, T + F, d_token) → ``n_blocks`` masked blocks → LayerNorm → task
-    token ``t`` (B, d_token) → tower ``t`` → logits.
+    token ``t`` (B, d_token) → tower ``t`` → logits. Only the task tokens leave the last block, so
+    (row-wise) it computes their queries, attention and feed-forward only (keys and values from
+    every token): the same outputs as the full block, without the F feature tokens' work.
 
     | param | default | meaning |
     |---|---|---|
@@ -144,7 +146,8 @@ class MultiTabNet(MultiTaskModel):
         self.build_towers([config.d_token] * t)
 
     def shared_module(self) -> nn.Module:
-        """The last block; its (B, T + F, d) output holds one token per task, read by that task only."""
+        """The last block; its output holds one token per task, read by that task only: (B, T, d)
+        (the last block computes the task tokens only), (B, T + F, d) with ``row_col``."""
         return self.blocks[-1]
 
     def shared_modules(self) -> list[nn.Module]:
@@ -161,9 +164,15 @@ class MultiTabNet(MultiTaskModel):
         feats = self.tokenizer(batch)  # (B, F, d)
         tasks = self.task_tokens.unsqueeze(0).expand(feats.shape[0], -1, -1)  # (B, T, d)
         h = torch.cat([tasks, feats], dim=1)
+        t = len(self.task_names)
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h = block(h, self.attention_mask)
+            if i == last and self.inter_sample is None:
+                # only the task tokens of the last block are read: compute just those (exact)
+                h = block(h, self.attention_mask, queries=slice(0, t))  # (B, T, d)
+            else:
+                h = block(h, self.attention_mask)
             if self.inter_sample is not None:
                 h = self.inter_sample[i](h)
-        h = self.norm(h[:, : len(self.task_names)])  # (B, T, d)
+        h = self.norm(h[:, :t])  # (B, T, d)
         return self.towers(list(h.unbind(dim=1)))
