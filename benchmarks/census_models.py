@@ -57,6 +57,7 @@ REFERENCES: dict[str, tuple[str, list[str]]] = {
     ),
     # MultiTab-Net with one attention head of width d_token (step-time comparison)
     "multitab_1head": ("census_multitab.yaml", ["model.params.n_heads=1"]),
+    "multitab_2heads": ("census_multitab.yaml", ["model.params.n_heads=2"]),
 }
 
 
