@@ -31,7 +31,7 @@ class FTTransformerConfig(TransformerConfig):
     n_heads: int = Field(8, ge=1)
     ffn_hidden: int = Field(86, ge=1)  # ≈ 4/3 · d_token, the paper's ReGLU width
     ffn: Literal["gelu", "reglu"] = "reglu"
-    # the paper's 0.2 is one parameter away; off by default for the fused attention kernel
+    # the paper's 0.2 is one parameter away; off by default for step time (see TransformerConfig)
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     ffn_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     numeric_embedding: NumericEmbeddingConfig = NumericEmbeddingConfig(kind="linear")
@@ -51,7 +51,7 @@ class FTTransformer(MultiTaskModel):
     | n_heads | 8 | attention heads (must divide d_token) |
     | ffn_hidden | 86 | feed-forward hidden width (≈ 4/3 · d_token) |
     | ffn | reglu | feed-forward kind: reglu or gelu |
-    | attention_dropout | 0.0 | dropout on attention weights (paper: 0.2; > 0 leaves the fused attention kernel) |
+    | attention_dropout | 0.0 | dropout on attention weights (paper: 0.2; > 0: slower steps, RNG over B×heads×N×N) |
     | ffn_dropout | 0.1 | dropout inside the feed-forward |
     | residual_dropout | 0.0 | dropout on each residual branch |
     | numeric_embedding | {kind: linear} | numeric tokens: linear or periodic (rtdl-num-embeddings) |

@@ -49,8 +49,8 @@ class TransformerConfig(ModelConfig):
     n_heads: int = Field(4, ge=1)
     ffn_hidden: int = Field(64, ge=1)
     ffn: Literal["gelu", "reglu"] = "gelu"
-    #: off by default: any attention dropout moves scaled_dot_product_attention off its fused
-    #: kernel onto the unfused path, with RNG over B×heads×N×N (about 5× slower steps on CPU)
+    #: off by default: attention dropout needs RNG over B×heads×N×N and leaves the CPU's
+    #: batched-matmul attention for scaled_dot_product_attention's unfused path (much slower steps)
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     ffn_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     residual_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -113,7 +113,7 @@ class MultiTabNet(MultiTaskModel):
     | n_heads | 4 | attention heads (must divide d_token) |
     | ffn_hidden | 64 | feed-forward hidden width |
     | ffn | gelu | feed-forward kind: gelu or reglu |
-    | attention_dropout | 0.0 | dropout on attention weights (> 0 leaves the fused attention kernel) |
+    | attention_dropout | 0.0 | dropout on attention weights (> 0: slower steps, RNG over B×heads×N×N) |
     | ffn_dropout | 0.0 | dropout inside the feed-forward |
     | residual_dropout | 0.0 | dropout on each residual branch |
     | numeric_embedding | {kind: periodic, n_frequencies: 16, frequency_init_scale: 0.1, lite: false} | numeric tokens: linear or periodic (PLR, rtdl-num-embeddings) |

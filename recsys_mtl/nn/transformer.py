@@ -18,8 +18,8 @@ def additive_mask(allowed: Tensor) -> Tensor:
     """(N, N) bool, ``True`` = may attend → (N, N) float, 0 where allowed and -inf elsewhere.
 
     Models build it once (a buffer): a bool mask would be turned into this on every call, and
-    a float mask with no attention dropout keeps ``scaled_dot_product_attention`` on its fused
-    CPU kernel. Every row must allow at least one column (else its softmax is NaN).
+    it is added to the scores as it is (``baddbmm`` on CPU, ``scaled_dot_product_attention``'s
+    fused kernels elsewhere). Every row must allow at least one column (else its softmax is NaN).
     """
     if not bool(allowed.any(dim=-1).all()):
         raise ValueError("attention mask: every token must be allowed to attend to at least one token")
@@ -34,9 +34,9 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropo
     ``scaled_dot_product_attention``): with few tokens and narrow heads (census MultiTab-Net: 40
     tokens, heads of 8, 4,096 (row, head) problems per block) PyTorch's fused CPU kernel spends
     its time per problem, and its backward recomputes the softmax; the batched matmuls keep the
-    B×H×Nq×N probabilities for backward and take about half the time of the fused kernel forward
-    + backward (docs/benchmarks.md). On accelerators, or with attention dropout, it is
-    ``F.scaled_dot_product_attention``.
+    B×H×Nq×N probabilities for backward and took about half the fused kernel's forward +
+    backward time at those sizes (docs/benchmarks.md). On accelerators, or with attention
+    dropout, it is ``F.scaled_dot_product_attention``.
     """
     if q.device.type != "cpu" or dropout > 0.0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
