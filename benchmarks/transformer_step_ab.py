@@ -2,10 +2,11 @@
 
     cd benchmarks && OMP_NUM_THREADS=1 python transformer_step_ab.py --rounds 6
 
-Three models on the same census batches, taking turns (as in expert_step_time.py): the plain MMoE
-reference (``mmoe_plain``), MultiTab-Net as it is, and the same MultiTab-Net (same weights) with
-the previous forward: ``F.scaled_dot_product_attention`` (the fused CPU kernel) in every block,
-and the last block over all tokens. Cross-process comparisons on the shared machine drift with
+Four models on the same census batches, taking turns (as in expert_step_time.py): the plain MMoE
+reference (``mmoe_plain``), MultiTab-Net as its census pipeline sets it (2 heads), with the
+previous default of 4 heads, and that 4-head model (same weights) with the previous forward:
+``F.scaled_dot_product_attention`` (the fused CPU kernel) in every block, and the last block over
+all tokens. Cross-process comparisons on the shared machine drift with
 its load; within one process both variants see the same load. Prints ms per step (median and
 minimum over all timed steps) and the multiple of the MMoE step.
 """
@@ -59,9 +60,15 @@ def main() -> None:
     cfg, _ = load_pipeline(model_source("multitab")[0])
     train = load_splits(cfg.data).train
     models = {}
-    for label, source in (("mmoe_plain", "mmoe_plain"), ("multitab", "multitab"), ("multitab_previous", "multitab")):
+    variants = (  # label, model source, overrides
+        ("mmoe_plain", "mmoe_plain", []),
+        ("multitab", "multitab", []),
+        ("multitab_4heads", "multitab", ["model.params.n_heads=4"]),
+        ("multitab_previous", "multitab", ["model.params.n_heads=4"]),  # the previous default too
+    )
+    for label, source, extra in variants:
         pipeline, overrides = model_source(source)
-        mcfg, spec = load_pipeline(pipeline, overrides)
+        mcfg, spec = load_pipeline(pipeline, [*overrides, *extra])
         pre = Preprocessor.fit(spec, train)
         cols = pre.transform(train.head(4096)).columns()
         batches = [{k: v[i * 1024 : (i + 1) * 1024] for k, v in cols.items()} for i in range(4)]
@@ -76,7 +83,8 @@ def main() -> None:
         if isinstance(m, SelfAttention):
             m.forward = types.MethodType(previous_attention, m)  # type: ignore[method-assign]
     with torch.no_grad():  # same weights, same function
-        out, ref = models["multitab"][0](features_only(models["multitab"][2][0])), previous(features_only(models["multitab"][2][0]))
+        batch = features_only(models["multitab"][2][0])
+        out, ref = models["multitab_4heads"][0](batch), previous(batch)
     diff = max(float((out[k] - ref[k]).abs().max()) for k in out)
 
     def turn(label: str, steps: int) -> list[float]:
@@ -101,7 +109,7 @@ def main() -> None:
         for label in models:
             times[label] += turn(label, steps[label])
     base = statistics.median(times["mmoe_plain"])
-    print(f"max |output difference| multitab vs previous path: {diff:.1e}\n")
+    print(f"max |output difference| multitab_4heads vs previous path: {diff:.1e}\n")
     print("| model | ms/step (median) | ms/step (min) | × mmoe_plain step (median) |\n|---|---|---|---|")
     for label, ts in times.items():
         print(f"| {label} | {1000 * statistics.median(ts):,.1f} | {1000 * min(ts):,.1f} | {statistics.median(ts) / base:.1f} |")
