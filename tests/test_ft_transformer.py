@@ -27,3 +27,19 @@ def test_periodic_numeric_embedding_option() -> None:
     model = build_model("ft_transformer", {**SMALL, "numeric_embedding": {"kind": "periodic", "n_frequencies": 4}}, ctx)
     assert type(model.tokenizer.numeric.values).__name__ == "PeriodicEmbeddings"
     assert model(feats(table))["task0"].shape == (16,)
+
+
+def test_last_block_on_the_cls_token_only_equals_the_full_block() -> None:
+    ctx, table = make_context(2, rows=32)
+    torch.manual_seed(0)
+    model = build_model("ft_transformer", SMALL, ctx).eval()
+    batch = feats(table)
+    with torch.no_grad():
+        feats_ = model.tokenizer(batch)
+        h = torch.cat([feats_, model.cls.expand(32, -1, -1)], dim=1)
+        for block in model.blocks:  # every block over every token
+            h = block(h)
+        full = model.towers([model.head(h[:, -1])] * 2)
+        out = model(batch)
+    for name in model.task_names:
+        torch.testing.assert_close(out[name], full[name], atol=1e-5, rtol=1e-5)

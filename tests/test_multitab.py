@@ -103,4 +103,20 @@ def test_shared_module_is_the_last_block() -> None:
     seen = []
     model.shared_module().register_forward_hook(lambda m, i, o: seen.append(o.shape))
     model(feats(table))
-    assert seen == [(16, 2 + model.tokenizer.num_tokens, 16)]
+    assert seen == [(16, 2, 16)]  # the last block computes the task tokens only
+
+
+@pytest.mark.parametrize("params", [{"n_blocks": 1}, {"n_blocks": 3, "mask_feature_to_task": True}])
+def test_last_block_on_task_tokens_only_equals_the_full_block(params: dict) -> None:
+    ctx, table = make_context(3, rows=32)
+    torch.manual_seed(0)
+    model = build_model("multitab", {**SMALL, **params}, ctx).eval()
+    batch = feats(table)
+    with torch.no_grad():
+        h = torch.cat([model.task_tokens.expand(32, -1, -1), model.tokenizer(batch)], dim=1)
+        for block in model.blocks:  # every block over every token, as before the shortcut
+            h = block(h, model.attention_mask)
+        full = model.towers(list(model.norm(h[:, :3]).unbind(dim=1)))
+        out = model(batch)
+    for name in model.task_names:
+        torch.testing.assert_close(out[name], full[name], atol=1e-5, rtol=1e-5)

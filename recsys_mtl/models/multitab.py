@@ -46,11 +46,12 @@ class TransformerConfig(ModelConfig):
 
     d_token: int = Field(32, ge=1)
     n_blocks: int = Field(3, ge=1)
-    n_heads: int = Field(4, ge=1)
+    #: MultiTab-Net: 2 heads of 16 (not 4 of 8): same census AUC, a shorter CPU step (docs/benchmarks.md)
+    n_heads: int = Field(2, ge=1)
     ffn_hidden: int = Field(64, ge=1)
     ffn: Literal["gelu", "reglu"] = "gelu"
-    #: off by default: any attention dropout moves scaled_dot_product_attention off its fused
-    #: kernel onto the unfused path, with RNG over B×heads×N×N (about 5× slower steps on CPU)
+    #: off by default: attention dropout needs RNG over B×heads×N×N and leaves the CPU's
+    #: batched-matmul attention for scaled_dot_product_attention's unfused path (much slower steps)
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     ffn_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     residual_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -102,16 +103,18 @@ class MultiTabNet(MultiTaskModel):
     """MultiTab-Net: feature tokens + one learned token per task through masked transformer blocks.
 
     Encoded batch → tokens (B, T + F, d_token) → ``n_blocks`` masked blocks → LayerNorm → task
-    token ``t`` (B, d_token) → tower ``t`` → logits.
+    token ``t`` (B, d_token) → tower ``t`` → logits. Only the task tokens leave the last block, so
+    (row-wise) it computes their queries, attention and feed-forward only (keys and values from
+    every token): the same outputs as the full block, without the F feature tokens' work.
 
     | param | default | meaning |
     |---|---|---|
     | d_token | 32 | token width (categorical embeddings are projected to it) |
     | n_blocks | 3 | transformer blocks |
-    | n_heads | 4 | attention heads (must divide d_token) |
+    | n_heads | 2 | attention heads (must divide d_token) |
     | ffn_hidden | 64 | feed-forward hidden width |
     | ffn | gelu | feed-forward kind: gelu or reglu |
-    | attention_dropout | 0.0 | dropout on attention weights (> 0 leaves the fused attention kernel) |
+    | attention_dropout | 0.0 | dropout on attention weights (> 0: slower steps, RNG over B×heads×N×N) |
     | ffn_dropout | 0.0 | dropout inside the feed-forward |
     | residual_dropout | 0.0 | dropout on each residual branch |
     | numeric_embedding | {kind: periodic, n_frequencies: 16, frequency_init_scale: 0.1, lite: false} | numeric tokens: linear or periodic (PLR, rtdl-num-embeddings) |
@@ -144,7 +147,8 @@ class MultiTabNet(MultiTaskModel):
         self.build_towers([config.d_token] * t)
 
     def shared_module(self) -> nn.Module:
-        """The last block; its (B, T + F, d) output holds one token per task, read by that task only."""
+        """The last block; its output holds one token per task, read by that task only: (B, T, d)
+        (the last block computes the task tokens only), (B, T + F, d) with ``row_col``."""
         return self.blocks[-1]
 
     def shared_modules(self) -> list[nn.Module]:
@@ -161,9 +165,15 @@ class MultiTabNet(MultiTaskModel):
         feats = self.tokenizer(batch)  # (B, F, d)
         tasks = self.task_tokens.unsqueeze(0).expand(feats.shape[0], -1, -1)  # (B, T, d)
         h = torch.cat([tasks, feats], dim=1)
+        t = len(self.task_names)
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h = block(h, self.attention_mask)
+            if i == last and self.inter_sample is None:
+                # only the task tokens of the last block are read: compute just those (exact)
+                h = block(h, self.attention_mask, queries=slice(0, t))  # (B, T, d)
+            else:
+                h = block(h, self.attention_mask)
             if self.inter_sample is not None:
                 h = self.inter_sample[i](h)
-        h = self.norm(h[:, : len(self.task_names)])  # (B, T, d)
+        h = self.norm(h[:, :t])  # (B, T, d)
         return self.towers(list(h.unbind(dim=1)))

@@ -18,21 +18,48 @@ def additive_mask(allowed: Tensor) -> Tensor:
     """(N, N) bool, ``True`` = may attend → (N, N) float, 0 where allowed and -inf elsewhere.
 
     Models build it once (a buffer): a bool mask would be turned into this on every call, and
-    a float mask with no attention dropout keeps ``scaled_dot_product_attention`` on its fused
-    CPU kernel. Every row must allow at least one column (else its softmax is NaN).
+    it is added to the scores as it is (``baddbmm`` on CPU, ``scaled_dot_product_attention``'s
+    fused kernels elsewhere). Every row must allow at least one column (else its softmax is NaN).
     """
     if not bool(allowed.any(dim=-1).all()):
         raise ValueError("attention mask: every token must be allowed to attend to at least one token")
     return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
 
 
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout: float = 0.0) -> Tensor:
+    """Scaled dot-product attention: (B, H, Nq, D) queries, (B, H, N, D) keys and values, optional
+    (Nq, N) additive float mask → (B, H, Nq, D).
+
+    On CPU without attention dropout it runs as two batched matmuls and a softmax (the math of
+    ``scaled_dot_product_attention``): with few tokens and narrow heads (census MultiTab-Net: 40
+    tokens, heads of 8, 4,096 (row, head) problems per block) PyTorch's fused CPU kernel spends
+    its time per problem, and its backward recomputes the softmax; the batched matmuls keep the
+    B×H×Nq×N probabilities for backward and took about half the fused kernel's forward +
+    backward time at those sizes (docs/benchmarks.md). On accelerators, or with attention
+    dropout, it is ``F.scaled_dot_product_attention``.
+    """
+    if q.device.type != "cpu" or dropout > 0.0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    b, h, nq, dh = q.shape
+    n = k.shape[2]
+    q, k, v = q.reshape(b * h, nq, dh), k.reshape(b * h, n, dh), v.reshape(b * h, n, dh)
+    scale = dh**-0.5
+    if mask is None:
+        scores = torch.bmm(q, k.transpose(1, 2)) * scale
+    else:
+        scores = torch.baddbmm(mask.expand(b * h, nq, n), q, k.transpose(1, 2), alpha=scale)
+    return torch.bmm(scores.softmax(-1), v).view(b, h, nq, dh)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention: (B, N, d) tokens, optional (N, N) additive float mask → (B, N, d).
 
     ``mask[i, j]`` is added to the score of token ``i`` attending to token ``j`` (0 = allowed,
-    -inf = not; see :func:`additive_mask`). Uses ``F.scaled_dot_product_attention``: with no
-    attention dropout it runs PyTorch's fused kernel (no B×heads×N×N probabilities kept for
-    backward, no dropout RNG), and it exports to ONNX as plain MatMul/Softmax nodes.
+    -inf = not; see :func:`additive_mask`); see :func:`attention` for the kernel. One fused
+    (d → 3d) projection gives queries, keys and values. With ``queries`` (a slice of the token
+    axis) only those tokens are queries: the output is (B, Nq, d), the keys and values still come
+    from all N tokens, and the query projection runs on the Nq tokens only (a model that reads a
+    few tokens of its last block, e.g. the task tokens, skips the rest of that block's work).
     """
 
     def __init__(self, d: int, n_heads: int, dropout: float = 0.0):
@@ -44,13 +71,21 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d, d)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None, queries: slice | None = None) -> Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        h = self.n_heads
+        if queries is None:
+            q, k, v = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        else:  # the same weights, split: queries from the selected tokens, keys and values from all
+            w, bias = self.qkv.weight, self.qkv.bias
+            xq = x[:, queries]
+            q = F.linear(xq, w[:d], bias[:d]).view(b, xq.shape[1], h, d // h).transpose(1, 2)
+            k, v = F.linear(x, w[d:], bias[d:]).view(b, n, 2, h, d // h).permute(2, 0, 3, 1, 4)
+            mask = mask[queries] if mask is not None else None
         if mask is not None and mask.dtype != q.dtype:  # mixed precision: the mask follows q
             mask = mask.to(q.dtype)
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(h.transpose(1, 2).reshape(b, n, d))
+        out = attention(q, k, v, mask, self.dropout if self.training else 0.0)
+        return self.out(out.transpose(1, 2).reshape(b, q.shape[2], d))
 
 
 class FeedForward(nn.Module):
@@ -100,8 +135,12 @@ class TransformerBlock(nn.Module):
         self.ffn = FeedForward(d, ffn_hidden, ffn, ffn_dropout)
         self.drop = nn.Dropout(residual_dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), mask))
+    def forward(self, x: Tensor, mask: Tensor | None = None, queries: slice | None = None) -> Tensor:
+        """``queries``: only those tokens are computed (output (B, Nq, d)); keys/values read all."""
+        y = self.norm1(x)
+        if queries is not None:
+            x = x[:, queries]
+        x = x + self.drop(self.attn(y, mask, queries))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
