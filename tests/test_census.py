@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from recsys_mtl.data import census
 from recsys_mtl.data.census import CENSUS_COLUMNS, read_census, read_census_file
 from recsys_mtl.errors import DataError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def read_each_file_once() -> Iterator[None]:
+    """read_census reads (and decompresses) both files on every call; the split tests call it four
+    times on the same files, so the module reads each file once and splits it each time."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(census, "read_census_file", lru_cache(maxsize=None)(read_census_file))
+        yield
 
 
 def test_census_split_sizes_and_labels(census_dir: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from recsys_mtl.cli import main
 from recsys_mtl.data.tensors import features_only
-from recsys_mtl.diagnostics import DiagnosticsAccumulator, has_experts, plot_diagnostics
+from recsys_mtl.diagnostics import DiagnosticsAccumulator, callback, has_experts, plot_diagnostics
 from recsys_mtl.models import build_model
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.run import fit
@@ -98,7 +98,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_callback_logs_each_validation_and_report_reproduces_the_best(tmp_path: Path) -> None:
+def test_callback_logs_each_validation_and_report_reproduces_the_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     overrides = [
         "data.rows=1200",
         f"data.cache_dir={tmp_path / 'cache'}",
@@ -110,7 +110,17 @@ def test_callback_logs_each_validation_and_report_reproduces_the_best(tmp_path: 
         "model.params={expert_hidden: [8], tower_hidden: [8]}",
     ]
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", overrides)
+    drawn: list[str] = []
+
+    def counted(result: dict, path: Path, title: str = "") -> Path:  # type: ignore[type-arg]
+        drawn.append(title)
+        return plot_diagnostics(result, path, title)
+
+    monkeypatch.setattr(callback, "plot_diagnostics", counted)
     run = fit(cfg, spec).run_dir
+    # one drawing per fit: the selected checkpoint's, not first the last epoch's
+    assert len(drawn) == 1 and "checkpoint best.ckpt" in drawn[0], drawn
+    monkeypatch.undo()
     logged = json.loads((run / "diagnostics.json").read_text())
     assert [e["epoch"] for e in logged["epochs"]] == [0, 1]  # sanity-check pass not recorded
     assert logged["best"]["rows"] == 180 and logged["best"]["checkpoint"] == "best.ckpt"  # 15% of 1200 rows

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from recsys_mtl.cli import main
-from recsys_mtl.export import ExportError, export_run
+from recsys_mtl.export import ExportError, export_run, exporter
+from recsys_mtl.export.model_graph import ScoringHead
 from recsys_mtl.errors import DataError
 from recsys_mtl.train.run_folder import load_run
 from recsys_mtl.spec import load_pipeline
@@ -18,6 +22,31 @@ from recsys_mtl.train.run import fit
 from tests.export_support import held_out
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_graph_per_head() -> Iterator[None]:
+    """Every test here exports the same run folder. torch.onnx.export (seconds each) runs once per
+    distinct scoring head (weights, dtype, names, calibration); each export_run still attaches the
+    preprocessing graph, checks parity through the server's input path and writes its files."""
+    real = exporter.export_model
+    graphs: dict[Any, onnx.ModelProto] = {}
+
+    def export_once(head: ScoringHead, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
+        key = (
+            tuple(head.input_names), tuple(t.name for t in head.tasks), head.compute_dtype, tuple(sorted(head.calibration.items())),
+            tuple((n, str(v.dtype), tuple(v.shape), v.detach().cpu().numpy().tobytes()) for n, v in head.state_dict().items()),
+            tuple((str(x.dtype), tuple(x.shape[1:])) for x in example),
+        )
+        if key not in graphs:
+            graphs[key] = real(head, example)
+        graph = onnx.ModelProto()
+        graph.CopyFrom(graphs[key])  # callers attach preprocessing to their own copy
+        return graph
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exporter, "export_model", export_once)
+        yield
 
 
 @pytest.fixture(scope="module")

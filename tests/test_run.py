@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from recsys_mtl.errors import SpecError
-from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.spec import FeatureSpec, PipelineConfig, load_pipeline
+from recsys_mtl.train.run import RunResult, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,10 +33,15 @@ def constant_logloss(rate: float) -> float:
     return -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
 
 
-def test_fit_beats_constant_and_writes_run_folder(tmp_path: Path) -> None:
-    cfg, spec = small_pipeline(tmp_path)
-    result = fit(cfg, spec)
-    run = result.run_dir
+@pytest.fixture(scope="module")
+def four_epochs(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, FeatureSpec, RunResult]:
+    """(cfg, spec, result) of one 4-epoch fit of small_pipeline, shared by the tests that only read it."""
+    cfg, spec = small_pipeline(tmp_path_factory.mktemp("four_epochs"))
+    return cfg, spec, fit(cfg, spec)
+
+
+def test_fit_beats_constant_and_writes_run_folder(four_epochs: tuple[PipelineConfig, FeatureSpec, RunResult]) -> None:
+    run = four_epochs[2].run_dir
     for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json", "metrics.json", "curves.png", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
         assert (run / name).exists(), name
     m = json.loads((run / "metrics.json").read_text())
@@ -48,9 +53,8 @@ def test_fit_beats_constant_and_writes_run_folder(tmp_path: Path) -> None:
     assert m["train_rows_per_sec"] > 0 and m["peak_rss_mib"] > 0
 
 
-def test_checkpoint_is_selected_on_validation_and_test_runs_once(tmp_path: Path) -> None:
-    cfg, spec = small_pipeline(tmp_path)
-    result = fit(cfg, spec)
+def test_checkpoint_is_selected_on_validation_and_test_runs_once(four_epochs: tuple[PipelineConfig, FeatureSpec, RunResult]) -> None:
+    result = four_epochs[2]
     logs = pl.read_csv(result.run_dir / "logs" / "metrics.csv")
     val = logs.filter(pl.col("val/auc_mean").is_not_null() & pl.col("epoch").is_not_null())
     per_epoch = val.group_by("epoch").agg(pl.col("val/auc_mean").first()).sort("epoch")
@@ -60,9 +64,9 @@ def test_checkpoint_is_selected_on_validation_and_test_runs_once(tmp_path: Path)
     assert logs["test/auc_mean"].drop_nulls().len() == 1  # the test split is read exactly once
 
 
-def test_same_seed_same_metrics(tmp_path: Path) -> None:
-    cfg, spec = small_pipeline(tmp_path, "trainer.max_epochs=2")
-    a, b = fit(cfg, spec), fit(cfg, spec)
+def test_same_seed_same_metrics(four_epochs: tuple[PipelineConfig, FeatureSpec, RunResult]) -> None:
+    cfg, spec, a = four_epochs
+    b = fit(cfg, spec)  # a new folder next to the shared fit's, which the other tests do not list
     assert a.metrics["test"] == b.metrics["test"]
     assert a.run_dir != b.run_dir
 

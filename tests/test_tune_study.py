@@ -32,6 +32,8 @@ def test_pruner_prunes_a_bad_trial_and_the_refit_alone_sees_test(tmp_path: Path,
     assert good.state == TrialState.COMPLETE and bad.state == TrialState.PRUNED
     assert bad.last_step is not None and bad.last_step < 2  # stopped before its last epoch
     assert good.value == pytest.approx(good.user_attrs["val"]["task0/auc"])
+    # enqueue_default: false: no untuned default trial, and no default-vs-tuned report
+    assert all("role" not in t.user_attrs for t in (good, bad))
 
     # trials: run folders without test metrics, and the test split never reached their trainers
     for t in (good, bad):
@@ -53,6 +55,7 @@ def test_pruner_prunes_a_bad_trial_and_the_refit_alone_sees_test(tmp_path: Path,
     assert (area / "plots" / "plotly.min.js").exists()  # the pages open offline
     summary = json.loads((area / "summary.json").read_text())
     assert summary["states"]["PRUNED"] == 1 and summary["refit"]["test"] is not None
+    assert summary["default_vs_tuned"] is None
     table = summary_table(result)
     assert "COMPLETE=1  PRUNED=1" in table and "refit of trial 0" in table
     assert (area / "trials.csv").read_text().count("\n") == 3  # header + 2 trials
@@ -130,11 +133,3 @@ def test_enqueued_default_is_trial_zero_and_never_beaten_by_the_reported_best(tm
     assert report["tuned"]["val"]["task0/auc"] >= report["default"]["val"]["task0/auc"]
     assert report["default"]["test"] is not None and report["tuned"]["test"] is not None
     assert "default vs tuned" in summary_table(result)
-
-
-def test_default_trial_can_be_switched_off(tmp_path: Path) -> None:
-    path = write_pipeline(tmp_path, {"n_trials": 1, "space": LR, "enqueue_default": False,
-                                     "enqueue": [{"trainer.lr": 0.02}], "plots": "none"})
-    result = tune(plan_study(path))
-    assert "role" not in result.study.trials[0].user_attrs
-    assert json.loads(result.summary_path.read_text())["default_vs_tuned"] is None

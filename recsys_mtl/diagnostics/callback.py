@@ -24,9 +24,14 @@ from recsys_mtl.diagnostics.stats import DiagnosticsAccumulator, has_experts, sc
 
 
 class ExpertDiagnostics(L.Callback):
-    def __init__(self, run_dir: str | Path, near_zero: float = 0.01):
+    def __init__(self, run_dir: str | Path, near_zero: float = 0.01, plot_at_fit_end: bool = True):
+        """``plot_at_fit_end=False`` when the caller validates the selected checkpoint right after
+        fitting (as :func:`recsys_mtl.train.run.fit` does): that validation draws the PNG, so a
+        drawing of the last epoch at fit end would be overwritten at once (matplotlib costs about a
+        quarter second per drawing)."""
         self.run_dir = Path(run_dir)
         self.near_zero = near_zero
+        self.plot_at_fit_end = plot_at_fit_end
         self.history: dict[str, Any] = {"epochs": []}
         self._acc: DiagnosticsAccumulator | None = None
 
@@ -62,7 +67,7 @@ class ExpertDiagnostics(L.Callback):
         self._write()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero and self.history["epochs"]:
+        if self.plot_at_fit_end and trainer.is_global_zero and self.history["epochs"]:
             self._plot(self.history["epochs"][-1])
 
     def _write(self) -> None:

@@ -170,7 +170,8 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
             EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.patience),
             checkpoint,
             throughput,
-            ExpertDiagnostics(run_dir),  # diagnostics.json / .png; a no-op for models without experts
+            # diagnostics.json / .png (drawn by the validation of the selected checkpoint); a no-op for models without experts
+            ExpertDiagnostics(run_dir, plot_at_fit_end=False),
             *extra_callbacks,
         ],
         logger=loggers,
