@@ -44,7 +44,7 @@ SHORT_PARAMS = {"coba": "{warmup_steps: 20, history: 40}"}
 def one_fit(pipeline: str, overrides: list[str]) -> dict[str, Any]:
     """Runs inside the child process: one fit, its metrics as a dict."""
     from recsys_mtl.spec import load_pipeline
-    from recsys_mtl.train.run import fit
+    from recsys_mtl.train.fit import fit
 
     import torch
 
@@ -105,7 +105,7 @@ def step_costs(args: argparse.Namespace) -> None:
     from recsys_mtl.balancing.base import StepContext
     from recsys_mtl.spec import load_pipeline
     from recsys_mtl.train.datamodule import TableDataModule
-    from recsys_mtl.train.run import build_module, prepare
+    from recsys_mtl.train.fit import build_module, prepare
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")

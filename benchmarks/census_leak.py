@@ -20,7 +20,7 @@ from recsys_mtl.baselines.config import LightGBMParams
 from recsys_mtl.baselines.lightgbm_tasks import lgb_params, require_lightgbm
 from recsys_mtl.baselines.tabular import TreeColumns, evaluate, tree_matrix
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import prepare
+from recsys_mtl.train.fit import prepare
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from recsys_mtl.tune import plan_study, summary_table, tune
 from recsys_mtl.tune.study import pareto_front
 

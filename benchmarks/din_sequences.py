@@ -29,7 +29,7 @@ from torchmetrics.functional.classification import binary_auroc
 
 from recsys_mtl.data.synthetic_sequences import SequenceDataConfig, generate_sequences
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 POOLINGS = {

@@ -21,7 +21,7 @@ from recsys_mtl.data.synthetic import SyntheticConfig, task_group, write_parquet
 from recsys_mtl.grouping import DataMaps, LookaheadAffinity
 from recsys_mtl.grouping.report import group_run
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 8

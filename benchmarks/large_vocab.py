@@ -106,7 +106,7 @@ import lightning as L
 import torch
 torch.set_num_threads(1)
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 
 class CpuTime(L.Callback):
     # process CPU seconds of the training batches (as the Throughput callback counts wall time):

@@ -26,7 +26,7 @@ from torchmetrics.functional.classification import binary_auroc
 from recsys_mtl.data.sources import load_splits
 from recsys_mtl.data.tensors import features_only
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from recsys_mtl.train.run_folder import load_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,7 +53,7 @@ def write_inputs(pipeline: Path, out: Path) -> dict[str, Any]:
     import numpy as np
 
     from recsys_mtl.spec import load_pipeline
-    from recsys_mtl.train.run import prepare
+    from recsys_mtl.train.fit import prepare
 
     cfg, spec = load_pipeline(pipeline)
     prep = prepare(cfg, spec)
@@ -81,7 +81,7 @@ def run_ours(pipeline: Path, overrides: list[str], threads: int) -> dict[str, An
     import torch
 
     from recsys_mtl.spec import load_pipeline
-    from recsys_mtl.train.run import build_module, make_trainer, prepare
+    from recsys_mtl.train.fit import build_module, make_trainer, prepare
 
     torch.set_num_threads(threads)
 

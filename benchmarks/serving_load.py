@@ -341,7 +341,7 @@ def main() -> int:
     run_dir = args.run_dir
     if run_dir is None and args.export_dir is None:
         from recsys_mtl.spec import load_pipeline
-        from recsys_mtl.train.run import fit
+        from recsys_mtl.train.fit import fit
 
         cfg, spec = load_pipeline(ROOT / "pipelines" / "census_mmoe.yaml",
                                   [f"trainer.max_epochs={args.fit_epochs}", "trainer.progress_bar=false", "runs_dir=runs/bench"])

@@ -67,7 +67,7 @@ def measure(out: Path, batch_size: int, threads: int, workers: int, train: bool,
     from recsys_mtl.data.streaming import ParquetStream, StreamLoader, parquet_files
     from recsys_mtl.data.preprocess import Preprocessor
     from recsys_mtl.spec import load_pipeline, load_spec
-    from recsys_mtl.train.run import fit
+    from recsys_mtl.train.fit import fit
 
     torch.set_num_threads(threads)
     spec = load_spec(ROOT / "feature_specs" / "synthetic.yaml")

@@ -26,7 +26,7 @@ from recsys_mtl.export.preprocess_graph import raw_inputs
 from recsys_mtl.export.raw import raw_feed
 from recsys_mtl.export.task_subset import graph_stats
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from recsys_mtl.train.run_folder import load_run
 
 ROOT = Path(__file__).resolve().parents[1]

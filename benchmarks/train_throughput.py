@@ -19,7 +19,7 @@ from recsys_mtl.data.loader import ColumnBatchLoader
 from recsys_mtl.data.tensors import features_only
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.callbacks import peak_rss_mib
-from recsys_mtl.train.run import build_module, fit, prepare
+from recsys_mtl.train.fit import build_module, fit, prepare
 
 
 def loader_rows_per_sec(loader: ColumnBatchLoader, epochs: int) -> float:

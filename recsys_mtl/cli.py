@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from recsys_mtl.train.run import fit
+    from recsys_mtl.train.fit import fit
 
     cfg, spec = _load_checked(args)
     if args.runs_dir:
@@ -79,7 +79,7 @@ def _fit_baselines(bcfg: BaselinesConfig | None, run_dir: Path) -> None:
 
 def _baseline(args: argparse.Namespace) -> int:
     from recsys_mtl.baselines import baselines_config, run_baselines
-    from recsys_mtl.train.run import new_run_dir
+    from recsys_mtl.train.fit import new_run_dir
 
     cfg, spec = _load_checked(args)  # every setting checked before the baselines folder exists
     if args.runs_dir:
@@ -195,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         assert result.refit is not None
         run_dir = result.refit.run_dir
     else:
-        from recsys_mtl.train.run import fit
+        from recsys_mtl.train.fit import fit
 
         if args.runs_dir:
             cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})

@@ -5,7 +5,7 @@ It sits above ``train/`` and ``diagnostics/`` because it reads a run folder (``t
 applies the statistics of ``diagnostics``; ``diagnostics`` itself stays below ``train``, whose
 fit feeds it during training.
 
-Reads the run folder written by :func:`recsys_mtl.train.run.fit` (pipeline.yaml, spec.yaml,
+Reads the run folder written by :func:`recsys_mtl.train.fit.fit` (pipeline.yaml, spec.yaml,
 preprocessing.json, the selected checkpoint), re-encodes the validation split with the fitted
 preprocessing (the test split is never read), and writes ``<run>/report/diagnostics.json`` and
 ``<run>/report/diagnostics.png``.
@@ -25,7 +25,7 @@ from recsys_mtl.data.tensors import features_only
 from recsys_mtl.diagnostics.plot import plot_diagnostics
 from recsys_mtl.diagnostics.stats import DiagnosticsAccumulator
 from recsys_mtl.models import MultiTaskModel
-from recsys_mtl.train.run import write_atomic
+from recsys_mtl.train.fit import write_atomic
 from recsys_mtl.train.run_folder import load_run
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from tests.balancer_table import SHORT_FIT
 
 ROOT = Path(__file__).resolve().parents[1]

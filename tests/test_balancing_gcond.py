@@ -85,7 +85,7 @@ def test_representation_space_is_refused() -> None:
 def test_lightning_steps_the_optimizer_once_per_window(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Adam's own step counter (in the last checkpoint) counts real updates: one per 2 batches."""
     from recsys_mtl.spec import load_pipeline
-    from recsys_mtl.train.run import fit
+    from recsys_mtl.train.fit import fit
     from tests.test_balancing_fit import ROOT
 
     steps = {}

@@ -17,7 +17,7 @@ from recsys_mtl.export.raw import raw_feed
 from recsys_mtl.export.preprocess_graph import raw_inputs
 from recsys_mtl.spec.features import Task
 from recsys_mtl.train.calibration import calibration_report, fit_calibration, predict_logits, reliability
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from recsys_mtl.train.run_folder import load_run
 from tests.conftest import make_context
 from tests.export_support import held_out

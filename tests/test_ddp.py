@@ -28,7 +28,7 @@ import lightning as L
 import torch
 torch.set_num_threads(1)
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import RUN_DIR_ENV, build_module, fit, prepare
+from recsys_mtl.train.fit import RUN_DIR_ENV, build_module, fit, prepare
 from recsys_mtl.train.datamodule import TableDataModule
 
 out, pipeline = Path(sys.argv[1]), sys.argv[2]

@@ -14,7 +14,7 @@ from recsys_mtl.data.tensors import features_only
 from recsys_mtl.diagnostics import DiagnosticsAccumulator, callback, has_experts, plot_diagnostics
 from recsys_mtl.models import build_model
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from tests.conftest import make_context
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from recsys_mtl.export.model_graph import ScoringHead
 from recsys_mtl.errors import DataError
 from recsys_mtl.train.run_folder import load_run
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from tests.export_support import held_out
 
 ROOT = Path(__file__).resolve().parents[1]

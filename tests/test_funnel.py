@@ -13,7 +13,7 @@ from recsys_mtl.errors import SpecError
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.models.funnel import chain_logit
 from recsys_mtl.spec import load_pipeline, load_spec
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from tests.conftest import ROOT, SHARED_DATA, make_context
 from tests.model_checks import feats
 

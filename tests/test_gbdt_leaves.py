@@ -12,7 +12,7 @@ from recsys_mtl.export import export_run
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.nn.gbdt_leaves import GBDTLeaves, GBDTLeavesConfig
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from tests.conftest import synthetic_spec
 from tests.export_support import held_out
 

@@ -21,7 +21,7 @@ from recsys_mtl.grouping.datamaps import confidence_variability, true_class_prob
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.spec.features import Task
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from recsys_mtl.train.run_folder import load_run
 from tests.conftest import make_context, synthetic_spec
 

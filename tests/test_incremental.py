@@ -15,7 +15,7 @@ from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.incremental import carry_weights, start_from
-from recsys_mtl.train.run import build_module, prepare
+from recsys_mtl.train.fit import build_module, prepare
 from recsys_mtl.train.run_folder import load_run
 
 ROOT = Path(__file__).resolve().parents[1]

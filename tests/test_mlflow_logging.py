@@ -10,7 +10,7 @@ import pytest
 
 from recsys_mtl.errors import RecsysMTLError, SpecError
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import pytest
 
 from recsys_mtl.errors import SpecError
 from recsys_mtl.spec import FeatureSpec, PipelineConfig, load_pipeline
-from recsys_mtl.train.run import RunResult, fit
+from recsys_mtl.train.fit import FitResult, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,13 +34,13 @@ def constant_logloss(rate: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def four_epochs(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, FeatureSpec, RunResult]:
+def four_epochs(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, FeatureSpec, FitResult]:
     """(cfg, spec, result) of one 4-epoch fit of small_pipeline, shared by the tests that only read it."""
     cfg, spec = small_pipeline(tmp_path_factory.mktemp("four_epochs"))
     return cfg, spec, fit(cfg, spec)
 
 
-def test_fit_beats_constant_and_writes_run_folder(four_epochs: tuple[PipelineConfig, FeatureSpec, RunResult]) -> None:
+def test_fit_beats_constant_and_writes_run_folder(four_epochs: tuple[PipelineConfig, FeatureSpec, FitResult]) -> None:
     run = four_epochs[2].run_dir
     for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json", "metrics.json", "curves.png", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
         assert (run / name).exists(), name
@@ -53,7 +53,7 @@ def test_fit_beats_constant_and_writes_run_folder(four_epochs: tuple[PipelineCon
     assert m["train_rows_per_sec"] > 0 and m["peak_rss_mib"] > 0
 
 
-def test_checkpoint_is_selected_on_validation_and_test_runs_once(four_epochs: tuple[PipelineConfig, FeatureSpec, RunResult]) -> None:
+def test_checkpoint_is_selected_on_validation_and_test_runs_once(four_epochs: tuple[PipelineConfig, FeatureSpec, FitResult]) -> None:
     result = four_epochs[2]
     logs = pl.read_csv(result.run_dir / "logs" / "metrics.csv")
     val = logs.filter(pl.col("val/auc_mean").is_not_null() & pl.col("epoch").is_not_null())
@@ -64,7 +64,7 @@ def test_checkpoint_is_selected_on_validation_and_test_runs_once(four_epochs: tu
     assert logs["test/auc_mean"].drop_nulls().len() == 1  # the test split is read exactly once
 
 
-def test_same_seed_same_metrics(four_epochs: tuple[PipelineConfig, FeatureSpec, RunResult]) -> None:
+def test_same_seed_same_metrics(four_epochs: tuple[PipelineConfig, FeatureSpec, FitResult]) -> None:
     cfg, spec, a = four_epochs
     b = fit(cfg, spec)  # a new folder next to the shared fit's, which the other tests do not list
     assert a.metrics["test"] == b.metrics["test"]

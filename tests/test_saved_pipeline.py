@@ -12,7 +12,7 @@ from recsys_mtl.balancing import BALANCERS
 from recsys_mtl.models import MODELS
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.spec.pipeline import PipelineConfig
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from recsys_mtl.train.run_folder import applied_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from recsys_mtl.spec import load_pipeline
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.module import MultiTaskModule
 from recsys_mtl.train.optim import CombinedOptimizer, clip_gradients, embedding_tables
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from tests.conftest import make_context
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from recsys_mtl.data.streaming import ParquetStream, StreamLoader, parquet_files
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec import FeatureSpec, load_pipeline
-from recsys_mtl.train.run import fit
+from recsys_mtl.train.fit import fit
 from tests.conftest import synthetic_spec
 
 ROWS, FILES, GROUP = 2400, 3, 200  # 12 row groups

@@ -34,7 +34,7 @@ from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_spec, validate
 from recsys_mtl.spec.pipeline import PipelineConfig
-from recsys_mtl.train.run import Prepared, fit, prepare, write_atomic
+from recsys_mtl.train.fit import Prepared, fit, prepare, write_atomic
 
 log = logging.getLogger(__name__)
 

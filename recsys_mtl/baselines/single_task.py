@@ -18,7 +18,7 @@ from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import FeatureSpec, Task
 from recsys_mtl.spec.pipeline import ComponentConfig, PipelineConfig
-from recsys_mtl.train.run import Prepared, RunResult, fit
+from recsys_mtl.train.fit import Prepared, FitResult, fit
 
 
 def single_task_spec(spec: FeatureSpec, task: Task) -> FeatureSpec:
@@ -56,7 +56,7 @@ def single_task_config(cfg: PipelineConfig, task: Task, seed: int, runs_dir: Pat
     })
 
 
-def fit_single_task(prep: Prepared, col: int, seed: int, runs_dir: Path) -> RunResult:
+def fit_single_task(prep: Prepared, col: int, seed: int, runs_dir: Path) -> FitResult:
     """Train the pipeline's model on task ``col`` alone into a run folder under ``runs_dir``."""
     one = single_task_prepared(prep, col)
     cfg = single_task_config(prep.cfg, one.spec.tasks[0], seed, runs_dir)

@@ -26,7 +26,7 @@ from recsys_mtl.diagnostics.stats import DiagnosticsAccumulator, has_experts, sc
 class ExpertDiagnostics(L.Callback):
     def __init__(self, run_dir: str | Path, near_zero: float = 0.01, plot_at_fit_end: bool = True):
         """``plot_at_fit_end=False`` when the caller validates the selected checkpoint right after
-        fitting (as :func:`recsys_mtl.train.run.fit` does): that validation draws the PNG, so a
+        fitting (as :func:`recsys_mtl.train.fit.fit` does): that validation draws the PNG, so a
         drawing of the last epoch at fit end would be overwritten at once (matplotlib costs about a
         quarter second per drawing)."""
         self.run_dir = Path(run_dir)

@@ -1,4 +1,4 @@
-"""Export a run folder (see :mod:`recsys_mtl.train.run`) to a self-contained ONNX model.
+"""Export a run folder (see :mod:`recsys_mtl.train.fit`) to a self-contained ONNX model.
 
 Output folder::
 

@@ -3,7 +3,7 @@
 Trainer settings against Lightning's accepted values and against this machine; model and
 balancing names and parameters against their registries (built once on shape-only
 preprocessing, so checks that need the tasks or the feature layout run too). ``recsys-mtl
-validate`` and :func:`recsys_mtl.train.run.fit` (before any data is read or folder written) run
+validate`` and :func:`recsys_mtl.train.fit.fit` (before any data is read or folder written) run
 the same checks.
 """
 

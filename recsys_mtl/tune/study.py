@@ -43,7 +43,7 @@ from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_pipeline
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.loggers import mlflow_assignments
-from recsys_mtl.train.run import Prepared, RunResult, fit, prepare
+from recsys_mtl.train.fit import Prepared, FitResult, fit, prepare
 from recsys_mtl.tune.checks import check_space
 from recsys_mtl.tune.params import encode_choice
 from recsys_mtl.tune.paths import default_assignment, resolve, sample
@@ -236,11 +236,11 @@ class TuneResult:
     study: optuna.Study
     plan: StudyPlan
     chosen: FrozenTrial | None
-    refit: RunResult | None
+    refit: FitResult | None
     plots: list[Path]
     summary_path: Path
     #: the untuned pipeline's refit (None when it is the chosen trial, or not asked for)
-    default_refit: RunResult | None = None
+    default_refit: FitResult | None = None
 
 
 def run_workers(plan: StudyPlan, source: DataSource | None = None) -> tuple[optuna.Study, DataSource]:
@@ -296,7 +296,7 @@ def pareto_front(study: optuna.Study, plan: StudyPlan) -> list[FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: -sign * t.values[0])
 
 
-def refit(plan: StudyPlan, trial: FrozenTrial, source: DataSource, suffix: str = "tuned") -> RunResult:
+def refit(plan: StudyPlan, trial: FrozenTrial, source: DataSource, suffix: str = "tuned") -> FitResult:
     """Fit the pipeline with the trial's parameters into a normal run folder; the one test evaluation."""
     cfg = resolve(plan.cfg, {**trial.user_attrs["assignments"], "name": f"{plan.cfg.name}-{suffix}",
                              **mlflow_assignments(plan.cfg)})
@@ -344,8 +344,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def default_vs_tuned(study: optuna.Study, chosen: FrozenTrial | None, result: RunResult | None,
-                     default_result: RunResult | None) -> dict[str, Any] | None:
+def default_vs_tuned(study: optuna.Study, chosen: FrozenTrial | None, result: FitResult | None,
+                     default_result: FitResult | None) -> dict[str, Any] | None:
     """Validation (the trials' objective metrics) and test (the refits, each tested once) for the untuned
     pipeline and the chosen trial; None without a finished default trial."""
     default = default_trial(study)
@@ -354,15 +354,15 @@ def default_vs_tuned(study: optuna.Study, chosen: FrozenTrial | None, result: Ru
     same = default.number == chosen.number
     d_run = result if same else default_result
 
-    def side(trial: FrozenTrial, run: RunResult | None) -> dict[str, Any]:
+    def side(trial: FrozenTrial, run: FitResult | None) -> dict[str, Any]:
         return {"trial": trial.number, "values": trial.values, "params": trial.user_attrs.get("assignments"),
                 "val": trial.user_attrs.get("val"), "test": None if run is None else run.metrics.get("test")}
 
     return {"default_is_best": same, "default": side(default, d_run), "tuned": side(chosen, result)}
 
 
-def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | None, result: RunResult | None, seconds: float,
-                  default_result: RunResult | None = None) -> Path:
+def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | None, result: FitResult | None, seconds: float,
+                  default_result: FitResult | None = None) -> Path:
     rows = trial_rows(study)
     front = pareto_front(study, plan) if len(plan.directions) > 1 and chosen is not None else []
     summary = {

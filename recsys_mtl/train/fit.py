@@ -76,7 +76,7 @@ class Prepared:
 
 
 @dataclass
-class RunResult:
+class FitResult:
     run_dir: Path
     metrics: dict[str, Any]
 
@@ -194,7 +194,7 @@ def fit(
     init_from: Path | None = None,
     extra_callbacks: Sequence[L.Callback] = (),
     evaluate_test: bool = True,
-) -> RunResult:
+) -> FitResult:
     """Train into a new run folder, or with ``resume`` continue a run folder from its last checkpoint.
 
     ``prepared`` reuses already encoded splits (a tuning study encodes once per process);
@@ -264,7 +264,7 @@ def fit(
         # the module holds the selected checkpoint's weights (validate/test above loaded them)
         write_calibration(run_dir, calibration_report(module.model, prep.spec.tasks, prep.valid, prep.test if evaluate_test else None, cfg.calibration))
         plot_curves(run_dir, last_epoch=trainer.current_epoch - 1)
-    return RunResult(run_dir, metrics)
+    return FitResult(run_dir, metrics)
 
 
 def _strip(values: dict[str, float], prefix: str) -> dict[str, float]:
