@@ -71,6 +71,19 @@ def test_attention_equals_scaled_dot_product_attention_forward_and_backward(mask
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_per_row_key_padding_mask_matches_scaled_dot_product_attention() -> None:
+    """A (B, 1, 1, N) mask (each row its own padded keys, as the interest module's) broadcasts."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 6, 4) for _ in range(3))
+    padded = torch.tensor([[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    mask = (padded.float() * -1e9)[:, None, None, :]
+    ours = attention(q, k, v, mask)
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-6, rtol=1e-5)
+    v2 = v.clone()
+    v2[0, :, 4:] += 100.0  # padded keys' values: never read
+    torch.testing.assert_close(attention(q, k, v2, mask)[0], ours[0])
+
+
 def test_self_attention_on_selected_queries_equals_the_full_rows() -> None:
     torch.manual_seed(0)
     attn = SelfAttention(8, 2)

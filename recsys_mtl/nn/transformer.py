@@ -28,7 +28,8 @@ def additive_mask(allowed: Tensor) -> Tensor:
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout: float = 0.0) -> Tensor:
     """Scaled dot-product attention: (B, H, Nq, D) queries, (B, H, N, D) keys and values, optional
-    (Nq, N) additive float mask → (B, H, Nq, D).
+    additive float mask (Nq, N), or any shape that broadcasts to (B, H, Nq, N) such as a per-row
+    key-padding mask (B, 1, 1, N) → (B, H, Nq, D).
 
     On CPU without attention dropout it runs as two batched matmuls and a softmax (the math of
     ``scaled_dot_product_attention``): with few tokens and narrow heads (census MultiTab-Net: 40
@@ -47,7 +48,9 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropo
     if mask is None:
         scores = torch.bmm(q, k.transpose(1, 2)) * scale
     else:
-        scores = torch.baddbmm(mask.expand(b * h, nq, n), q, k.transpose(1, 2), alpha=scale)
+        # a shared (Nq, N) mask stays a stride-0 view; a per-row one is materialised per head
+        bias = mask.expand(b * h, nq, n) if mask.dim() == 2 else mask.expand(b, h, nq, n).reshape(b * h, nq, n)
+        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)
     return torch.bmm(scores.softmax(-1), v).view(b, h, nq, dh)
 
 
