@@ -92,6 +92,9 @@ def test_self_attention_on_selected_queries_equals_the_full_rows() -> None:
     full = attn(x, mask)
     torch.testing.assert_close(attn(x, mask, queries=slice(0, 2)), full[:, :2], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(attn(x, None, queries=slice(-1, None)), attn(x)[:, -1:], atol=1e-6, rtol=1e-5)
+    padding = torch.zeros(4, 1, 1, 7)
+    padding[0, ..., 5:] = -1e9  # a per-row key mask is sliced on its query axis, never on the batch
+    torch.testing.assert_close(attn(x, padding, queries=slice(0, 2)), attn(x, padding)[:, :2], atol=1e-6, rtol=1e-5)
 
 
 def test_inter_sample_attention_mixes_rows() -> None:

@@ -18,7 +18,7 @@ from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import FeatureSpec, Task
 from recsys_mtl.spec.pipeline import ComponentConfig, PipelineConfig
-from recsys_mtl.train.fit import Prepared, FitResult, fit
+from recsys_mtl.train.fit import FitResult, Prepared, fit
 
 
 def single_task_spec(spec: FeatureSpec, task: Task) -> FeatureSpec:

@@ -84,7 +84,7 @@ class SelfAttention(nn.Module):
             xq = x[:, queries]
             q = F.linear(xq, w[:d], bias[:d]).view(b, xq.shape[1], h, d // h).transpose(1, 2)
             k, v = F.linear(x, w[d:], bias[d:]).view(b, n, 2, h, d // h).permute(2, 0, 3, 1, 4)
-            mask = mask[queries] if mask is not None else None
+            mask = mask[..., queries, :] if mask is not None else None  # (Nq, N), or per-row (B, 1, 1|Nq, N)
         if mask is not None and mask.dtype != q.dtype:  # mixed precision: the mask follows q
             mask = mask.to(q.dtype)
         out = attention(q, k, v, mask, self.dropout if self.training else 0.0)
