@@ -1,4 +1,5 @@
 """Reading this project's artifacts back as data, never as code; every error names the file.
+Writing them atomically (:func:`write_atomic`), so an interrupted write never leaves half a file.
 
 A run or export folder may come from someone else, so nothing in it is trusted:
 
@@ -11,6 +12,7 @@ A run or export folder may come from someone else, so nothing in it is trusted:
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +23,13 @@ from pydantic import BaseModel, ValidationError
 from recsys_mtl.errors import DataError, format_validation_error
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:

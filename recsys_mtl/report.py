@@ -19,13 +19,13 @@ from typing import Any
 
 import torch
 
+from recsys_mtl.artifacts import write_atomic
 from recsys_mtl.data.loader import ColumnBatchLoader
 from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.tensors import features_only
 from recsys_mtl.diagnostics.plot import plot_diagnostics
 from recsys_mtl.diagnostics.stats import DiagnosticsAccumulator
 from recsys_mtl.models import MultiTaskModel
-from recsys_mtl.train.fit import write_atomic
 from recsys_mtl.train.run_folder import load_run
 
 

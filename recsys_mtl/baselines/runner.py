@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from recsys_mtl.artifacts import write_atomic
 from recsys_mtl.baselines.compare import Results, markdown_table, summarize
 from recsys_mtl.baselines.config import BaselinesConfig, baselines_config
 from recsys_mtl.baselines.lightgbm_tasks import fit_lightgbm_per_task, require_lightgbm
@@ -34,7 +35,7 @@ from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_spec, validate
 from recsys_mtl.spec.pipeline import PipelineConfig
-from recsys_mtl.train.fit import Prepared, fit, prepare, write_atomic
+from recsys_mtl.train.fit import Prepared, fit, prepare
 
 log = logging.getLogger(__name__)
 

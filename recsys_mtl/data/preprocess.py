@@ -20,7 +20,7 @@ import torch
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys_mtl.artifacts import read_json
+from recsys_mtl.artifacts import read_json, write_atomic
 from recsys_mtl.data.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTable
 from recsys_mtl.data.streaming_fit import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
@@ -172,10 +172,7 @@ class Preprocessor:
         }
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state(), indent=1))
-        tmp.replace(path)
+        write_atomic(Path(path), json.dumps(self.state(), indent=1))
 
     @classmethod
     def load(cls, path: str | Path, spec: FeatureSpec) -> "Preprocessor":

@@ -12,26 +12,25 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
+from recsys_mtl.artifacts import write_atomic
 from recsys_mtl.diagnostics.plot import plot_diagnostics
 from recsys_mtl.diagnostics.stats import DiagnosticsAccumulator, has_experts, scalar_summary
 
 
 class ExpertDiagnostics(L.Callback):
-    def __init__(self, run_dir: str | Path, near_zero: float = 0.01, plot_at_fit_end: bool = True):
-        """``plot_at_fit_end=False`` when the caller validates the selected checkpoint right after
-        fitting (as :func:`recsys_mtl.train.fit.fit` does): that validation draws the PNG, so a
-        drawing of the last epoch at fit end would be overwritten at once (matplotlib costs about a
-        quarter second per drawing)."""
+    """Per validation epoch: diagnostics.json; the PNG is drawn once, when the selected
+    checkpoint is validated after fitting (:func:`recsys_mtl.train.fit.fit` always does), not
+    per epoch (matplotlib costs about a quarter second per drawing)."""
+
+    def __init__(self, run_dir: str | Path, near_zero: float = 0.01):
         self.run_dir = Path(run_dir)
         self.near_zero = near_zero
-        self.plot_at_fit_end = plot_at_fit_end
         self.history: dict[str, Any] = {"epochs": []}
         self._acc: DiagnosticsAccumulator | None = None
 
@@ -66,16 +65,9 @@ class ExpertDiagnostics(L.Callback):
                 logger.log_metrics(scalar_summary(result), step=trainer.global_step)
         self._write()
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.plot_at_fit_end and trainer.is_global_zero and self.history["epochs"]:
-            self._plot(self.history["epochs"][-1])
-
     def _write(self) -> None:
-        path = self.run_dir / "diagnostics.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.history, indent=1))
-        os.replace(tmp, path)
+        write_atomic(self.run_dir / "diagnostics.json", json.dumps(self.history, indent=1))
 
     def _plot(self, result: dict[str, Any]) -> None:
-        which = f"epoch {result['epoch']}" if "epoch" in result else f"checkpoint {result['checkpoint']}"
-        plot_diagnostics(result, self.run_dir / "diagnostics.png", f"{self.run_dir.name} — {which}, validation split")
+        title = f"{self.run_dir.name} — checkpoint {result['checkpoint']}, validation split"
+        plot_diagnostics(result, self.run_dir / "diagnostics.png", title)

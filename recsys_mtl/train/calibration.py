@@ -22,7 +22,6 @@ two constants per task (see :class:`recsys_mtl.export.model_graph.ScoringHead`):
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recsys_mtl.artifacts import write_atomic
 from recsys_mtl.data.loader import ColumnBatchLoader
 from recsys_mtl.data.tensors import EncodedTable, features_only
 from recsys_mtl.spec.features import Task
@@ -165,9 +165,7 @@ def write_calibration(run_dir: Path, report: dict[str, Any]) -> None:
         return
     from recsys_mtl.train.calibration_plot import plot_reliability
 
-    tmp = run_dir / (CALIBRATION_FILE + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, run_dir / CALIBRATION_FILE)
+    write_atomic(run_dir / CALIBRATION_FILE, json.dumps(report, indent=1))
     plot_reliability(report, run_dir / RELIABILITY_PLOT)
 
 

@@ -38,7 +38,7 @@ import lightning as L
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from recsys_mtl.artifacts import checkpoint_epoch, load_checkpoint
+from recsys_mtl.artifacts import checkpoint_epoch, load_checkpoint, write_atomic
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.sources import DataSource, FramesSource, Splits, TrainInput, data_source
@@ -143,12 +143,6 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     return path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, ModelCheckpoint, Throughput]:
     t = cfg.trainer
     checkpoint = RunCheckpoint(
@@ -171,7 +165,7 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
             checkpoint,
             throughput,
             # diagnostics.json / .png (drawn by the validation of the selected checkpoint); a no-op for models without experts
-            ExpertDiagnostics(run_dir, plot_at_fit_end=False),
+            ExpertDiagnostics(run_dir),
             *extra_callbacks,
         ],
         logger=loggers,
