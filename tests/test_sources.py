@@ -108,3 +108,23 @@ def test_an_unregistered_data_config_is_a_spec_error() -> None:
 
     with pytest.raises(SpecError, match="no data source is registered for 'other'"):
         data_source(Other())
+
+
+def test_synthetic_source_passes_task_groups_to_the_generator_and_caches_per_setting(tmp_path: Path) -> None:
+    def rows(*extra: str) -> pl.DataFrame:
+        cfg, _ = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml",
+                               [f"data.cache_dir={tmp_path}", "data.rows=400", "data.num_tasks=4", *extra])
+        s = data_source(cfg.data).splits
+        return pl.concat([s.train, s.valid, s.test]).drop("tags").sort(pl.all())
+
+    grouped = rows("data.task_groups=2", "data.group_correlation=-0.9")
+    plain = rows()
+    assert len(list(tmp_path.glob("*.parquet"))) == 2  # one cache file per generator setting
+    expected = generate(SyntheticConfig(rows=400, num_tasks=4, task_groups=2, group_correlation=-0.9)).drop("tags").sort(pl.all())
+    assert grouped.equals(expected)
+    assert not grouped.equals(plain)
+
+
+def test_synthetic_task_groups_beyond_tasks_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"data.*task_groups \(3\) must not exceed num_tasks \(2\)"):
+        load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [f"data.cache_dir={tmp_path}", "data.task_groups=3"])

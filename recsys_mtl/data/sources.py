@@ -17,6 +17,9 @@ imported before use).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -231,22 +234,11 @@ class CensusSource(InMemorySource[CensusData]):
 class SyntheticSource(InMemorySource[SyntheticData]):
     def load(self) -> Splits:
         cfg = self.cfg
-        gen = SyntheticConfig(
-            rows=cfg.rows,
-            num_tasks=cfg.num_tasks,
-            task_correlation=cfg.task_correlation,
-            complexity=cfg.complexity,
-            scale=cfg.scale,
-            noise=cfg.noise,
-            positive_rate=cfg.positive_rate,
-            seed=cfg.seed,
-        )
-        # every generator knob is in the name, so a cached file is never reused for other settings
-        name = (
-            f"synthetic_r{gen.rows}_t{gen.num_tasks}_p{gen.task_correlation}_c{gen.complexity}"
-            f"_a{gen.scale}_n{gen.noise}_q{gen.positive_rate}_s{gen.seed}.parquet"
-        )
-        path = cfg.cache_dir / name
+        # the generator knobs the pipeline exposes (same names); the rest keep the generator's defaults
+        gen = SyntheticConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(SyntheticConfig) if f.name in type(cfg).model_fields})
+        # every generator setting is in the name, so a cached file is never reused for other settings
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(gen), sort_keys=True).encode()).hexdigest()[:12]
+        path = cfg.cache_dir / f"synthetic_r{gen.rows}_t{gen.num_tasks}_s{gen.seed}_{digest}.parquet"
         if not path.exists():
             write_parquet(gen, path)
         return random_split(read_table(path), cfg.valid_fraction, cfg.test_fraction, cfg.seed)

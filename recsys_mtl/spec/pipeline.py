@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from recsys_mtl.spec.features import StrictModel
 
@@ -59,10 +59,23 @@ class SyntheticData(DataSection):
     scale: float = Field(1.0, gt=0)
     noise: float = Field(0.1, ge=0)
     positive_rate: float = Field(0.3, gt=0, lt=1)
+    #: planted clusters of tasks (1 = none): tasks within a group correlate by task_correlation,
+    #: across groups by group_correlation (see recsys_mtl.data.synthetic)
+    task_groups: int = Field(1, ge=1)
+    group_correlation: float = Field(-0.8, ge=-1, le=1)
     seed: int = 0
     cache_dir: Path = Path("data_cache")
     valid_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
+
+    def inapplicable(self) -> frozenset[str]:
+        return frozenset({"group_correlation"}) if self.task_groups == 1 else frozenset()
+
+    @model_validator(mode="after")
+    def _groups_within_tasks(self) -> "SyntheticData":
+        if self.task_groups > self.num_tasks:
+            raise ValueError(f"task_groups ({self.task_groups}) must not exceed num_tasks ({self.num_tasks})")
+        return self
 
 
 class ParquetStreamData(DataSection):
