@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.errors import SpecError
 from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
+from recsys_mtl.nn.named import NamedModuleDict
 from recsys_mtl.models.registry import register
 from recsys_mtl.nn.blocks import MLP
 from recsys_mtl.spec.features import Task
@@ -155,8 +156,8 @@ class AITM(FlatInputModel):
         )
         h = config.bottom_hidden[-1]
         staged = [self.task_names[i] for i, p in enumerate(self.parents) if p is not None]
-        self.transfers = nn.ModuleDict({name: self._transfer(h, config) for name in staged})
-        self.ait = nn.ModuleDict({name: AITModule(h) for name in staged})
+        self.transfers = NamedModuleDict({name: self._transfer(h, config) for name in staged})
+        self.ait = NamedModuleDict({name: AITModule(h) for name in staged})
         self.build_towers([h] * len(self.task_names))
         self.calibrator_weight = config.calibrator_weight
         self._auxiliary: Tensor | None = None

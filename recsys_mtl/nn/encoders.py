@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
 from recsys_mtl.nn.gbdt_leaves import GBDTLeaves, GBDTLeavesConfig
+from recsys_mtl.nn.named import NamedModuleDict
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig, NumericTokens, numeric_embedding
 from recsys_mtl.nn.target_attention import TargetAttentionPooling
@@ -30,7 +31,7 @@ class EmbeddingTables(nn.Module):
 
     def __init__(self, layout: Layout):
         super().__init__()
-        self.tables = nn.ModuleDict({name: nn.Embedding(size, dim) for name, (size, dim) in layout.tables.items()})
+        self.tables = NamedModuleDict({name: nn.Embedding(size, dim) for name, (size, dim) in layout.tables.items()})
         for emb in self.tables.values():
             nn.init.normal_(emb.weight, std=0.05)
 
@@ -71,7 +72,7 @@ class FeatureEncoder(nn.Module):
         self.cat_tables = [table for _, table in layout.categorical]
         self.sequences = [(SEQ_PREFIX + name, table, pooling) for name, table, _, pooling in layout.sequences]
         # sequences pooled by DIN target attention: their unit and the query's categorical column
-        self.attention = nn.ModuleDict({
+        self.attention = NamedModuleDict({
             name: TargetAttentionPooling(layout.tables[table][1], *layout.attention[name][1:])
             for name, table, _, _ in layout.sequences if name in layout.attention
         })

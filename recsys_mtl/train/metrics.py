@@ -8,6 +8,7 @@ import torch
 import torchmetrics as tm
 from torch import Tensor, nn
 
+from recsys_mtl.nn.named import NamedModuleDict
 from recsys_mtl.spec.features import Task, group_columns
 from recsys_mtl.train.gauc import GroupedAUROC
 
@@ -56,7 +57,7 @@ class TaskMetrics(nn.Module):
     def __init__(self, tasks: Sequence[Task]):
         super().__init__()
         self.tasks = list(tasks)
-        self.metrics = nn.ModuleDict(
+        self.metrics = NamedModuleDict(
             {t.name: nn.ModuleDict({m: _FACTORIES[t.type][m](t) for m in t.metric_names}) for t in self.tasks}
         )
         columns = group_columns(self.tasks)
@@ -84,11 +85,11 @@ class TaskMetrics(nn.Module):
 
     def compute(self) -> dict[str, float]:
         result: dict[str, float] = {}
-        for task, group in self.metrics.items():
-            for name, metric in group.items():  # type: ignore[union-attr]
+        for task in self.tasks:
+            for name, metric in self.metrics[task.name].items():  # type: ignore[union-attr]
                 if metric.update_count == 0:
                     continue
-                result[f"{task}/{name}"] = float(metric.compute())
+                result[f"{task.name}/{name}"] = float(metric.compute())
         aucs = [v for k, v in result.items() if k.endswith("/auc")]
         if aucs:
             result["auc_mean"] = float(torch.tensor(aucs).mean())
