@@ -154,3 +154,28 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
     assert retries[0].user_attrs["assignments"] == killed.user_attrs["assignments"]  # same parameters
     assert {k: trials[k].values for k in before} == before  # nothing finished before the kill is lost
     assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 3
+
+
+
+def test_a_trial_started_after_the_last_slot_was_taken_steps_aside() -> None:
+    """Two workers finishing together both pass MaxTrialsCallback; the later-numbered trial must not run."""
+    from recsys_mtl.tune.study import SurplusTrial, _claim_slot
+
+    study = optuna.create_study(storage="sqlite:///:memory:")
+    for _ in range(2):
+        study.tell(study.ask(), 0.5)  # two finished
+    racing = [study.ask(), study.ask()]  # both workers saw 2 finished + 1 running < 4 and asked
+    _claim_slot(racing[0], 4)  # trial 2: 2 earlier, runs
+    _claim_slot(racing[1], 4)  # trial 3: 3 earlier (2 finished + trial 2 running), runs: exactly 4
+    ran: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        _claim_slot(trial, 4)
+        ran.append(trial.number)
+        return 0.5
+
+    study.optimize(objective, n_trials=5, catch=(SurplusTrial,))  # a third worker arriving late
+    late = study.trials[-1]
+    assert ran == [] and len(study.trials) == 5  # stopped after its one surplus trial, which did no work
+    assert late.state == TrialState.FAIL and late.user_attrs["surplus"] is True
+    _claim_slot(study.ask(), None)  # no target: never surplus

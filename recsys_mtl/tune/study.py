@@ -163,6 +163,7 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         plan = self.plan
+        _claim_slot(trial, plan.tune.n_trials)
         if trial.user_attrs.get(ROLE) == DEFAULT:  # exactly the pipeline: only the enqueued values, nothing sampled
             fixed = trial.user_attrs.get("fixed", [])
             params = {p: plan.tune.space[p].suggest(trial, p) for p in plan.tune.space if p in fixed}
@@ -201,6 +202,26 @@ class TrialObjective:
         return self.plan.tune.objective.trial_values(val, self.plan.metrics)
 
 
+class SurplusTrial(RecsysMTLError):
+    """Raised in a trial that other workers' trials already leave no room for (marked FAIL, user attr ``surplus``)."""
+
+
+def _claim_slot(trial: optuna.Trial, target: int | None) -> None:
+    """Stop this worker if ``target`` finished-or-running trials numbered before this one already exist.
+
+    MaxTrialsCallback checks the count after a trial and before the next is created, so two workers that
+    finish together both see room for one more. Trial numbers are assigned by the storage, so ranking by
+    number gives every worker the same answer: the later trial of the two steps aside before doing any work.
+    """
+    if target is None:
+        return
+    earlier = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    if sum(t.number < trial.number for t in earlier) >= target:
+        trial.set_user_attr("surplus", True)
+        trial.study.stop()
+        raise SurplusTrial(f"trial {trial.number} not run: the study already has n_trials={target} trials finished or running")
+
+
 class _Progress:
     """One line per finished trial (works in CI logs, unlike a progress bar)."""
 
@@ -216,6 +237,8 @@ class _Progress:
             shown = "  ".join(f"{m}={v:.4f}" for m, v in zip(self.plan.metrics if len(trial.values) > 1 else ["objective"], trial.values))
         elif trial.state == TrialState.PRUNED:
             shown = f"pruned after epoch {trial.last_step}"
+        elif trial.user_attrs.get("surplus"):
+            shown = "not run (n_trials reached with other workers' trials)"
         else:
             shown = trial.state.name.lower()
         params = " ".join(f"{k}={_short(v)}" for k, v in trial.user_attrs.get("assignments", {}).items())
