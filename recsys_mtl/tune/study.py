@@ -11,7 +11,9 @@ Study area (``<runs_dir>/tune/<study>/``)::
 Every worker opens the same storage with a heartbeat; a worker killed mid-trial leaves a RUNNING
 trial whose heartbeat stops, which the next worker to start a trial marks FAIL and, through
 RetryHeartbeatStaleTrialCallback (formerly RetryFailedTrialCallback), re-enqueues with the same parameters. ``n_trials`` is the study's total
-of finished (complete + pruned) trials over all workers.
+of finished (complete + pruned) trials over all workers; a trial that finds ``n_trials`` earlier
+trials finished or running does no work, is marked FAIL with the user attribute ``surplus``, and
+stops its worker.
 """
 
 from __future__ import annotations
