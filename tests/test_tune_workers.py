@@ -159,7 +159,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
 
 def test_a_trial_started_after_the_last_slot_was_taken_steps_aside() -> None:
     """Two workers finishing together both pass MaxTrialsCallback; the later-numbered trial must not run."""
-    from recsys_mtl.tune.study import SurplusTrial, _claim_slot
+    from recsys_mtl.tune.study import SurplusTrial, _claim_slot, trial_rows
 
     study = optuna.create_study(storage="sqlite:///:memory:")
     for _ in range(2):
@@ -178,4 +178,5 @@ def test_a_trial_started_after_the_last_slot_was_taken_steps_aside() -> None:
     late = study.trials[-1]
     assert ran == [] and len(study.trials) == 5  # stopped after its one surplus trial, which did no work
     assert late.state == TrialState.FAIL and late.user_attrs["surplus"] is True
+    assert [r["role"] for r in trial_rows(study)] == ["search"] * 4 + ["surplus"]  # trials.csv tells it apart
     _claim_slot(study.ask(), None)  # no target: never surplus

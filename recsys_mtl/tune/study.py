@@ -358,7 +358,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         rows.append({
             "number": t.number,
-            "role": t.user_attrs.get(ROLE, "search"),
+            # a surplus trial ran nothing: its FAIL is not a failed configuration
+            "role": "surplus" if t.user_attrs.get("surplus") else t.user_attrs.get(ROLE, "search"),
             "state": t.state.name,
             "values": t.values,
             "params": t.user_attrs.get("assignments", {}),
