@@ -230,5 +230,6 @@ def test_text_sequence_without_separator_is_refused_saying_how() -> None:
     assert msg.startswith("train.csv: column 'tags' (sequence feature 'tags') must be a list column, got String")
     assert "set 'separator' on the feature" in msg
     floats = small_df().with_columns(pl.Series("tags", [1.5] * 6))
-    with pytest.raises(DataError, match=r"column 'tags' \(sequence feature 'tags'\) must be a list column or text split on '\|', got Float64"):
+    text = r"column 'tags' \(sequence feature 'tags'\) must be a list column or text split on '\|', got Float64"
+    with pytest.raises(DataError, match=text):
         Preprocessor.fit(separated_spec(), floats, where="train.csv")

@@ -123,7 +123,8 @@ def test_delimited_strings_are_split_like_lists() -> None:
     assert as_text["tags"].tolist() == as_list["tags"].tolist() == [["a", "b", "c"], ["", "", ""], ["", "", ""],
                                                                       ["12", "", ""], ["", "", ""]]
     arrow_text, _ = DELIMITED.from_arrow(_arrow(pa.table({"tags": [" a | b |c|d", "", None, "12", "||"]})), 10)
-    arrow_dict, _ = DELIMITED.from_arrow(pa.table({"tags": pa.array([" a | b |c|d", "", None, "12", "||"]).dictionary_encode()}), 10)
+    encoded = pa.array([" a | b |c|d", "", None, "12", "||"]).dictionary_encode()
+    arrow_dict, _ = DELIMITED.from_arrow(pa.table({"tags": encoded}), 10)
     arrow_ints, _ = DELIMITED.from_arrow(pa.table({"tags": pa.array([12, None], pa.int64())}), 10)
     assert arrow_text["tags"].tolist() == arrow_dict["tags"].tolist() == as_list["tags"].tolist()
     assert arrow_ints["tags"].tolist() == [["12"], [""]]

@@ -125,7 +125,9 @@ def test_streaming_fit_equals_in_memory_fit(stream_dir: tuple[Path, pl.DataFrame
                 assert va == vb, (name, key)
 
 
-def test_delimited_parquet_streams_like_the_list_column(tmp_path: Path, stream_dir: tuple[Path, pl.DataFrame], stream_pre: Preprocessor) -> None:
+def test_delimited_parquet_streams_like_the_list_column(
+    tmp_path: Path, stream_dir: tuple[Path, pl.DataFrame], stream_pre: Preprocessor
+) -> None:
     # tags stored as '|'-delimited text: the streaming fit and the row-group stream equal the list column in memory
     _, df = stream_dir
     text = df.with_columns(pl.col("tags").list.join(" | "))
