@@ -14,7 +14,8 @@ Per kind (dtype and missing value follow from the kind; ``metadata.json`` states
 * ``categorical``: ``string`` (B,), missing = ``""``;
 * ``numeric``: ``float64`` (B,), missing = ``NaN``;
 * ``sequence``: ``string`` (B, L), missing / padding = ``""``; a list keeps its first ``max_len``
-  items (:attr:`InputSpec.kept`, the one place that rule is defined).
+  items (:attr:`InputSpec.kept`, the one place that rule is defined). With a ``separator`` the
+  server also takes a delimited string per row and splits it by :func:`split_items`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ KINDS = ("categorical", "numeric", "sequence")
 DTYPES = {"categorical": "string", "numeric": "float64", "sequence": "string"}
 #: dtype → how a missing value is written (as metadata.json states it)
 MISSING = {"string": NULL_TOKEN, "float64": "NaN"}
+#: stripped from both ends of each item of a delimited sequence string (ASCII whitespace only, so
+#: Python's ``str.strip`` and polars' ``strip_chars`` agree on it)
+ITEM_WHITESPACE = " \t\n\r\f\v"
+
+
+def split_items(text: str, separator: str) -> list[str]:
+    """A delimited sequence string → its items: split on ``separator`` (a literal string), each
+    item stripped of surrounding :data:`ITEM_WHITESPACE`, empty items dropped, so ``""`` is the
+    empty sequence and ``" a| |b|"`` is ``["a", "b"]``. The rule of every path: training applies
+    it as a polars expression (``recsys_mtl.data.sequences``), the server with this function."""
+    return [item for item in (part.strip(ITEM_WHITESPACE) for part in text.split(separator)) if item]
 
 
 class ContractError(ValueError):
@@ -42,16 +54,18 @@ class InputSpec:
     """One raw input column of an exported model.
 
     ``name``: the column (and graph input) name; ``feature``: the spec feature reading it;
-    ``max_len``: sequences only, the number of items kept per row.
+    ``max_len``: sequences only, the number of items kept per row; ``separator``: sequences only,
+    set when a row may also be one delimited string (split by :meth:`split`).
     """
 
     name: str
     feature: str
     kind: str
     max_len: int | None = None
+    separator: str | None = None
 
     def __post_init__(self) -> None:
-        problem = _problem(self.name, self.kind, self.max_len)
+        problem = _problem(self.name, self.kind, self.max_len, self.separator)
         if problem:
             raise ContractError(f"input {self.name!r}: {problem}")
 
@@ -78,11 +92,18 @@ class InputSpec:
         """``items`` (one sequence row) cut to :attr:`kept`."""
         return items[self.kept]
 
+    def split(self, text: str) -> list[str]:
+        """One delimited sequence row → its items (:func:`split_items` with this input's separator)."""
+        assert self.separator is not None
+        return split_items(text, self.separator)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "feature": self.feature, "kind": self.kind, "dtype": self.dtype,
                                "shape": self.shape, "missing": self.missing}
         if self.max_len is not None:
             out["max_len"] = self.max_len
+        if self.separator is not None:
+            out["separator"] = self.separator
         return out
 
     @classmethod
@@ -90,12 +111,12 @@ class InputSpec:
         """One ``inputs`` entry, checked; ``where`` names it in errors (e.g. ``inputs[3]``)."""
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
             raise ContractError(f"{where}: expected an object with a non-empty 'name'")
-        name, kind, max_len = entry["name"], entry.get("kind"), entry.get("max_len")
+        name, kind, max_len, separator = entry["name"], entry.get("kind"), entry.get("max_len"), entry.get("separator")
         where = f"{where} ({name[:80]!r})"
-        problem = _problem(name, kind, max_len)
+        problem = _problem(name, kind, max_len, separator)
         if problem:
             raise ContractError(f"{where}: {problem}")
-        spec = cls(name, entry.get("feature", name), kind, max_len)  # type: ignore[arg-type]
+        spec = cls(name, entry.get("feature", name), kind, max_len, separator)  # type: ignore[arg-type]
         if not isinstance(spec.feature, str) or not spec.feature:
             raise ContractError(f"{where}: 'feature' must be a non-empty string")
         # written by the exporter for readers; stated otherwise than the kind implies = an edited file
@@ -125,7 +146,7 @@ class ConditionSpec:
         return {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": self.shape, "default": list(self.default)}
 
 
-def _problem(name: str, kind: Any, max_len: Any) -> str | None:
+def _problem(name: str, kind: Any, max_len: Any, separator: Any = None) -> str | None:
     if kind not in KINDS:
         return f"'kind' must be one of {list(KINDS)}, got {str(kind)[:40]!r}"
     # a sequence's max_len also bounds the width of the padded feed a request can cause
@@ -133,6 +154,8 @@ def _problem(name: str, kind: Any, max_len: Any) -> str | None:
         return "'max_len' must be a positive integer"
     if kind != "sequence" and max_len is not None:
         return f"'max_len' applies to sequence inputs only, not to a {kind} input"
+    if separator is not None and (kind != "sequence" or not isinstance(separator, str) or not separator):
+        return "'separator' must be a non-empty string, on a sequence input only"
     return None
 
 

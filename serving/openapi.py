@@ -36,6 +36,10 @@ def row_schema(metadata: dict[str, Any]) -> dict[str, Any]:
     props = {}
     for i in inputs_from_json(metadata["inputs"]):
         prop = dict(_VALUE[i.kind])
+        if i.separator is not None:  # a delimited string (or an integer, its decimal string) as well as a list
+            prop["type"] = ["array", "string", "integer", "null"]
+            prop["description"] = (f"a list of categories, or one string of them delimited by {i.separator!r} (items "
+                                   "stripped of surrounding whitespace, empty ones dropped); null = empty")
         if i.kind == "sequence":
             prop["description"] += f"; items past {i.max_len} are ignored"
         props[i.name] = prop

@@ -6,7 +6,9 @@ Rules (the same for JSON rows and Arrow columns):
 * categorical: a string (an integer is accepted and written as its decimal string);
 * numeric: a finite number (``NaN``/``Infinity`` are rejected: write ``null`` for missing);
 * sequence: a list of strings / integers / nulls (or ``null`` for an empty list); items past the
-  feature's ``max_len`` are dropped, as in training (:attr:`serving.contract.InputSpec.kept`);
+  feature's ``max_len`` are dropped, as in training (:attr:`serving.contract.InputSpec.kept`); an
+  input with a ``separator`` also takes a delimited string (or an integer, as its decimal string),
+  split as training splits it (:func:`serving.contract.split_items`);
 * a condition of the export (e.g. ``preference``, see :class:`serving.contract.ConditionSpec`) may
   be given per row as a list of its K finite numbers; rows without it (or ``null``) get its default.
 
@@ -218,8 +220,11 @@ class Schema:
         def convert(v: Any) -> list[str]:
             if v is None:
                 return []
+            if spec.separator is not None and (isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))):
+                return list(spec.head(spec.split(str(v))))
             if not isinstance(v, list):
-                raise TypeError(f"expected a list (or null), got {_json_type(v)}")
+                text = f" or a string delimited by {spec.separator!r}" if spec.separator is not None else ""
+                raise TypeError(f"expected a list{text} (or null), got {_json_type(v)}")
             return [_categorical(x, spec.missing) for x in spec.head(v)]
 
         return pad_lists(self._each(spec, values, convert), spec.missing)
@@ -330,11 +335,18 @@ def _arrow_numeric(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
 
 
 def _arrow_sequence(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
     t = col.type
+    if spec.separator is not None and (pa.types.is_string(t) or pa.types.is_large_string(t)
+                                       or pa.types.is_integer(t) or pa.types.is_null(t)):
+        texts = col.cast(pa.string()).to_pylist()
+        return pad_lists([[] if x is None else list(spec.head(spec.split(x))) for x in texts], spec.missing)
     if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not (
         pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type) or pa.types.is_integer(t.value_type)
     ):
-        raise TypeError(f"expected a list of strings, got {t}")
+        text = f" or strings delimited by {spec.separator!r}" if spec.separator is not None else ""
+        raise TypeError(f"expected a list of strings{text}, got {t}")
     kept = spec.kept  # cut in Arrow, before the dropped items become Python strings
     lists = pc.list_slice(col, kept.start, kept.stop).cast(pa.list_(pa.string())).to_pylist()
     return pad_lists([[spec.missing if v is None else v for v in (x or [])] for x in lists], spec.missing)

@@ -112,6 +112,32 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def delimited(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with the ``tags`` lists written as text, as a CSV holds them: ``"t1 | t7"``, ``""`` for an empty list."""
+    return df.with_columns(pl.col("tags").list.join(" | "))
+
+
+def separator_spec() -> FeatureSpec:
+    """The synthetic spec with ``tags`` read as '|'-delimited text."""
+    raw = synthetic_spec(2).model_dump(mode="json", exclude_defaults=True)
+    next(f for f in raw["features"] if f["name"] == "tags")["separator"] = "|"
+    return FeatureSpec.model_validate(raw)
+
+
+@pytest.fixture(scope="session")
+def separator_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export (untrained mmoe, fp32) of :func:`separator_spec`, fitted on text tags; its parity
+    check already compares training's split with the server's on the held-out text."""
+    from recsys_mtl.export import export_run
+
+    root = tmp_path_factory.getbasetemp() / "separator_export"
+    out = root / "export"
+    if not (out / "metadata.json").is_file():
+        train = delimited(generate(SyntheticConfig(rows=1000, num_tasks=2, seed=1)))
+        export_run(make_run(root, separator_spec(), train), out, test=delimited(held_out(200)))
+    return out
+
+
 def good_row(i: int = 0) -> dict[str, Any]:
     """A valid JSON request row for the synthetic spec."""
     return {

@@ -9,17 +9,21 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
+import polars as pl
 import pytest
 import torch
 
 from recsys_mtl.cli import main
 from recsys_mtl.export import ExportError, export_run, exporter
+from recsys_mtl.export.raw import raw_feed
 from recsys_mtl.export.model_graph import ScoringHead
 from recsys_mtl.errors import DataError
 from recsys_mtl.train.run_folder import load_run
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.fit import fit
-from tests.export_support import held_out
+from serving.contract import inputs_from_json
+from serving.predictor import Predictor
+from tests.export_support import delimited, held_out, separator_export_dir  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,3 +149,24 @@ def test_rows_the_server_refuses_fail_the_export_naming_the_column(run_dir: Path
     with pytest.raises(ExportError, match=r"held-out parity rows: the server refuses these rows \(column 'cat0'\)"):
         export_run(run_dir, tmp_path / "refused", parity_rows=64, test=held_out(100))
     assert not (tmp_path / "refused").exists()
+
+
+def test_delimited_sequence_scores_as_the_list(separator_export_dir: Path) -> None:  # noqa: F811
+    meta = json.loads((separator_export_dir / "metadata.json").read_text())
+    assert next(i for i in meta["inputs"] if i["name"] == "tags")["separator"] == "|"
+    assert meta["parity"]["max_abs_diff"] <= meta["parity"]["tolerance"]  # training's split = the server's, on text
+    i = pl.int_range(pl.len())
+    lists = held_out(40).with_columns(pl.col("tags").list.drop_nulls()).with_columns(
+        tags=pl.when(i == 1).then(pl.lit([], dtype=pl.List(pl.String))).otherwise(pl.col("tags")))
+    text = delimited(lists)  # "t1 | t7", "" for the empty list, null kept
+    assert text["tags"].null_count() > 0 and (text["tags"] == "").sum() > 0
+    inputs = inputs_from_json(meta["inputs"])
+    np.testing.assert_array_equal(raw_feed(inputs, text)["tags"], raw_feed(inputs, lists)["tags"])
+    pred = Predictor(separator_export_dir, warmup=False)
+    by_list, by_text = pred.predict_table(lists), pred.predict_table(text)
+    by_rows = pred.predict_rows(text.select([i.name for i in inputs]).to_dicts())
+    for task, want in by_list.items():
+        np.testing.assert_array_equal(by_text[task], want)
+        np.testing.assert_array_equal(by_rows[task], want)
+    blank = pred.predict_table(text.with_columns(tags=pl.lit("")))  # the tags do move the scores
+    assert not np.allclose(blank["task0"], by_list["task0"])

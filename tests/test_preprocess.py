@@ -13,8 +13,12 @@ import torch
 
 from recsys_mtl.data.fitted import FIRST, MISSING, OOV
 from recsys_mtl.data.preprocess import Preprocessor
+from recsys_mtl.data.readers import read_table
+from recsys_mtl.data.sequences import sequence_items
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec import FeatureSpec
+from recsys_mtl.spec.features import SequenceFeature
+from serving.contract import split_items
 
 
 def small_spec(**overrides: object) -> FeatureSpec:
@@ -180,3 +184,52 @@ def test_unseen_error_needs_full_vocabulary() -> None:
     raw["features"][0]["unseen"] = "error"  # city has min_freq 2
     with pytest.raises(ValueError, match="unseen 'error' needs a full vocabulary"):
         FeatureSpec.model_validate(raw)
+
+
+def separated_spec(separator: str = "|") -> FeatureSpec:
+    """``small_spec`` with ``tags`` read as delimited text."""
+    raw = small_spec().model_dump(mode="json", exclude_defaults=True)
+    raw["features"][7]["separator"] = separator
+    return FeatureSpec.model_validate(raw)
+
+
+def test_delimited_csv_column_fits_and_encodes_like_the_list_column(tmp_path: Path) -> None:
+    lists = small_df()
+    text = lists.with_columns(pl.Series("tags", ["t1| t2", "", None, " t1|t3||t2 |t4", "t9", "t1|"]))
+    text.write_csv(tmp_path / "train.csv")
+    csv = read_table(tmp_path / "train.csv")
+    assert csv.schema["tags"] == pl.String
+    a, b = Preprocessor.fit(small_spec(), lists), Preprocessor.fit(separated_spec(), csv)
+    assert a.state()["tables"] == b.state()["tables"] and a.layout == b.layout
+    want, got = a.transform(lists).columns(), b.transform(csv).columns()
+    for key, value in want.items():
+        assert torch.equal(value, got[key]), key
+    # empty and null strings are empty sequences (all padding); a list column is still taken
+    empty = text.with_columns(pl.Series("tags", ["", None, " ", "|", " | ", ""]))
+    assert not b.transform(empty).sequences["tags"].any()
+    assert torch.equal(b.transform(lists).sequences["tags"], want["seq.tags"])
+
+
+def test_training_split_rule_is_the_servers() -> None:
+    # the polars expression (fit, transform, streaming) against serving.contract.split_items
+    rng = np.random.default_rng(0)
+    alphabet = list("ab|, \t\u00a0é")
+    values = ["".join(rng.choice(alphabet, size=rng.integers(0, 12))) for _ in range(400)] + [None]
+    df = pl.DataFrame({"s": values}, schema={"s": pl.String})
+    for sep in ("|", ", ", " "):
+        f = SequenceFeature(kind="sequence", name="s", max_len=4, separator=sep)
+        got = df.select(sequence_items(f, pl.String)).to_series().to_list()
+        assert [g or [] for g in got] == [[] if v is None else split_items(v, sep) for v in values], sep
+
+
+def test_text_sequence_without_separator_is_refused_saying_how() -> None:
+    bad = small_df().with_columns(pl.Series("tags", ["a|b"] * 6))
+    with pytest.raises(DataError) as exc:
+        Preprocessor.fit(small_spec(), bad, where="train.csv")
+    msg = str(exc.value)
+    assert msg.startswith("train.csv: column 'tags' (sequence feature 'tags') must be a list column, got String")
+    assert "set 'separator' on the feature" in msg
+    floats = small_df().with_columns(pl.Series("tags", [1.5] * 6))
+    text = r"column 'tags' \(sequence feature 'tags'\) must be a list column or text split on '\|', got Float64"
+    with pytest.raises(DataError, match=text):
+        Preprocessor.fit(separated_spec(), floats, where="train.csv")

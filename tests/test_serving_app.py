@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from serving.app import ARROW_TYPE, ServeSettings, create_app
 from serving.predictor import Predictor
-from tests.export_support import export_dir, good_row  # noqa: F401  (fixture)
+from tests.export_support import export_dir, good_row, separator_export_dir  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,27 @@ def _arrow_body(rows: list[dict]) -> bytes:  # type: ignore[type-arg]
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
     return sink.getvalue()
+
+
+def test_delimited_sequence_takes_a_string_or_a_list(separator_export_dir: Path) -> None:  # noqa: F811
+    settings = ServeSettings(max_body_bytes=20_000, max_request_rows=50, max_batch=64, max_wait_ms=2)
+    tags = [["t1", "t7"], ["t3", "t2", "t9", "t4"], [], None, ["t5"]]
+    texts = ["t1|t7", " t3 | t2|t9 ||t4 ", "", None, "t5"]
+    with TestClient(create_app(Predictor(separator_export_dir), settings)) as c:
+        by_list = c.post("/predict", json=[{**good_row(), "tags": t} for t in tags])
+        by_text = c.post("/predict", json=[{**good_row(), "tags": t} for t in texts])
+        assert by_list.status_code == by_text.status_code == 200
+        assert by_text.json()["outputs"] == by_list.json()["outputs"]
+        scores = by_text.json()["outputs"]["task0"]
+        assert scores[2] == scores[3] != scores[0]  # "" and null are the empty sequence
+        bad = c.post("/predict", json={**good_row(), "tags": 2.5})
+        assert bad.status_code == 422 and bad.json()["field"] == "tags" and "delimited by '|'" in bad.json()["error"]
+        row = c.get("/openapi.json").json()["components"]["schemas"]["Row"]
+        assert "string" in row["properties"]["tags"]["type"]
+
+
+def test_an_export_without_separator_takes_lists_only(client: TestClient) -> None:
+    meta = client.get("/metadata").json()
+    assert "separator" not in next(i for i in meta["inputs"] if i["name"] == "tags")
+    r = client.post("/predict", json={**good_row(), "tags": "t1|t7"})
+    assert r.status_code == 422 and r.json()["field"] == "tags" and "expected a list (or null)" in r.json()["error"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from serving.contract import ContractError, InputSpec, inputs_from_json, inputs_to_json
+from serving.contract import ContractError, InputSpec, inputs_from_json, inputs_to_json, split_items
 from serving.metadata import ExportLoadError, load_metadata
 from serving.schema import Schema
 
@@ -63,6 +63,9 @@ def test_head_is_the_one_truncation_the_server_applies() -> None:
     (lambda e: e[1].update(missing="?"), "inputs[1] ('job'): 'missing' must be '' for a categorical input"),
     (lambda e: e[2].update(shape=["batch"]), "inputs[2] ('tags'): 'shape' must be"),
     (lambda e: e[1].update(kind="text"), "inputs[1] ('job'): 'kind' must be one of"),
+    (lambda e: e[2].update(separator=""), "inputs[2] ('tags'): 'separator' must be a non-empty string"),
+    (lambda e: e[2].update(separator=7), "inputs[2] ('tags'): 'separator' must be a non-empty string"),
+    (lambda e: e[1].update(separator="|"), "inputs[1] ('job'): 'separator' must be a non-empty string, on a sequence input only"),
     (lambda e: e[1].update(feature=7), "inputs[1] ('job'): 'feature' must be a non-empty string"),
     (lambda e: e[1].update(name="age"), "inputs[1]: name 'age' appears twice"),
     (lambda e: e.__setitem__(0, "age"), "inputs[0]: expected an object with a non-empty 'name'"),
@@ -79,6 +82,24 @@ def test_tampered_entry_is_refused_naming_the_file_and_field(tmp_path: Path, edi
     with pytest.raises(ExportLoadError) as err:
         load_metadata(tmp_path)
     assert str(err.value).startswith(f"{tmp_path / 'metadata.json'}: ") and text in str(err.value)
+
+
+def test_separator_round_trips_and_an_entry_without_one_reads_as_none() -> None:
+    delimited = InputSpec("tags", "tags", "sequence", max_len=3, separator="|")
+    written = json.loads(json.dumps(inputs_to_json([delimited])))
+    assert written[0]["separator"] == "|" and inputs_from_json(written) == [delimited]
+    # an export written before separators existed (and any list-only sequence) has no key: still served, as lists
+    assert "separator" not in inputs_to_json(INPUTS)[2]
+    assert inputs_from_json(inputs_to_json(INPUTS))[2].separator is None
+
+
+@pytest.mark.parametrize(("text", "items"), [
+    ("a|b", ["a", "b"]), ("", []), (" ", []), ("|", []), (" a | b |", ["a", "b"]), ("a||b", ["a", "b"]),
+    ("\ta\n|\r\fb\v", ["a", "b"]), ("\u00a0a|b", ["\u00a0a", "b"]), ("a b|c", ["a b", "c"]), ("x", ["x"]),
+])
+def test_split_items_rule(text: str, items: list[str]) -> None:
+    # literal separator; ASCII whitespace stripped around items (not inside, not non-ASCII spaces); empty items dropped
+    assert split_items(text, "|") == items
 
 
 def test_a_bad_spec_cannot_be_built() -> None:

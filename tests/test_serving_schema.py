@@ -113,6 +113,35 @@ def test_client_text_in_errors_is_clipped() -> None:
     assert err.value.field == "age" and len(err.value.message) < 200
 
 
+DELIMITED = Schema({"inputs": [{"name": "tags", "kind": "sequence", "max_len": 3, "separator": "|"}]})
+
+
+def test_delimited_strings_are_split_like_lists() -> None:
+    as_text, _ = DELIMITED.from_json([{"tags": " a | b |c|d"}, {"tags": ""}, {"tags": None}, {"tags": 12}, {"tags": "||"}], 10)
+    as_list, _ = DELIMITED.from_json([{"tags": ["a", "b", "c", "d"]}, {"tags": []}, {"tags": None}, {"tags": ["12"]},
+                                      {"tags": []}], 10)
+    assert as_text["tags"].tolist() == as_list["tags"].tolist() == [["a", "b", "c"], ["", "", ""], ["", "", ""],
+                                                                      ["12", "", ""], ["", "", ""]]
+    arrow_text, _ = DELIMITED.from_arrow(_arrow(pa.table({"tags": [" a | b |c|d", "", None, "12", "||"]})), 10)
+    encoded = pa.array([" a | b |c|d", "", None, "12", "||"]).dictionary_encode()
+    arrow_dict, _ = DELIMITED.from_arrow(pa.table({"tags": encoded}), 10)
+    arrow_ints, _ = DELIMITED.from_arrow(pa.table({"tags": pa.array([12, None], pa.int64())}), 10)
+    assert arrow_text["tags"].tolist() == arrow_dict["tags"].tolist() == as_list["tags"].tolist()
+    assert arrow_ints["tags"].tolist() == [["12"], [""]]
+
+
+@pytest.mark.parametrize("value", [2.5, True, {"a": 1}])
+def test_delimited_input_refuses_other_types_naming_the_field(value: object) -> None:
+    with pytest.raises(RequestError, match="row 0: field 'tags': expected a list or a string delimited by '|'") as err:
+        DELIMITED.from_json({"tags": value}, 10)
+    assert err.value.field == "tags" and err.value.status == 422
+    with pytest.raises(RequestError, match="column 'tags': expected a list of strings or strings delimited by '|'") as err:
+        DELIMITED.from_arrow(pa.table({"tags": [1.5]}), 10)
+    assert err.value.field == "tags"
+    with pytest.raises(RequestError, match="expected a list .or null., got a string"):  # no separator: lists only
+        SCHEMA.from_json({"age": 1, "job": "x", "tags": "a|b"}, 10)
+
+
 def test_concat_pads_sequence_widths() -> None:
     a, _ = SCHEMA.from_json({"age": 1, "job": "x", "tags": ["a"]}, 10)
     b, _ = SCHEMA.from_json({"age": 2, "job": "y", "tags": ["a", "b", "c"]}, 10)

@@ -44,6 +44,14 @@ def test_good_spec_loads(tmp_path: Path) -> None:
     assert spec.required_columns() == ["a", "b", "tags", "clicked", "bought"]
 
 
+def test_separator_is_kept_and_a_spec_without_one_dumps_as_before(tmp_path: Path) -> None:
+    raw = mutate(features=[{"name": "tags", "kind": "sequence", "max_len": 3, "separator": "|"}])
+    assert load_spec(write(tmp_path, raw)).features[0].separator == "|"  # type: ignore[union-attr]
+    # unset, the key is left out of every dump, so the spec hash of fitted runs does not change
+    dumped = load_spec(write(tmp_path, GOOD)).model_dump(mode="json")
+    assert "separator" not in dumped["features"][2] and dumped["features"][2]["max_len"] == 3
+
+
 def test_shipped_specs_load() -> None:
     for p in (ROOT / "feature_specs").glob("*.yaml"):
         load_spec(p)
@@ -68,6 +76,8 @@ def test_shipped_specs_load() -> None:
         ),
         (mutate(features=[{"name": "a", "kind": "numeric", "clip": {"min": 3, "max": 1}}]), ["clip min 3.0 > max 1.0"]),
         (mutate(features=[{"name": "a", "kind": "categorical", "vocab": {}, "hash": {"buckets": 8}}]), ["either 'vocab' or 'hash'"]),
+        (mutate(features=[{"name": "t", "kind": "sequence", "max_len": 3, "separator": ""}]), ["features[0] (t).separator"]),
+        (mutate(features=[{"name": "b", "kind": "categorical", "separator": "|"}]), ["features[0] (b).separator", "unknown key"]),
     ],
 )
 def test_bad_spec_names_file_and_field(tmp_path: Path, raw: dict, fragments: list[str]) -> None:

@@ -125,6 +125,24 @@ def test_streaming_fit_equals_in_memory_fit(stream_dir: tuple[Path, pl.DataFrame
                 assert va == vb, (name, key)
 
 
+def test_delimited_parquet_streams_like_the_list_column(
+    tmp_path: Path, stream_dir: tuple[Path, pl.DataFrame], stream_pre: Preprocessor
+) -> None:
+    # tags stored as '|'-delimited text: the streaming fit and the row-group stream equal the list column in memory
+    _, df = stream_dir
+    text = df.with_columns(pl.col("tags").list.join(" | "))
+    text.write_parquet(tmp_path / "part.parquet", row_group_size=GROUP)
+    raw = id_spec().model_dump(mode="json", exclude_defaults=True)
+    next(f for f in raw["features"] if f["name"] == "tags")["separator"] = "|"
+    pre = Preprocessor.fit_files(FeatureSpec.model_validate(raw), parquet_files(tmp_path))
+    assert pre.state()["tables"] == stream_pre.state()["tables"]
+    loader = StreamLoader(ParquetStream(parquet_files(tmp_path), pre, batch_size=512, buffer_rows=600, seed=3))
+    batches = list(loader)
+    rid = np.concatenate([b["numeric"][:, pre.layout.numeric.index("rid")].numpy() for b in batches]).astype(int)
+    streamed = np.concatenate([b["seq.tags"].numpy() for b in batches])[np.argsort(rid)]
+    np.testing.assert_array_equal(streamed, stream_pre.transform(df).sequences["tags"].numpy())
+
+
 def test_missing_files_name_the_path(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no Parquet files"):
         parquet_files(tmp_path / "nothing")

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recsys_mtl.artifacts import read_json, write_atomic
 from recsys_mtl.data.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTable
+from recsys_mtl.data.sequences import check_sequence_column, sequence_items
 from recsys_mtl.data.streaming_fit import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
@@ -111,7 +112,8 @@ class Preprocessor:
             (cat_cols if fitted.boundaries is not None else num_cols).append(values)
             if fitted.indicator:
                 ind_cols.append(missing.astype(np.float32))
-        sequences = {f.name: self._sequence(f, df[f.source]) for f in self.spec.sequences}
+        sequences = {f.name: self._sequence(f, df.select(sequence_items(f, df.schema[f.source])).to_series())
+                     for f in self.spec.sequences}
         labels, weights = encode_labels(self.spec.tasks, df, where)
         return EncodedTable(
             categorical=torch.from_numpy(_stack(cat_cols, n, np.int64)),
@@ -123,6 +125,7 @@ class Preprocessor:
         )
 
     def _sequence(self, f: SequenceFeature, col: pl.Series) -> torch.Tensor:
+        """A list column (a row's items) → (N, max_len) int64 indices, the first ``max_len`` items kept."""
         heads = col.list.head(f.max_len)
         lengths = heads.list.len().fill_null(0).to_numpy().astype(np.int64)
         flat = heads.explode(empty_as_null=False, keep_nulls=False)
@@ -237,8 +240,7 @@ def check_frame(spec: FeatureSpec, df: pl.DataFrame, where: str) -> None:
         if col not in df.columns:
             raise DataError(f"{where}: column {col!r} named in the spec is missing from the data")
     for f in spec.sequences:
-        if not isinstance(df.schema[f.source], pl.List):
-            raise DataError(f"{where}: column {f.source!r} (sequence feature {f.name!r}) must be a list column, got {df.schema[f.source]}")
+        check_sequence_column(f, df.schema[f.source], where)
     for f in spec.numeric:
         dtype = df.schema[f.source]
         if not (dtype.is_numeric() or dtype == pl.String or dtype == pl.Null):

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from recsys_mtl.data.fitted import QUANTILE_STEPS, FittedNumeric, FittedTable
+from recsys_mtl.data.sequences import sequence_items
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import CategoricalFeature, FeatureSpec, NumericFeature, SequenceFeature
 
@@ -36,12 +37,13 @@ def _fit_tables(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, FittedTable]:
         members.setdefault(f.table, []).append(f)
     tables: dict[str, FittedTable] = {}
     queries: dict[str, pl.LazyFrame] = {}
+    schema = lf.collect_schema()
     for table, feats in members.items():
         first = feats[0]
         if first.hash is not None:
             tables[table] = FittedTable(table, hash_buckets=first.hash.buckets, hash_seed=first.hash.seed)
             continue
-        parts = [_flat_strings(lf, f.source, isinstance(f, SequenceFeature)) for f in feats]
+        parts = [_flat_strings(lf, f, schema[f.source]) for f in feats]
         queries[table] = pl.concat(parts).drop_nulls().group_by("value").agg(pl.len().alias("n"))
     counted = pl.collect_all(list(queries.values()), engine=ENGINE)
     for (table, _), counts in zip(queries.items(), counted):
@@ -54,11 +56,12 @@ def _fit_tables(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, FittedTable]:
     return {t: tables[t] for t in members}  # spec order
 
 
-def _flat_strings(lf: pl.LazyFrame, source: str, is_list: bool) -> pl.LazyFrame:
-    col = pl.col(source)
-    out = lf.select(col.alias("value"))
-    if is_list:
-        out = out.explode("value", empty_as_null=False, keep_nulls=False)
+def _flat_strings(lf: pl.LazyFrame, f: CategoricalFeature | SequenceFeature, dtype: pl.DataType) -> pl.LazyFrame:
+    """One string column ``value``: the categorical's values, or every item of the sequence's rows."""
+    if isinstance(f, SequenceFeature):
+        out = lf.select(sequence_items(f, dtype).alias("value")).explode("value", empty_as_null=False, keep_nulls=False)
+    else:
+        out = lf.select(pl.col(f.source).alias("value"))
     return out.select(pl.col("value").cast(pl.String))
 
 

@@ -163,7 +163,8 @@ def _stack(b: _Builder, columns: list[str], hint: str) -> str:
 
 def raw_inputs(pre: Preprocessor) -> list[InputSpec]:
     """The raw input columns (what ``metadata.json`` lists), in spec feature order."""
-    return [InputSpec(f.source, f.name, f.kind, f.max_len if f.kind == "sequence" else None)  # type: ignore[union-attr]
+    return [InputSpec(f.source, f.name, f.kind,
+                      *((f.max_len, f.separator) if f.kind == "sequence" else ()))  # type: ignore[union-attr]
             for f in pre.spec.features]
 
 

@@ -24,7 +24,8 @@ def client_column(spec: InputSpec, col: pl.Series) -> pl.Series:
     """``col`` as a client writes it under the contract, changed only where the data's type is not one
     the contract names: numbers stored as text (CSV read as strings, which training parses) become
     float64; categories of another type (float, bool, date) become text, as training reads them.
-    Strings, integers and lists go unchanged, so parity measures the server's own conversion of them."""
+    Strings, integers and lists go unchanged (a sequence's delimited strings too, split by the
+    server), so parity measures the server's own conversion of them."""
     if spec.kind == "numeric":
         return col.cast(pl.Float64) if col.dtype == pl.String else col
     if spec.kind == "categorical":

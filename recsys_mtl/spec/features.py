@@ -7,10 +7,10 @@ ignored key.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from recsys_mtl.errors import LeakageError, SpecError
 
@@ -84,12 +84,29 @@ class TargetAttentionConfig(StrictModel):
 
 
 class SequenceFeature(_Categorical):
-    """A multi-hot / sequence list column, padded or truncated to ``max_len`` and pooled."""
+    """A multi-hot / sequence list column, padded or truncated to ``max_len`` and pooled.
+
+    With ``separator`` the column may also be text (CSV): each value is split into items by
+    :func:`serving.contract.split_items`, the rule the exported model's server applies as well.
+    """
 
     kind: Literal["sequence"]
     max_len: int = Field(ge=1)
     pooling: Literal["mean", "sum", "max", "target_attention"] = "mean"
     attention: TargetAttentionConfig | None = None
+    separator: str | None = Field(None, min_length=1, description=(
+        "split a text column (e.g. 'Action|Comedy' from a CSV) into items on this string: items are "
+        "stripped of surrounding ASCII whitespace and empty ones dropped, so an empty or null value is an "
+        "empty sequence; a list column is still taken as it is. The export records it, and the server then "
+        "takes a delimited string or a list for this input"))
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_separator(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a spec without a separator dumps (and hashes, see preprocess.spec_hash) as before the field existed
+        out = handler(self)
+        if out.get("separator", "") is None:
+            del out["separator"]
+        return out
 
     @model_validator(mode="after")
     def _attention_with_pooling(self) -> "SequenceFeature":
