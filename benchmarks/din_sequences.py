@@ -3,6 +3,7 @@ pooling under MMoE, and DTRN (MMoE inside) with and without its task-specific in
 
     python benchmarks/din_sequences.py --rows 40000 --seeds 1 2 3 --epochs 8
     python benchmarks/din_sequences.py --configs target_attention dtrn dtrn_interest --epochs 6 --batch-size 256
+    python benchmarks/din_sequences.py --configs target_attention lightgbm lightgbm_repeat lightgbm_match single_task
 
 Data: :mod:`recsys_mtl.data.synthetic_sequences` (targets depend on candidate × history), one
 generated table split 70/15/15 (seed 2018); spec ``feature_specs/sequence_synthetic.yaml`` with
@@ -23,6 +24,7 @@ Baselines on the same table, split and seeds (``--configs lightgbm lightgbm_matc
   occurs in the history, and the mean and max item-item similarity of the candidate to the
   history items (cosine of the items' co-occurrence counts over the train split's histories:
   the categories the targets depend on are hidden, co-occurrence is how one would recover them);
+  ``lightgbm_repeat`` is the ablation with history length and repeat count only;
 - ``single_task``: the project's single-task baseline, one MMoE per task with DIN pooling (the
   best pooling in the table above).
 
