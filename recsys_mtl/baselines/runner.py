@@ -3,7 +3,8 @@
 Folder layout (the ``baseline`` command's own folder, or ``<run>/baselines/`` after a fit)::
 
     baselines.json   per-seed val/test metrics of every side, mean ± std, Δm, negative transfer,
-                     R-MTGB's σ and outlier tasks, LightGBM's selected iterations
+                     R-MTGB's σ and outlier tasks, LightGBM's selected iterations, the features
+                     the trees left out (sequence features: ``tree_features_dropped``)
     baselines.md     the per-task table (test split, primary metric)
     multitask/       run folders of the multitask fits (seeds not already fitted)
     single_task/     run folders of the single-task fits, one per task and seed
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 
 from recsys_mtl.artifacts import write_atomic
-from recsys_mtl.baselines.compare import Results, markdown_table, summarize
+from recsys_mtl.baselines.compare import METHOD_LABELS, Results, markdown_table, summarize
 from recsys_mtl.baselines.config import BaselinesConfig, baselines_config
 from recsys_mtl.baselines.lightgbm_tasks import fit_lightgbm_per_task, require_lightgbm
 from recsys_mtl.baselines.rmtgb import fit_rmtgb
@@ -78,6 +79,8 @@ def run_baselines(
 
     given = multitask or {}
     columns = TreeColumns.of(prep.preprocessor.layout)
+    if columns.dropped and (bcfg.lightgbm or bcfg.rmtgb):
+        log.warning("%s: the tree baselines do not see the sequence features %s (no tree column for lists)", cfg.name, ", ".join(columns.dropped))
     report: BaselineReport | None = None
     # seed by seed, rewriting the comparison after each: an interrupted run keeps its finished seeds
     for seed in seeds:
@@ -113,6 +116,9 @@ def run_baselines(
 def _write(cfg: PipelineConfig, bcfg: BaselinesConfig, prep: Prepared, columns: TreeColumns, results: Results, extra: dict[str, Any], out_dir: Path) -> BaselineReport:
     summary = summarize(results, prep.spec.tasks, bcfg.tolerance)
     table = markdown_table(summary)
+    trees = [m for m in ("lightgbm", "rmtgb") if m in results]
+    if columns.dropped and trees:
+        table += f"\n{' and '.join(METHOD_LABELS[m] for m in trees)} left out the sequence features {', '.join(columns.dropped)} (no tree column for lists).\n"
     seeds = sorted(results["multitask"])
     report = {
         "pipeline": cfg.name,
@@ -120,6 +126,7 @@ def _write(cfg: PipelineConfig, bcfg: BaselinesConfig, prep: Prepared, columns: 
         "seeds": seeds,
         "split_sizes": prep.sizes,
         "tree_features": columns.names,
+        "tree_features_dropped": list(columns.dropped),
         "config": bcfg.model_dump(mode="json"),
         "results": results,
         "summary": summary,

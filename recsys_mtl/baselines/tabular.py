@@ -4,8 +4,9 @@ Trees see exactly what the neural models see after the fitted preprocessing: the
 ids of the encoded categorical matrix as native categoricals (0 = missing, 1 = out of
 vocabulary, as the vocabulary was fitted on train), quantile-bucketed numerics as ordered bucket
 indices, and the numeric matrix (imputed, clipped, log1p'd, standardised; trees are unaffected
-by the monotone parts) with its missing indicators. Sequence features (multi-hot lists) have no
-column here and are left out of the tree baselines.
+by the monotone parts) with its missing indicators. Sequence features (lists) have no column
+here: the tree baselines do not see them, and :attr:`TreeColumns.dropped` names them so the
+report can say so (the ``baseline`` command warns and records them in ``baselines.json``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import EncodedTable
-from recsys_mtl.spec.features import Task
+from recsys_mtl.spec.features import Task, group_columns
 from recsys_mtl.train.metrics import TaskMetrics
 
 
@@ -28,13 +29,15 @@ class TreeColumns:
 
     names: list[str]
     categorical: list[int]
+    #: features of the spec with no column here (sequence features), left out of the trees
+    dropped: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, layout: Layout) -> "TreeColumns":
         bucketed = {feature for feature, table in layout.categorical if feature == table}
         names = [f for f, _ in layout.categorical] + list(layout.numeric) + [f"{f}__missing" for f in layout.indicators]
         categorical = [i for i, (f, _) in enumerate(layout.categorical) if f not in bucketed]
-        return cls(names, categorical)
+        return cls(names, categorical, tuple(f for f, *_ in layout.sequences))
 
 
 def tree_matrix(table: EncodedTable) -> np.ndarray:
@@ -46,15 +49,18 @@ def evaluate(tasks: Sequence[Task], scores: Mapping[str, np.ndarray], table: Enc
     """``{task/metric: value}`` of raw scores (logits / values, (N,) or (N, K)) on a split's rows.
 
     ``tasks`` are all the table's tasks in label-column order; the tasks in ``scores`` are
-    evaluated. Uses the training module's :class:`TaskMetrics`, so mask, sample weights and
-    metric definitions are those of metrics.json.
+    evaluated. Uses the training module's :class:`TaskMetrics`, so mask, sample weights, groups
+    (grouped AUC) and metric definitions are those of metrics.json.
     """
     out: dict[str, float] = {}
+    grouping = group_columns(list(tasks))
     for col, task in enumerate(tasks):
         if task.name not in scores:
             continue
         metrics = TaskMetrics([task])
         logits = {task.name: torch.as_tensor(np.asarray(scores[task.name], dtype=np.float32))}
-        metrics.update(logits, table.labels[:, col : col + 1], table.weights[:, col : col + 1])
+        # a one-task TaskMetrics reads its grouping key from column 0
+        groups = None if task.group_by is None or table.groups is None else table.groups[:, [grouping.index(task.group_by)]]
+        metrics.update(logits, table.labels[:, col : col + 1], table.weights[:, col : col + 1], groups)
         out.update({k: v for k, v in metrics.compute().items() if "/" in k})
     return dict(sorted(out.items()))
