@@ -203,7 +203,17 @@ class FlatInputModel(MultiTaskModel):
         """(B, D) encoded features → per-task (B, H_t) tower inputs."""
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        return self.towers(self.task_inputs(self.encoder(batch)))
+        logits = self.towers(self.task_inputs(self.encoder(batch)))
+        gbdt = self.encoder.gbdt
+        if gbdt is None or not gbdt.cfg.margin:
+            return logits
+        # boosting from the trees' score: binary logits are log-odds, like LightGBM's raw score
+        margins = gbdt.margins(self.encoder.gbdt_inputs(batch))
+        for j, i in enumerate(self.gbdt_tasks()):
+            task = self.context.tasks[i]
+            if task.type == "binary":
+                logits[task.name] = logits[task.name] + margins[:, j].to(logits[task.name].dtype)
+        return logits
 
     def shared_module(self) -> nn.Module:
         """Default: the encoder, (B, D); families name a later shared block."""

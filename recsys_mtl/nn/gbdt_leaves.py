@@ -11,6 +11,11 @@ float32 thresholds, training, checkpoints and the exported ONNX graph use the ve
 paper: the leaves feed embeddings of a multitask network instead of a one-hot logistic
 regression, and LightGBM's native categorical splits are not used (a threshold on an index
 is what a tensor walk can express).
+
+``margin: true`` also adds each binary task's boosted score (the sum of its trees' leaf values,
+LightGBM's raw score, initial score included) to that task's logit, so the network starts from
+the trees' predictions and learns a residual on them: stacking as in boosting from an initial
+score (LightGBM's ``init_score``), here with the trees inside the model and its ONNX graph.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class GBDTLeavesConfig(BaseModel):
     feature_fraction: float = Field(0.8, gt=0, le=1)
     d_embedding: int = Field(4, ge=1)
     seed: int = 0
+    #: add each binary task's tree score (log-odds) to its logit: the network learns the residual
+    margin: bool = False
 
 
 class GBDTLeaves(nn.Module):
@@ -66,6 +73,8 @@ class GBDTLeaves(nn.Module):
         self.register_buffer("right", left.clone())
         self.register_buffer("tree_offset", torch.arange(t) * nodes, persistent=False)
         self.register_buffer("leaf_offset", torch.arange(t) * cfg.num_leaves, persistent=False)
+        if cfg.margin:  # registered only when used: checkpoints without it keep loading
+            self.register_buffer("leaf_value", torch.zeros(t, cfg.num_leaves))
         self.embedding = nn.Embedding(t * cfg.num_leaves, cfg.d_embedding)
         nn.init.normal_(self.embedding.weight, std=0.05)
         self.output_dim = t * cfg.d_embedding
@@ -84,6 +93,11 @@ class GBDTLeaves(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.embedding(self.leaves(x) + self.leaf_offset).flatten(1)
+
+    def margins(self, x: Tensor) -> Tensor:
+        """(B, F) inputs → (B, tasks) boosted raw score of each task's trees (needs ``margin``)."""
+        values = self.leaf_value.flatten()[self.leaves(x) + self.leaf_offset]  # (B, T)
+        return values.view(x.shape[0], -1, self.cfg.n_trees).sum(-1)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, x: np.ndarray, labels: np.ndarray, weights: np.ndarray, objectives: Sequence[str]) -> list[Any]:
@@ -120,10 +134,14 @@ class GBDTLeaves(nn.Module):
 
         stack = [tree]
         if "split_index" not in tree:  # a single leaf: the default root already sends rows to leaf 0
+            if self.cfg.margin:
+                self.leaf_value[i, 0] = tree.get("leaf_value", 0.0)
             return
         while stack:
             node = stack.pop()
             if "split_index" not in node:
+                if self.cfg.margin:
+                    self.leaf_value[i, node["leaf_index"]] = node["leaf_value"]
                 continue
             if node.get("decision_type", "<=") != "<=":
                 raise SpecError(f"gbdt_leaves: unsupported LightGBM split {node.get('decision_type')!r}")
