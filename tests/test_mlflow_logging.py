@@ -74,12 +74,19 @@ def test_mlflow_switch_and_unknown_keys(tmp_path: Path) -> None:
         tiny(tmp_path, "trainer.mlflow={experiment_name: x}")
 
 
-def test_a_store_mlflow_cannot_use_is_named(tmp_path: Path) -> None:
+def test_a_store_mlflow_cannot_use_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("mlflow", reason="the mlflow extra (installed by the dev extra)")
     from recsys_mtl.train.loggers import mlflow_logger
 
-    cfg, _ = tiny(tmp_path, "trainer.mlflow={tracking_uri: 'nope://x'}")
-    with pytest.raises(RecsysMTLError, match=r"trainer.mlflow: cannot log to 'nope://x' \(.*unsupported URI"):
+    # an unknown scheme: refused when the pipeline is read, before any data or training
+    with pytest.raises(SpecError, match=r"trainer.mlflow.tracking_uri: unsupported scheme 'nope'"):
+        tiny(tmp_path, "trainer.mlflow={tracking_uri: 'nope://x'}")
+    assert tiny(tmp_path, "trainer.mlflow={tracking_uri: 'postgresql+psycopg2://u@h/db'}")[0].trainer.mlflow is not None
+    # a known scheme MLflow still refuses (plain-folder stores, MLflow 3): named when the logger opens
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = (tmp_path / "store").as_uri()
+    cfg, _ = tiny(tmp_path, f"trainer.mlflow={{tracking_uri: '{uri}'}}")
+    with pytest.raises(RecsysMTLError, match=r"trainer.mlflow: cannot log to 'file:"):
         mlflow_logger(cfg, tmp_path / "run")
 
 

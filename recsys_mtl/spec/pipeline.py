@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -106,6 +107,11 @@ class ComponentConfig(StrictModel):
     params: dict[str, Any] = {}
 
 
+#: tracking URI schemes MLflow's client accepts (its tracking-store registry; a dialect suffix
+#: such as ``postgresql+psycopg2`` is allowed)
+MLFLOW_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc")
+
+
 class MLflowConfig(StrictModel):
     """MLflow logging of a fit, next to the CSV and TensorBoard logs (needs the ``mlflow`` extra)."""
 
@@ -115,6 +121,16 @@ class MLflowConfig(StrictModel):
     experiment: str | None = Field(None, min_length=1)
     #: extra tags on the MLflow run
     tags: dict[str, str] = {}
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _known_scheme(cls, uri: str | None) -> str | None:
+        # refused when the pipeline is read (validate, fit, tune), not when training starts
+        scheme = urlsplit(uri).scheme.split("+")[0] if uri else ""
+        if len(scheme) > 1 and scheme not in MLFLOW_SCHEMES:  # one letter: a Windows drive, a path
+            raise ValueError(f"unsupported scheme {scheme!r} in {uri!r}; MLflow stores are a path or one of "
+                             f"{', '.join(s + '://' for s in MLFLOW_SCHEMES)}")
+        return uri
 
 
 class TrainerConfig(StrictModel):
