@@ -70,7 +70,7 @@ def test_margin_is_lightgbm_raw_score(fitted) -> None:
     x = torch.cat([table.categorical.to(table.numeric.dtype), table.numeric], dim=-1)
     boosters = gbdt.fit(x.numpy(), table.labels.numpy(), table.weights.numpy(), ["binary", "binary"])
     expect = np.stack([b.predict(x.numpy(), raw_score=True) for b in boosters], axis=1)  # initial score included
-    np.testing.assert_allclose(gbdt.margins(x).numpy(), expect, atol=1e-4)
+    np.testing.assert_allclose(gbdt.margins(gbdt.leaves(x)).numpy(), expect, atol=1e-4)
     assert expect.std(axis=0).min() > 0.1
 
 
@@ -80,7 +80,7 @@ def test_margin_is_added_to_each_binary_logit(fitted) -> None:
     model = _margin_model(pre).eval()
     model.fit_inputs(table)
     batch = features_only(slice_batch(table.columns(), 0, 64))
-    margins = model.encoder.gbdt.margins(model.encoder.gbdt_inputs(batch))
+    margins = model.encoder.gbdt.margins(model.encoder.gbdt.leaves(model.encoder.gbdt_inputs(batch)))
     with torch.no_grad():
         for tower in model.towers.towers:  # silence the network: the logits are the trees' scores alone
             tower[-1].weight.zero_()

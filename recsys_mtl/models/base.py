@@ -203,12 +203,13 @@ class FlatInputModel(MultiTaskModel):
         """(B, D) encoded features → per-task (B, H_t) tower inputs."""
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        logits = self.towers(self.task_inputs(self.encoder(batch)))
         gbdt = self.encoder.gbdt
         if gbdt is None or not gbdt.cfg.margin:
-            return logits
+            return self.towers(self.task_inputs(self.encoder(batch)))
+        leaves = gbdt.leaves(self.encoder.gbdt_inputs(batch))  # one walk: leaf embeddings and the trees' score
+        logits = self.towers(self.task_inputs(self.encoder(batch, leaves)))
         # boosting from the trees' score: binary logits are log-odds, like LightGBM's raw score
-        margins = gbdt.margins(self.encoder.gbdt_inputs(batch))
+        margins = gbdt.margins(leaves)
         for j, i in enumerate(self.gbdt_tasks()):
             task = self.context.tasks[i]
             if task.type == "binary":

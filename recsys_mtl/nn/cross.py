@@ -129,8 +129,8 @@ class CrossedEncoder(FeatureEncoder):
         super().__init__(layout, *encoder_args)
         self.cross = CrossNetwork(self.output_dim, cfg)
 
-    def forward(self, batch: Batch) -> Tensor:
-        return self.cross(super().forward(batch))
+    def forward(self, batch: Batch, leaves: Tensor | None = None) -> Tensor:
+        return self.cross(super().forward(batch, leaves))
 
 
 class CrossExperts(nn.Module):

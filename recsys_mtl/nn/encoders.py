@@ -144,11 +144,12 @@ class FeatureEncoder(nn.Module):
         values = self.numeric_embedding(numeric[:, :n]).flatten(1)
         return torch.cat([values, numeric[:, n:]], dim=-1) if n < numeric.shape[1] else values
 
-    def fields(self, batch: Batch, sequences: bool = True) -> tuple[list[Tensor], Tensor]:
+    def fields(self, batch: Batch, sequences: bool = True, leaves: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """The (B, ·) blocks ``forward`` concatenates, in order (categorical block if any, pooled
         sequences, numeric block, GBDT leaves), and the (B, C) categorical ids they used (after id
         dropout). ``sequences=False`` leaves the pooled sequences out, for a model that encodes
-        them itself (DTRN's interest module)."""
+        them itself (DTRN's interest module); ``leaves``: the batch's (B, T) GBDT leaves when the
+        caller walked the trees already."""
         cat = self.cat_dropout(batch["categorical"]) if self.training and self.cat_tables else batch["categorical"]
         parts = [self.categorical_block(cat)] if self.cat_tables else []
         if sequences:
@@ -156,11 +157,11 @@ class FeatureEncoder(nn.Module):
         if self.num_numeric:
             parts.append(self.numeric_block(batch["numeric"]))
         if self.gbdt is not None:
-            parts.append(self.gbdt(self.gbdt_inputs(batch)))
+            parts.append(self.gbdt.embed(self.gbdt.leaves(self.gbdt_inputs(batch)) if leaves is None else leaves))
         return parts, cat
 
-    def forward(self, batch: Batch) -> Tensor:
-        return torch.cat(self.fields(batch)[0], dim=-1)
+    def forward(self, batch: Batch, leaves: Tensor | None = None) -> Tensor:
+        return torch.cat(self.fields(batch, leaves=leaves)[0], dim=-1)
 
     def gbdt_inputs(self, batch: Batch) -> Tensor:
         """(B, C + M) float: categorical indices as numbers, then the numeric matrix (the trees' inputs)."""

@@ -92,12 +92,17 @@ class GBDTLeaves(nn.Module):
         return node - self.inner
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.embedding(self.leaves(x) + self.leaf_offset).flatten(1)
+        return self.embed(self.leaves(x))
 
-    def margins(self, x: Tensor) -> Tensor:
-        """(B, F) inputs → (B, tasks) boosted raw score of each task's trees (needs ``margin``)."""
-        values = self.leaf_value.flatten()[self.leaves(x) + self.leaf_offset]  # (B, T)
-        return values.view(x.shape[0], -1, self.cfg.n_trees).sum(-1)
+    def embed(self, leaves: Tensor) -> Tensor:
+        """(B, T) leaf indices (:meth:`leaves`) → (B, T · d) leaf embeddings."""
+        return self.embedding(leaves + self.leaf_offset).flatten(1)
+
+    def margins(self, leaves: Tensor) -> Tensor:
+        """(B, T) leaf indices (:meth:`leaves`) → (B, tasks) boosted raw score of each task's trees
+        (needs ``margin``)."""
+        values = self.leaf_value.flatten()[leaves + self.leaf_offset]  # (B, T)
+        return values.view(leaves.shape[0], -1, self.cfg.n_trees).sum(-1)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, x: np.ndarray, labels: np.ndarray, weights: np.ndarray, objectives: Sequence[str]) -> list[Any]:
