@@ -83,6 +83,13 @@ class Topic:
     notes: list[str]
 
 
+def _filled(value: Any) -> bool:
+    """A run field that says something: a non-empty string, or a non-empty list of them, no placeholder."""
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, str) and v and v != PLACEHOLDER for v in value)
+    return isinstance(value, str) and bool(value) and value != PLACEHOLDER
+
+
 def load_topic(path: Path) -> Topic:
     """Read and check one topic file; raises :class:`ResultsError` naming ``path`` and the field."""
     try:
@@ -101,8 +108,7 @@ def load_topic(path: Path) -> Topic:
         if not isinstance(run, dict):
             raise ResultsError(f"{path}: runs[{i}] must be an object")
         for field in RUN_FIELDS:
-            value = run.get(field)
-            if not value or value == PLACEHOLDER or (isinstance(value, list) and (not all(isinstance(c, str) and c for c in value) or PLACEHOLDER in value)):
+            if not _filled(run.get(field)):
                 raise ResultsError(f"{path}: runs[{i}].{field} is missing or empty")
         if not isinstance(run["command"], list):
             raise ResultsError(f"{path}: runs[{i}].command must be a list of command lines")
@@ -249,7 +255,8 @@ def write_topic(path: Path, data: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 if docs/benchmarks.md is out of date")
-    ap.add_argument("--import", dest="import_topic", metavar="TOPIC", help="write docs/results/TOPIC.json from a markdown table on stdin")
+    ap.add_argument("--import", dest="import_topic", metavar="TOPIC",
+                    help="write docs/results/TOPIC.json from a markdown table on stdin")
     ap.add_argument("--doc", type=Path, default=DOC)
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
