@@ -165,6 +165,7 @@ def test_the_three_answers_name_the_commits_of_the_tables_they_link() -> None:
     for answer in answers:
         linked = set(re.findall(r"\]\(#([^)]+)\)", answer))
         commits_there: set[str] = set()
+        cells_there: list[tuple[str, str]] = []  # (cell text, commit of the row's run)
         for i, line in enumerate(lines):  # topics under a linked heading (until the next one of its level)
             if line.startswith("#") and github_slug(line.lstrip("#")) in linked:
                 level = len(line) - len(line.lstrip("#"))
@@ -172,7 +173,17 @@ def test_the_three_answers_name_the_commits_of_the_tables_they_link() -> None:
                     if later.startswith("#") and len(later) - len(later.lstrip("#")) <= level:
                         break
                     if m := rr.MARKER.match(later):
-                        commits_there |= {run["commit"] for run in topics[m["topic"]].runs}
+                        topic = topics[m["topic"]]
+                        commits_there |= {run["commit"] for run in topic.runs}
+                        by_id = {run.get("id"): run["commit"] for run in topic.runs}
+                        k = topic.columns.index("run") if "run" in topic.columns else None
+                        for row in topic.rows:
+                            commit = by_id[row[k]] if k is not None else topic.runs[0]["commit"]
+                            cells_there += [(str(cell), commit) for cell in row]
         named = set(re.findall(r"commit\s+`([0-9a-f]{7,40})`", answer))
         assert named, f"answer without a commit: {answer[:60]}"
         assert named <= commits_there, f"{answer[:40]}: commits {named - commits_there} not behind its linked tables"
+        for value in re.findall(r"\d\.\d+ ± \d\.\d+", answer):  # each quoted mean ± std: a row whose run is named
+            runs = [run_commit for cell, run_commit in cells_there if value in cell]
+            assert runs, f"{value} (quoted at the top) is in none of the tables the answer links"
+            assert set(runs) & named, f"{value}: its rows come from commits {runs}, none named in the answer"
