@@ -16,6 +16,9 @@ class Layout:
 
     #: (feature, table) per column of the categorical matrix (quantile-bucketed numerics included)
     categorical: list[tuple[str, str]] = field(default_factory=list)
+    #: features whose ``categorical`` column is an ordered bucket index (quantile-bucketed numerics):
+    #: tree baselines take those as numbers, every other categorical column as a category
+    ordered: list[str] = field(default_factory=list)
     #: feature name per column of the numeric matrix
     numeric: list[str] = field(default_factory=list)
     #: feature names of numeric columns that are missing indicators

@@ -137,6 +137,7 @@ class Numeric(FeatureKind[NumericFeature]):
         fit = fitted.numeric[f.name]
         if fit.boundaries is not None:
             lay.categorical.append((f.name, f.name))
+            lay.ordered.append(f.name)
             lay.tables[f.name] = (len(fit.boundaries) + 1 + FIRST, f.embedding_dim)
         else:
             lay.numeric.append(f.name)
