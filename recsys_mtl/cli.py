@@ -211,13 +211,18 @@ def _run(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from recsys_mtl.balancing import BALANCERS
+    from recsys_mtl.features.registry import kinds
     from recsys_mtl.models import MODELS
     from recsys_mtl.registry import components_markdown
 
     if args.json:
-        print(json.dumps({"models": MODELS.names(), "balancing": BALANCERS.names()}, indent=1))
+        print(json.dumps({"models": MODELS.names(), "balancing": BALANCERS.names(),
+                          "feature_kinds": [k.name for k in kinds()]}, indent=1))
     else:
         print(components_markdown([MODELS, BALANCERS], params=args.params), end="")
+        if not args.params:  # --params is docs/parameters.md; the kinds are documented in docs/reference.md
+            print("\n## feature kinds (`features[].kind`)\n\n| kind | what it is |\n|---|---|")
+            print("\n".join(f"| `{k.name}` | {k.summary} |" for k in kinds()))
     return 0
 
 

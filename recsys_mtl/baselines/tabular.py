@@ -4,7 +4,7 @@ Trees see exactly what the neural models see after the fitted preprocessing: the
 ids of the encoded categorical matrix as native categoricals (0 = missing, 1 = out of
 vocabulary, as the vocabulary was fitted on train), quantile-bucketed numerics as ordered bucket
 indices, and the numeric matrix (imputed, clipped, log1p'd, standardised; trees are unaffected
-by the monotone parts) with its missing indicators. Sequence features (lists) have no column
+by the monotone parts) with its missing indicators (``match`` outputs are numeric columns there). Sequence features (lists) have no column
 here: the tree baselines do not see them, and :attr:`TreeColumns.dropped` names them so the
 report can say so (the ``baseline`` command warns and records them in ``baselines.json``).
 """
@@ -34,7 +34,7 @@ class TreeColumns:
 
     @classmethod
     def of(cls, layout: Layout) -> "TreeColumns":
-        bucketed = {feature for feature, table in layout.categorical if feature == table}
+        bucketed = set(layout.ordered)
         names = [f for f, _ in layout.categorical] + list(layout.numeric) + [f"{f}__missing" for f in layout.indicators]
         categorical = [i for i, (f, _) in enumerate(layout.categorical) if f not in bucketed]
         return cls(names, categorical, tuple(f for f, *_ in layout.sequences))

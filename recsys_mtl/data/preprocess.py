@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,18 +21,17 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys_mtl.artifacts import read_json, write_atomic
-from recsys_mtl.data.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTable
-from recsys_mtl.data.sequences import check_sequence_column, sequence_items
 from recsys_mtl.data.streaming_fit import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
-from recsys_mtl.spec.features import (
-    CategoricalFeature,
-    FeatureSpec,
-    NumericFeature,
-    SequenceFeature,
-    Task,
-)
+from recsys_mtl.features.base import Columns, Fitted
+from recsys_mtl.features.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTable
+from recsys_mtl.features.layout import Layout
+from recsys_mtl.features.registry import for_each
+from recsys_mtl.features.tables import check_tables
+from recsys_mtl.spec.features import FeatureSpec, Task
+
+__all__ = ["FIRST", "MISSING", "OOV", "Layout", "Preprocessor", "PreprocessingState", "check_frame", "spec_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +41,6 @@ FORMAT_VERSION = 1
 def spec_hash(spec: FeatureSpec) -> str:
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-@dataclass
-class Layout:
-    """Where each feature sits in the encoded tensors; what the encoder is built from."""
-
-    #: (feature, table) per column of the categorical matrix (quantile-bucketed numerics included)
-    categorical: list[tuple[str, str]] = field(default_factory=list)
-    #: feature name per column of the numeric matrix
-    numeric: list[str] = field(default_factory=list)
-    #: feature names of numeric columns that are missing indicators
-    indicators: list[str] = field(default_factory=list)
-    #: (feature, table, max_len, pooling)
-    sequences: list[tuple[str, str, int, str]] = field(default_factory=list)
-    #: table → (size, embedding_dim)
-    tables: dict[str, tuple[int, int]] = field(default_factory=dict)
-    #: train quantiles per column of ``numeric`` (indicators excluded), None when not fitted
-    numeric_quantiles: list[list[float]] | None = None
-    #: regression task → (mean, std) of its train labels (counted rows, sample-weighted)
-    targets: dict[str, tuple[float, float]] = field(default_factory=dict)
-    #: sequence pooled by target attention → (query's column in the categorical matrix,
-    #: attention hidden widths, softmax)
-    attention: dict[str, tuple[int, tuple[int, ...], bool]] = field(default_factory=dict)
 
 
 class Preprocessor:
@@ -77,6 +53,8 @@ class Preprocessor:
         self.spec = spec
         self.tables = tables
         self.numeric = numeric
+        #: the same state as the kinds read it
+        self.fitted = Fitted(tables, numeric)
         #: regression task → (mean, std) of its train labels; the model standardizes with them
         self.targets = targets or {}
         self.layout = self._layout()
@@ -99,67 +77,27 @@ class Preprocessor:
     def transform(self, df: pl.DataFrame, where: str = "data") -> EncodedTable:
         check_frame(self.spec, df, where)
         n = df.height
-        cat_cols: list[np.ndarray] = []
-        num_cols: list[np.ndarray] = []
-        ind_cols: list[np.ndarray] = []
-        for f in self.spec.categorical:
-            idx = self.tables[f.table].lookup(df[f.source])
-            _check_unseen(where, f, df[f.source], idx)
-            cat_cols.append(idx)
-        for f in self.spec.numeric:
-            fitted = self.numeric[f.name]
-            values, missing = fitted.transform(df[f.source])
-            (cat_cols if fitted.boundaries is not None else num_cols).append(values)
-            if fitted.indicator:
-                ind_cols.append(missing.astype(np.float32))
-        sequences = {f.name: self._sequence(f, df.select(sequence_items(f, df.schema[f.source])).to_series())
-                     for f in self.spec.sequences}
+        cols: Columns[np.ndarray] = Columns()
+        for kind, f in for_each(self.spec.features):
+            cols.extend(kind.transform(f, df, self.fitted, where))
         labels, weights = encode_labels(self.spec.tasks, df, where)
         return EncodedTable(
-            categorical=torch.from_numpy(_stack(cat_cols, n, np.int64)),
-            numeric=torch.from_numpy(_stack(num_cols + ind_cols, n, np.float32)),
-            sequences=sequences,
+            categorical=torch.from_numpy(_stack(cols.categorical, n, np.int64)),
+            numeric=torch.from_numpy(_stack(cols.numeric + cols.indicators, n, np.float32)),
+            sequences={name: torch.from_numpy(v) for name, v in cols.sequences.items()},
             labels=torch.from_numpy(labels),
             weights=torch.from_numpy(weights),
             groups=encode_groups(self.spec.group_columns, df),
         )
 
-    def _sequence(self, f: SequenceFeature, col: pl.Series) -> torch.Tensor:
-        """A list column (a row's items) → (N, max_len) int64 indices, the first ``max_len`` items kept."""
-        heads = col.list.head(f.max_len)
-        lengths = heads.list.len().fill_null(0).to_numpy().astype(np.int64)
-        flat = heads.explode(empty_as_null=False, keep_nulls=False)
-        idx = self.tables[f.table].lookup(flat)
-        out = np.zeros((col.len(), f.max_len), dtype=np.int64)
-        rows = np.repeat(np.arange(col.len()), lengths)
-        starts = np.cumsum(lengths) - lengths
-        pos = np.arange(lengths.sum()) - np.repeat(starts, lengths)
-        out[rows, pos] = idx
-        return torch.from_numpy(out)
-
     # ------------------------------------------------------------------ layout
     def _layout(self) -> Layout:
         lay = Layout()
-        for f in self.spec.categorical:
-            lay.categorical.append((f.name, f.table))
-            lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
-        for f in self.spec.numeric:
-            fitted = self.numeric[f.name]
-            if fitted.boundaries is not None:
-                lay.categorical.append((f.name, f.name))
-                lay.tables[f.name] = (len(fitted.boundaries) + 1 + FIRST, f.embedding_dim)
-            else:
-                lay.numeric.append(f.name)
-        lay.indicators = [f.name for f in self.spec.numeric if self.numeric[f.name].indicator]
+        for kind, f in for_each(self.spec.features):
+            kind.layout(f, self.fitted, lay)
         lay.targets = dict(self.targets)
         quantiles = [self.numeric[name].quantiles for name in lay.numeric]
         lay.numeric_quantiles = None if any(q is None for q in quantiles) else quantiles  # type: ignore[assignment]
-        for f in self.spec.sequences:
-            lay.sequences.append((f.name, f.table, f.max_len, f.pooling))
-            lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
-            if f.attention is not None:
-                column = [name for name, _ in lay.categorical].index(f.attention.query)
-                lay.attention[f.name] = (column, tuple(f.attention.hidden), f.attention.softmax)
         return lay
 
     # ------------------------------------------------------------------ persistence
@@ -215,20 +153,10 @@ class PreprocessingState(BaseModel):
         """Cross-field checks: the convention, and a usable entry for every table / numeric feature."""
         if self.index_convention != {"missing": MISSING, "oov": OOV, "first": FIRST}:
             raise DataError(f"{path}: index_convention {self.index_convention}, expected missing={MISSING}, oov={OOV}, first={FIRST}")
-        for f in [*spec.categorical, *spec.sequences]:
-            t = self.tables.get(f.table)
-            if t is None:
-                raise DataError(f"{path}: tables: no entry for table {f.table!r} (feature {f.name!r})")
-            if (t.vocab is None) == (t.hash_buckets is None) or (t.hash_buckets is not None and t.hash_buckets < 1):
-                raise DataError(f"{path}: tables.{f.table}: needs either a vocab or hash_buckets >= 1")
-        for f in spec.numeric:
-            n = self.numeric.get(f.name)
-            if n is None:
-                raise DataError(f"{path}: numeric: no entry for feature {f.name!r}")
-            if n.source != f.source or not n.std > 0:
-                raise DataError(f"{path}: numeric.{f.name}: source must be {f.source!r} and std > 0")
-            if n.boundaries is not None and n.boundaries != sorted(n.boundaries):
-                raise DataError(f"{path}: numeric.{f.name}.boundaries: not sorted")
+        check_tables(spec.features, self.tables, path)
+        fitted = Fitted(self.tables, self.numeric)
+        for kind, f in for_each(spec.features):
+            kind.check_state(f, fitted, path)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -239,32 +167,8 @@ def check_frame(spec: FeatureSpec, df: pl.DataFrame, where: str) -> None:
     for col in spec.required_columns():
         if col not in df.columns:
             raise DataError(f"{where}: column {col!r} named in the spec is missing from the data")
-    for f in spec.sequences:
-        check_sequence_column(f, df.schema[f.source], where)
-    for f in spec.numeric:
-        dtype = df.schema[f.source]
-        if not (dtype.is_numeric() or dtype == pl.String or dtype == pl.Null):
-            raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has dtype {dtype}")
-        if dtype == pl.String:
-            bad = df[f.source].drop_nulls().filter(df[f.source].drop_nulls().cast(pl.Float64, strict=False).is_null())
-            if bad.len():
-                raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has non-numeric value {bad[0]!r}")
-        _check_finite(f, df[f.source], where)
-
-
-def _check_finite(f: NumericFeature, col: pl.Series, where: str) -> None:
-    """±inf is refused, not imputed: it is rarely a missing value and would poison the statistics
-    (the server refuses it too). Null and NaN are the missing values."""
-    if not (col.dtype.is_float() or col.dtype == pl.String):
-        return
-    inf = col.cast(pl.Float64, strict=False).is_infinite()
-    if inf.any():
-        row = int(inf.arg_max())  # type: ignore[arg-type]
-        raise DataError(
-            f"{where}: column {f.source!r} (numeric feature {f.name!r}) has {int(inf.sum())} infinite "
-            f"value(s), first at row {row}; write missing values as null or NaN"
-        )
-
+    for kind, f in for_each(spec.features):
+        kind.check_frame(f, df, where)
 
 
 def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -315,13 +219,3 @@ def _stack(cols: list[np.ndarray], n: int, dtype: type) -> np.ndarray:
     if not cols:
         return np.zeros((n, 0), dtype=dtype)
     return np.ascontiguousarray(np.stack(cols, axis=1).astype(dtype))
-
-
-def _check_unseen(where: str, f: CategoricalFeature, values: pl.Series, idx: np.ndarray) -> None:
-    oov = idx == OOV
-    if f.unseen == "error" and oov.any():
-        examples = values.filter(pl.Series(oov)).unique().head(3).to_list()
-        raise DataError(f"{where}: column {f.source!r} (feature {f.name!r}) has {int(oov.sum())} values unseen in train, e.g. {examples}")
-    rate = float(oov.mean())
-    if rate > 0.05:
-        log.warning("%s: feature %r: %.1f%% of values are out of vocabulary", where, f.name, 100 * rate)

@@ -9,7 +9,10 @@ Inputs (one per spec column, named as the column, batch axis ``batch``):
 * sequence (multi-hot) column: ``string`` (B, L) with any L; lists shorter than L are padded with
   ``""``; the output width is the spec's ``max_len`` (short inputs padded, items past it unused).
 
-The inputs are described by :class:`serving.contract.InputSpec` (also ``metadata.json``'s entries).
+The inputs are described by :class:`serving.contract.InputSpec` (also ``metadata.json``'s entries):
+one per raw column, whichever features read it (each feature kind declares the columns it reads and
+their input type; a column read by several features is one input). Each kind builds its own
+subgraph (``FeatureKind.graph``); this module wires them into the encoded channels.
 
 Outputs, exactly :meth:`Preprocessor.transform`'s columns: ``categorical`` (B, C) int64,
 ``numeric`` (B, M) float32, ``seq.<name>`` (B, max_len) int64 (each only when non-empty).
@@ -21,151 +24,32 @@ last bit except where ``Log(1 + |x|)`` and ``numpy.log1p`` differ by an ulp.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from recsys_mtl.data.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTable
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.tensors import SEQ_PREFIX
-from recsys_mtl.errors import RecsysMTLError
+from recsys_mtl.features.base import Columns
+from recsys_mtl.features.graph import (
+    ML_DOMAIN, ML_OPSET, MS_DOMAIN, MS_OPSET, ExportError, GraphBuilder, bucket_thresholds, stack,
+)
+from recsys_mtl.features.registry import for_each, kind_of
 from serving.contract import NULL_TOKEN, InputSpec
 
-ML_DOMAIN, MS_DOMAIN = "ai.onnx.ml", "com.microsoft"
-ML_OPSET, MS_OPSET = 3, 1
-
-
-class ExportError(RecsysMTLError):
-    """A model or its preprocessing cannot be exported faithfully."""
-
-
-@dataclass
-class _Builder:
-    """Accumulates nodes and constants; every internal name carries the ``pre::`` prefix."""
-
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
-    initializers: list[onnx.TensorProto] = field(default_factory=list)
-    counter: int = 0
-
-    def name(self, hint: str) -> str:
-        self.counter += 1
-        return f"pre::{hint}:{self.counter}"
-
-    def const(self, value: np.ndarray, hint: str) -> str:
-        name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], hint: str, domain: str = "", **attrs: object) -> str:
-        out = self.name(hint)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, domain=domain, **attrs))
-        return out
-
-
-def _lookup(b: _Builder, x: str, table: FittedTable, hint: str) -> str:
-    """String tensor (any shape) → int64 indices of the same shape: "" → MISSING, unseen → OOV."""
-    if table.vocab is not None:
-        if NULL_TOKEN in table.vocab:
-            raise ExportError(
-                f"table {table.name!r}: the vocabulary contains the empty string, which the exported "
-                "graph reserves for missing values"
-            )
-        keys = [NULL_TOKEN, *table.vocab]
-        values = [MISSING, *range(FIRST, FIRST + len(table.vocab))]
-        return b.op("LabelEncoder", [x], f"{hint}.vocab", domain=ML_DOMAIN,
-                    keys_strings=keys, values_int64s=values, default_int64=OOV)
-    assert table.hash_buckets is not None
-    # MurmurHash3 x86 32-bit, unsigned: equal to mmh3.hash(value, seed, signed=False)
-    hashed = b.op("MurmurHash3", [x], f"{hint}.hash", domain=MS_DOMAIN, seed=table.hash_seed, positive=1)
-    wide = b.op("Cast", [hashed], f"{hint}.i64", to=TensorProto.INT64)
-    bucket = b.op("Mod", [wide, b.const(np.array(table.hash_buckets, np.int64), "buckets")], f"{hint}.mod")
-    index = b.op("Add", [bucket, b.const(np.array(FIRST, np.int64), "first")], f"{hint}.idx")
-    present = b.op("LabelEncoder", [x], f"{hint}.present", domain=ML_DOMAIN,
-                   keys_strings=[NULL_TOKEN], values_int64s=[0], default_int64=1)
-    return b.op("Mul", [index, present], f"{hint}.masked")
-
-
-def _numeric(b: _Builder, x: str, fitted: FittedNumeric, hint: str) -> tuple[str, str]:
-    """double (B,) → (value: int64 bucket or float32 standardized, float32 missing indicator), (B,)."""
-    missing = b.op("IsNaN", [x], f"{hint}.isnan")
-    v = b.op("Where", [missing, b.const(np.array(fitted.impute_value, np.float64), "impute"), x], f"{hint}.imputed")
-    if fitted.clip_min is not None:
-        v = b.op("Max", [v, b.const(np.array(fitted.clip_min, np.float64), "clip_min")], f"{hint}.clip_lo")
-    if fitted.clip_max is not None:
-        v = b.op("Min", [v, b.const(np.array(fitted.clip_max, np.float64), "clip_max")], f"{hint}.clip_hi")
-    indicator = b.op("Cast", [missing], f"{hint}.indicator", to=TensorProto.FLOAT)
-    if fitted.boundaries is not None:
-        # searchsorted(boundaries, log1p(v), side="right") = number of boundaries <= log1p(v), counted
-        # on v against thresholds found with numpy's own log1p: an ulp of difference between ONNX
-        # Log(1 + v) and numpy.log1p would move values sitting exactly on an edge to another bucket
-        edges = b.const(bucket_thresholds(fitted).reshape(1, -1), "edges")
-        col = b.op("Unsqueeze", [v, b.const(np.array([1], np.int64), "axis1")], f"{hint}.col")
-        ge = b.op("Cast", [b.op("GreaterOrEqual", [col, edges], f"{hint}.ge")], f"{hint}.ge64", to=TensorProto.INT64)
-        count = b.op("ReduceSum", [ge, b.const(np.array([1], np.int64), "axis1")], f"{hint}.count", keepdims=0)
-        return b.op("Add", [count, b.const(np.array(FIRST, np.int64), "first")], f"{hint}.bucket"), indicator
-    if fitted.log1p:
-        one = b.const(np.array(1.0, np.float64), "one")
-        log = b.op("Log", [b.op("Add", [b.op("Abs", [v], f"{hint}.abs"), one], f"{hint}.1p")], f"{hint}.log")
-        v = b.op("Mul", [b.op("Sign", [v], f"{hint}.sign"), log], f"{hint}.slog1p")
-    centred = b.op("Sub", [v, b.const(np.array(fitted.mean, np.float64), "mean")], f"{hint}.centred")
-    scaled = b.op("Div", [centred, b.const(np.array(fitted.std, np.float64), "std")], f"{hint}.scaled")
-    return b.op("Cast", [scaled], f"{hint}.f32", to=TensorProto.FLOAT), indicator
-
-
-def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))  # exactly FittedNumeric.apply's transform
-
-
-def bucket_thresholds(fitted: FittedNumeric) -> np.ndarray:
-    """Per bucket edge e, the smallest float64 t with transform(t) >= e (transform = signed log1p
-    when set, else identity), so ``t <= v`` ⟺ ``e <= transform(v)`` for every double v."""
-    edges = np.asarray(fitted.boundaries, np.float64)
-    if not fitted.log1p:
-        return edges
-    out = np.sign(edges) * np.expm1(np.abs(edges))
-    for i, e in enumerate(edges):
-        t = out[i]
-        for _ in range(64):  # a few ulps at most; the loop bound only guards against a bug
-            if _signed_log1p(np.array([t]))[0] < e:
-                t = np.nextafter(t, np.inf)
-            elif _signed_log1p(np.array([np.nextafter(t, -np.inf)]))[0] >= e:
-                t = np.nextafter(t, -np.inf)
-            else:
-                break
-        else:
-            raise ExportError(f"numeric feature {fitted.name!r}: cannot place bucket edge {e!r} exactly")
-        out[i] = t
-    return out
-
-
-def _pad_to(b: _Builder, idx: str, max_len: int, hint: str) -> str:
-    """(B, l) int64 → (B, max_len): zero (padding) filled on the right, columns past max_len dropped."""
-    batch = b.op("Shape", [idx], f"{hint}.shape", start=0, end=1)
-    shape = b.op("Concat", [batch, b.const(np.array([max_len], np.int64), "max_len")], f"{hint}.padshape", axis=0)
-    zeros = b.op("ConstantOfShape", [shape], f"{hint}.zeros", value=numpy_helper.from_array(np.array([0], np.int64)))
-    wide = b.op("Concat", [idx, zeros], f"{hint}.wide", axis=1)
-    return _slice_cols(b, wide, max_len, f"{hint}.padded")
-
-
-def _slice_cols(b: _Builder, x: str, n: int, hint: str) -> str:
-    return b.op("Slice", [x, b.const(np.array([0], np.int64), "start"), b.const(np.array([n], np.int64), "stop"),
-                          b.const(np.array([1], np.int64), "axis1")], hint)
-
-
-def _stack(b: _Builder, columns: list[str], hint: str) -> str:
-    """(B,) tensors → (B, len(columns))."""
-    # one stacking op instead of an Unsqueeze per column + Concat: fewer kernel launches per call
-    seq = b.op("SequenceConstruct", columns, f"{hint}.seq")
-    return b.op("ConcatFromSequence", [seq], hint, axis=1, new_axis=1)
+__all__ = ["NULL_TOKEN", "ExportError", "bucket_thresholds", "build_preprocess_graph", "encoded_names", "raw_inputs"]
 
 
 def raw_inputs(pre: Preprocessor) -> list[InputSpec]:
-    """The raw input columns (what ``metadata.json`` lists), in spec feature order."""
-    return [InputSpec(f.source, f.name, f.kind,
-                      *((f.max_len, f.separator) if f.kind == "sequence" else ()))  # type: ignore[union-attr]
-            for f in pre.spec.features]
+    """The raw input columns (what ``metadata.json`` lists), one per column in the order features
+    first read them (spec feature order); a sequence column read by several features keeps the
+    widest window (each feature's graph cuts its own)."""
+    out: dict[str, InputSpec] = {}
+    for f in pre.spec.features:
+        for inp in kind_of(f).inputs(f):
+            seen = out.get(inp.name)
+            if seen is None or (inp.max_len or 0) > (seen.max_len or 0):
+                out[inp.name] = inp if seen is None else InputSpec(inp.name, seen.feature, inp.kind, inp.max_len, inp.separator)
+    return list(out.values())
 
 
 def encoded_names(pre: Preprocessor) -> list[str]:
@@ -179,35 +63,27 @@ def encoded_names(pre: Preprocessor) -> list[str]:
 
 def build_preprocess_graph(pre: Preprocessor, opset: int) -> onnx.ModelProto:
     """The ONNX model: raw columns (see module docstring) → encoded tensors of :func:`encoded_names`."""
-    spec = pre.spec
-    b = _Builder()
+    b = GraphBuilder(opset=opset)
     inputs = raw_inputs(pre)
     onnx_type = {"string": TensorProto.STRING, "float64": TensorProto.DOUBLE}
     graph_inputs = [helper.make_tensor_value_info(r.name, onnx_type[r.dtype], r.shape) for r in inputs]
 
-    cat_cols = [_lookup(b, f.source, pre.tables[f.table], f.name) for f in spec.categorical]
-    num_cols: list[str] = []
-    indicators: list[str] = []
-    for f in spec.numeric:
-        fitted = pre.numeric[f.name]
-        value, indicator = _numeric(b, f.source, fitted, f.name)
-        (cat_cols if fitted.boundaries is not None else num_cols).append(value)
-        if fitted.indicator:
-            indicators.append(indicator)
+    cols: Columns[str] = Columns()
+    for kind, f in for_each(pre.spec.features):
+        cols.extend(kind.graph(f, b, pre.fitted))
 
     outputs: list[onnx.ValueInfoProto] = []
-    if cat_cols:
-        b.nodes.append(helper.make_node("Identity", [_stack(b, cat_cols, "categorical")], ["categorical"]))
-        outputs.append(helper.make_tensor_value_info("categorical", TensorProto.INT64, ["batch", len(cat_cols)]))
-    if num_cols or indicators:
-        b.nodes.append(helper.make_node("Identity", [_stack(b, num_cols + indicators, "numeric")], ["numeric"]))
-        outputs.append(helper.make_tensor_value_info("numeric", TensorProto.FLOAT, ["batch", len(num_cols) + len(indicators)]))
-    for f in spec.sequences:
-        # fixed to max_len columns: a client feeding more (Triton) gets its first max_len items, which
-        # is what the server's feed (InputSpec.kept) already holds
-        padded = _pad_to(b, _lookup(b, f.source, pre.tables[f.table], f.name), f.max_len, f.name)
-        b.nodes.append(helper.make_node("Identity", [padded], [SEQ_PREFIX + f.name]))
-        outputs.append(helper.make_tensor_value_info(SEQ_PREFIX + f.name, TensorProto.INT64, ["batch", f.max_len]))
+    if cols.categorical:
+        b.nodes.append(helper.make_node("Identity", [stack(b, cols.categorical, "categorical")], ["categorical"]))
+        outputs.append(helper.make_tensor_value_info("categorical", TensorProto.INT64, ["batch", len(cols.categorical)]))
+    numeric = cols.numeric + cols.indicators
+    if numeric:
+        b.nodes.append(helper.make_node("Identity", [stack(b, numeric, "numeric")], ["numeric"]))
+        outputs.append(helper.make_tensor_value_info("numeric", TensorProto.FLOAT, ["batch", len(numeric)]))
+    for name, *_ in pre.layout.sequences:
+        b.nodes.append(helper.make_node("Identity", [cols.sequences[name]], [SEQ_PREFIX + name]))
+        width = next(max_len for n, _, max_len, _ in pre.layout.sequences if n == name)
+        outputs.append(helper.make_tensor_value_info(SEQ_PREFIX + name, TensorProto.INT64, ["batch", width]))
 
     graph = helper.make_graph(b.nodes, "preprocess", graph_inputs, outputs, initializer=b.initializers)
     model = helper.make_model(

@@ -10,162 +10,23 @@ from functools import cached_property
 from typing import Annotated, Any, Literal, Union
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, model_validator
 
 from recsys_mtl.errors import LeakageError, SpecError
+from recsys_mtl.features.kinds.categorical import CategoricalFeature, HashConfig, VocabConfig
+from recsys_mtl.features.kinds.numeric import ClipConfig, MissingPolicy, NumericFeature
+from recsys_mtl.features.kinds.sequence import SequenceFeature, TargetAttentionConfig
+from recsys_mtl.features.registry import kind_of, kinds
+from recsys_mtl.strict import StrictModel
 
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VocabConfig(StrictModel):
-    """A vocabulary fitted on the train split; rarer or excess values map to the OOV bucket."""
-
-    min_freq: int = Field(1, ge=1)
-    max_size: int | None = Field(None, ge=1)
-
-
-class HashConfig(StrictModel):
-    """Feature hashing (MurmurHash3 x86 32-bit of the UTF-8 string, unsigned, modulo ``buckets``)."""
-
-    buckets: int = Field(ge=2)
-    seed: int = Field(0, ge=0)
-
-
-class _Categorical(StrictModel):
-    name: str = Field(min_length=1)
-    column: str | None = None
-    vocab: VocabConfig | None = None
-    hash: HashConfig | None = None
-    embedding_dim: int = Field(8, ge=1)
-    #: features naming the same table share one embedding table (and one vocabulary).
-    shared_table: str | None = None
-    #: a value outside the fitted vocabulary: the OOV bucket (with a warning above 5% of rows),
-    #: or an error naming the column, for closed sets where a new value means broken data.
-    unseen: Literal["oov", "error"] = "oov"
-
-    @model_validator(mode="after")
-    def _one_index(self) -> "_Categorical":
-        if self.vocab is not None and self.hash is not None:
-            raise ValueError("give either 'vocab' or 'hash', not both")
-        if self.unseen == "error" and (self.hash is not None or self.vocab_config != VocabConfig()):
-            raise ValueError("unseen 'error' needs a full vocabulary (no hash, min_freq 1, no max_size)")
-        return self
-
-    @property
-    def source(self) -> str:
-        return self.column or self.name
-
-    @property
-    def table(self) -> str:
-        return self.shared_table or self.name
-
-    @property
-    def vocab_config(self) -> VocabConfig:
-        return self.vocab or VocabConfig()
-
-
-class CategoricalFeature(_Categorical):
-    kind: Literal["categorical"]
-
-
-class TargetAttentionConfig(StrictModel):
-    """DIN target attention (see :mod:`recsys_mtl.nn.target_attention`): the sequence is pooled
-    with weights computed from each element and the ``query`` feature's embedding."""
-
-    #: a categorical feature (e.g. the candidate item) sharing this sequence's embedding table
-    query: str = Field(min_length=1)
-    #: widths of the local activation unit's hidden layers (DIN: 80, 40)
-    hidden: tuple[int, ...] = Field((80, 40), min_length=1)
-    #: normalise weights with a softmax over the sequence (DIN's reference code) instead of the
-    #: paper's raw weights
-    softmax: bool = False
-
-
-class SequenceFeature(_Categorical):
-    """A multi-hot / sequence list column, padded or truncated to ``max_len`` and pooled.
-
-    With ``separator`` the column may also be text (CSV): each value is split into items by
-    :func:`serving.contract.split_items`, the rule the exported model's server applies as well.
-    """
-
-    kind: Literal["sequence"]
-    max_len: int = Field(ge=1)
-    pooling: Literal["mean", "sum", "max", "target_attention"] = "mean"
-    attention: TargetAttentionConfig | None = None
-    separator: str | None = Field(None, min_length=1, description=(
-        "split a text column (e.g. 'Action|Comedy' from a CSV) into items on this string: items are "
-        "stripped of surrounding ASCII whitespace and empty ones dropped, so an empty or null value is an "
-        "empty sequence; a list column is still taken as it is. The export records it, and the server then "
-        "takes a delimited string or a list for this input"))
-
-    @model_serializer(mode="wrap")
-    def _drop_unset_separator(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # a spec without a separator dumps (and hashes, see preprocess.spec_hash) as before the field existed
-        out = handler(self)
-        if out.get("separator", "") is None:
-            del out["separator"]
-        return out
-
-    @model_validator(mode="after")
-    def _attention_with_pooling(self) -> "SequenceFeature":
-        if (self.pooling == "target_attention") != (self.attention is not None):
-            raise ValueError("pooling 'target_attention' and an 'attention' section (with its query) go together")
-        return self
-
-
-class MissingPolicy(StrictModel):
-    """What a numeric feature does with a missing value: null or NaN. ±inf is not missing: the
-    data is refused, naming the column (see docs/input_limits.md)."""
-
-    impute: Literal["mean", "median", "zero", "constant"] = "mean"
-    value: float | None = None
-    indicator: bool = True
-
-    @model_validator(mode="after")
-    def _constant_needs_value(self) -> "MissingPolicy":
-        if self.impute == "constant" and self.value is None:
-            raise ValueError("impute 'constant' needs a 'value'")
-        return self
-
-
-class ClipConfig(StrictModel):
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "ClipConfig":
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"clip min {self.min} > max {self.max}")
-        return self
-
-
-class NumericFeature(StrictModel):
-    """A numeric column: impute → clip → signed log1p → standardize, or quantile buckets.
-
-    With ``quantile_buckets`` the value becomes a bucket index with its own embedding (bucket 0
-    holds missing values); otherwise it enters the model as one standardized number.
-    """
-
-    kind: Literal["numeric"]
-    name: str = Field(min_length=1)
-    column: str | None = None
-    missing: MissingPolicy = MissingPolicy()
-    clip: ClipConfig | None = None
-    log1p: bool = False
-    standardize: bool = True
-    quantile_buckets: int | None = Field(None, ge=2)
-    embedding_dim: int = Field(8, ge=1)
-
-    @property
-    def source(self) -> str:
-        return self.column or self.name
-
-
-Feature = Annotated[
-    Union[CategoricalFeature, NumericFeature, SequenceFeature], Field(discriminator="kind")
+__all__ = [
+    "CategoricalFeature", "ClipConfig", "Feature", "FeatureSpec", "HashConfig", "MissingPolicy", "NumericFeature",
+    "SequenceFeature", "StrictModel", "TargetAttentionConfig", "Task", "VocabConfig", "expression_columns",
+    "group_columns",
 ]
+
+#: one spec class per registered kind (:mod:`recsys_mtl.features.kinds`), told apart by ``kind``
+Feature = Annotated[Union[tuple(k.spec for k in kinds())], Field(discriminator="kind")]  # type: ignore[misc]
 
 _DEFAULT_LOSS = {"binary": "bce", "regression": "mse", "multiclass": "ce"}
 _DEFAULT_METRICS = {
@@ -280,22 +141,16 @@ class FeatureSpec(StrictModel):
     def _check(self) -> "FeatureSpec":
         _unique([f.name for f in self.features], "features", "feature name")
         _unique([t.name for t in self.tasks], "tasks", "task name")
-        _unique([f.source for f in self.features], "features", "source column")
-        by_table: dict[str, tuple[str, int, str]] = {}
+        _unique([s for f in self.features if (s := kind_of(f).plain_source(f)) is not None], "features", "source column",
+                [i for i, f in enumerate(self.features) if kind_of(f).plain_source(f) is not None])
+        _check_inputs(self.features)
+        _check_tables(self.features)
         for i, f in enumerate(self.features):
-            if isinstance(f, NumericFeature) or f.shared_table is None:
-                continue
-            index = "hash" if f.hash else "vocab"
-            seen = by_table.setdefault(f.table, (f.name, f.embedding_dim, index))
-            if seen[1:] != (f.embedding_dim, index):
-                raise ValueError(
-                    f"features[{i}] ({f.name}): shared_table {f.table!r} is also used by "
-                    f"{seen[0]!r} with a different embedding_dim or index type"
-                )
-        for i, f in enumerate(self.features):
-            if isinstance(f, SequenceFeature) and f.attention is not None:
-                _check_query(self.features, i, f.attention.query)
-        sources = {f.source: f.name for f in self.features}
+            kind_of(f).check_in_spec(f, self.features, i)
+        sources: dict[str, str] = {}
+        for f in self.features:
+            for inp in kind_of(f).inputs(f):
+                sources.setdefault(inp.name, f.name)
         for i, t in enumerate(self.tasks):
             label_cols = expression_columns(t.label, f"tasks[{i}] ({t.name}).label")
             for col in [*label_cols, *t.derived_columns]:
@@ -334,7 +189,7 @@ class FeatureSpec(StrictModel):
 
     def required_columns(self) -> list[str]:
         """Every raw column the spec reads: features, labels, masks, sample weights and groups."""
-        cols = [f.source for f in self.features] + self.group_columns
+        cols = [inp.name for f in self.features for inp in kind_of(f).inputs(f)] + self.group_columns
         for i, t in enumerate(self.tasks):
             for field in ("label", "mask", "sample_weight"):
                 expr = getattr(t, field)
@@ -346,17 +201,6 @@ class FeatureSpec(StrictModel):
 def group_columns(tasks: list[Task]) -> list[str]:
     """The distinct ``group_by`` columns of ``tasks``, in task order: the columns of ``groups``."""
     return list(dict.fromkeys(t.group_by for t in tasks if t.group_by is not None))
-
-
-def _check_query(features: list["Feature"], i: int, query: str) -> None:
-    """The attention query of ``features[i]`` is a categorical feature sharing its table."""
-    seq = features[i]
-    where = f"features[{i}] ({seq.name}).attention.query"
-    q = next((f for f in features if f.name == query), None)
-    if not isinstance(q, CategoricalFeature):
-        raise ValueError(f"{where}: {query!r} is not a categorical feature")
-    if q.table != seq.table:  # type: ignore[union-attr]
-        raise ValueError(f"{where}: {query!r} must share the sequence's embedding table (set the same 'shared_table' on both)")
 
 
 def _check_funnel_stage(tasks: list[Task], i: int) -> None:
@@ -374,9 +218,40 @@ def _check_funnel_stage(tasks: list[Task], i: int) -> None:
         raise ValueError(f"{where}: funnel stages must be binary tasks")
 
 
-def _unique(names: list[str], where: str, what: str) -> None:
+def _unique(names: list[str], where: str, what: str, positions: list[int] | None = None) -> None:
     seen: set[str] = set()
     for i, n in enumerate(names):
         if n in seen:
-            raise ValueError(f"{where}[{i}]: duplicate {what} {n!r}")
+            raise ValueError(f"{where}[{i if positions is None else positions[i]}]: duplicate {what} {n!r}")
         seen.add(n)
+
+
+def _check_inputs(features: list[Any]) -> None:
+    """A raw column read by several features (a ``match`` reads the candidate id a categorical reads
+    too) is read as one input type everywhere (same separator for text sequences): the served model
+    takes one value per column. Sequence windows (``max_len``) may differ: the input keeps the widest."""
+    seen: dict[str, tuple[str, str | None, str]] = {}
+    for i, f in enumerate(features):
+        for inp in kind_of(f).inputs(f):
+            first = seen.setdefault(inp.name, (inp.kind, inp.separator, f.name))
+            if first[:2] != (inp.kind, inp.separator):
+                sep = "" if inp.separator is None else f" split on {inp.separator!r}"
+                sep0 = "" if first[1] is None else f" split on {first[1]!r}"
+                raise ValueError(f"features[{i}] ({f.name}): column {inp.name!r} is read as a {inp.kind} input{sep} "
+                                 f"here but as a {first[0]} input{sep0} by feature {first[2]!r}")
+
+
+def _check_tables(features: list[Any]) -> None:
+    """Features sharing a table by name agree on its width and index rule."""
+    by_table: dict[str, tuple[str, int, str]] = {}
+    for i, f in enumerate(features):
+        for use in kind_of(f).table_uses(f):
+            if not use.shared:
+                continue
+            index = "hash" if use.hash else "vocab"
+            seen = by_table.setdefault(use.table, (f.name, use.embedding_dim, index))
+            if seen[1:] != (use.embedding_dim, index):
+                raise ValueError(
+                    f"features[{i}] ({f.name}): shared_table {use.table!r} is also used by "
+                    f"{seen[0]!r} with a different embedding_dim or index type"
+                )

@@ -23,7 +23,9 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.strategies import StrategyRegistry
 
 from recsys_mtl.balancing import build_balancer
-from recsys_mtl.data.fitted import QUANTILE_STEPS, FittedNumeric, FittedTable
+from recsys_mtl.features.fitted import FittedNumeric
+from recsys_mtl.features.registry import for_each
+from recsys_mtl.features.tables import shape_only_tables
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.errors import SpecError, did_you_mean
 from recsys_mtl.models import ModelContext, build_model
@@ -130,19 +132,10 @@ def check_trainer(t: TrainerConfig) -> None:
 def shape_only_preprocessor(spec: FeatureSpec) -> Preprocessor:
     """Preprocessing with the spec's layout but tiny tables and no statistics: enough to build a
     model and check its parameters before any data is read. Never used to transform data."""
-    tables = {f.table: FittedTable(f.table, hash_buckets=2) for f in [*spec.categorical, *spec.sequences]}
-    numeric = {
-        f.name: FittedNumeric(
-            f.name, f.source, impute_value=0.0, indicator=f.missing.indicator, clip_min=None, clip_max=None,
-            log1p=False, mean=0.0, std=1.0,
-            boundaries=[float(i) for i in range(f.quantile_buckets - 1)] if f.quantile_buckets else None,
-            # any increasing bins (as a fit stores for non-bucketed columns): piecewise-linear
-            # numeric embeddings are built from them
-            quantiles=None if f.quantile_buckets else [i / QUANTILE_STEPS for i in range(QUANTILE_STEPS + 1)],
-        )
-        for f in spec.numeric
-    }
-    return Preprocessor(spec, tables, numeric)
+    numeric: dict[str, FittedNumeric] = {}
+    for kind, f in for_each(spec.features):
+        numeric |= kind.shape_only(f)
+    return Preprocessor(spec, shape_only_tables(spec.features), numeric)
 
 
 def check_components(cfg: PipelineConfig, spec: FeatureSpec) -> None:

@@ -1,0 +1,1 @@
+"""One module per feature kind, found by package scan (:func:`recsys_mtl.features.registry.kinds`)."""

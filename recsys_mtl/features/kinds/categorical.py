@@ -1,0 +1,123 @@
+"""``categorical``: one string / integer column → an index into a fitted vocabulary or hash buckets.
+
+Index convention of every table: 0 = missing, 1 = out of vocabulary, 2.. = vocabulary / buckets.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field, model_validator
+
+from recsys_mtl.errors import DataError
+from recsys_mtl.features.base import Columns, FeatureKind, Fitted, TableUse
+from recsys_mtl.features.fitted import OOV
+from recsys_mtl.features.layout import Layout
+from recsys_mtl.features.registry import register
+from recsys_mtl.strict import StrictModel
+from serving.contract import InputSpec
+
+log = logging.getLogger(__name__)
+
+
+class VocabConfig(StrictModel):
+    """A vocabulary fitted on the train split; rarer or excess values map to the OOV bucket."""
+
+    min_freq: int = Field(1, ge=1)
+    max_size: int | None = Field(None, ge=1)
+
+
+class HashConfig(StrictModel):
+    """Feature hashing (MurmurHash3 x86 32-bit of the UTF-8 string, unsigned, modulo ``buckets``)."""
+
+    buckets: int = Field(ge=2)
+    seed: int = Field(0, ge=0)
+
+
+class _Categorical(StrictModel):
+    name: str = Field(min_length=1)
+    column: str | None = None
+    vocab: VocabConfig | None = None
+    hash: HashConfig | None = None
+    embedding_dim: int = Field(8, ge=1)
+    #: features naming the same table share one embedding table (and one vocabulary).
+    shared_table: str | None = None
+    #: a value outside the fitted vocabulary: the OOV bucket (with a warning above 5% of rows),
+    #: or an error naming the column, for closed sets where a new value means broken data.
+    unseen: Literal["oov", "error"] = "oov"
+
+    @model_validator(mode="after")
+    def _one_index(self) -> "_Categorical":
+        if self.vocab is not None and self.hash is not None:
+            raise ValueError("give either 'vocab' or 'hash', not both")
+        if self.unseen == "error" and (self.hash is not None or self.vocab_config != VocabConfig()):
+            raise ValueError("unseen 'error' needs a full vocabulary (no hash, min_freq 1, no max_size)")
+        return self
+
+    @property
+    def source(self) -> str:
+        return self.column or self.name
+
+    @property
+    def table(self) -> str:
+        return self.shared_table or self.name
+
+    @property
+    def vocab_config(self) -> VocabConfig:
+        return self.vocab or VocabConfig()
+
+
+def table_use(f: _Categorical) -> TableUse:
+    """The table a categorical-like feature (categorical, sequence) indexes."""
+    return TableUse(
+        f.table, f.embedding_dim, None if f.hash is None else (f.hash.buckets, f.hash.seed),
+        f.vocab_config.min_freq, f.vocab_config.max_size, shared=f.shared_table is not None,
+    )
+
+
+class CategoricalFeature(_Categorical):
+    kind: Literal["categorical"]
+
+
+def check_unseen(where: str, f: _Categorical, values: pl.Series, idx: np.ndarray) -> None:
+    oov = idx == OOV
+    if f.unseen == "error" and oov.any():
+        examples = values.filter(pl.Series(oov)).unique().head(3).to_list()
+        raise DataError(f"{where}: column {f.source!r} (feature {f.name!r}) has {int(oov.sum())} values unseen in train, e.g. {examples}")
+    rate = float(oov.mean())
+    if rate > 0.05:
+        log.warning("%s: feature %r: %.1f%% of values are out of vocabulary", where, f.name, 100 * rate)
+
+
+@register
+class Categorical(FeatureKind[CategoricalFeature]):
+    name = "categorical"
+    spec = CategoricalFeature
+    order = 0
+    summary = "a string / integer column → vocabulary or hash-bucket index with its embedding table"
+
+    def inputs(self, f: CategoricalFeature) -> list[InputSpec]:
+        return [InputSpec(f.source, f.name, "categorical")]
+
+    def table_uses(self, f: CategoricalFeature) -> list[TableUse]:
+        return [table_use(f)]
+
+    def table_values(self, f: CategoricalFeature, table: str, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+        return lf.select(pl.col(f.source).cast(pl.String).alias("value"))
+
+    def layout(self, f: CategoricalFeature, fitted: Fitted, lay: Layout) -> None:
+        lay.categorical.append((f.name, f.table))
+        lay.tables[f.table] = (fitted.tables[f.table].size, f.embedding_dim)
+
+    def transform(self, f: CategoricalFeature, df: pl.DataFrame, fitted: Fitted, where: str) -> Columns[np.ndarray]:
+        idx = fitted.tables[f.table].lookup(df[f.source])
+        check_unseen(where, f, df[f.source], idx)
+        return Columns(categorical=[idx])
+
+    def graph(self, f: CategoricalFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+        from recsys_mtl.features.graph import lookup
+
+        return Columns(categorical=[lookup(b, f.source, fitted.tables[f.table], f.name)])

@@ -1,0 +1,163 @@
+"""``numeric``: a number column → impute → clip → signed log1p → standardize, or quantile buckets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field, model_validator
+
+from recsys_mtl.errors import DataError
+from recsys_mtl.features.base import Columns, FeatureKind, Fitted
+from recsys_mtl.features.fitted import FIRST, QUANTILE_STEPS, FittedNumeric
+from recsys_mtl.features.layout import Layout
+from recsys_mtl.features.numeric_fit import NumericColumn, fit_numeric_columns
+from recsys_mtl.features.registry import register
+from recsys_mtl.strict import StrictModel
+from serving.contract import InputSpec
+
+
+class MissingPolicy(StrictModel):
+    """What a numeric feature does with a missing value: null or NaN. ±inf is not missing: the
+    data is refused, naming the column (see docs/input_limits.md)."""
+
+    impute: Literal["mean", "median", "zero", "constant"] = "mean"
+    value: float | None = None
+    indicator: bool = True
+
+    @model_validator(mode="after")
+    def _constant_needs_value(self) -> "MissingPolicy":
+        if self.impute == "constant" and self.value is None:
+            raise ValueError("impute 'constant' needs a 'value'")
+        return self
+
+
+class ClipConfig(StrictModel):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ClipConfig":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"clip min {self.min} > max {self.max}")
+        return self
+
+
+class NumericFeature(StrictModel):
+    """A numeric column: impute → clip → signed log1p → standardize, or quantile buckets.
+
+    With ``quantile_buckets`` the value becomes a bucket index with its own embedding (bucket 0
+    holds missing values); otherwise it enters the model as one standardized number.
+    """
+
+    kind: Literal["numeric"]
+    name: str = Field(min_length=1)
+    column: str | None = None
+    missing: MissingPolicy = MissingPolicy()
+    clip: ClipConfig | None = None
+    log1p: bool = False
+    standardize: bool = True
+    quantile_buckets: int | None = Field(None, ge=2)
+    embedding_dim: int = Field(8, ge=1)
+
+    @property
+    def source(self) -> str:
+        return self.column or self.name
+
+
+def _column(f: NumericFeature) -> NumericColumn:
+    return NumericColumn(
+        name=f.name, source=f.source, what=f"numeric feature {f.name!r}",
+        raw=pl.col(f.source).cast(pl.Float64).fill_nan(None),
+        impute=f.missing.impute, impute_constant=f.missing.value, indicator=f.missing.indicator,
+        clip_min=f.clip.min if f.clip else None, clip_max=f.clip.max if f.clip else None,
+        log1p=f.log1p, standardize=f.standardize, quantile_buckets=f.quantile_buckets,
+    )
+
+
+def _check_finite(f: NumericFeature, col: pl.Series, where: str) -> None:
+    """±inf is refused, not imputed: it is rarely a missing value and would poison the statistics
+    (the server refuses it too). Null and NaN are the missing values."""
+    if not (col.dtype.is_float() or col.dtype == pl.String):
+        return
+    inf = col.cast(pl.Float64, strict=False).is_infinite()
+    if inf.any():
+        row = int(inf.arg_max())  # type: ignore[arg-type]
+        raise DataError(
+            f"{where}: column {f.source!r} (numeric feature {f.name!r}) has {int(inf.sum())} infinite "
+            f"value(s), first at row {row}; write missing values as null or NaN"
+        )
+
+
+@register
+class Numeric(FeatureKind[NumericFeature]):
+    name = "numeric"
+    spec = NumericFeature
+    order = 1
+    summary = "a number column → impute (+ missing indicator), clip, signed log1p, standardize or quantile buckets"
+
+    def inputs(self, f: NumericFeature) -> list[InputSpec]:
+        return [InputSpec(f.source, f.name, "numeric")]
+
+    def check_frame(self, f: NumericFeature, df: pl.DataFrame, where: str) -> None:
+        dtype = df.schema[f.source]
+        if not (dtype.is_numeric() or dtype == pl.String or dtype == pl.Null):
+            raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has dtype {dtype}")
+        if dtype == pl.String:
+            bad = df[f.source].drop_nulls().filter(df[f.source].drop_nulls().cast(pl.Float64, strict=False).is_null())
+            if bad.len():
+                raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has non-numeric value {bad[0]!r}")
+        _check_finite(f, df[f.source], where)
+
+    def fit(self, fs: list[NumericFeature], lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
+        return fit_numeric_columns([_column(f) for f in fs], lf, where)
+
+    def shape_only(self, f: NumericFeature) -> dict[str, FittedNumeric]:
+        return {f.name: FittedNumeric(
+            f.name, f.source, impute_value=0.0, indicator=f.missing.indicator, clip_min=None, clip_max=None,
+            log1p=False, mean=0.0, std=1.0,
+            boundaries=[float(i) for i in range(f.quantile_buckets - 1)] if f.quantile_buckets else None,
+            # any increasing bins (as a fit stores for non-bucketed columns): piecewise-linear
+            # numeric embeddings are built from them
+            quantiles=None if f.quantile_buckets else [i / QUANTILE_STEPS for i in range(QUANTILE_STEPS + 1)],
+        )}
+
+    def check_state(self, f: NumericFeature, fitted: Fitted, path: Path) -> None:
+        n = fitted.numeric.get(f.name)
+        if n is None:
+            raise DataError(f"{path}: numeric: no entry for feature {f.name!r}")
+        if n.source != f.source or not n.std > 0:
+            raise DataError(f"{path}: numeric.{f.name}: source must be {f.source!r} and std > 0")
+        if n.boundaries is not None and n.boundaries != sorted(n.boundaries):
+            raise DataError(f"{path}: numeric.{f.name}.boundaries: not sorted")
+
+    def layout(self, f: NumericFeature, fitted: Fitted, lay: Layout) -> None:
+        fit = fitted.numeric[f.name]
+        if fit.boundaries is not None:
+            lay.categorical.append((f.name, f.name))
+            lay.ordered.append(f.name)
+            lay.tables[f.name] = (len(fit.boundaries) + 1 + FIRST, f.embedding_dim)
+        else:
+            lay.numeric.append(f.name)
+        if fit.indicator:
+            lay.indicators.append(f.name)
+
+    def transform(self, f: NumericFeature, df: pl.DataFrame, fitted: Fitted, where: str) -> Columns[np.ndarray]:
+        fit = fitted.numeric[f.name]
+        values, missing = fit.transform(df[f.source])
+        out = Columns(categorical=[values]) if fit.boundaries is not None else Columns(numeric=[values])
+        if fit.indicator:
+            out.indicators.append(missing.astype(np.float32))
+        return out
+
+    def graph(self, f: NumericFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+        from recsys_mtl.features.graph import numeric
+
+        fit = fitted.numeric[f.name]
+        value, indicator = numeric(b, f.source, fit, f.name)
+        out = Columns(categorical=[value]) if fit.boundaries is not None else Columns(numeric=[value])
+        if fit.indicator:
+            out.indicators.append(indicator)
+        return out

@@ -1,0 +1,119 @@
+"""The lazy fit of numeric columns, shared by every kind that emits numbers (``numeric``, ``match``).
+
+A :class:`NumericColumn` is a raw float expression plus its policy (impute, clip, signed log1p,
+standardize or quantile buckets); :func:`fit_numeric_columns` fits any number of them over a
+``LazyFrame`` (``scan_parquet`` of a dataset larger than memory, or an in-memory frame): counts and
+sums stream in one query; medians and quantiles hold their column in memory, so each runs as its
+own query over one column (numpy's defaults: linear quantiles, ddof 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from recsys_mtl.errors import DataError
+from recsys_mtl.features.fitted import QUANTILE_STEPS, FittedNumeric
+
+ENGINE = "streaming"
+
+
+@dataclass(frozen=True)
+class NumericColumn:
+    """One numeric column of the encoded matrix before its fit."""
+
+    name: str
+    #: the raw column named in errors and stored as ``FittedNumeric.source``
+    source: str
+    #: what the error calls it, e.g. "numeric feature 'age'"
+    what: str
+    #: float64 expression over the raw columns (null / NaN = missing)
+    raw: pl.Expr
+    impute: str = "mean"
+    impute_constant: float | None = None
+    indicator: bool = False
+    clip_min: float | None = None
+    clip_max: float | None = None
+    log1p: bool = False
+    standardize: bool = True
+    quantile_buckets: int | None = None
+
+
+def transformed(c: NumericColumn, impute: float) -> pl.Expr:
+    """The expression form of FittedNumeric.apply: impute, clip, signed log1p."""
+    x = c.raw.fill_null(impute)
+    if c.clip_min is not None or c.clip_max is not None:
+        x = x.clip(c.clip_min, c.clip_max)
+    if c.log1p:
+        x = x.sign() * x.abs().log1p()
+    return x
+
+
+def aggregate(lf: pl.LazyFrame, exprs: list[pl.Expr]) -> dict[str, float]:
+    """One streaming query of scalar aggregations → {alias: value}."""
+    return lf.select(exprs).collect(engine=ENGINE).row(0, named=True)
+
+
+def fit_numeric_columns(cols: list[NumericColumn], lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
+    if not cols:
+        return {}
+    # pass 1: non-null counts and the impute statistics
+    first = [c.raw.count().alias(f"{c.name}:count") for c in cols]
+    first += [c.raw.is_infinite().sum().alias(f"{c.name}:inf") for c in cols]
+    first += [c.raw.mean().alias(f"{c.name}:mean") for c in cols if c.impute == "mean"]
+    stats = aggregate(lf, first)
+    # exact medians / quantiles hold their column in memory: one column per query bounds the fit's
+    # memory (counts and sums stream, so they are batched in one query instead)
+    for c in cols:
+        if c.impute == "median":
+            stats |= aggregate(lf, [c.raw.median().alias(f"{c.name}:median")])
+    fitted: dict[str, FittedNumeric] = {}
+    for c in cols:
+        if stats[f"{c.name}:inf"]:  # refused as in check_frame: ±inf would poison the statistics
+            raise DataError(f"{where}: column {c.source!r} ({c.what}) has {int(stats[f'{c.name}:inf'])} "
+                            "infinite value(s); write missing values as null or NaN")
+        if stats[f"{c.name}:count"] == 0:
+            raise DataError(f"{where}: column {c.source!r} ({c.what}) is entirely null")
+        impute = {
+            "mean": lambda: float(stats[f"{c.name}:mean"]),
+            "median": lambda: float(stats[f"{c.name}:median"]),
+            "zero": lambda: 0.0,
+            "constant": lambda: float(c.impute_constant),  # type: ignore[arg-type]
+        }[c.impute]()
+        fitted[c.name] = FittedNumeric(
+            name=c.name, source=c.source, impute_value=impute, indicator=c.indicator,
+            clip_min=c.clip_min, clip_max=c.clip_max, log1p=c.log1p, mean=0.0, std=1.0,
+        )
+    # pass 2: statistics of the transformed values
+    second: list[pl.Expr] = []
+    stats = {}
+    for c in cols:
+        x = transformed(c, fitted[c.name].impute_value)
+        if c.quantile_buckets is not None:
+            qs = np.linspace(0, 1, c.quantile_buckets + 1)[1:-1]  # one column per query, as in pass 1
+            stats |= aggregate(
+                lf, [x.quantile(float(q), interpolation="linear").alias(f"{c.name}:q{i}") for i, q in enumerate(qs)]
+            )
+        elif c.standardize:
+            second += [x.mean().alias(f"{c.name}:mean"), x.std(ddof=0).alias(f"{c.name}:std")]
+    if second:
+        stats |= aggregate(lf, second)
+    for c in cols:
+        fit = fitted[c.name]
+        if c.quantile_buckets is not None:
+            edges = [stats[f"{c.name}:q{i}"] for i in range(c.quantile_buckets - 1)]
+            fit.boundaries = sorted(set(float(e) for e in edges))
+            continue
+        if c.standardize:
+            std = float(stats[f"{c.name}:std"])
+            fit.mean = float(stats[f"{c.name}:mean"])
+            fit.std = std if std > 1e-12 and math.isfinite(std) else 1.0
+        # pass 3: the quantiles piecewise-linear embeddings bin on, one column per query
+        x = (transformed(c, fit.impute_value) - fit.mean) / fit.std
+        qs = np.linspace(0, 1, QUANTILE_STEPS + 1)
+        row = aggregate(lf, [x.quantile(float(q), interpolation="linear").alias(f"q{i}") for i, q in enumerate(qs)])
+        fit.quantiles = [float(row[f"q{i}"]) for i in range(len(qs))]
+    return fitted
