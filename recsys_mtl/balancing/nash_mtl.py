@@ -14,8 +14,9 @@ Deviations:
   reference's answer approximates this one;
 - a task with a zero gradient this step (no labelled row) gets α = 0 instead of failing the solver;
 - ``max_norm`` clips the combined direction on the gradient target (the shared parameters by
-  default, as in the reference, which clips ``get_share_params()``); with ``on: representation`` it
-  clips the representation gradient instead;
+  default), as LibMTL's port does after its backward; the original code calls
+  ``clip_grad_norm_`` before ``loss.backward()``, which leaves its update unclipped (``max_norm: 0``
+  reproduces that); with ``on: representation`` the representation gradient is clipped instead;
 - ``update_weights_every`` > 1 reuses the previous α between solves, like the reference, but
   still computes the per-task gradients each step (the surrogate needs them).
 """
