@@ -90,3 +90,22 @@ def test_needs_a_representation() -> None:
     p = nn.Parameter(torch.ones(2))
     with pytest.raises(RuntimeError, match="representation"):
         build_balancer("rep_mtl", {}, ["a", "b"])(p * 1.0, StepContext(step=0, epoch=0, shared_params=[p]))
+
+
+def test_csa_contrasts_a_subset_of_large_batches() -> None:
+    torch.manual_seed(0)
+    z = torch.randn(16, 3, requires_grad=True)
+    w = torch.randn(2, 3)
+
+    def run(rows: int) -> float:
+        losses = (torch.tanh(z) @ w.T).pow(2).mean(0)
+        balancer = build_balancer("rep_mtl", {"csa_rows": rows}, ["a", "b"])
+        balancer(losses, StepContext(step=0, epoch=0, shared=z))
+        return balancer.diagnostics()["csa"]
+
+    losses = (torch.tanh(z) @ w.T).pow(2).mean(0)
+    (full,) = RepMTL.saliencies(losses, [z])
+    assert run(0) == pytest.approx(float(saliency_alignment(full, 0.1)), rel=1e-5)
+    assert run(16) == pytest.approx(run(0), rel=1e-5)  # a subset as large as the batch is the batch
+    # InfoNCE over k candidates is about log k when nothing aligns: fewer rows, smaller value
+    assert run(4) < run(0)

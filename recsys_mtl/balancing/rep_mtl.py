@@ -20,7 +20,7 @@ the equally weighted task losses, ``L = Σ_t L_t + tsr_weight·L_tsr + csa_weigh
 The saliencies are differentiated (``create_graph``), so the regularisers reach the
 task-specific part and, through z, the shared part. Several captured tensors each give both
 terms, averaged over tensors. Cost: T backward passes with a graph, one second-order backward,
-and (T·B, C²) affinity maps per tensor.
+and (T·B', C²) affinity maps per tensor (B' = ``csa_rows``).
 
 Deviations:
 
@@ -30,6 +30,9 @@ Deviations:
 - the saliency is taken of the summed per-row loss (B × the batch mean), so a row's saliency is
   the gradient of its own loss, independent of the batch size (with the batch mean it shrinks as
   1/B and the TSR softmax flattens to uniform);
+- the CSA contrasts a random subset of ``csa_rows`` rows (128) of larger batches: its cost grows
+  as B²·C² (1.2 s per 1,024-row census step with all rows, 83× equal weighting); the paper's
+  dense-prediction batches are small (8-32 images), so its negatives were few as well;
 - tabular representations have no spatial grid: a 3-D capture's middle axis (e.g. experts) plays
   the positions, and a 2-D capture has a single position (its affinity map is ``s sᵀ``).
 """
@@ -77,6 +80,8 @@ class RepMTLConfig(BalancerConfig):
     csa_weight: float = Field(0.1, ge=0)
     #: InfoNCE temperature τ
     temperature: float = Field(0.1, gt=0)
+    #: rows (drawn at random each step) the CSA contrasts when the batch is larger; 0 = all rows
+    csa_rows: int = Field(128, ge=0)
 
 
 @BALANCERS.register("rep_mtl")
@@ -112,7 +117,13 @@ class RepMTL(Balancer):
             raise RuntimeError("rep_mtl needs a shared representation; this model exposes none (shared_modules())")
         sal = self.saliencies(losses, reps)
         tsr = torch.stack([saliency_entropy(S) for S in sal]).mean()
-        csa = torch.stack([saliency_alignment(S, cfg.temperature) for S in sal]).mean()
+        rows = sal[0].shape[1]
+        if 0 < cfg.csa_rows < rows:  # the contrast costs B²·C²: a random subset of the batch's rows
+            pick = torch.randperm(rows, device=sal[0].device)[: cfg.csa_rows]
+            sal_csa = [S[:, pick] for S in sal]
+        else:
+            sal_csa = sal
+        csa = torch.stack([saliency_alignment(S, cfg.temperature) for S in sal_csa]).mean()
         self.tsr, self.csa = float(tsr.detach()), float(csa.detach())
         return losses.sum() + cfg.tsr_weight * tsr.to(losses) + cfg.csa_weight * csa.to(losses)
 
