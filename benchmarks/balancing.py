@@ -35,7 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "famo", "coba", "pcgrad", "cagrad", "mgda", "aligned_mtl", "gcond",
-           "samo", "rep_mtl"]
+           "samo", "rep_mtl", "nash_mtl", "imtl", "db_mtl", "fairgrad"]
 #: per-method parameters for short benchmark runs (``--short``): CoBa's warm-up and history are
 #: scaled from the reference's 100 / 200 steps to runs of a few hundred steps
 SHORT_PARAMS = {"coba": "{warmup_steps: 20, history: 40}"}

@@ -24,6 +24,10 @@ SHORT_FIT: dict[str, list[str]] = {
     "gcond": ["balancing.params={accum_steps: 2}"],
     "samo": [],
     "rep_mtl": [],
+    "nash_mtl": [],
+    "imtl": [],
+    "db_mtl": [],
+    "fairgrad": [],
     # the preference-weighted loss needs a preference-conditioned model
     "preference": ["model.name=preference", "model.params={base: mmoe, film_hidden: [4]}"],
 }

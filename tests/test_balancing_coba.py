@@ -73,3 +73,34 @@ def test_weights_move_within_the_first_epoch(tmp_path: Path) -> None:
     first = logs.filter(logs["epoch"] == 0)
     w = first["balance/task0/weight"].drop_nulls()
     assert (w - 1.0).abs().max() > 1e-3
+
+
+def test_slope_skips_missing_points_at_their_positions() -> None:
+    nan = float("nan")
+    v = torch.tensor([[1.0, nan], [0.8, 1.0], [0.6, nan], [0.4, 3.0], [0.2, nan]], dtype=torch.float64)
+    torch.testing.assert_close(slope(v), torch.tensor([-0.2, 1.0], dtype=torch.float64))
+    only_one = torch.tensor([[nan], [2.0], [nan]], dtype=torch.float64)
+    torch.testing.assert_close(slope(only_one), torch.zeros(1, dtype=torch.float64))
+
+
+def test_zero_loss_is_dropped_not_recorded() -> None:
+    balancer = build_balancer("coba", {"warmup_steps": 50, "history": 60}, ["a", "b"])
+    feed(balancer, [(1.0, 0.0), (0.9, 2.0), (0.8, 0.0)])
+    torch.testing.assert_close(balancer.reference, torch.tensor([1.0, 2.0], dtype=torch.float64))  # b's first real loss
+    h = balancer.history
+    assert torch.isnan(h[0, 1]) and torch.isnan(h[2, 1]) and float(h[1, 1]) == 1.0
+
+
+def test_sparse_task_gets_the_weights_of_its_observed_trend() -> None:
+    # linear normalised losses: a task seen only every other step has the same least-squares slope,
+    # so the weights equal those of a run that saw it every step (a recorded 0 would distort them)
+    cfg = {"warmup_steps": 5, "history": 10}
+    steps = [(1 - 0.005 * s, 0.8 - 0.02 * s) for s in range(30)]
+    sparse = [(a, b if s % 2 == 0 else 0.0) for s, (a, b) in enumerate(steps)]
+    dense_b, sparse_b = build_balancer("coba", cfg, ["a", "b"]), build_balancer("coba", cfg, ["a", "b"])
+    for bal in (dense_b, sparse_b):
+        bal.set_reference(torch.tensor([1.0, 1.0]))
+    w_dense, w_sparse = feed(dense_b, steps), feed(sparse_b, sparse)
+    for wd, ws in zip(w_dense, w_sparse):
+        torch.testing.assert_close(ws, wd)
+    assert float((w_dense[-1] - 1).abs().max()) > 0.05  # the weights did move

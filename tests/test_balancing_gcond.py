@@ -99,3 +99,12 @@ def test_lightning_steps_the_optimizer_once_per_window(tmp_path) -> None:  # typ
         ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         steps[method] = int(next(iter(ckpt["optimizer_states"][0]["state"].values()))["step"])
     assert steps["equal"] >= 4 and steps["gcond"] == steps["equal"] // 2
+
+
+def test_stability_reference_is_the_previous_windows_resolved_gradients() -> None:
+    g = torch.tensor([[3.0, 0.0], [-1.0, 0.1]])  # critical conflict: b is projected off a
+    balancer = build_balancer("gcond", {"accum_steps": 1}, ["a", "b"])
+    d = balancer.resolve(g)
+    resolved_b = g[1] - (g[0] @ g[1]) / (g[0] @ g[0]) * g[0]  # (0, 0.1), not the raw (−1, 0.1)
+    torch.testing.assert_close(balancer.previous, torch.stack([g[0], resolved_b]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(balancer.previous.sum(0), d)

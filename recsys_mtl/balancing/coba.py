@@ -17,13 +17,23 @@ from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepC
 
 
 def slope(values: Tensor) -> Tensor:
-    """(N, T) series → (T,) least-squares slope per column against 0..N−1 (0 when N < 2)."""
+    """(N, T) series → (T,) least-squares slope per column against 0..N−1.
+
+    NaN entries (a task absent from that step's validation batch) are left out of their column's
+    fit; a column with fewer than two points has slope 0.
+    """
     n = values.shape[0]
-    if n < 2:
-        return torch.zeros(values.shape[1:], dtype=values.dtype, device=values.device)
-    x = torch.arange(n, dtype=values.dtype, device=values.device)
-    x = x - x.mean()
-    return (x.view(-1, *[1] * (values.ndim - 1)) * (values - values.mean(0))).sum(0) / (x * x).sum()
+    x = torch.arange(n, dtype=values.dtype, device=values.device).view(-1, *[1] * (values.ndim - 1))
+    keep = ~torch.isnan(values)
+    m = keep.to(values.dtype)
+    count = m.sum(0)
+    y = torch.where(keep, values, torch.zeros_like(values))
+    x_mean = (m * x).sum(0) / count.clamp_min(1)
+    y_mean = y.sum(0) / count.clamp_min(1)
+    xc = (x - x_mean) * m
+    den = (xc * xc).sum(0)
+    out = (xc * (y - y_mean)).sum(0) / den.clamp_min(1e-30)
+    return torch.where((count >= 2) & (den > 0), out, torch.zeros_like(out))
 
 
 def coba_weights(task_slopes: Tensor, total_slopes: Tensor, tau: float) -> tuple[Tensor, float]:
@@ -72,7 +82,12 @@ class CoBa(Balancer):
     - ``p = softmax(T·(DF·RCS + (1 − DF)·ACS))``, then the floor: if a weight falls below
       1/(10T), ``p ← p·(1 − 1/10) + 1/(10T)``; weights are ``T·p`` (sum scale).
 
-    Deviations: weights are on the sum scale (× T; the reference's sum to 1); the ACS window is
+    A task with a zero loss in a sampled batch (no labelled row: sparse masked tasks) is left out
+    of that step's point, as the reference's slope fit drops zero losses.
+
+    Deviations: the slope of a task with missing points is fitted at the points' true step
+    positions (the reference re-indexes the remaining points as consecutive steps);
+    weights are on the sum scale (× T; the reference's sum to 1); the ACS window is
     the last ``history`` slopes (the reference slices its slope list by a step offset that ends up
     ``history − warmup + 1`` long); the paper's ``min(DF, 1)`` is not applied, as in the reference.
     Logs w_t and ``divergence_factor``. Reference, history, slopes and weights are checkpointed.
@@ -99,23 +114,31 @@ class CoBa(Balancer):
         return self.config.sample_batches  # type: ignore[attr-defined]
 
     def has_reference(self) -> bool:
-        return bool((self.reference > 0).all())
+        return bool((self.reference > 0).any())
 
     def set_reference(self, val_losses: Tensor) -> None:
-        self.reference.copy_(val_losses.detach().double().clamp_min(1e-12))
+        """Tasks with a zero (no labelled row) loss keep an unknown (0) reference until a
+        sampled batch has rows for them."""
+        v = val_losses.detach().to(self.reference)
+        self.reference.copy_(torch.where(v > 0, v, self.reference))
 
     def after_step(self, losses: Tensor, step: int) -> None:
-        """(T,) losses of this step's sampled validation batch."""
+        """(T,) losses of this step's sampled validation batch; a zero loss (no labelled row for the
+        task in the batch) is recorded as missing (NaN), as the reference drops zero losses."""
         cfg: CoBaConfig = self.config  # type: ignore[assignment]
-        if not self.has_reference():
-            self.set_reference(losses)
-        v = losses.detach().to(self.reference) / self.reference
+        losses = losses.detach().to(self.reference)
+        present = (losses != 0) & torch.isfinite(losses)
+        self.reference.copy_(torch.where(present & (self.reference <= 0), losses, self.reference))
+        v = torch.where(present & (self.reference > 0), losses / self.reference.clamp_min(1e-12), torch.nan)
         self.history = torch.cat([self.history, v[None]])[-cfg.history :]
         self.steps_seen += 1
         if int(self.steps_seen) < cfg.warmup_steps:
             return
         self.task_slopes = torch.cat([self.task_slopes, slope(self.history)[None]])[-cfg.history :]
-        self.total_slopes = torch.cat([self.total_slopes, slope(self.history.max(1).values[:, None])])
+        # the largest task loss per step, over the tasks present (NaN when none was)
+        top = torch.nan_to_num(self.history, nan=-torch.inf).max(1).values
+        top = torch.where(torch.isinf(top), torch.nan, top)
+        self.total_slopes = torch.cat([self.total_slopes, slope(top[:, None])])
         p, df = coba_weights(self.task_slopes, self.total_slopes, cfg.tau)
         self.df.fill_(df)
         T = p.shape[0]

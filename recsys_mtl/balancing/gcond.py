@@ -10,7 +10,7 @@ the accumulated task gradients are made consistent, smooth logic of the referenc
   ``thresholds.weak``); an *arbitrator* names the winner: a task that won the last
   ``dominance_window`` conflicts loses this one, otherwise the higher score
   ``w_stab·max(cos(g, g_prev), 0) + w_str·strength`` wins, stability being the cosine with the
-  task's own accumulated gradient of the previous window and strength ``(‖g‖/EMA‖g‖)`` relative
+  task's own *resolved* gradient of the previous window (as the reference keeps it) and strength ``(‖g‖/EMA‖g‖)`` relative
   to the other's;
 - the cosine c is remapped to a conflict angle α (π/2·(1 − t) above ``main``, π/2·(1 + t^p)
   down to ``critical``, π below) and both gradients are projected simultaneously:
@@ -83,7 +83,7 @@ class GCond(Balancer):
     def __init__(self, task_names: Sequence[str], config: GCondConfig):
         super().__init__(task_names, config)
         T = len(task_names)
-        # (T, P) gradients of this window and raw ones of the last window; (0,) before there are any
+        # (T, P) gradients of this window and resolved ones of the last window; (0,) before there are any
         self.register_history("accumulated", torch.zeros(0))
         self.register_history("previous", torch.zeros(0))
         self.register_history("winners", torch.zeros(0, dtype=torch.long))  # last conflicts' winners
@@ -112,7 +112,7 @@ class GCond(Balancer):
             direction = torch.zeros_like(G[0])  # the shared part waits for the window's decision
         else:
             direction = self.resolve(self.accumulated).to(G)
-            self.previous, self.accumulated = self.accumulated, torch.zeros(0, device=G.device)
+            self.accumulated = torch.zeros(0, device=G.device)
             self.count.zero_()
         surrogate = redirect(scaled, targets, G, direction)
         return losses.detach().sum() + (surrogate - surrogate.detach())  # logged value Σ L_t, gradient of the window share
@@ -154,6 +154,8 @@ class GCond(Balancer):
             C[w] = cw - math.sin(alpha) * dot / (float(gram[lo, lo]) + 1e-8) * cl
             C[lo] = cl - math.sin(min(alpha, math.pi / 2)) * dot / (float(gram[w, w]) + 1e-8) * cw
         self.conflict_rate = conflicts / max(T * (T - 1) / 2, 1)
+        # the next window's stability score compares against these resolved gradients, as the reference
+        self.previous = C.to(G) @ G
         coef = C.sum(0)
         self.last_weights = coef.float().to(self.last_weights.device)
         return coef.to(G) @ G

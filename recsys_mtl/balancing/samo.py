@@ -21,7 +21,12 @@ Deviations from the reference: BatchNorm running statistics are frozen during th
 passes by a zero momentum (the reference toggles them off); the task parameters perturbed for
 task t are the non-shared parameters its loss moves on the first step (the reference's task
 heads, plus, here, embeddings and task-specific experts; a parameter no task moves counts for
-all); the adaptive (ASAM) variant is not implemented.
+all); the adaptive (ASAM) variant is not implemented. The reference's equal-weighting combiner
+(``LinearScalarizationWithSAMO``) multiplies the summed shared gradient by T once more ("to match
+the sum loss") and clips the shared gradients' norm to ``max_norm`` = 1; here the shared gradient
+is the plain sum Σ_t g_t, already on the sum-of-losses scale of every other strategy, and
+clipping is left to ``trainer.gradient_clip_val`` (off by default), so with ``inner: equal`` a step
+is 1/T of the reference's before its clipping.
 """
 
 from __future__ import annotations

@@ -131,7 +131,12 @@ def group_by_data_maps(probs: np.ndarray, tasks: list[str], k: int | None = None
 
 def group_by_affinity(affinity: np.ndarray, tasks: list[str], k: int = 2) -> Grouping:
     """The partition into ``k`` non-empty groups maximising the mean within-group affinity of the
-    symmetrised matrix (exhaustive search, so for a handful of tasks; TAG's selection)."""
+    symmetrised matrix (exhaustive search, so for a handful of tasks).
+
+    This is *not* TAG's selection (Fifty et al. 2021, Sec. 3.2): TAG chooses possibly overlapping
+    groups (a task may be served by several) and scores each task by the affinity onto it from its
+    best group, keeping the directed matrix; here the groups are disjoint and the matrix symmetrised,
+    which HoME's ``groups`` (one group per task) needs. Only the affinity measure is TAG's."""
     T = len(tasks)
     if not 1 <= k <= T or T > MAX_EXHAUSTIVE_TASKS:
         raise DataError(f"affinity grouping: needs 1 <= groups <= tasks <= 12, got {k} groups, {T} tasks")
@@ -148,4 +153,4 @@ def group_by_affinity(affinity: np.ndarray, tasks: list[str], k: int = 2) -> Gro
             best = (score, labels)
     assert best is not None
     labels = np.array(best[1])
-    return Grouping(list(tasks), s, labels, np.eye(k)[labels], "lookahead affinity (TAG)")
+    return Grouping(list(tasks), s, labels, np.eye(k)[labels], "lookahead affinity (TAG), disjoint partition")

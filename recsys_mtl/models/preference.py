@@ -6,7 +6,8 @@ omoe, mmoe, ple, cgc, home, adatt, ...) is wrapped and conditioned on a task pre
 Grabocka, "Scalable Pareto Front Approximation for Deep Multi-Objective Learning", ICDM 2021;
 Dosovitskiy & Djolonga, "You Only Train Once", ICLR 2020):
 
-- training: one ``p ~ Dirichlet(alpha)`` per batch, the loss is ``Σ_t p_t·L_t`` (the
+- training: one ``p ~ Dirichlet(alpha)`` per batch, the loss is ``Σ_t p_t·L_t`` minus, with
+  ``balancing.params.cosine_weight`` λ > 0, COSMOS's cosine term ``λ·cos(p, L)`` (the
   ``preference`` balancing method reads ``p`` from the model; on the sum scale it logs ``T·p``);
 - conditioning: FiLM (Perez et al., AAAI 2018) of the shared representation — the encoded input
   — and of each task's tower input: ``h ⊙ (1 + γ(p)) + β(p)`` with γ, β from a small MLP of ``p``,
