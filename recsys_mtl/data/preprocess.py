@@ -25,6 +25,7 @@ from recsys_mtl.data.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTab
 from recsys_mtl.data.sequences import check_sequence_column, sequence_items
 from recsys_mtl.data.streaming_fit import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.data.value_limits import check_fit_magnitudes, check_label, check_transformed
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import (
     CategoricalFeature,
@@ -86,6 +87,7 @@ class Preprocessor:
     def fit(cls, spec: FeatureSpec, train: pl.DataFrame, where: str = "train") -> "Preprocessor":
         """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.streaming_fit` over it."""
         check_frame(spec, train, where)
+        check_fit_magnitudes(spec, train.lazy(), where)
         return cls(spec, *fit_statistics(spec, train.lazy(), where))
 
     @classmethod
@@ -93,6 +95,7 @@ class Preprocessor:
         """Fit over every row of the Parquet ``files``, with bounded memory (a dataset larger than memory)."""
         lf = pl.scan_parquet([str(f) for f in files])
         check_frame(spec, lf.head(10_000).collect(), where)  # columns and dtypes, on a sample
+        check_fit_magnitudes(spec, lf, where)
         return cls(spec, *fit_statistics(spec, lf, where))
 
     # ------------------------------------------------------------------ transform
@@ -109,6 +112,7 @@ class Preprocessor:
         for f in self.spec.numeric:
             fitted = self.numeric[f.name]
             values, missing = fitted.transform(df[f.source])
+            check_transformed(fitted, df[f.source], values, where)  # float64 here, float32 in the model
             (cat_cols if fitted.boundaries is not None else num_cols).append(values)
             if fitted.indicator:
                 ind_cols.append(missing.astype(np.float32))
@@ -282,6 +286,7 @@ def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.n
         y = y.cast(pl.Float64)
         valid = y.is_not_null().to_numpy()
         yv = y.fill_null(0).to_numpy()
+        check_label(yv, valid, task.name, task.label, where)
         if task.type == "binary" and not np.isin(yv[valid], (0.0, 1.0)).all():
             raise DataError(f"{where}: task {task.name!r}: binary label {task.label!r} has values other than 0/1")
         if task.type == "multiclass":

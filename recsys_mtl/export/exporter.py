@@ -37,6 +37,7 @@ from torchmetrics.functional.classification import binary_auroc
 from recsys_mtl.data.preprocess import Preprocessor, spec_hash
 from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.data.value_limits import fitted_range
 from recsys_mtl.export.model_graph import OPSET, OUTPUT_ACTIVATIONS, ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import (
     ExportError,
@@ -51,6 +52,7 @@ from recsys_mtl.spec.features import Task
 from recsys_mtl.train.calibration import load_calibration
 from recsys_mtl.train.run_folder import load_run
 from serving.contract import ConditionSpec, inputs_to_json
+from serving.limits import limits_to_json
 
 FORMAT = "recsys_mtl.export/1"
 TOLERANCE = 1e-5
@@ -297,6 +299,8 @@ def export_run(
             "spec_name": run.spec.name,
             "spec_hash": spec_hash(run.spec),
             "inputs": inputs_to_json(inputs),
+            # raw values whose transform the model's float32 can hold (serving.limits); the server refuses others
+            "limits": limits_to_json({i.name: fitted_range(pre.numeric[i.feature]) for i in inputs if i.kind == "numeric"}),
             "outputs": outputs,
             "tasks": [t.name for t in tasks],
             "files": files,
