@@ -34,6 +34,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torchmetrics.functional.classification import binary_auroc
 
+from recsys_mtl.artifacts import writing
 from recsys_mtl.data.preprocess import Preprocessor, spec_hash
 from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.tensors import EncodedTable
@@ -272,7 +273,7 @@ def export_run(
     variant_info: dict[str, Any] = {}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # staged next to the destination, then renamed: a failed export never leaves a partial folder
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-", dir=out_dir.parent) as tmp:
+    with writing(out_dir, "the export"), tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-", dir=out_dir.parent) as tmp:
         work = Path(tmp)
         stage = work / "out"
         stage.mkdir()
