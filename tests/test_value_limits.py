@@ -79,11 +79,25 @@ def test_fit_refuses_a_value_float64_holds_and_float32_does_not() -> None:
 
 
 def test_transform_names_column_and_row_of_an_overflowing_value() -> None:
-    df = generate(SyntheticConfig(rows=200, num_tasks=2, seed=0))
+    df = generate(SyntheticConfig(rows=200, num_tasks=2, seed=0)).with_columns(num1=pl.col("num1") * 1e-3)
     pre = Preprocessor.fit(synthetic_spec(2), df)
-    test = df.with_columns(num1=pl.when(pl.int_range(pl.len()) == 4).then(5e38 * pre.numeric["num1"].std).otherwise(pl.col("num1")))
+    # within float32 as a raw number, beyond it once standardized with a small train deviation
+    test = df.with_columns(num1=pl.when(pl.int_range(pl.len()) == 4).then(1e36).otherwise(pl.col("num1")))
     with pytest.raises(DataError, match=r"test split: column 'num1' .* row 4: value .* outside the range this model can use"):
         pre.transform(test, "test split")
+
+
+def test_validate_data_and_a_tampered_preprocessing_file_are_checked_too(tmp_path: Path) -> None:
+    from recsys_mtl.data.preprocess import check_frame
+    from recsys_mtl.data.value_limits import check_fitted_state
+
+    df = generate(SyntheticConfig(rows=50, num_tasks=2, seed=0)).with_columns(num2=pl.lit("-1e39"))
+    with pytest.raises(DataError, match=r"valid split: column 'num2' .* 50 value\(s\) beyond float32's range .*, first at row 0"):
+        check_frame(synthetic_spec(2), df, "valid split")
+    pre = Preprocessor.fit(synthetic_spec(2), generate(SyntheticConfig(rows=200, num_tasks=2, seed=0)))
+    pre.numeric["num0"].mean = 1e300
+    with pytest.raises(DataError, match=r"p.json: numeric.num0.mean: 1e\+300 is beyond float32's range"):
+        check_fitted_state(pre.numeric, {}, "p.json")
 
 
 def test_label_beyond_float32_is_refused() -> None:

@@ -25,7 +25,7 @@ from recsys_mtl.data.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTab
 from recsys_mtl.data.sequences import check_sequence_column, sequence_items
 from recsys_mtl.data.streaming_fit import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
-from recsys_mtl.data.value_limits import check_fit_magnitudes, check_label, check_transformed
+from recsys_mtl.data.value_limits import check_float32_magnitudes, check_fitted_state, check_label, check_transformed
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec.features import (
     CategoricalFeature,
@@ -87,7 +87,6 @@ class Preprocessor:
     def fit(cls, spec: FeatureSpec, train: pl.DataFrame, where: str = "train") -> "Preprocessor":
         """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.streaming_fit` over it."""
         check_frame(spec, train, where)
-        check_fit_magnitudes(spec, train.lazy(), where)
         return cls(spec, *fit_statistics(spec, train.lazy(), where))
 
     @classmethod
@@ -95,7 +94,7 @@ class Preprocessor:
         """Fit over every row of the Parquet ``files``, with bounded memory (a dataset larger than memory)."""
         lf = pl.scan_parquet([str(f) for f in files])
         check_frame(spec, lf.head(10_000).collect(), where)  # columns and dtypes, on a sample
-        check_fit_magnitudes(spec, lf, where)
+        check_float32_magnitudes(spec, lf, where)  # every row, as check_frame does for a frame
         return cls(spec, *fit_statistics(spec, lf, where))
 
     # ------------------------------------------------------------------ transform
@@ -233,6 +232,7 @@ class PreprocessingState(BaseModel):
                 raise DataError(f"{path}: numeric.{f.name}: source must be {f.source!r} and std > 0")
             if n.boundaries is not None and n.boundaries != sorted(n.boundaries):
                 raise DataError(f"{path}: numeric.{f.name}.boundaries: not sorted")
+        check_fitted_state(self.numeric, {k: (v.mean, v.std) for k, v in self.targets.items()}, path)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -254,6 +254,7 @@ def check_frame(spec: FeatureSpec, df: pl.DataFrame, where: str) -> None:
             if bad.len():
                 raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has non-numeric value {bad[0]!r}")
         _check_finite(f, df[f.source], where)
+    check_float32_magnitudes(spec, df.lazy(), where)
 
 
 def _check_finite(f: NumericFeature, col: pl.Series, where: str) -> None:

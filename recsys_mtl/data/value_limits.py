@@ -1,9 +1,10 @@
 """Training's side of :mod:`serving.limits`: values refused where they would leave the type they
 are used in, named by column (or task) and row.
 
-* at the preprocessing fit, a numeric column's value after clip / signed log1p must be within
-  float32's range (:func:`check_fit_magnitudes`): otherwise the mean and standard deviation are
-  computed from a number the model cannot hold, and every row trains to NaN;
+* wherever a frame is checked (the preprocessing fit, every transform, ``validate --data``), a
+  numeric column's value after clip / signed log1p must be within float32's range
+  (:func:`check_float32_magnitudes`): otherwise the mean and standard deviation are computed from a
+  number the model cannot hold, and every row trains to NaN;
 * at every transform (train, validation, test, each streamed row group, export parity rows), a
   standardized value must be within float32's range (:func:`check_transformed`): the same rule the
   server applies to a request, through :func:`fitted_range`;
@@ -31,7 +32,7 @@ def fitted_range(fitted: FittedNumeric) -> NumericRange:
                          log1p=fitted.log1p, bucketed=fitted.boundaries is not None)
 
 
-def check_fit_magnitudes(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> None:
+def check_float32_magnitudes(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> None:
     """Every numeric value after clip / log1p within ±FLOAT32_LIMIT (one streaming query)."""
     feats = [f for f in spec.numeric if f.quantile_buckets is None]
     if not feats:
@@ -40,7 +41,7 @@ def check_fit_magnitudes(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> Non
     for i, f in enumerate(feats):
         x = _transformed(f, 0.0)
         big = x.is_finite() & (x.abs() > FLOAT32_LIMIT)  # ±inf has its own error in the fit
-        exprs += [big.sum().alias(f"n{i}"), big.arg_max().alias(f"row{i}")]
+        exprs += [big.sum().alias(f"n{i}"), big.arg_true().first().alias(f"row{i}")]
     stats = lf.select(exprs).collect().row(0, named=True)
     for i, f in enumerate(feats):
         if stats[f"n{i}"]:
@@ -64,6 +65,21 @@ def check_transformed(fitted: FittedNumeric, raw: pl.Series, values: np.ndarray,
             f"outside the range this model can use, {fitted_range(fitted).describe()}: standardized with the "
             f"train statistics (mean {fitted.mean:.6g}, std {fitted.std:.6g}) it overflows float32"
         )
+
+
+def check_fitted_state(numeric: dict[str, FittedNumeric], targets: dict[str, tuple[float, float]], path: object) -> None:
+    """A loaded ``preprocessing.json``: the statistics the model reads (means, standard deviations,
+    quantiles of numeric features; means and deviations of regression targets) within float32's
+    range. A fit never writes others (its values are checked first); an edited file might."""
+    fields: list[tuple[str, float]] = []
+    for name, f in numeric.items():
+        fields += [(f"numeric.{name}.mean", f.mean), (f"numeric.{name}.std", f.std)]
+        fields += [(f"numeric.{name}.quantiles[{i}]", q) for i, q in enumerate(f.quantiles or [])]
+    for name, (mean, std) in targets.items():
+        fields += [(f"targets.{name}.mean", mean), (f"targets.{name}.std", std)]
+    for field, value in fields:
+        if abs(value) > FLOAT32_LIMIT:
+            raise DataError(f"{path}: {field}: {value:.6g} is beyond float32's range ±{FLOAT32_LIMIT:.4g} (the model's type)")
 
 
 def check_label(values: np.ndarray, valid: np.ndarray, task: str, label: str, where: str) -> None:
