@@ -30,7 +30,7 @@ def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file beside it and a rename: a killed process
     leaves the previous file (and at worst a stray ``.tmp``), a failed write (disk full, file-size
     limit) removes the temporary file and raises :class:`DataError` naming ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: DDP ranks may write the same file
     try:
         tmp.write_text(text)
         os.replace(tmp, path)

@@ -80,9 +80,13 @@ class MultiTaskModule(L.LightningModule):
     def _guard(self, batch: Batch, logits: dict[str, Tensor] | None, losses: Tensor, total: Tensor) -> None:
         """Raise :class:`NonFiniteLossError` when ``losses`` (T,) or ``total`` () is not finite on any
         rank, before the backward pass and the optimizer step (the weights stay the last good ones)."""
-        bad = nonfinite_loss(losses, total)
+        bad = local = nonfinite_loss(losses, total)
         if self._trainer is not None and self.trainer.world_size > 1:  # every rank stops at the same step
-            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+            bad = self.trainer.strategy.reduce_boolean_decision(local, all=False)
+        if bad and not local:
+            raise NonFiniteLossError(f"training loss is not finite at step {self.global_step} (epoch {self.current_epoch}) "
+                                     f"on another DDP rank (this is rank {self.global_rank}); every rank stopped there, "
+                                     "see that rank's error. The run folder keeps the last good checkpoint and is marked FAILED")
         if bad:
             layout = self.model.context.layout
             raise NonFiniteLossError(describe(

@@ -74,7 +74,7 @@ def mark_failed(run_dir: Path, exc: BaseException) -> None:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     try:
         write_atomic(run_dir / FAILED_MARKER, f"{type(exc).__name__}: {message}\n")
-    except OSError:
+    except (OSError, RecsysMTLError):  # the original error is the one to report
         pass
 
 
