@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import torch
 from pydantic import BaseModel, ValidationError
@@ -26,10 +27,27 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename: a killed process
+    leaves the previous file (and at worst a stray ``.tmp``), a failed write (disk full, file-size
+    limit) removes the temporary file and raises :class:`DataError` naming ``path``."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: DDP ranks may write the same file
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{path}: cannot write ({exc.strerror or exc}); the previous file, if any, is kept") from exc
+
+
+@contextmanager
+def writing(target: Path, what: str) -> Iterator[None]:
+    """Turn an OSError raised while writing ``what`` into a :class:`DataError` naming ``target``
+    (a bare ``[Errno 27] File too large`` names nothing). Put it outside the staging context so
+    the staged files are already removed when the error is raised."""
+    try:
+        yield
+    except OSError as exc:
+        raise DataError(f"{target}: cannot write {what} ({exc.strerror or exc}); nothing was written there") from exc
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:

@@ -100,6 +100,10 @@ def _validate(args: argparse.Namespace) -> int:
     from recsys_mtl.data.sources import data_source
 
     cfg, spec = _load_checked(args)
+    if cfg.tune.get("space"):  # the search space, enqueued trials and objective, as `tune` checks them
+        from recsys_mtl.tune import plan_study
+
+        plan_study(args.pipeline, args.set)
     print(f"{args.pipeline}: pipeline, spec {cfg.spec}, trainer, model and balancing settings are valid")
     if args.data:
         sizes = data_source(cfg.data).check(spec)

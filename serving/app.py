@@ -34,6 +34,7 @@ from serving.arrow_ipc import read_stream
 from serving.batcher import MicroBatcher, Outputs
 from serving.body import parse_json, read_body
 from serving.guard import Guard, Observer
+from serving.limits import NumericRange, feed_problem, limits_from_json
 from serving.metadata import public_metadata
 from serving.metrics import Metrics
 from serving.openapi import openapi_document
@@ -79,16 +80,30 @@ def arrow_outputs(outputs: Outputs) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def requested_tasks(raw: str | None, tasks: list[str]) -> list[str] | None:
-    """The ``tasks`` query parameter (comma-separated task names) checked against the export's, or None."""
-    if raw is None:
+def requested_tasks(given: Sequence[str], tasks: list[str]) -> list[str] | None:
+    """The ``tasks`` query parameter (comma-separated task names) checked against the export's, or
+    None when absent. Given more than once (``?tasks=a&tasks=b``) it is refused, not reduced to one
+    value: a client that meant the union would silently get fewer scores."""
+    if not given:
         return None
+    if len(given) > 1:
+        raise RequestError(f"query parameter 'tasks' given {len(given)} times; give it once, comma-separated "
+                           f"(tasks={clip(','.join(given))})", field="tasks", code="repeated_parameter")
+    raw = given[0]
     names = [t.strip() for t in raw.split(",") if t.strip()]
     unknown = [t for t in names if t not in tasks]
     if not names or unknown:
         what = f"unknown task {quoted(unknown[0])}" if unknown else "no task named"
         raise RequestError(f"tasks: {what}; this export scores {', '.join(tasks)}", field="tasks", code="unknown_task")
     return list(dict.fromkeys(names))
+
+
+def check_limits(feed: Feed, ranges: dict[str, NumericRange]) -> None:
+    """422 naming the field and row of the first numeric value outside its usable range."""
+    problem = feed_problem(feed, ranges)
+    if problem is not None:
+        name, row, message = problem
+        raise RequestError(f"row {row}: field {name!r}: {message}", name, code="out_of_range")
 
 
 def _only(outputs: Outputs, wanted: list[str] | None) -> Outputs:
@@ -116,6 +131,7 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings(),
     # errors become answers in the guard (outermost but for Starlette's own error layer)
     app.add_middleware(Guard, observers=observers)
     public = public_metadata(predictor.metadata)
+    ranges = limits_from_json(predictor.metadata.get("limits"))  # checked when the export was loaded
     document = openapi_document(public, settings.max_request_rows)
     app.openapi = lambda: document  # type: ignore[method-assign]  # served at /openapi.json
 
@@ -147,15 +163,17 @@ def create_app(predictor: Predictor, settings: ServeSettings = ServeSettings(),
             raise RequestError(f"unsupported Content-Type {clip(kind)!r}; use {JSON_TYPE} or {ARROW_TYPE}",
                                field="content-type", status=415, code="unsupported_media_type")
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-        wanted = requested_tasks(request.query_params.get("tasks"), predictor.tasks)
+        wanted = requested_tasks(request.query_params.getlist("tasks"), predictor.tasks)
         feed: Feed
         if kind == ARROW_TYPE:
             feed, rows = predictor.schema.from_arrow(read_stream(body, settings.max_body_bytes), settings.max_request_rows)
+            check_limits(feed, ranges)
             outputs = await batcher.submit(feed, rows)
             return Response(arrow_outputs(_only(outputs, wanted)), media_type=ARROW_TYPE)
         parsed, check_text = parse_json(body)
         feed, rows = predictor.schema.from_json(parsed, settings.max_request_rows, check_text)
         del parsed, body  # the parsed tree can be large: not kept alive while the batch runs
+        check_limits(feed, ranges)
         outputs = await batcher.submit(feed, rows)
         return Response(json_outputs(_only(outputs, wanted), rows), media_type=JSON_TYPE)
 

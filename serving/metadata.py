@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.contract import ContractError, conditions_from_json, inputs_from_json
+from serving.limits import limits_from_json
 
 #: metadata.json is a few kilobytes; anything far larger is not one
 MAX_METADATA_BYTES = 16 * 1024 * 1024
@@ -55,6 +56,10 @@ def _problem(meta: Any, export_dir: Path) -> str | None:
         inputs_from_json(inputs)
         conditions_from_json(meta.get("conditions"))
     except ContractError as exc:
+        return str(exc)
+    try:
+        limits_from_json(meta.get("limits"))
+    except ValueError as exc:
         return str(exc)
     if not isinstance(outputs, list) or not outputs:
         return "'outputs' must be a non-empty list"

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from serving.contract import ConditionSpec, InputSpec, conditions_from_json, inputs_from_json, inputs_to_json
+from serving.limits import FLOAT32_LIMIT
 
 Feed = dict[str, np.ndarray]
 
@@ -277,8 +278,9 @@ def _json_condition(spec: ConditionSpec, values: list[Any]) -> np.ndarray:
         if v is None:
             continue
         if (not isinstance(v, list) or len(v) != k
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
-            raise RequestError(f"row {r}: {spec.name!r} must be a list of {k} finite numbers (or null for the default)",
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                           and abs(x) <= FLOAT32_LIMIT for x in v)):  # held as float32; False for NaN, ±inf, huge ints
+            raise RequestError(f"row {r}: {spec.name!r} must be a list of {k} finite numbers within float32's range (or null for the default)",
                                spec.name, code="wrong_type")
         out[r] = v
     return out

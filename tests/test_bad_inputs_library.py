@@ -248,11 +248,68 @@ RUN_CASES = [
     Case("export-out-not-empty", lambda ws: ["export", str(ws.run), "--out", str(ws.run)], ("already exists",)),
 ]
 
-CASES = SPEC_CASES + PIPELINE_CASES + DATA_CASES + RUN_CASES
+def row(i: int, value: object, column: str) -> pl.Expr:
+    return pl.when(pl.int_range(pl.len()) == i).then(pl.lit(value)).otherwise(pl.col(column))
+
+
+TUNE_WD = "{space: {trainer.weight_decay: {type: float, low: 1.0e-6, high: 1.0e-2, log: true}}, enqueue: [{trainer.weight_decay: %s}]}"
+
+
+def failed_run(ws: Workspace) -> None:
+    (ws.run / "FAILED").write_text("NonFiniteLossError: training loss is not finite at step 6 (epoch 1) in task 'task0'\n")
+
+
+# values at the edges of the types they are used in (issue 27): float64 -> float32, int -> int64
+EDGE_CASES = [
+    Case("data-1e300-train", data(lambda ws: with_column(ws.data, num0=row(5, 1e300, "num0"))),
+         ("column 'num0'", "beyond float32's range", "first at row", "(1e+300)")),
+    Case("data-minus-1e39-train", data(lambda ws: with_column(ws.data, num1=row(0, -1e39, "num1"))),
+         ("column 'num1'", "beyond float32's range", "(-1e+39)")),
+    Case("data-1e300-validate", data(lambda ws: with_column(ws.data, num2=row(9, 1e300, "num2")), command=validate),
+         ("column 'num2'", "beyond float32's range", "(1e+300)")),
+    Case("data-1e39-as-text", data(lambda ws: with_column(ws.data, num4=pl.col("num4").cast(pl.String).fill_null("1e39")),
+                                   command=validate), ("column 'num4'", "beyond float32's range")),
+    Case("data-1e300-after-log1p-still-too-big", then(
+        lambda ws: (write(ws.spec, ws.spec.read_text().replace("name: num0", "name: num0\n  clip: {max: 1.0e+300}")),
+                    with_column(ws.data, num0=row(2, 1e300, "num0"))), fit), ("column 'num0'", "beyond float32", "(1e+300)")),
+    Case("pipeline-batch-size-beyond-int64", lambda ws: validate(ws, "trainer.batch_size=100000000000000000000"),
+         ("pipeline.yaml", "trainer.batch_size", "int64")),
+    Case("pipeline-seed-below-int64", lambda ws: validate(ws, "trainer.seed=-9223372036854775809"),
+         ("pipeline.yaml", "trainer.seed", "int64")),
+    Case("pipeline-max-epochs-2-to-the-64", lambda ws: fit(ws, "trainer.max_epochs=18446744073709551616"),
+         ("trainer.max_epochs", "int64")),
+    Case("model-param-beyond-int64", lambda ws: validate(ws, "model.params.num_experts=100000000000000000000000"),
+         ("model.params.num_experts", "int64")),
+    Case("spec-hash-buckets-beyond-int64", spec(lambda old: old.replace("name: cat0", "name: cat0\n  hash_buckets: 36893488147419103232")),
+         ("spec.yaml", "hash_buckets", "int64")),
+    Case("tune-enqueue-below-log-range", pipeline(lambda old: old + "tune: " + TUNE_WD % "0.0" + "\n"),
+         ("pipeline.yaml", "tune.enqueue[0].trainer.weight_decay", "outside the search space", "log scale")),
+    Case("tune-enqueue-above-range", pipeline(lambda old: old + "tune: " + TUNE_WD % "0.5" + "\n"),
+         ("tune.enqueue[0].trainer.weight_decay", "0.5", "[1e-06, 0.01]")),
+    Case("tune-enqueue-not-a-choice", pipeline(lambda old: old + "tune: {space: {trainer.batch_size: {type: categorical, choices: [32, 64]}}, "
+                                                                 "enqueue: [{trainer.batch_size: 48}]}\n"),
+         ("tune.enqueue[0].trainer.batch_size", "one of [32, 64]")),
+    Case("run-preprocessing-mean-beyond-float32", on_run("export", edit_json("preprocessing.json", lambda s: s["numeric"]["num0"].update(mean=1e300))),
+         ("preprocessing.json", "numeric.num0.mean", "float32")),
+    Case("run-preprocessing-quantile-beyond-float32", on_run("report", edit_json(
+        "preprocessing.json", lambda s: s["numeric"]["num1"]["quantiles"].__setitem__(-1, 1e39))),
+         ("preprocessing.json", "numeric.num1.quantiles[64]", "float32")),
+    Case("run-preprocessing-tiny-std-overflows-test-rows", on_run("export", edit_json(
+        "preprocessing.json", lambda s: s["numeric"]["num1"].update(std=1e-300))),
+         ("column 'num1'", "outside the range this model can use")),
+    Case("run-failed-export", on_run("export", failed_run), ("the fit of this run failed", "NonFiniteLossError", "--resume")),
+    Case("run-failed-report", on_run("report", failed_run), ("the fit of this run failed",)),
+    Case("export-out-under-a-file", then(lambda ws: write(ws.root / "afile", "x"),
+                                         lambda ws: ["export", str(ws.run), "--out", str(ws.root / "afile" / "e")]),
+         ("afile",)),
+    Case("resume-failed-run-bad-pipeline", resume_with(failed_run), ("last.ckpt",)),
+]
+
+CASES = SPEC_CASES + PIPELINE_CASES + DATA_CASES + RUN_CASES + EDGE_CASES
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) >= 40 and len(EDGE_CASES) >= 20 and len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

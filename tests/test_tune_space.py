@@ -94,6 +94,13 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("bad sampler", {"space": SPACE, "sampler": {"name": "annealing"}}, "tune.sampler: unknown sampler 'annealing'"),
     ("bad pruner params", {"space": SPACE, "pruner": {"name": "median", "params": {"startup": 1}}}, "tune.pruner: median params"),
     ("bad enqueue", {"space": SPACE, "enqueue": [{"trainer.momentum": 0.9}]}, "tune.enqueue[0]: trainer.momentum not in tune.space"),
+    ("enqueue below a log range", {"space": {"trainer.weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True}},
+                                   "enqueue": [{"trainer.weight_decay": 0.0}]},
+     "tune.enqueue[0].trainer.weight_decay: 0.0 is outside the search space (number in [1e-06, 0.01], log scale)"),
+    ("enqueue off the int step", {"space": {"trainer.batch_size": {"type": "int", "low": 32, "high": 256, "step": 32}},
+                                  "enqueue": [{"trainer.batch_size": 100}]},
+     "tune.enqueue[0].trainer.batch_size: 100 is outside the search space (integer in [32, 256], step 32)"),
+    ("enqueue not a choice", {"space": SPACE, "enqueue": [{"model.params.num_experts": 99}]}, "tune.enqueue[0].model.params.num_experts: 99"),
     ("bad override", {"space": SPACE, "trial_overrides": {"trainer.max_epochs": 0}}, "tune.trial_overrides: trainer.max_epochs"),
     ("n_trials", {"space": SPACE, "n_trials": 0}, "tune.n_trials"),
 ]

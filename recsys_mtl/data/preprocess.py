@@ -29,6 +29,7 @@ from recsys_mtl.features.fitted import FIRST, MISSING, OOV, FittedNumeric, Fitte
 from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.registry import for_each
 from recsys_mtl.features.tables import check_tables
+from recsys_mtl.features.value_limits import check_fitted_state, check_label
 from recsys_mtl.spec.features import FeatureSpec, Task
 
 __all__ = ["FIRST", "MISSING", "OOV", "Layout", "Preprocessor", "PreprocessingState", "check_frame", "spec_hash"]
@@ -157,6 +158,7 @@ class PreprocessingState(BaseModel):
         fitted = Fitted(self.tables, self.numeric)
         for kind, f in for_each(spec.features):
             kind.check_state(f, fitted, path)
+        check_fitted_state(self.numeric, {k: (v.mean, v.std) for k, v in self.targets.items()}, path)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -186,6 +188,7 @@ def encode_labels(tasks: list[Task], df: pl.DataFrame, where: str) -> tuple[np.n
         y = y.cast(pl.Float64)
         valid = y.is_not_null().to_numpy()
         yv = y.fill_null(0).to_numpy()
+        check_label(yv, valid, task.name, task.label, where)
         if task.type == "binary" and not np.isin(yv[valid], (0.0, 1.0)).all():
             raise DataError(f"{where}: task {task.name!r}: binary label {task.label!r} has values other than 0/1")
         if task.type == "multiclass":

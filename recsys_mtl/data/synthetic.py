@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from recsys_mtl.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,10 @@ def generate(cfg: SyntheticConfig) -> pl.DataFrame:
 def write_parquet(cfg: SyntheticConfig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    generate(cfg).write_parquet(tmp)
+    try:
+        generate(cfg).write_parquet(tmp)
+    except (OSError, pl.exceptions.ComputeError) as exc:  # polars reports an IO error (disk full) as ComputeError
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{path}: cannot write the synthetic data cache ({str(exc).strip().splitlines()[0][:200]})") from None
     tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache
     return path

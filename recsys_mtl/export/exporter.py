@@ -34,9 +34,11 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torchmetrics.functional.classification import binary_auroc
 
+from recsys_mtl.artifacts import writing
 from recsys_mtl.data.preprocess import Preprocessor, spec_hash
 from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.features.value_limits import fitted_range
 from recsys_mtl.export.model_graph import OPSET, OUTPUT_ACTIVATIONS, ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import (
     ExportError,
@@ -51,6 +53,7 @@ from recsys_mtl.spec.features import Task
 from recsys_mtl.train.calibration import load_calibration
 from recsys_mtl.train.run_folder import load_run
 from serving.contract import ConditionSpec, inputs_to_json
+from serving.limits import limits_to_json
 
 FORMAT = "recsys_mtl.export/1"
 TOLERANCE = 1e-5
@@ -270,7 +273,7 @@ def export_run(
     variant_info: dict[str, Any] = {}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # staged next to the destination, then renamed: a failed export never leaves a partial folder
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-", dir=out_dir.parent) as tmp:
+    with writing(out_dir, "the export"), tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-", dir=out_dir.parent) as tmp:
         work = Path(tmp)
         stage = work / "out"
         stage.mkdir()
@@ -297,6 +300,8 @@ def export_run(
             "spec_name": run.spec.name,
             "spec_hash": spec_hash(run.spec),
             "inputs": inputs_to_json(inputs),
+            # raw values whose transform the model's float32 can hold (serving.limits); the server refuses others
+            "limits": limits_to_json({f.source: fitted_range(pre.numeric[f.name]) for f in run.spec.numeric}),
             "outputs": outputs,
             "tasks": [t.name for t in tasks],
             "files": files,

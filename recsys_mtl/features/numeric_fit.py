@@ -17,6 +17,7 @@ import polars as pl
 
 from recsys_mtl.errors import DataError
 from recsys_mtl.features.fitted import QUANTILE_STEPS, FittedNumeric
+from serving.limits import FLOAT32_LIMIT
 
 ENGINE = "streaming"
 
@@ -57,7 +58,33 @@ def aggregate(lf: pl.LazyFrame, exprs: list[pl.Expr]) -> dict[str, float]:
     return lf.select(exprs).collect(engine=ENGINE).row(0, named=True)
 
 
+def check_float32_magnitudes(cols: list[NumericColumn], lf: pl.LazyFrame, where: str) -> None:
+    """Every value of ``cols`` (numeric columns of any kind) after clip / log1p within ±FLOAT32_LIMIT
+    (one streaming query); bucketed columns are left out (their value becomes a bucket index)."""
+    feats = [c for c in cols if c.quantile_buckets is None]
+    if not feats:
+        return
+    exprs = []
+    for i, c in enumerate(feats):
+        x = transformed(c, 0.0)
+        big = x.is_finite() & (x.abs() > FLOAT32_LIMIT)  # ±inf has its own error in the fit
+        exprs += [big.sum().alias(f"n{i}"), big.arg_true().first().alias(f"row{i}")]
+    stats = lf.select(exprs).collect().row(0, named=True)
+    for i, c in enumerate(feats):
+        if stats[f"n{i}"]:
+            row = int(stats[f"row{i}"])
+            value = lf.select(c.raw).slice(row, 1).collect().item()
+            raise DataError(
+                f"{where}: column {c.source!r} ({c.what}) has {int(stats[f'n{i}'])} value(s) beyond "
+                f"float32's range ±{FLOAT32_LIMIT:.4g}, first at row {row} ({value:.6g}): the model computes in float32; "
+                "clip the feature (clip: {max: ...}), use log1p, or fix the row"
+            )
+
+
 def fit_numeric_columns(cols: list[NumericColumn], lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
+    # every row, whether the frame is in memory or streamed: a value float32 cannot hold would
+    # poison the statistics and train to NaN
+    check_float32_magnitudes(cols, lf, where)
     if not cols:
         return {}
     # pass 1: non-null counts and the impute statistics

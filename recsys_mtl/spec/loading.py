@@ -11,6 +11,7 @@ from recsys_mtl.errors import SpecError, format_validation_error
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.spec.yaml_io import load_yaml_text, read_yaml_file
+from serving.limits import first_int64_overflow
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,6 +28,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def validate(model: type[M], raw: dict[str, Any], source: str | Path) -> M:
+    overflow = first_int64_overflow(raw)
+    if overflow:  # pydantic takes any Python int; numpy and torch hold them as int64
+        raise SpecError(f"{source}: {overflow[0]}: {overflow[1]}")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -11,6 +11,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from recsys_mtl.errors import RecsysMTLError
+
 
 def peak_rss_mib() -> float:
     """Peak resident set size of this process (Linux reports KiB)."""
@@ -52,6 +54,10 @@ class Throughput(L.Callback):
         }
 
 
+class CheckpointWriteError(RecsysMTLError):
+    """A checkpoint could not be written (disk full, file-size limit, permissions)."""
+
+
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose restored state follows a run folder that was moved.
 
@@ -61,6 +67,16 @@ class RunCheckpoint(ModelCheckpoint):
     stale ``best.ckpt``, or select a checkpoint in the old folder. Paths in the saved folder are
     mapped into the current one first.
     """
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        # a full disk (or a file-size limit) fails inside fsspec with a bare "[Errno 27] File too
+        # large"; Lightning's save is atomic, so the previous checkpoint is still whole: say so
+        try:
+            super()._save_checkpoint(trainer, filepath)
+        except OSError as exc:
+            raise CheckpointWriteError(
+                f"{filepath}: cannot write the checkpoint ({exc.strerror or exc}); the previous checkpoints are kept"
+            ) from exc
 
     @property
     def state_key(self) -> str:

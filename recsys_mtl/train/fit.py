@@ -56,7 +56,7 @@ from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.incremental import carry_weights, start_from
 from recsys_mtl.train.loggers import make_loggers
 from recsys_mtl.train.module import MultiTaskModule
-from recsys_mtl.train.run_folder import applied_pipeline
+from recsys_mtl.train.run_folder import applied_pipeline, check_finite_results, clear_failed, mark_failed
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +225,24 @@ def fit(
     if start is not None:
         write_atomic(run_dir / "drift.json", json.dumps(start.drift, indent=1))
 
+    try:
+        metrics = _train_and_record(cfg, prep, module, run_dir, last, list(extra_callbacks), evaluate_test)
+    except BaseException as exc:  # a non-finite loss, a read error mid-epoch, Ctrl-C: never a "complete" folder
+        mark_failed(run_dir, exc)
+        raise
+    clear_failed(run_dir)  # a resumed run that failed before now finished
+    return FitResult(run_dir, metrics)
+
+
+def _train_and_record(cfg: PipelineConfig, prep: Prepared, module: MultiTaskModule, run_dir: Path, last: Path | None,
+                      extra_callbacks: list[L.Callback], evaluate_test: bool) -> dict[str, Any]:
+    """Train, re-evaluate the selected checkpoint, write metrics.json, calibration and curves.
+
+    Results are checked finite before any is written: metrics.json is the last proof a run is complete.
+    """
     t = cfg.trainer
     dm = TableDataModule(prep.train, prep.valid, prep.test if evaluate_test else None, t.batch_size, t.eval_batch_size, t.seed)
-    trainer, checkpoint, throughput = make_trainer(cfg, run_dir, list(extra_callbacks))
+    trainer, checkpoint, throughput = make_trainer(cfg, run_dir, extra_callbacks)
     started = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=last, weights_only=True)
     fit_seconds = time.perf_counter() - started
@@ -253,12 +268,16 @@ def fit(
         "fit_seconds": round(fit_seconds, 2),
         **throughput.summary(),
     }
+    check_finite_results(metrics, run_dir / "metrics.json")
     if trainer.is_global_zero:  # under DDP every rank holds the same synced metrics
-        write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         # the module holds the selected checkpoint's weights (validate/test above loaded them)
-        write_calibration(run_dir, calibration_report(module.model, prep.spec.tasks, prep.valid, prep.test if evaluate_test else None, cfg.calibration))
+        calibration = calibration_report(module.model, prep.spec.tasks, prep.valid, prep.test if evaluate_test else None, cfg.calibration)
+        check_finite_results(calibration, run_dir / "calibration.json")
+        write_calibration(run_dir, calibration)
         plot_curves(run_dir, last_epoch=trainer.current_epoch - 1)
-    return FitResult(run_dir, metrics)
+        write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: its presence means complete
+    return metrics
+
 
 
 def _strip(values: dict[str, float], prefix: str) -> dict[str, float]:

@@ -17,6 +17,7 @@ from recsys_mtl.spec.features import Task
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.balancer_feed import BalancerFeed
+from recsys_mtl.train.finite_guard import NonFiniteLossError, describe, nonfinite_loss
 from recsys_mtl.train.metrics import TaskMetrics
 from recsys_mtl.train.optim import clip_gradients, configure, needs_schedule, use_sparse_embeddings
 
@@ -76,9 +77,29 @@ class MultiTaskModule(L.LightningModule):
         self.shared.pop()  # this extra forward's representation is not the step's
         return losses
 
+    def _guard(self, batch: Batch, logits: dict[str, Tensor] | None, losses: Tensor, total: Tensor) -> None:
+        """Raise :class:`NonFiniteLossError` when ``losses`` (T,) or ``total`` () is not finite on any
+        rank, before the backward pass and the optimizer step (the weights stay the last good ones)."""
+        bad = local = nonfinite_loss(losses, total)
+        if self._trainer is not None and self.trainer.world_size > 1:  # every rank stops at the same step
+            bad = self.trainer.strategy.reduce_boolean_decision(local, all=False)
+        if bad and not local:
+            raise NonFiniteLossError(f"training loss is not finite at step {self.global_step} (epoch {self.current_epoch}) "
+                                     f"on another DDP rank (this is rank {self.global_rank}); every rank stopped there, "
+                                     "see that rank's error. The run folder keeps the last good checkpoint and is marked FAILED")
+        if bad:
+            layout = self.model.context.layout
+            raise NonFiniteLossError(describe(
+                step=self.global_step, epoch=self.current_epoch, task_names=self.model.task_names, losses=losses, total=total,
+                numeric=batch.get("numeric"), numeric_names=[*layout.numeric, *layout.indicators], logits=logits,
+                params=list(self.model.parameters()),
+            ))
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        losses = self.task_losses(self(batch), batch)
+        logits = self(batch)
+        losses = self.task_losses(logits, batch)
         aux = self.model.auxiliary_loss()  # read before a strategy re-runs the forward (SAMO)
+        self._guard(batch, logits, losses, losses.sum() if aux is None else losses.sum() + aux)
         ctx = StepContext(
             step=self.global_step, epoch=self.current_epoch, model=self.model,
             shared=self.shared.pop(), shared_params=self.shared.params, evaluate=lambda: self._reevaluate(batch),
@@ -88,6 +109,7 @@ class MultiTaskModule(L.LightningModule):
         if aux is not None:
             total = total + aux
             self.log("train/auxiliary_loss", aux, batch_size=n)
+        self._guard(batch, None, losses, total)  # the balanced total (a strategy's own arithmetic)
         self.log("train/loss", total, prog_bar=True, batch_size=n)
         if self.global_step % self.cfg.log_every_n_steps == 0:
             for i, name in enumerate(self.model.task_names):

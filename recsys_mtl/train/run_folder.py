@@ -6,22 +6,27 @@ The one loader that export, diagnostics and any later consumer of a run share.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from recsys_mtl.artifacts import load_checkpoint, read_json
+from recsys_mtl.artifacts import load_checkpoint, read_json, write_atomic
 from recsys_mtl.balancing import BALANCERS
 from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.errors import DataError, SpecError
+from recsys_mtl.errors import DataError, RecsysMTLError, SpecError
 from recsys_mtl.models import MODELS, ModelContext, MultiTaskModel, build_model
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_spec, read_yaml, validate
 from recsys_mtl.spec.pipeline import PipelineConfig
 
 DEFAULT_CHECKPOINT = "checkpoints/best.ckpt"
+#: written into a run folder whose fit raised (a non-finite loss, a read error, an interrupt): its
+#: first line is the error; the folder keeps its last good checkpoints for ``fit --resume``, has
+#: no metrics.json, and ``export`` / ``report`` refuse it. A resumed fit that finishes removes it.
+FAILED_MARKER = "FAILED"
 #: sections a run does not apply: a study runs from its own pipeline, a run holds one trial's values
 NOT_APPLIED = frozenset({"tune"})
 
@@ -62,6 +67,34 @@ def _applied(model: BaseModel, drop: frozenset[str] = frozenset()) -> dict[str, 
 
 def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, (dict, list, tuple)) and not value)
+
+
+def mark_failed(run_dir: Path, exc: BaseException) -> None:
+    """Mark ``run_dir`` failed with ``exc``'s message (best effort: the disk may be what failed)."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    try:
+        write_atomic(run_dir / FAILED_MARKER, f"{type(exc).__name__}: {message}\n")
+    except (OSError, RecsysMTLError):  # the original error is the one to report
+        pass
+
+
+def clear_failed(run_dir: Path) -> None:
+    (run_dir / FAILED_MARKER).unlink(missing_ok=True)
+
+
+def check_finite_results(results: Any, path: Path, key: str = "") -> None:
+    """Refuse to record a non-finite loss (or monitored score) in ``path``; any other non-finite
+    number (a metric undefined on this split, e.g. AUC with one class) is set to None in place,
+    so the file is valid JSON (json.dumps would write ``NaN``)."""
+    items = results.items() if isinstance(results, dict) else enumerate(results) if isinstance(results, list) else ()
+    for k, v in items:
+        name = f"{key}.{k}" if key else str(k)
+        if isinstance(v, (dict, list)):
+            check_finite_results(v, path, name)
+        elif isinstance(v, float) and not math.isfinite(v):
+            if "loss" in name or name == "monitor.best":
+                raise RecsysMTLError(f"{path}: {name} is {v}: not written (the run is marked {FAILED_MARKER})")
+            results[k] = None
 
 
 @dataclass
@@ -110,6 +143,10 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None) -> LoadedRun:
     is read as data: YAML within limits, JSON against a schema, the checkpoint as tensors only.
     """
     run_dir = Path(run_dir)
+    if (run_dir / FAILED_MARKER).is_file():
+        reason = (run_dir / FAILED_MARKER).read_text(errors="replace").strip().splitlines()[:1]
+        raise DataError(f"{run_dir}: the fit of this run failed ({(reason or ['no reason recorded'])[0][:300]}); "
+                        f"fix the cause and `fit --resume` it, or delete {FAILED_MARKER} to use its last checkpoint")
     for name in ("pipeline.yaml", "spec.yaml", "preprocessing.json"):
         if not (run_dir / name).is_file():
             raise DataError(f"{run_dir}: not a complete run folder ({name} is missing)")

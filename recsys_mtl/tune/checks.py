@@ -7,7 +7,7 @@ from typing import Any
 from recsys_mtl.errors import SpecError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
-from recsys_mtl.tune.params import Param
+from recsys_mtl.tune.params import CategoricalParam, IntParam, Param
 from recsys_mtl.tune.paths import FAMILY_REGISTRIES, TUNABLE_SECTIONS, get_path, resolve
 from recsys_mtl.tune.space import TuneConfig
 
@@ -43,6 +43,11 @@ def check_space(tune: TuneConfig, cfg: PipelineConfig, spec: FeatureSpec, source
         unknown = [p for p in assignment if p not in tune.space]
         if unknown:
             raise SpecError(f"{source}: tune.enqueue[{i}]: {', '.join(unknown)} not in tune.space")
+        for path, value in assignment.items():
+            # Optuna would fail such a trial with empty params and run one of the study's own instead
+            if not tune.space[path].contains(value):
+                raise SpecError(f"{source}: tune.enqueue[{i}].{path}: {value!r} is outside the search space "
+                                f"({describe_param(tune.space[path])})")
     try:
         resolve(cfg, dict(tune.trial_overrides))
     except SpecError as exc:
@@ -51,6 +56,16 @@ def check_space(tune: TuneConfig, cfg: PipelineConfig, spec: FeatureSpec, source
     for metric in tune.objective.objective_metrics(cfg, spec):
         if metric not in known:
             raise SpecError(f"{source}: tune.objective: unknown metric {metric!r} (known: {', '.join(sorted(known))})")
+
+
+def describe_param(param: Param) -> str:
+    """A parameter's search range in words, for error messages."""
+    if isinstance(param, CategoricalParam):
+        return f"one of {param.choices!r}"
+    scale = ", log scale" if param.log else ""
+    step = f", step {param.step}" if param.step is not None and not (isinstance(param, IntParam) and param.step == 1) else ""
+    kind = "integer" if isinstance(param, IntParam) else "number"
+    return f"{kind} in [{param.low}, {param.high}]{scale}{step}"
 
 
 def _contexts(path: str, param: Param, tune: TuneConfig, cfg_raw: dict[str, Any]) -> list[dict[str, Any]]:

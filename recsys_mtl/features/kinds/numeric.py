@@ -13,8 +13,9 @@ from recsys_mtl.errors import DataError
 from recsys_mtl.features.base import Columns, FeatureKind, Fitted
 from recsys_mtl.features.fitted import FIRST, QUANTILE_STEPS, FittedNumeric
 from recsys_mtl.features.layout import Layout
-from recsys_mtl.features.numeric_fit import NumericColumn, fit_numeric_columns
+from recsys_mtl.features.numeric_fit import NumericColumn, check_float32_magnitudes, fit_numeric_columns
 from recsys_mtl.features.registry import register
+from recsys_mtl.features.value_limits import check_transformed
 from recsys_mtl.strict import StrictModel
 from serving.contract import InputSpec
 
@@ -110,6 +111,7 @@ class Numeric(FeatureKind[NumericFeature]):
             if bad.len():
                 raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has non-numeric value {bad[0]!r}")
         _check_finite(f, df[f.source], where)
+        check_float32_magnitudes([_column(f)], df.lazy(), where)
 
     def fit(self, fs: list[NumericFeature], lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
         return fit_numeric_columns([_column(f) for f in fs], lf, where)
@@ -147,6 +149,7 @@ class Numeric(FeatureKind[NumericFeature]):
     def transform(self, f: NumericFeature, df: pl.DataFrame, fitted: Fitted, where: str) -> Columns[np.ndarray]:
         fit = fitted.numeric[f.name]
         values, missing = fit.transform(df[f.source])
+        check_transformed(fit, df[f.source], values, where)  # float64 here, float32 in the model
         out = Columns(categorical=[values]) if fit.boundaries is not None else Columns(numeric=[values])
         if fit.indicator:
             out.indicators.append(missing.astype(np.float32))
