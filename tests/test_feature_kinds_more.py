@@ -202,3 +202,56 @@ def test_the_graph_takes_a_vector_input_of_the_declared_width() -> None:
     onnx.checker.check_model(model)
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 2]
+
+
+def _with_new_kinds(df: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Synthetic rows plus what the three kinds read: prices / quantities (zeros included), an aware
+    event time and a request time, and a 4-dimensional embedding (some missing)."""
+    rng = np.random.default_rng(seed)
+    n = df.height
+    event = pl.Series(rng.integers(1_700_000_000_000_000, 1_735_000_000_000_000, n)).cast(pl.Datetime("us", "UTC"))
+    return df.with_columns(
+        price=pl.Series([None if rng.random() < 0.1 else float(v) for v in rng.gamma(2.0, 10.0, n)]),
+        qty=pl.Series([float(v) for v in rng.integers(0, 4, n)]),
+        event=event.dt.convert_time_zone("America/New_York"),
+        request=event + pl.Series(rng.integers(-10**10, 10**11, n)).cast(pl.Duration("us")),
+        emb=pl.Series([None if rng.random() < 0.1 else [float(x) for x in rng.normal(0, 1, 4)] for _ in range(n)],
+                      dtype=pl.List(pl.Float64)),
+    )
+
+
+def test_the_new_kinds_export_and_serve_json_and_arrow_alike(tmp_path: Any) -> None:
+    """An untrained mmoe with the three kinds exports (its parity check passes on held-out rows) and the
+    torch-free server scores JSON rows (epoch seconds, lists) as it scores the same rows as Arrow
+    (timestamps with a zone, list columns); the tree matrix has a column per emitted number."""
+    from recsys_mtl.baselines.tabular import TreeColumns
+    from recsys_mtl.data.synthetic import SyntheticConfig, generate
+    from recsys_mtl.export import export_run
+    from serving.predictor import Predictor
+    from tests.conftest import synthetic_spec
+    from tests.export_support import make_run
+
+    raw = synthetic_spec(2).model_dump(mode="json", exclude_defaults=True)
+    raw["features"] = raw["features"][:2] + raw["features"][6:8] + [
+        {"kind": "expression", "name": "unit_price", "expression": "CASE WHEN qty > 0 THEN price / qty END", "log1p": True},
+        {"kind": "timestamp", "name": "event", "reference": "request", "elapsed_unit": "days"},
+        {"kind": "dense", "name": "emb", "size": 4, "normalize": True},
+    ]
+    spec = FeatureSpec.model_validate(raw)
+    train = _with_new_kinds(generate(SyntheticConfig(rows=400, num_tasks=2, seed=1)), 1)
+    test = _with_new_kinds(generate(SyntheticConfig(rows=60, num_tasks=2, seed=2)), 2)
+    run = make_run(tmp_path, spec, train)
+    export_run(run, tmp_path / "export", test=test)
+    meta = json.loads((tmp_path / "export" / "metadata.json").read_text())
+    kinds = {i["name"]: (i["kind"], i["shape"]) for i in meta["inputs"]}
+    assert kinds["event"] == ("timestamp", ["batch"]) and kinds["request"] == ("timestamp", ["batch"])
+    assert kinds["emb"] == ("vector", ["batch", 4]) and kinds["price"][0] == kinds["qty"][0] == "numeric"
+    predictor = Predictor(tmp_path / "export")
+    cols = [i["name"] for i in meta["inputs"]]
+    by_arrow = predictor.predict_table(test.select(cols).to_arrow())
+    rows = test.select(cols).with_columns(pl.col("event", "request").dt.epoch("us") / 1e6).to_dicts()
+    by_json = predictor.predict_rows(rows)
+    for task, scores in by_arrow.items():
+        assert np.abs(scores - by_json[task]).max() <= 1e-6, task
+    names = TreeColumns.of(Preprocessor.load(run / "preprocessing.json", spec).layout).names
+    assert {"unit_price", "event.hour_sin", "event.elapsed", "emb.0", "emb.3", "emb__missing"} <= set(names)
