@@ -190,3 +190,20 @@ def test_a_bad_value_is_refused_naming_row_and_column(case: KindCase, frame: pl.
         with pytest.raises(DataError) as derr:
             pre.transform(case.bad_frame(frame))
         assert all(s in str(derr.value) for s in case.bad_frame_says), str(derr.value)
+
+
+def test_the_documented_examples_are_valid_features() -> None:
+    """docs/reference.md's YAML examples of the kinds validate as their kinds' spec classes."""
+    import re
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "reference.md").read_text()
+    section = text[text.index("## Feature kinds"):]
+    section = section[: section.index("\n## ", 3)]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    features = [f for block in blocks for f in yaml.safe_load(block)]
+    assert {"match", "cross"} <= {f["kind"] for f in features}
+    by_name = {k.name: k for k in kinds()}
+    for f in features:
+        by_name[f["kind"]].spec.model_validate(f)
