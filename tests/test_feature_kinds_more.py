@@ -255,3 +255,18 @@ def test_the_new_kinds_export_and_serve_json_and_arrow_alike(tmp_path: Any) -> N
         assert np.abs(scores - by_json[task]).max() <= 1e-6, task
     names = TreeColumns.of(Preprocessor.load(run / "preprocessing.json", spec).layout).names
     assert {"unit_price", "event.hour_sin", "event.elapsed", "emb.0", "emb.3", "emb__missing"} <= set(names)
+
+
+def test_reference_documents_the_three_kinds_with_valid_examples() -> None:
+    """docs/reference.md's feature-kind section has a YAML example of each (validated, with the others,
+    by tests/test_feature_kinds.py)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "reference.md").read_text()
+    section = text[text.index("## Feature kinds"):]
+    section = section[: section.index("\n## ", 3)]
+    kinds = {f["kind"] for block in re.findall(r"```yaml\n(.*?)```", section, flags=re.S) for f in yaml.safe_load(block)}
+    assert {"expression", "timestamp", "dense"} <= kinds
