@@ -207,3 +207,26 @@ def test_the_documented_examples_are_valid_features() -> None:
     by_name = {k.name: k for k in kinds()}
     for f in features:
         by_name[f["kind"]].spec.model_validate(f)
+
+
+def _validate(features: list[dict[str, Any]]) -> FeatureSpec:
+    return validate(FeatureSpec, {"name": "s", "features": features, "tasks": [{"name": "y", "label": "y"}]}, "spec.yaml")
+
+
+def test_a_column_is_shared_by_derived_kinds_but_read_as_one_input_type() -> None:
+    match = {"kind": "match", "name": "m", "candidate": "item", "history": "hist", "max_len": 5}
+    spec = _validate([{"kind": "categorical", "name": "item"}, {"kind": "sequence", "name": "hist", "max_len": 3}, match])
+    assert spec.required_columns()[:2] == ["item", "hist"]
+    with pytest.raises(SpecError, match=r"features\[1\] \(m\): column 'item' is read as a categorical input here but as a numeric input by feature 'item'"):
+        _validate([{"kind": "numeric", "name": "item"}, match])
+    with pytest.raises(SpecError, match=r"features\[1\]: duplicate source column 'item'"):
+        _validate([{"kind": "categorical", "name": "item"}, {"kind": "categorical", "name": "item2", "column": "item"}])
+    with pytest.raises(SpecError, match="label column 'hist' is also the feature 'm'"):
+        validate(FeatureSpec, {"name": "s", "features": [match], "tasks": [{"name": "y", "label": "hist"}]}, "spec.yaml")
+
+
+def test_the_server_takes_one_input_per_column_with_the_widest_window(frame: pl.DataFrame) -> None:
+    spec = _spec(CASES[[c.kind for c in CASES].index("match")])
+    inputs = raw_inputs(Preprocessor.fit(spec, frame))
+    assert [(i.name, i.kind, i.max_len) for i in inputs] == [
+        ("item", "categorical", None), ("hist", "sequence", 6), ("cat", "categorical", None), ("hcat", "sequence", 6)]
