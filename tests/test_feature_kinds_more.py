@@ -270,3 +270,32 @@ def test_reference_documents_the_three_kinds_with_valid_examples() -> None:
     section = section[: section.index("\n## ", 3)]
     kinds = {f["kind"] for block in re.findall(r"```yaml\n(.*?)```", section, flags=re.S) for f in yaml.safe_load(block)}
     assert {"expression", "timestamp", "dense"} <= kinds
+
+
+def test_streamed_fit_of_zoned_timestamps_array_vectors_and_text_numbers(tmp_path: Any) -> None:
+    """Parquet keeps a zoned datetime and a fixed-size list: the streamed fit equals the in-memory one,
+    and an expression reads numbers stored as text as a numeric feature does."""
+    rng = np.random.default_rng(3)
+    n = 300
+    df = pl.DataFrame({
+        "t": pl.Series(rng.integers(1.6e15, 1.7e15, n)).cast(pl.Datetime("us", "UTC")).dt.convert_time_zone("Asia/Tokyo"),
+        "v": pl.Series([None if k % 9 == 0 else rng.normal(size=3).tolist() for k in range(n)], dtype=pl.Array(pl.Float64, 3)),
+        "a": [None if k % 7 == 0 else str(round(float(x), 3)) for k, x in enumerate(rng.normal(size=n))],
+        "y": rng.integers(0, 2, n),
+    })
+    spec = _spec({"kind": "timestamp", "name": "t"}, {"kind": "dense", "name": "v", "size": 3, "standardize": True},
+                 {"kind": "expression", "name": "e", "expression": "a * 2 - 1", "quantile_buckets": 4})
+    files = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    df[:100].write_parquet(files[0])
+    df[100:].write_parquet(files[1])
+    streamed, memory = Preprocessor.fit_files(spec, files).state(), Preprocessor.fit(spec, df).state()
+    assert streamed["numeric"].keys() == memory["numeric"].keys()
+    for name, fit in memory["numeric"].items():
+        for key, value in fit.items():
+            same = value if isinstance(value, (str, bool)) or value is None else pytest.approx(value, rel=1e-9, abs=1e-12)
+            assert streamed["numeric"][name][key] == same, (name, key)
+    _, expected, onnx_out = _served(spec, df)
+    for name, got in onnx_out.items():
+        assert np.abs(got.astype(np.float64) - expected[name].astype(np.float64)).max() <= 1e-6, name
+    with pytest.raises(DataError, match="expression feature 'e'.*non-numeric value 'x'"):
+        Preprocessor.fit(spec, df.with_columns(pl.lit("x").alias("a")))

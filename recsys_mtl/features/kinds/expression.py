@@ -84,10 +84,15 @@ class Expression(FeatureKind[ExpressionFeature]):
     def check_frame(self, f: ExpressionFeature, df: pl.DataFrame, where: str) -> None:
         for c in columns(f.tree):
             dtype = df.schema[c]
-            if not (dtype.is_numeric() or dtype == pl.Null):
+            if not (dtype.is_numeric() or dtype == pl.Null or dtype == pl.String):
                 raise DataError(f"{where}: column {c!r} (expression feature {f.name!r}) must be numeric, got {dtype}")
-            if dtype.is_float():
-                inf = df[c].is_infinite()
+            if dtype == pl.String:  # numbers as text (a CSV read as strings), as a numeric feature takes them
+                values = df[c].drop_nulls()
+                bad = values.filter(values.cast(pl.Float64, strict=False).is_null())
+                if bad.len():
+                    raise DataError(f"{where}: column {c!r} (expression feature {f.name!r}) has non-numeric value {bad[0]!r}")
+            if dtype.is_float() or dtype == pl.String:
+                inf = df[c].cast(pl.Float64, strict=False).is_infinite()
                 if inf.any():
                     raise DataError(f"{where}: column {c!r} (expression feature {f.name!r}) has an infinite value at "
                                     f"row {int(inf.arg_max())}; write missing values as null or NaN")  # type: ignore[arg-type]
