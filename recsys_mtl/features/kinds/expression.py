@@ -37,7 +37,7 @@ class ExpressionFeature(StrictModel):
     kind: Literal["expression"]
     name: str = Field(min_length=1)
     #: e.g. ``"log(1 + clicks) - log(1 + views)"`` or ``"CASE WHEN qty > 0 THEN price / qty END"``
-    expression: str = Field(min_length=1)
+    expression: str = Field(min_length=1, max_length=4000)
     missing: MissingPolicy = MissingPolicy()
     clip: ClipConfig | None = None
     log1p: bool = False
