@@ -239,6 +239,17 @@ class Schema:
         return pad_lists(self._each(spec, values, convert), spec.missing)
 
     def _json_vector(self, spec: InputSpec, values: list[Any]) -> np.ndarray:
+        size: int = spec.size  # type: ignore[assignment]
+        # the common case in one conversion: every row a list of `size` plain numbers, all finite
+        if all(type(v) is list and len(v) == size and all(type(x) is float or type(x) is int for x in v) for v in values):
+            try:
+                x = np.array(values, dtype=np.float64).reshape(len(values), size)
+            except OverflowError:  # an integer beyond float64: the per-row path names it
+                pass
+            else:
+                if np.isfinite(x).all():
+                    return x
+
         def convert(v: Any) -> list[float]:
             if v is None:
                 return [math.nan] * spec.size  # type: ignore[operator]
