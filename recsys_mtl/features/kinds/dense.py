@@ -23,7 +23,7 @@ server also takes the delimited text when ``separator`` is set).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -37,6 +37,9 @@ from recsys_mtl.features.numeric_fit import NumericColumn, fit_numeric_columns
 from recsys_mtl.features.registry import register
 from recsys_mtl.strict import StrictModel
 from serving.contract import ITEM_WHITESPACE, InputSpec
+
+if TYPE_CHECKING:
+    from recsys_mtl.features.graph import GraphBuilder
 
 #: L2 norms below this count as zero (the vector is left as it is)
 NORM_EPS = 1e-12
@@ -166,7 +169,7 @@ class Dense(FeatureKind[DenseFeature]):
             out.indicators.append(missing.astype(np.float32))
         return out
 
-    def graph(self, f: DenseFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+    def graph(self, f: DenseFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from onnx import TensorProto
 
         from recsys_mtl.features.graph import numeric

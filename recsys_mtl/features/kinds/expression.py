@@ -13,7 +13,7 @@ outside the subset is refused when the spec is read (``recsys-mtl validate``), n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -29,6 +29,9 @@ from recsys_mtl.features.registry import register
 from recsys_mtl.features.safe_expression import ExpressionError, Node, columns, parse, to_onnx, to_polars
 from recsys_mtl.strict import StrictModel
 from serving.contract import InputSpec
+
+if TYPE_CHECKING:
+    from recsys_mtl.features.graph import GraphBuilder
 
 
 class ExpressionFeature(StrictModel):
@@ -136,7 +139,7 @@ class Expression(FeatureKind[ExpressionFeature]):
             out.indicators.append(missing.astype(np.float32))
         return out
 
-    def graph(self, f: ExpressionFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+    def graph(self, f: ExpressionFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from recsys_mtl.features.graph import numeric
 
         fit = fitted.numeric[f.name]

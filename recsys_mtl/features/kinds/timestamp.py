@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 import polars as pl
@@ -45,6 +45,9 @@ from recsys_mtl.features.numeric_fit import NumericColumn, fit_numeric_columns
 from recsys_mtl.features.registry import register
 from recsys_mtl.strict import StrictModel
 from serving.contract import InputSpec
+
+if TYPE_CHECKING:
+    from recsys_mtl.features.graph import GraphBuilder
 
 DAY, WEEK = 86_400.0, 604_800.0
 #: 1970-01-01 was a Thursday: shifting by 3 days puts Monday 00:00 UTC at the start of each week
@@ -219,7 +222,7 @@ class Timestamp(FeatureKind[TimestampFeature]):
                 out.indicators.append(missing.astype(np.float32))
         return out
 
-    def graph(self, f: TimestampFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+    def graph(self, f: TimestampFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from recsys_mtl.features.graph import numeric
 
         out: Columns[str] = Columns()
