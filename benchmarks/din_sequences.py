@@ -4,6 +4,7 @@ pooling under MMoE, and DTRN (MMoE inside) with and without its task-specific in
     python benchmarks/din_sequences.py --rows 40000 --seeds 1 2 3 --epochs 8
     python benchmarks/din_sequences.py --configs target_attention dtrn dtrn_interest --epochs 6 --batch-size 256
     python benchmarks/din_sequences.py --configs target_attention lightgbm lightgbm_repeat lightgbm_match single_task
+    python benchmarks/din_sequences.py --configs target_attention_match lightgbm_builtin_match lightgbm_match
 
 Data: :mod:`recsys_mtl.data.synthetic_sequences` (targets depend on candidate × history), one
 generated table split 70/15/15 (seed 2018); spec ``feature_specs/sequence_synthetic.yaml`` with
@@ -25,6 +26,9 @@ Baselines on the same table, split and seeds (``--configs lightgbm lightgbm_matc
   history items (cosine of the items' co-occurrence counts over the train split's histories:
   the categories the targets depend on are hidden, co-occurrence is how one would recover them);
   ``lightgbm_repeat`` is the ablation with history length and repeat count only;
+- ``lightgbm_builtin_match``: the same trainer on the spec plus the built-in ``match`` feature
+  (:data:`BUILTIN_MATCH`: hit, count, recency, history length of ``item_id`` in ``history``),
+  whose columns reach the trees as numbers; ``target_attention_match`` is MMoE + DIN on that spec;
 - ``single_task``: the project's single-task baseline, one MMoE per task with DIN pooling (the
   best pooling in the table above).
 
@@ -73,7 +77,14 @@ CONFIGS = {
     "dtrn": ("target_attention", {"name": "dtrn", "params": {"inner": {"name": "mmoe", "params": MMOE}}}),
     "dtrn_interest": ("target_attention", {"name": "dtrn", "params": {
         "inner": {"name": "mmoe", "params": MMOE}, "interest": {}}}),
+    # the same MMoE + DIN with the built-in match feature below added to the spec
+    "target_attention_match": ("target_attention", {"name": "mmoe", "params": MMOE}),
 }
+#: the built-in ``match`` kind on the raw columns (hit, count, recency, history length): what the
+#: spec can now say instead of hand-made features; added by the ``*_match`` configurations (not
+#: ``lightgbm_match``, whose features are hand-made)
+BUILTIN_MATCH = {"name": "history_match", "kind": "match", "candidate": "item_id", "history": "history", "max_len": 30}
+WITH_BUILTIN_MATCH = {"target_attention_match", "lightgbm_builtin_match"}
 
 
 MATCH_FEATURES = ["history_len", "repeat_count", "cooc_sim_mean", "cooc_sim_max"]
@@ -149,6 +160,8 @@ BASELINES: dict[str, Callable[[Prepared, int, Path], dict[str, Any]]] = {
     "lightgbm": lightgbm_plain, "lightgbm_match": lightgbm_match, "single_task": single_task,
     # ablation: the exact-repeat count and history length only, no similarity to the history
     "lightgbm_repeat": partial(lightgbm_match, features=("history_len", "repeat_count")),
+    # the project's LightGBM on the spec with the built-in match feature (its columns are numbers there)
+    "lightgbm_builtin_match": lightgbm_plain,
 }
 
 
@@ -160,7 +173,7 @@ def write_pipeline(tmp: Path, config: str, base_spec: dict, data: Path, args: ar
     spec["features"] = [
         {**{k: v for k, v in f.items() if k not in ("pooling", "attention")}, **POOLINGS[pooling]} if f["name"] == "history" else f
         for f in base_spec["features"]
-    ]
+    ] + ([BUILTIN_MATCH] if config in WITH_BUILTIN_MATCH else [])
     spec_file = tmp / f"spec_{config}.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     pipeline = {

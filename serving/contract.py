@@ -15,7 +15,13 @@ Per kind (dtype and missing value follow from the kind; ``metadata.json`` states
 * ``numeric``: ``float64`` (B,), missing = ``NaN``;
 * ``sequence``: ``string`` (B, L), missing / padding = ``""``; a list keeps its first ``max_len``
   items (:attr:`InputSpec.kept`, the one place that rule is defined). With a ``separator`` the
-  server also takes a delimited string per row and splits it by :func:`split_items`.
+  server also takes a delimited string per row and splits it by :func:`split_items`;
+* ``timestamp``: ``float64`` (B,), seconds since 1970-01-01 UTC (an instant: no time zone), missing =
+  ``NaN``; the server also takes Arrow ``timestamp`` (any unit; naive = UTC, an aware one is already an
+  instant) and ``date`` columns and converts them to epoch seconds;
+* ``vector``: ``float64`` (B, :attr:`InputSpec.size`), a fixed-length vector per row (e.g. a pretrained
+  embedding), missing = a row of ``NaN``; another length is refused naming the row. With a
+  ``separator`` the server also takes one delimited string of numbers per row.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ T = TypeVar("T")
 
 #: how a missing categorical / sequence value is written in a string input tensor
 NULL_TOKEN = ""
-KINDS = ("categorical", "numeric", "sequence")
+KINDS = ("categorical", "numeric", "sequence", "timestamp", "vector")
 #: kind → dtype of its input tensor
-DTYPES = {"categorical": "string", "numeric": "float64", "sequence": "string"}
+DTYPES = {"categorical": "string", "numeric": "float64", "sequence": "string", "timestamp": "float64", "vector": "float64"}
+#: input kinds with a separator (a row may be one delimited string)
+SPLIT_KINDS = ("sequence", "vector")
 #: dtype → how a missing value is written (as metadata.json states it)
 MISSING = {"string": NULL_TOKEN, "float64": "NaN"}
 #: stripped from both ends of each item of a delimited sequence string (ASCII whitespace only, so
@@ -54,8 +62,9 @@ class InputSpec:
     """One raw input column of an exported model.
 
     ``name``: the column (and graph input) name; ``feature``: the spec feature reading it;
-    ``max_len``: sequences only, the number of items kept per row; ``separator``: sequences only,
-    set when a row may also be one delimited string (split by :meth:`split`).
+    ``max_len``: sequences only, the number of items kept per row; ``separator``: sequences and vectors,
+    set when a row may also be one delimited string (split by :meth:`split`); ``size``: vectors only,
+    the length of every row's vector.
     """
 
     name: str
@@ -63,9 +72,10 @@ class InputSpec:
     kind: str
     max_len: int | None = None
     separator: str | None = None
+    size: int | None = None
 
     def __post_init__(self) -> None:
-        problem = _problem(self.name, self.kind, self.max_len, self.separator)
+        problem = _problem(self.name, self.kind, self.max_len, self.separator, self.size)
         if problem:
             raise ContractError(f"input {self.name!r}: {problem}")
 
@@ -79,7 +89,9 @@ class InputSpec:
 
     @property
     def shape(self) -> list[str | int]:
-        """Graph input shape: (B,), or (B, L) for a sequence (any L: the graph fixes the width)."""
+        """Graph input shape: (B,), (B, L) for a sequence (any L: the graph fixes the width), (B, size) for a vector."""
+        if self.kind == "vector":
+            return ["batch", self.size]  # type: ignore[list-item]
         return ["batch", f"{self.name}.len"] if self.kind == "sequence" else ["batch"]
 
     @property
@@ -104,6 +116,8 @@ class InputSpec:
             out["max_len"] = self.max_len
         if self.separator is not None:
             out["separator"] = self.separator
+        if self.size is not None:
+            out["size"] = self.size
         return out
 
     @classmethod
@@ -112,11 +126,12 @@ class InputSpec:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
             raise ContractError(f"{where}: expected an object with a non-empty 'name'")
         name, kind, max_len, separator = entry["name"], entry.get("kind"), entry.get("max_len"), entry.get("separator")
+        size = entry.get("size")
         where = f"{where} ({name[:80]!r})"
-        problem = _problem(name, kind, max_len, separator)
+        problem = _problem(name, kind, max_len, separator, size)
         if problem:
             raise ContractError(f"{where}: {problem}")
-        spec = cls(name, entry.get("feature", name), kind, max_len, separator)  # type: ignore[arg-type]
+        spec = cls(name, entry.get("feature", name), kind, max_len, separator, size)  # type: ignore[arg-type]
         if not isinstance(spec.feature, str) or not spec.feature:
             raise ContractError(f"{where}: 'feature' must be a non-empty string")
         # written by the exporter for readers; stated otherwise than the kind implies = an edited file
@@ -146,7 +161,7 @@ class ConditionSpec:
         return {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": self.shape, "default": list(self.default)}
 
 
-def _problem(name: str, kind: Any, max_len: Any, separator: Any = None) -> str | None:
+def _problem(name: str, kind: Any, max_len: Any, separator: Any = None, size: Any = None) -> str | None:
     if kind not in KINDS:
         return f"'kind' must be one of {list(KINDS)}, got {str(kind)[:40]!r}"
     # a sequence's max_len also bounds the width of the padded feed a request can cause
@@ -154,8 +169,13 @@ def _problem(name: str, kind: Any, max_len: Any, separator: Any = None) -> str |
         return "'max_len' must be a positive integer"
     if kind != "sequence" and max_len is not None:
         return f"'max_len' applies to sequence inputs only, not to a {kind} input"
-    if separator is not None and (kind != "sequence" or not isinstance(separator, str) or not separator):
-        return "'separator' must be a non-empty string, on a sequence input only"
+    if separator is not None and (kind not in SPLIT_KINDS or not isinstance(separator, str) or not separator):
+        return "'separator' must be a non-empty string, on a sequence input only (or a vector input)"
+    # a vector's size fixes the width of the feed (and of the graph input)
+    if kind == "vector" and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        return "'size' must be a positive integer"
+    if kind != "vector" and size is not None:
+        return f"'size' applies to vector inputs only, not to a {kind} input"
     return None
 
 

@@ -19,6 +19,8 @@ _VALUE: dict[str, dict[str, Any]] = {
     "categorical": {"type": ["string", "integer", "null"], "description": "a category; an integer is read as its decimal string"},
     "sequence": {"type": ["array", "null"], "items": {"type": ["string", "integer", "null"]},
                  "description": "a list of categories; null = empty"},
+    "timestamp": {"type": ["number", "null"], "description": "seconds since 1970-01-01 UTC; null = missing"},
+    "vector": {"type": ["array", "null"], "items": {"type": "number"}, "description": "a vector of finite numbers; null = missing"},
 }
 _ERROR = {
     "type": "object",
@@ -36,7 +38,12 @@ def row_schema(metadata: dict[str, Any]) -> dict[str, Any]:
     props = {}
     for i in inputs_from_json(metadata["inputs"]):
         prop = dict(_VALUE[i.kind])
-        if i.separator is not None:  # a delimited string (or an integer, its decimal string) as well as a list
+        if i.kind == "vector":  # a fixed length; with a separator also one delimited string of numbers
+            prop |= {"minItems": i.size, "maxItems": i.size, "description": f"{i.size} finite numbers; null = missing"}
+            if i.separator is not None:
+                prop["type"] = ["array", "string", "null"]
+                prop["description"] += f"; or one string of them delimited by {i.separator!r}"
+        elif i.separator is not None:  # a delimited string (or an integer, its decimal string) as well as a list
             prop["type"] = ["array", "string", "integer", "null"]
             prop["description"] = (f"a list of categories, or one string of them delimited by {i.separator!r} (items "
                                    "stripped of surrounding whitespace, empty ones dropped); null = empty")

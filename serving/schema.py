@@ -9,6 +9,11 @@ Rules (the same for JSON rows and Arrow columns):
   feature's ``max_len`` are dropped, as in training (:attr:`serving.contract.InputSpec.kept`); an
   input with a ``separator`` also takes a delimited string (or an integer, as its decimal string),
   split as training splits it (:func:`serving.contract.split_items`);
+* timestamp: a finite number of seconds since 1970-01-01 UTC; an Arrow column may also be a
+  ``timestamp`` (any unit; naive = UTC) or ``date`` column, converted to epoch seconds;
+* vector: a list of exactly ``size`` finite numbers (or ``null`` for a missing vector, fed as a row
+  of NaN); an input with a ``separator`` also takes one delimited string of numbers; an Arrow column
+  is a (fixed-size) list of numbers (or delimited strings);
 * a condition of the export (e.g. ``preference``, see :class:`serving.contract.ConditionSpec`) may
   be given per row as a list of its K finite numbers; rows without it (or ``null``) get its default.
 
@@ -125,11 +130,15 @@ class Schema:
             "categorical": self._json_categorical,
             "numeric": self._json_numeric,
             "sequence": self._json_sequence,
+            "timestamp": self._json_numeric,
+            "vector": self._json_vector,
         }
         self._arrow: dict[str, Callable[[InputSpec, pa.ChunkedArray], np.ndarray]] = {
             "categorical": _arrow_categorical,
             "numeric": _arrow_numeric,
             "sequence": _arrow_sequence,
+            "timestamp": _arrow_timestamp,
+            "vector": _arrow_vector,
         }
 
     @classmethod
@@ -176,7 +185,7 @@ class Schema:
 
     def _check_text(self, feed: Feed) -> None:
         for spec in self.inputs:
-            if spec.kind == "numeric":
+            if spec.dtype != "string":
                 continue
             values = feed[spec.name]
             for k, v in enumerate(values.ravel().tolist()):
@@ -230,6 +239,34 @@ class Schema:
 
         return pad_lists(self._each(spec, values, convert), spec.missing)
 
+    def _json_vector(self, spec: InputSpec, values: list[Any]) -> np.ndarray:
+        size: int = spec.size  # type: ignore[assignment]
+        # the common case in one conversion: every row a list of `size` plain numbers, all finite
+        if all(type(v) is list and len(v) == size and all(type(x) is float or type(x) is int for x in v) for v in values):
+            try:
+                x = np.array(values, dtype=np.float64).reshape(len(values), size)
+            except OverflowError:  # an integer beyond float64: the per-row path names it
+                pass
+            else:
+                if np.isfinite(x).all():
+                    return x
+
+        def convert(v: Any) -> list[float]:
+            if v is None:
+                return [math.nan] * spec.size  # type: ignore[operator]
+            if spec.separator is not None and isinstance(v, str):
+                return _vector_text(spec, v)
+            if not isinstance(v, list):
+                text = f" or a string delimited by {spec.separator!r}" if spec.separator is not None else ""
+                raise TypeError(f"expected a list of {spec.size} numbers{text} (or null), got {_json_type(v)}")
+            if len(v) != spec.size:
+                raise TypeError(f"expected a list of {spec.size} numbers, got {len(v)}")
+            if any(x is None for x in v):
+                raise TypeError("a vector item is null; write null for the whole vector when it is missing")
+            return [_numeric(x) for x in v]
+
+        return np.asarray(self._each(spec, values, convert), dtype=np.float64).reshape(len(values), spec.size)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------------ Arrow
     def from_arrow(self, table: pa.Table, max_rows: int) -> tuple[Feed, int]:
         if table.num_rows == 0:
@@ -263,7 +300,7 @@ class Schema:
     def blank(self, rows: int) -> Feed:
         """A feed of ``rows`` all-missing rows (warm-up)."""
         feed = {
-            i.name: (np.full(rows, np.nan) if i.kind == "numeric" else
+            i.name: (np.full([rows, *i.shape[1:]], np.nan) if i.dtype == "float64" else
                      np.full((rows, 1) if i.kind == "sequence" else rows, i.missing, dtype=object))
             for i in self.inputs
         }
@@ -352,3 +389,71 @@ def _arrow_sequence(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
     kept = spec.kept  # cut in Arrow, before the dropped items become Python strings
     lists = pc.list_slice(col, kept.start, kept.stop).cast(pa.list_(pa.string())).to_pylist()
     return pad_lists([[spec.missing if v is None else v for v in (x or [])] for x in lists], spec.missing)
+
+
+#: Arrow timestamp unit → its ticks per second
+_TICKS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _arrow_timestamp(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
+    """Epoch seconds (float64, NaN = missing) from numbers, timestamps or dates. A timestamp column
+    holds UTC instants whatever its time zone says (naive = UTC), so no zone is applied."""
+    t = col.type
+    if pa.types.is_date(t):
+        col, t = col.cast(pa.timestamp("s")), pa.timestamp("s")
+    if pa.types.is_timestamp(t):
+        ticks = pc.fill_null(col.cast(pa.int64()), 0).to_numpy().astype(np.float64)
+        null = col.is_null().to_numpy(zero_copy_only=False)
+        return np.where(null, math.nan, ticks / _TICKS[t.unit])
+    try:
+        return _arrow_numeric(spec, col)
+    except TypeError:
+        raise TypeError(f"expected epoch seconds (numbers), timestamps or dates, got {t}") from None
+
+
+def _vector_text(spec: InputSpec, text: str) -> list[float]:
+    """One delimited row of numbers → its floats (items split as sequences split, each a finite number)."""
+    out = []
+    for item in spec.split(text):
+        try:
+            out.append(float(item))
+        except ValueError:
+            raise TypeError(f"{clip(repr(item))} is not a number") from None
+    if len(out) != spec.size:
+        raise TypeError(f"expected {spec.size} numbers, got {len(out)}")
+    if not all(math.isfinite(x) for x in out):
+        raise TypeError("a vector item is not finite")
+    return out
+
+
+def _arrow_vector(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
+    """(B, size) float64 from a (fixed-size / large) list column of numbers or delimited strings; a
+    null row is a row of NaN (a missing vector), another length or a null item is refused naming the row."""
+    t = col.type
+    size: int = spec.size  # type: ignore[assignment]
+    if spec.separator is not None and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        rows = []
+        for r, text in enumerate(col.to_pylist()):
+            try:
+                rows.append([math.nan] * size if text is None else _vector_text(spec, text))
+            except TypeError as exc:
+                raise TypeError(f"row {r}: {exc}") from None
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), size)
+    if not ((pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
+            and (pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type))):
+        text = f" or strings delimited by {spec.separator!r}" if spec.separator is not None else ""
+        raise TypeError(f"expected a list of {size} numbers{text}, got {t}")
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    lengths = pc.fill_null(pc.list_value_length(col), size).to_numpy(zero_copy_only=False)
+    if (lengths != size).any():
+        r = int(np.argmax(lengths != size))
+        raise TypeError(f"row {r}: expected a list of {size} numbers, got {int(lengths[r])}")
+    valid = np.flatnonzero(~col.is_null().to_numpy(zero_copy_only=False))
+    flat = pc.list_flatten(col.filter(pa.array(~col.is_null().to_numpy(zero_copy_only=False))))
+    values = flat.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(valid), size)
+    if not np.isfinite(values).all():  # a null item reads as NaN here
+        r = int(valid[np.argmax(~np.isfinite(values).all(axis=1))])
+        raise TypeError(f"row {r}: a vector item is null or not finite; write null for the whole vector when it is missing")
+    x = np.full((len(col), size), math.nan)
+    x[valid] = values
+    return x

@@ -53,7 +53,13 @@ def _frame(rng: np.random.Generator) -> pl.DataFrame:
         "cat": [_maybe(rng, CATS[k]) for k in rng.integers(0, len(CATS), N)],
         "hcat": [_history(rng, CATS) for _ in range(N)],
         "y": rng.integers(0, 2, N),
-    }, schema_overrides={"hist": pl.List(pl.String), "hcat": pl.List(pl.String)})
+        # numbers with zeros and negatives (division by zero, log of non-positive values)
+        "x2": [_maybe(rng, float(v)) for v in rng.choice([0.0, -1.5, 0.5, 2.0, 7.25, 100.0], N)],
+        # epoch seconds around 2024, and a reference up to ±30 days away
+        "ts": [_maybe(rng, float(v)) for v in rng.uniform(1.70e9, 1.74e9, N)],
+        "ref": [_maybe(rng, float(v)) for v in rng.uniform(1.70e9, 1.74e9, N) + rng.normal(0, 3e5, N)],
+        "vec": [_maybe(rng, [float(x) for x in rng.normal(0, 1, 4)]) for _ in range(N)],
+    }, schema_overrides={"hist": pl.List(pl.String), "hcat": pl.List(pl.String), "vec": pl.List(pl.Float64)})
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,10 @@ def _set(df: pl.DataFrame, column: str, row: int, value: Any) -> pl.DataFrame:
     return df.with_columns(pl.Series(column, values, dtype=pl.Float64 if isinstance(value, float) else None))
 
 
+#: every operator family of the expression kind, with division by zero and logs of non-positive values
+EXPRESSION = ("CASE WHEN x2 > 0 AND NOT x < -2 THEN log(x2) / x WHEN x2 = 0 OR x > 3 THEN least(x, x2, 1) "
+              "ELSE greatest(abs(x), x2) - sqrt(x) END + coalesce(x2 / x, exp(x) * 2) - (x >= 1) + log1p(x2 <> 7.25)")
+
 CASES = [
     KindCase("categorical", [{"kind": "categorical", "name": "item", "embedding_dim": 4}],
              ({"embedding_dim": 0}, "embedding_dim"), ("item", {"a": 1})),
@@ -93,6 +103,16 @@ CASES = [
     KindCase("cross", [{"kind": "cross", "name": "uc", "columns": ["user", "city"], "hash": {"buckets": 50, "seed": 3}},
                        {"kind": "categorical", "name": "user"}],
              ({"columns": ["user"]}, "columns"), ("city", [1])),
+    KindCase("expression", [{"kind": "expression", "name": "r", "expression": EXPRESSION}],
+             ({"expression": "x % 2"}, "'%'"), ("x2", "abc"),
+             lambda df: _set(df, "x2", 7, math.inf), ("expression feature 'r'", "row 7")),
+    KindCase("timestamp", [{"kind": "timestamp", "name": "ts", "reference": "ref", "elapsed_unit": "days"}],
+             ({"cyclical": ["minute"]}, "cyclical"), ("ref", "yesterday"),
+             lambda df: df.with_columns(pl.col("ts").cast(pl.String)), ("timestamp feature 'ts'", "'ts'")),
+    KindCase("dense", [{"kind": "dense", "name": "vec", "size": 4, "normalize": True, "standardize": True}],
+             ({"size": 0}, "size"), ("vec", [1.0, 2.0]),
+             lambda df: df.with_columns(pl.Series("vec", [[1.0, 2.0, 3.0] if r == 7 else v for r, v in enumerate(df["vec"].to_list())])),
+             ("dense feature 'vec'", "row 7")),
 ]
 
 
@@ -187,3 +207,26 @@ def test_the_documented_examples_are_valid_features() -> None:
     by_name = {k.name: k for k in kinds()}
     for f in features:
         by_name[f["kind"]].spec.model_validate(f)
+
+
+def _validate(features: list[dict[str, Any]]) -> FeatureSpec:
+    return validate(FeatureSpec, {"name": "s", "features": features, "tasks": [{"name": "y", "label": "y"}]}, "spec.yaml")
+
+
+def test_a_column_is_shared_by_derived_kinds_but_read_as_one_input_type() -> None:
+    match = {"kind": "match", "name": "m", "candidate": "item", "history": "hist", "max_len": 5}
+    spec = _validate([{"kind": "categorical", "name": "item"}, {"kind": "sequence", "name": "hist", "max_len": 3}, match])
+    assert spec.required_columns()[:2] == ["item", "hist"]
+    with pytest.raises(SpecError, match=r"features\[1\] \(m\): column 'item' is read as a categorical input here but as a numeric input by feature 'item'"):
+        _validate([{"kind": "numeric", "name": "item"}, match])
+    with pytest.raises(SpecError, match=r"features\[1\]: duplicate source column 'item'"):
+        _validate([{"kind": "categorical", "name": "item"}, {"kind": "categorical", "name": "item2", "column": "item"}])
+    with pytest.raises(SpecError, match="label column 'hist' is also the feature 'm'"):
+        validate(FeatureSpec, {"name": "s", "features": [match], "tasks": [{"name": "y", "label": "hist"}]}, "spec.yaml")
+
+
+def test_the_server_takes_one_input_per_column_with_the_widest_window(frame: pl.DataFrame) -> None:
+    spec = _spec(CASES[[c.kind for c in CASES].index("match")])
+    inputs = raw_inputs(Preprocessor.fit(spec, frame))
+    assert [(i.name, i.kind, i.max_len) for i in inputs] == [
+        ("item", "categorical", None), ("hist", "sequence", 6), ("cat", "categorical", None), ("hcat", "sequence", 6)]

@@ -30,6 +30,8 @@ def client_column(spec: InputSpec, col: pl.Series) -> pl.Series:
         return col.cast(pl.Float64) if col.dtype == pl.String else col
     if spec.kind == "categorical":
         return col if _is_text_or_code(col.dtype) else col.cast(pl.String)
+    if spec.kind in ("timestamp", "vector"):  # datetimes, epoch numbers, number lists: the server converts them
+        return col
     inner = col.dtype.inner if isinstance(col.dtype, pl.List) else None
     return col if inner is None or _is_text_or_code(inner) else col.cast(pl.List(pl.String))
 

@@ -6,7 +6,7 @@ Index convention of every table: 0 = missing, 1 = out of vocabulary, 2.. = vocab
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -19,6 +19,9 @@ from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.registry import register
 from recsys_mtl.strict import StrictModel
 from serving.contract import InputSpec
+
+if TYPE_CHECKING:
+    from recsys_mtl.features.graph import GraphBuilder
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ class Categorical(FeatureKind[CategoricalFeature]):
         check_unseen(where, f, df[f.source], idx)
         return Columns(categorical=[idx])
 
-    def graph(self, f: CategoricalFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+    def graph(self, f: CategoricalFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from recsys_mtl.features.graph import lookup
 
         return Columns(categorical=[lookup(b, f.source, fitted.tables[f.table], f.name)])

@@ -14,7 +14,7 @@ categorical features of the same ids): the cross only reads them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -28,6 +28,9 @@ from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.registry import register
 from recsys_mtl.strict import StrictModel
 from serving.contract import NULL_TOKEN, InputSpec
+
+if TYPE_CHECKING:
+    from recsys_mtl.features.graph import GraphBuilder
 
 JOIN = "\x1f"
 
@@ -92,7 +95,7 @@ class Cross(FeatureKind[CrossFeature]):
         values = df.select(joined(f).alias("v"))["v"]
         return Columns(categorical=[fitted.tables[f.name].lookup(values)])
 
-    def graph(self, f: CrossFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+    def graph(self, f: CrossFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from onnx import TensorProto
 
         from recsys_mtl.features.graph import ExportError, lookup

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -49,6 +49,9 @@ from recsys_mtl.features.registry import register
 from recsys_mtl.features.sequences import check_sequence_column, sequence_items
 from recsys_mtl.strict import StrictModel
 from serving.contract import InputSpec
+
+if TYPE_CHECKING:
+    from recsys_mtl.features.graph import GraphBuilder
 
 Output = Literal["hit", "count", "recency", "length", "category_hit", "category_count", "category_recency"]
 ITEM_OUTPUTS: tuple[Output, ...] = ("hit", "count", "recency", "length")
@@ -199,14 +202,14 @@ class Match(FeatureKind[MatchFeature]):
         raw = df.select(**{o: e for o, e in raw_outputs(f, df.schema).items()})
         return Columns(numeric=[fitted.numeric[f.column(o)].transform(raw[o])[0] for o in f.chosen])
 
-    def graph(self, f: MatchFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+    def graph(self, f: MatchFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from recsys_mtl.features.graph import numeric
 
         raw = _graph_outputs(b, f)
         return Columns(numeric=[numeric(b, raw[o], fitted.numeric[f.column(o)], f.column(o))[0] for o in f.chosen])
 
 
-def _graph_outputs(b, f: MatchFeature) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _graph_outputs(b: GraphBuilder, f: MatchFeature) -> dict[str, str]:
     """output → (B,) double tensor, from the raw inputs: :func:`raw_outputs` as ONNX operators."""
     from onnx import TensorProto
 

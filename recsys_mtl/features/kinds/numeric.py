@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -18,6 +18,9 @@ from recsys_mtl.features.registry import register
 from recsys_mtl.features.value_limits import check_transformed
 from recsys_mtl.strict import StrictModel
 from serving.contract import InputSpec
+
+if TYPE_CHECKING:
+    from recsys_mtl.features.graph import GraphBuilder
 
 
 class MissingPolicy(StrictModel):
@@ -155,7 +158,7 @@ class Numeric(FeatureKind[NumericFeature]):
             out.indicators.append(missing.astype(np.float32))
         return out
 
-    def graph(self, f: NumericFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+    def graph(self, f: NumericFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from recsys_mtl.features.graph import numeric
 
         fit = fitted.numeric[f.name]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 import polars as pl
@@ -16,6 +16,9 @@ from recsys_mtl.features.registry import register
 from recsys_mtl.features.sequences import check_sequence_column, sequence_items
 from recsys_mtl.strict import StrictModel
 from serving.contract import InputSpec
+
+if TYPE_CHECKING:
+    from recsys_mtl.features.graph import GraphBuilder
 
 
 class TargetAttentionConfig(StrictModel):
@@ -119,7 +122,7 @@ class Sequence_(FeatureKind[SequenceFeature]):
         items = df.select(sequence_items(f, df.schema[f.source])).to_series()
         return Columns(sequences={f.name: pad_indices(fitted.tables[f.table], items, f.max_len)})
 
-    def graph(self, f: SequenceFeature, b, fitted: Fitted) -> Columns[str]:  # type: ignore[no-untyped-def]
+    def graph(self, f: SequenceFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from recsys_mtl.features.graph import lookup, pad_to
 
         # fixed to max_len columns: a client feeding more (Triton) gets its first max_len items, which
