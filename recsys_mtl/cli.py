@@ -154,6 +154,23 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import time
+
+    from recsys_mtl.evaluate import evaluate
+
+    out = Path(args.out) if args.out else Path("evaluations") / f"{Path(args.export_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = evaluate(args.export_dir, args.inputs, out, by=args.by, max_slices=args.max_slices)
+    r = result.report
+    print(f"evaluated {r['rows']:,} rows: " + "  ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items() if v is not None))
+    for task, c in r["calibration"].items():
+        print(f"{task}: ECE {c['ece']:.4f}, predicted/observed {c['ratio']:.3f}")
+    shifted = [k for k, d in r["drift"].items() if (d.get("psi") or 0) > 0.25 or (d.get("oov_share") or 0) > 0.05]
+    print(f"drift: {len(shifted)} of {len(r['drift'])} inputs shifted (PSI > 0.25 or OOV > 5%)" + (f": {', '.join(shifted[:8])}" if shifted else ""))
+    print(f"report: {result.out_dir / 'evaluate.md'}")
+    return 0
+
+
 def _group(args: argparse.Namespace) -> int:
     from recsys_mtl.grouping.report import format_grouping, group_run, plot, write_home_groups
 
@@ -331,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     sco.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     sco.add_argument("--quiet", action="store_true", help="no progress line")
     sco.set_defaults(fn=_score)
+
+    eva = sub.add_parser("evaluate", help="an export's metrics, calibration and input drift on new labelled rows (labels from its spec)")
+    eva.add_argument("export_dir", help="folder written by 'export'")
+    eva.add_argument("inputs", nargs="+", metavar="INPUT", help="labelled Parquet / CSV files, folders or globs (quoted)")
+    eva.add_argument("--by", metavar="COLUMN", help="also report every metric per value of this column")
+    eva.add_argument("--max-slices", type=int, default=50, help="largest --by slices reported (the rest summed)")
+    eva.add_argument("--out", help="report folder (default: evaluations/<export>-<time>)")
+    eva.set_defaults(fn=_evaluate)
     return p
 
 
