@@ -157,6 +157,40 @@ def bare_session(export: Path, inp: Path, rows: int, bare_rows: int) -> dict[str
     return {"rows": done, "seconds": took, "rows_per_s": done / took}
 
 
+def breakdown(export: Path, inp: Path, batches: int = 4) -> dict[str, float]:
+    """Seconds per 65,536-row batch in each stage of ``score``: read, the server's feed building
+    (sequence inputs apart from the rest), onnxruntime, Arrow output; 1 thread, same process."""
+    import pyarrow.parquet as pq
+
+    from serving.batch_score import output_columns
+    from serving.predictor import Predictor
+
+    pred = Predictor(export, intra_threads=1, warmup=True)
+    schema = pred.schema
+    pf = pq.ParquetFile(inp)
+    names = [c for c in pf.schema_arrow.names if c in schema.names]
+    spent = {"read": 0.0, "feed_sequences": 0.0, "feed_other": 0.0, "onnxruntime": 0.0, "output": 0.0}
+    for g in range(min(batches, pf.metadata.num_row_groups)):
+        t0 = time.perf_counter()
+        table = pf.read_row_group(g, columns=names)
+        t1 = time.perf_counter()
+        for spec in schema.inputs:  # the per-kind converters from_arrow applies, timed apart
+            s0 = time.perf_counter()
+            schema._arrow[spec.kind](spec, table.column(spec.name))
+            spent["feed_sequences" if spec.kind == "sequence" else "feed_other"] += time.perf_counter() - s0
+        feed = schema.from_arrow(table, table.num_rows)[0]
+        t2 = time.perf_counter()
+        out = pred.predict(feed)
+        t3 = time.perf_counter()
+        output_columns(out, pred.tasks)
+        t4 = time.perf_counter()
+        spent["read"] += t1 - t0
+        spent["onnxruntime"] += t3 - t2
+        spent["output"] += t4 - t3
+    n = min(batches, pf.metadata.num_row_groups)
+    return {k: v / n for k, v in spent.items()}
+
+
 def run_score(export: Path, inp: Path, out: Path, workers: int) -> dict[str, Any]:
     """``score`` in a fresh process; its peak RSS and its largest worker's, sampled from /proc every
     50 ms (ru_maxrss would not do: Linux carries a parent's high-water mark across fork + exec)."""
@@ -184,10 +218,15 @@ def main() -> None:
     ap.add_argument("--bare-rows", type=int, default=262_144, help="rows whose feeds the bare session holds in memory")
     ap.add_argument("--rss-rows", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--out", type=Path, default=Path("/tmp/score_bench"))
+    ap.add_argument("--breakdown-only", action="store_true", help="only the per-stage seconds of a batch")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     export = make_export(args.out)
     inp = write_rows(args.out / f"rows_{args.rows}.parquet", args.rows)
+    if args.breakdown_only:
+        print(f"load average {os.getloadavg()[0]:.1f}; seconds per 65,536-row batch:",
+              json.dumps({k: round(v, 3) for k, v in breakdown(export, inp).items()}))
+        return
     load = os.getloadavg()
     results: dict[str, Any] = {"rows": args.rows, "load_before": load, "cpus": os.cpu_count()}
     results["bare"] = bare_session(export, inp, args.rows, args.bare_rows)

@@ -144,9 +144,18 @@ def _score(args: argparse.Namespace) -> int:
     keep = [c.strip() for c in args.keep.split(",") if c.strip()] if args.keep else []
     tasks = args.tasks.split(",") if args.tasks is not None else None
     try:
-        result = score(args.export_dir, args.inputs, args.out, keep=keep, tasks=tasks, workers=args.workers,
-                       batch_rows=args.batch_rows, variant=args.variant, provider=args.provider, threads=args.threads,
-                       overwrite=args.overwrite, progress=not args.quiet)
+        if args.engine == "ray":
+            try:
+                from serving.ray_score import score_ray
+            except ImportError:
+                raise DataError("score --engine ray needs Ray: pip install 'recsys-mtl[ray]'") from None
+            result = score_ray(args.export_dir, args.inputs, args.out, keep=keep, tasks=tasks, workers=args.workers,
+                               batch_rows=args.batch_rows, threads=args.threads or 1, cpus_per_worker=args.cpus_per_worker,
+                               address=args.address, overwrite=args.overwrite)
+        else:
+            result = score(args.export_dir, args.inputs, args.out, keep=keep, tasks=tasks, workers=args.workers,
+                           batch_rows=args.batch_rows, variant=args.variant, provider=args.provider, threads=args.threads,
+                           overwrite=args.overwrite, progress=not args.quiet)
     except (BatchScoreError, BatchInputError, ExportLoadError) as exc:
         raise DataError(str(exc)) from None
     print(f"scored {result.rows:,} rows of {result.files} file(s) in {result.seconds:.1f} s "
@@ -347,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     sco.add_argument("--threads", type=int, help="onnxruntime intra-op threads per worker (default: cores / workers)")
     sco.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     sco.add_argument("--quiet", action="store_true", help="no progress line")
+    sco.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="ray: Ray Data reads, an actor pool of onnxruntime sessions scores, --out is a folder of Parquet files")
+    sco.add_argument("--address", help="--engine ray: an existing Ray cluster (default: start a local one)")
+    sco.add_argument("--cpus-per-worker", type=float, default=1.0, help="--engine ray: Ray CPUs each scoring actor holds")
     sco.set_defaults(fn=_score)
 
     eva = sub.add_parser("evaluate", help="an export's metrics, calibration and input drift on new labelled rows (labels from its spec)")
