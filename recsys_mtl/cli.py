@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from recsys_mtl.errors import RecsysMTLError, SpecError
+from recsys_mtl.errors import DataError, RecsysMTLError, SpecError
 
 if TYPE_CHECKING:
     from recsys_mtl.spec import FeatureSpec, PipelineConfig
@@ -137,6 +137,50 @@ def _export(args: argparse.Namespace) -> int:
     print(f"parity on {m['parity']['rows']} held-out rows: max abs difference {m['parity']['max_abs_diff']:.3g}")
     for name, info in m["variants"].items():
         print(f"{name}: change vs fp32 " + "  ".join(f"{t}/{k}={v:+.5f}" for t, ms in info["change"].items() for k, v in ms.items()))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from serving.batch_inputs import BatchInputError
+    from serving.batch_score import BatchScoreError, score
+    from serving.metadata import ExportLoadError
+
+    keep = [c.strip() for c in args.keep.split(",") if c.strip()] if args.keep else []
+    tasks = args.tasks.split(",") if args.tasks is not None else None
+    try:
+        if args.engine == "ray":
+            try:
+                from serving.ray_score import score_ray
+            except ImportError:
+                raise DataError("score --engine ray needs Ray: pip install 'recsys-mtl[ray]'") from None
+            result = score_ray(args.export_dir, args.inputs, args.out, keep=keep, tasks=tasks, workers=args.workers,
+                               batch_rows=args.batch_rows, threads=args.threads or 1, cpus_per_worker=args.cpus_per_worker,
+                               address=args.address, overwrite=args.overwrite)
+        else:
+            result = score(args.export_dir, args.inputs, args.out, keep=keep, tasks=tasks, workers=args.workers,
+                           batch_rows=args.batch_rows, variant=args.variant, provider=args.provider, threads=args.threads,
+                           overwrite=args.overwrite, progress=not args.quiet)
+    except (BatchScoreError, BatchInputError, ExportLoadError) as exc:
+        raise DataError(str(exc)) from None
+    print(f"scored {result.rows:,} rows of {result.files} file(s) in {result.seconds:.1f} s "
+          f"({result.rows_per_second:,.0f} rows/s, {result.workers} worker(s)): {result.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import time
+
+    from recsys_mtl.evaluate import evaluate
+
+    out = Path(args.out) if args.out else Path("evaluations") / f"{Path(args.export_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = evaluate(args.export_dir, args.inputs, out, by=args.by, max_slices=args.max_slices)
+    r = result.report
+    print(f"evaluated {r['rows']:,} rows: " + "  ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items() if v is not None))
+    for task, c in r["calibration"].items():
+        print(f"{task}: ECE {c['ece']:.4f}, predicted/observed {c['ratio']:.3f}")
+    shifted = [k for k, d in r["drift"].items() if (d.get("psi") or 0) > 0.25 or (d.get("oov_share") or 0) > 0.05]
+    print(f"drift: {len(shifted)} of {len(r['drift'])} inputs shifted (PSI > 0.25 or OOV > 5%)" + (f": {', '.join(shifted[:8])}" if shifted else ""))
+    print(f"report: {result.out_dir / 'evaluate.md'}")
     return 0
 
 
@@ -307,6 +351,33 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--parity-rows", type=int, default=2048, help="held-out rows of the parity check")
     exp.add_argument("--tasks", help="comma-separated task subset: a task-sparse graph with only the towers and experts they use")
     exp.set_defaults(fn=_export)
+
+    sco = sub.add_parser("score", help="score Parquet / CSV files with an export into one Parquet file (streamed; the server's scores)")
+    sco.add_argument("export_dir", help="folder written by 'export'")
+    sco.add_argument("inputs", nargs="+", metavar="INPUT", help="Parquet / CSV files, folders or globs (quoted)")
+    sco.add_argument("--out", required=True, help="output Parquet file (written atomically)")
+    sco.add_argument("--keep", help="comma-separated input columns copied beside the scores (e.g. ids)")
+    sco.add_argument("--tasks", help="comma-separated tasks to write (default: all the export scores)")
+    sco.add_argument("--workers", type=int, default=1, help="processes, each scoring a contiguous share of the row groups")
+    sco.add_argument("--batch-rows", type=int, default=65_536, help="rows per ONNX call (bounds memory)")
+    sco.add_argument("--variant", default="fp32", help="fp32, int8 or fp16 (as exported)")
+    sco.add_argument("--provider", default="cpu", choices=["auto", "cpu", "cuda"], help="onnxruntime execution provider")
+    sco.add_argument("--threads", type=int, help="onnxruntime intra-op threads per worker (default: cores / workers)")
+    sco.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    sco.add_argument("--quiet", action="store_true", help="no progress line")
+    sco.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="ray: Ray Data reads, an actor pool of onnxruntime sessions scores, --out is a folder of Parquet files")
+    sco.add_argument("--address", help="--engine ray: an existing Ray cluster (default: start a local one)")
+    sco.add_argument("--cpus-per-worker", type=float, default=1.0, help="--engine ray: Ray CPUs each scoring actor holds")
+    sco.set_defaults(fn=_score)
+
+    eva = sub.add_parser("evaluate", help="an export's metrics, calibration and input drift on new labelled rows (labels from its spec)")
+    eva.add_argument("export_dir", help="folder written by 'export'")
+    eva.add_argument("inputs", nargs="+", metavar="INPUT", help="labelled Parquet / CSV files, folders or globs (quoted)")
+    eva.add_argument("--by", metavar="COLUMN", help="also report every metric per value of this column")
+    eva.add_argument("--max-slices", type=int, default=50, help="largest --by slices reported (the rest summed)")
+    eva.add_argument("--out", help="report folder (default: evaluations/<export>-<time>)")
+    eva.set_defaults(fn=_evaluate)
     return p
 
 

@@ -7,6 +7,8 @@ Output folder::
       model.int8.onnx     optional: dynamic int8 quantization of the model part
       model.fp16.onnx     optional: model part computed in float16 (same float32 interface)
       metadata.json       spec hash, inputs / outputs, tasks, versions, parity, variant metrics
+      spec.yaml           the run's feature spec: labels, masks, groups (for ``recsys-mtl evaluate``)
+      preprocessing.json  the run's fitted preprocessing: vocabularies, quantiles (input drift)
       triton/<name>/      Triton Inference Server repository (config.pbtxt + 1/model.onnx)
 
 The export is checked before anything is written: on held-out rows (the run's test split) the
@@ -20,6 +22,7 @@ import copy
 import datetime as dt
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -316,6 +319,8 @@ def export_run(
             "versions": _versions(),
         }
         (stage / "metadata.json").write_text(json.dumps(meta, indent=1))
+        for name in ("spec.yaml", "preprocessing.json"):  # what `evaluate` reads labels and training statistics from
+            shutil.copyfile(run.run_dir / name, stage / name)
         write_repository(stage / "triton", out_dir.name, stage / "model.onnx", inputs + cond_inputs, outputs)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
