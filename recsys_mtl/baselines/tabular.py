@@ -12,12 +12,12 @@ report can say so (the ``baseline`` command warns and records them in ``baseline
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from recsys_mtl.data.preprocess import Layout
+from recsys_mtl.data.preprocess import Layout, Preprocessor
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.spec.features import Task, group_columns
 from recsys_mtl.train.metrics import TaskMetrics
@@ -33,11 +33,19 @@ class TreeColumns:
     dropped: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, layout: Layout) -> "TreeColumns":
-        bucketed = {feature for feature, table in layout.categorical if feature == table}
+    def of(cls, layout: Layout, bucketed: Collection[str] = ()) -> "TreeColumns":
+        """``bucketed``: the quantile-bucketed numerics among the categorical matrix's columns (ordered,
+        not categorical). The layout alone cannot tell them apart: a plain categorical's table is
+        its own name too (an earlier version took every such column for a bucketed numeric, so
+        LightGBM saw categorical ids as ordered numbers)."""
         names = [f for f, _ in layout.categorical] + list(layout.numeric) + [f"{f}__missing" for f in layout.indicators]
         categorical = [i for i, (f, _) in enumerate(layout.categorical) if f not in bucketed]
         return cls(names, categorical, tuple(f for f, *_ in layout.sequences))
+
+    @classmethod
+    def of_preprocessor(cls, pre: Preprocessor) -> "TreeColumns":
+        """The columns of a fitted preprocessing: its quantile-bucketed numerics stay ordered."""
+        return cls.of(pre.layout, {name for name, n in pre.numeric.items() if n.boundaries is not None})
 
 
 def tree_matrix(table: EncodedTable) -> np.ndarray:
