@@ -96,3 +96,10 @@ def test_pipeline_refuses_no_training_periods(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError, match="valid_periods"):
         load_pipeline(path)
+
+
+def test_generate_command_writes_drift_data(tmp_path: Path) -> None:
+    from recsys_mtl.cli import main
+
+    assert main(["generate", str(tmp_path / "d.parquet"), "--drift", "--rows", "2000", "--seed", "5"]) == 0
+    assert pl.read_parquet(tmp_path / "d.parquet").equals(generate(DriftConfig(rows=2000, seed=5)))
