@@ -103,3 +103,27 @@ def test_generate_command_writes_drift_data(tmp_path: Path) -> None:
 
     assert main(["generate", str(tmp_path / "d.parquet"), "--drift", "--rows", "2000", "--seed", "5"]) == 0
     assert pl.read_parquet(tmp_path / "d.parquet").equals(generate(DriftConfig(rows=2000, seed=5)))
+
+
+def test_cold_start_scenario_most_test_users_unseen() -> None:
+    df = generate(DriftConfig(rows=6000, periods=5, users=400, items=400, scenario="cold_start", seed=2))
+    assert generate(DriftConfig(rows=6000, periods=5, users=400, items=400, scenario="cold_start", seed=2)).equals(df)
+    train, _, test = time_split(df, "period")
+    unseen = ~test["user_id"].is_in(train["user_id"].unique().implode())
+    assert unseen.mean() > 0.7
+    assert set(df["rating"].unique().to_list()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert 0.1 < df["complete"].mean() < 0.9
+    with pytest.raises(ValueError, match="scenario"):
+        DriftConfig(scenario="sideways")
+
+
+def test_cold_start_pipeline_loads_with_its_spec(tmp_path: Path) -> None:
+    cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_coldstart_mmoe.yaml")
+    assert cfg.data.scenario == "cold_start"  # type: ignore[union-attr]
+    assert [t.type for t in spec.tasks] == ["regression", "binary"]
+    raw = yaml.safe_load((ROOT / "pipelines" / "synthetic_coldstart_mmoe.yaml").read_text())
+    raw["spec"] = str(ROOT / "feature_specs" / "synthetic_coldstart.yaml")
+    raw["data"].update({"rows": 3000, "users": 200, "items": 200, "cache_dir": str(tmp_path)})
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    cfg, spec = load_pipeline(tmp_path / "p.yaml")
+    assert data_source(cfg.data).check(spec) == {"train": 2000, "valid": 500, "test": 500}

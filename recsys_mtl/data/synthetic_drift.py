@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -56,6 +57,10 @@ class DriftConfig:
     id_scale: float = 0.6
     missing_rate: float = 0.02
     seed: int = 0
+    #: which table: "drift" (above) or "cold_start" (see :func:`cold_start`)
+    scenario: str = "drift"
+    #: cold_start: share of the last period's rows by users first seen then
+    cold_share: float = 0.8
 
     def __post_init__(self) -> None:
         if self.periods < 3:
@@ -66,6 +71,10 @@ class DriftConfig:
             raise ValueError("users and items must be at least 2")
         if not 0 <= self.new_id_rate < 1:
             raise ValueError(f"new_id_rate must be in [0, 1), got {self.new_id_rate}")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {sorted(SCENARIOS)}, got {self.scenario!r}")
+        if not 0 <= self.cold_share <= 1:
+            raise ValueError(f"cold_share must be in [0, 1], got {self.cold_share}")
         if self.zipf <= 0 or self.drift < 0 or self.id_scale < 0:
             raise ValueError("zipf must be positive, drift and id_scale non-negative")
 
@@ -110,7 +119,12 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def generate(cfg: DriftConfig) -> pl.DataFrame:
-    """The whole table, rows in period order (see the module docstring for the columns)."""
+    """The whole table of ``cfg.scenario``, rows in period order."""
+    return SCENARIOS[cfg.scenario](cfg)
+
+
+def drift(cfg: DriftConfig) -> pl.DataFrame:
+    """The drift table (see the module docstring for the columns)."""
     rng = np.random.default_rng(cfg.seed)
     n, P = cfg.rows, cfg.periods
     period = np.minimum(np.arange(n) * P // n, P - 1)
@@ -172,6 +186,61 @@ def generate(cfg: DriftConfig) -> pl.DataFrame:
         "quick": quick.astype(np.int8),
     })
     return df.with_columns(pl.col(["temp", "wind", "precip", "load"]).fill_nan(None))
+
+
+def cold_start(cfg: DriftConfig) -> pl.DataFrame:
+    """Cold-start recommendation: most users of the last period were never seen before.
+
+    ``users`` long-tail users are active over every period; ``users // 2`` new users appear in the
+    last period only and draw a share ``cold_share`` of its rows. Items (``items``, long tail)
+    are stable. Side information known for every user and item: ``age`` (numeric), ``region``
+    (20), ``genre`` (18), ``year`` (numeric). Tasks: ``rating`` (1-5, regression) =
+    3.6 + user bias + item bias (popularity-linked plus idiosyncratic, drifting by ``drift`` per
+    period) + a genre × age-band taste + noise, rounded and clipped; ``complete`` (binary) from
+    the same latent score with its own noise. A bias model cannot score new users beyond their
+    items' biases; the side information can.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    n, P = cfg.rows, cfg.periods
+    period = np.minimum(np.arange(n) * P // n, P - 1)
+    old = 1.0 / np.arange(1, cfg.users + 1) ** cfg.zipf
+    n_new = max(cfg.users // 2, 1)
+    user = np.empty(n, dtype=np.int64)
+    cold = (period == P - 1) & (rng.random(n) < cfg.cold_share)
+    user[~cold] = rng.choice(cfg.users, size=int((~cold).sum()), p=old / old.sum())
+    user[cold] = cfg.users + rng.integers(0, n_new, size=int(cold.sum()))
+    items = _ids(cfg.items, cfg, rng)
+    item = _draw(items, np.zeros(n, dtype=np.int64), rng)
+
+    n_users = cfg.users + n_new
+    age = rng.uniform(18, 70, size=n_users)
+    region = rng.integers(0, 20, size=n_users)
+    genre = rng.integers(0, 18, size=cfg.items)
+    year = rng.integers(1960, 2025, size=cfg.items).astype(np.float64)
+    band = np.digitize(age, [25, 35, 50])
+    taste = rng.normal(0, 0.5, size=(18, 4))
+    region_eff = rng.normal(0, 0.2, 20)
+    user_bias = 0.5 * rng.standard_normal(n_users) + 0.01 * (age - 40) + region_eff[region]
+    item_bias = cfg.id_scale * (items.stable[item, 0] + items.walk[period, item, 0])
+    score = user_bias[user] + item_bias + taste[genre[item], band[user]] + 0.004 * (year[item] - 1990)
+    score = score - score.mean()  # popular items' biases need not average out: centre the ratings at 3.6
+    rating = np.clip(np.round(3.6 + score + rng.normal(0, 0.8, size=n)), 1, 5)
+    complete = rng.random(n) < _sigmoid(-0.2 + 1.5 * score + 0.3 * (year[item] > 2010))
+    return pl.DataFrame({
+        "period": period.astype(np.int32),
+        "user_id": np.char.add("u", user.astype(str)),
+        "item_id": np.char.add("i", item.astype(str)),
+        "age": age[user],
+        "region": np.char.add("r", region[user].astype(str)),
+        "genre": np.char.add("g", genre[item].astype(str)),
+        "year": year[item],
+        "rating": rating,
+        "complete": complete.astype(np.int8),
+    })
+
+
+#: scenario name → table generator
+SCENARIOS: dict[str, Callable[[DriftConfig], pl.DataFrame]] = {"drift": drift, "cold_start": cold_start}
 
 
 def time_split(df: pl.DataFrame, time_column: str, valid_periods: int = 1, test_periods: int = 1) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:

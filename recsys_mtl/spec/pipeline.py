@@ -93,6 +93,9 @@ class SyntheticDriftData(DataSection):
     new_id_rate: float = Field(0.2, ge=0, lt=1)
     drift: float = Field(0.35, ge=0)
     id_scale: float = Field(0.6, ge=0)
+    #: "drift" or "cold_start" (most test users unseen; rating regression + a binary task)
+    scenario: Literal["drift", "cold_start"] = "drift"
+    cold_share: float = Field(0.8, ge=0, le=1)
     seed: int = 0
     cache_dir: Path = Path("data_cache")
     valid_periods: int = Field(1, ge=1)
