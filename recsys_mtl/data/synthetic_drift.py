@@ -39,6 +39,8 @@ import numpy as np
 import polars as pl
 
 TASKS = ("click", "convert", "quick")
+#: scale of the idiosyncratic (drifting) id effects in the drift scenario's logits
+IDIOSYNCRATIC = 0.3
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class DriftConfig:
     #: share of ids born after period 0
     new_id_rate: float = 0.2
     #: std of an idiosyncratic id effect's random-walk step per period (its initial std is 1)
-    drift: float = 0.35
+    drift: float = 0.6
     #: scale of every id effect in the logits
     id_scale: float = 0.6
     missing_rate: float = 0.02
@@ -132,8 +134,9 @@ def drift(cfg: DriftConfig) -> pl.DataFrame:
 
     users, items = _ids(cfg.users, cfg, rng), _ids(cfg.items, cfg, rng)
     u, i = _draw(users, period, rng), _draw(items, period, rng)
-    # (N, T) id effects at the row's period
-    id_effect = cfg.id_scale * (users.stable[u] + users.walk[period, u] + items.stable[i] + items.walk[period, i])
+    # (N, T) id effects at the row's period: the popularity-linked part carries over to rare and new
+    # ids; the idiosyncratic part is small and its random walk soon outweighs what was memorised
+    id_effect = cfg.id_scale * (users.stable[u] + items.stable[i]) + IDIOSYNCRATIC * (users.walk[period, u] + items.walk[period, i])
 
     carrier = rng.integers(0, 12, size=n)
     dow = rng.integers(0, 7, size=n)
@@ -153,6 +156,7 @@ def drift(cfg: DriftConfig) -> pl.DataFrame:
     base = -3.2 + 0.3 * np.sin(2 * np.pi * phase)
     z_click = (base + 0.9 * storm + 0.4 * rush + wind_w * wind + 0.4 * (precip > 1.0)
                + carrier_eff[carrier] + dow_eff[dow] + 0.8 * (load > 0.85) * (hour > 17)
+               + 1.0 * (temp < 2) * (precip > 0.5) + 0.7 * (hour >= 20) * (distance > 1500)
                + 0.8 * id_effect[:, 0])
     z_convert = (-0.5 + 0.6 * (temp < 0) + 0.5 * np.tanh((distance - 900) / 300) * (1 - phase)
                  + 0.6 * (load > 0.9) - 0.3 * carrier_eff[carrier] + 1.0 * id_effect[:, 1])

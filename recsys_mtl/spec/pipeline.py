@@ -91,7 +91,7 @@ class SyntheticDriftData(DataSection):
     items: int = Field(4000, ge=2)
     zipf: float = Field(1.1, gt=0)
     new_id_rate: float = Field(0.2, ge=0, lt=1)
-    drift: float = Field(0.35, ge=0)
+    drift: float = Field(0.6, ge=0)
     id_scale: float = Field(0.6, ge=0)
     #: "drift" or "cold_start" (most test users unseen; rating regression + a binary task)
     scenario: Literal["drift", "cold_start"] = "drift"
