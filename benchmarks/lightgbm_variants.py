@@ -54,7 +54,8 @@ def main() -> None:
         same = not r["high_cardinality"]
         results["plain"][seed] = r["test"] if same else fit_lightgbm_per_task(*splits, columns, params, seed)["test"]  # type: ignore[arg-type]
         results["ordered_ids"][seed] = fit_lightgbm_per_task(*splits, ordered, params, seed)["test"]  # type: ignore[arg-type]
-        print(f"seed {seed} done ({time.perf_counter() - started:.0f} s)", flush=True)
+        row = {name: {k: round(v, 4) for k, v in by_seed[seed].items() if k.endswith(("/auc", "/rmse"))} for name, by_seed in results.items()}
+        print(f"seed {seed} done ({time.perf_counter() - started:.0f} s): {row}; choice {choices[seed]}", flush=True)
     keys = [f"{t.name}/{primary_metric(t)}" for t in spec.tasks]
     print(f"\n{cfg.name}, seeds {args.seeds}, test\n")
     print("| LightGBM | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
