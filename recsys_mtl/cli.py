@@ -114,6 +114,15 @@ def _validate(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from recsys_mtl.data.synthetic import SyntheticConfig, write_parquet
 
+    if args.drift:  # time split with drift and long-tail ids (recsys_mtl.data.synthetic_drift)
+        from recsys_mtl.data import synthetic_drift
+
+        try:
+            drift = synthetic_drift.DriftConfig(rows=args.rows, seed=args.seed)
+        except ValueError as exc:
+            raise RecsysMTLError(f"generate: {exc}") from None
+        print(synthetic_drift.write_parquet(drift, Path(args.out)))
+        return 0
     try:
         cfg = SyntheticConfig(rows=args.rows, num_tasks=args.tasks, task_correlation=args.correlation, seed=args.seed)
     except ValueError as exc:
@@ -302,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--tasks", type=int, default=2)
     gen.add_argument("--correlation", type=float, default=0.5)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--drift", action="store_true", help="drift data instead: periods, long-tail ids, three funnel tasks (feature_specs/synthetic_drift.yaml)")
     gen.set_defaults(fn=_generate)
 
     lst = sub.add_parser("list", help="registered models and balancing methods, with one-line descriptions")

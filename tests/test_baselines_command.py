@@ -68,3 +68,20 @@ def test_bad_baselines_section_is_one_line_before_training(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert "baselines.seeds" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_baseline_on_drift_data_records_the_practitioner_choices_and_bias(tmp_path: Path) -> None:
+    drift = ["--set", "data.rows=4000", "--set", "data.periods=5", "--set", "data.users=300", "--set", "data.items=300",
+             "--set", "baselines.lightgbm_plain=true", "--set", "baselines.single_task=false"]
+    args = ["baseline", str(ROOT / "pipelines" / "synthetic_drift_mmoe.yaml"), *small(tmp_path), *drift, "--seeds", "1"]
+    assert main(args) == 0
+    (folder,) = (tmp_path / "runs").glob("synthetic_drift_mmoe-baselines-*")
+    report = json.loads((folder / "baselines.json").read_text())
+    assert set(report["results"]) == {"multitask", "lightgbm", "lightgbm_plain", "bias"}
+    assert report["lightgbm_high_cardinality"] == ["user_id", "item_id"]
+    choice = report["lightgbm_choice"]["1"]
+    assert set(choice) == {"click", "convert", "quick"}
+    assert all(c["encoding"] in {"rank", "native_smooth"} for c in choice.values())
+    assert set(report["bias_choice"]["1"]["click"]) >= {"model", "prior", "entities"}
+    table = (folder / "baselines.md").read_text()
+    assert "high-cardinality encoding chosen on validation" in table and "bias / item rate" in table

@@ -86,9 +86,11 @@ def summarize(results: Results, tasks: Sequence[Task], tolerance: float = DEFAUL
     metrics = {t.name: primary_metric(t) for t in tasks}
     summary: dict[str, Any] = {"primary_metric": metrics, "methods": {}}
     for method, by_seed in results.items():
+        # a method may serve only some tasks (the bias baselines: binary and regression ones)
         summary["methods"][method] = {
             t: {split: _stats([r[split][f"{t}/{m}"] for r in by_seed.values()]) for split in ("val", "test")}
             for t, m in metrics.items()
+            if all(f"{t}/{m}" in r["test"] for r in by_seed.values())
         }
     if "multitask" in results and "single_task" in results:
         mt, st = results["multitask"], results["single_task"]
@@ -107,7 +109,8 @@ def summarize(results: Results, tasks: Sequence[Task], tolerance: float = DEFAUL
     return summary
 
 
-METHOD_LABELS = {"multitask": "multitask", "single_task": "single-task", "lightgbm": "LightGBM", "rmtgb": "R-MTGB"}
+METHOD_LABELS = {"multitask": "multitask", "single_task": "single-task", "lightgbm": "LightGBM", "lightgbm_plain": "LightGBM (plain)",
+                 "rmtgb": "R-MTGB", "bias": "bias / item rate"}
 
 
 def markdown_table(summary: dict[str, Any], split: str = "test") -> str:
@@ -121,8 +124,8 @@ def markdown_table(summary: dict[str, Any], split: str = "test") -> str:
     for task, metric in summary["primary_metric"].items():
         cells = [task, f"{split} {metric}"]
         for m in methods:
-            s = summary["methods"][m][task][split]
-            cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s["n"] > 1 else f"{s['mean']:.4f}")
+            s = summary["methods"][m].get(task, {}).get(split)
+            cells.append("—" if s is None else f"{s['mean']:.4f} ± {s['std']:.4f}" if s["n"] > 1 else f"{s['mean']:.4f}")
         if has_transfer:
             nt = summary["negative_transfer"][task]
             cells += [f"{100 * nt['gain']:+.2f} %", "**yes**" if nt["flag"] else "no"]
@@ -131,3 +134,24 @@ def markdown_table(summary: dict[str, Any], split: str = "test") -> str:
         lines.append("")
         lines.append(f"Δm (multitask vs single-task, {split}): {100 * summary[f'delta_m_{split}']:+.3f} %")
     return "\n".join(lines) + "\n"
+
+
+def choices_note(extra: dict[str, Any]) -> str:
+    """What the baselines chose on validation, per task over the seeds (below the table)."""
+    lines = []
+    by_task: dict[str, list[str]] = {}
+    for per_task in extra.get("lightgbm_choice", {}).values():
+        for task, c in per_task.items():
+            by_task.setdefault(task, []).append(c["encoding"])
+    if by_task:
+        cols = ", ".join(extra.get("lightgbm_high_cardinality", [])) or "none"
+        picks = "; ".join(f"{t}: {', '.join(v)}" for t, v in by_task.items())
+        lines.append(f"LightGBM high-cardinality encoding chosen on validation per seed (columns: {cols}): {picks}.")
+    by_task = {}
+    for per_task in extra.get("bias_choice", {}).values():
+        for task, c in per_task.items():
+            key = "lambda" if "lambda" in c else "prior"
+            by_task.setdefault(task, []).append(f"{c['model']}, {key} {c[key]:g}")
+    if by_task:
+        lines.append("Bias baseline chosen on validation per seed: " + "; ".join(f"{t}: {' / '.join(v)}" for t, v in by_task.items()) + ".")
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""

@@ -32,6 +32,31 @@ class LightGBMParams(StrictModel):
     extra: dict[str, Any] = {}
 
 
+class PractitionerParams(StrictModel):
+    """The practitioner's LightGBM (see :mod:`recsys_mtl.baselines.practitioner`)."""
+
+    #: a categorical with more distinct training values than this is high-cardinality
+    high_cardinality: int = Field(100, ge=1)
+    #: candidate encodings of the high-cardinality columns, chosen per task on validation
+    encodings: list[str] = Field(["rank", "native_smooth"], min_length=1)
+    #: native_smooth: LightGBM's categorical smoothing
+    cat_smooth: float = Field(50.0, ge=0)
+    cat_l2: float = Field(10.0, ge=0)
+    min_data_per_group: int = Field(200, ge=1)
+    max_cat_threshold: int = Field(32, ge=1)
+
+
+class BiasParams(StrictModel):
+    """Bias baselines (see :mod:`recsys_mtl.baselines.bias`); strengths chosen on validation."""
+
+    #: regression: L2 strengths of the user and item biases tried
+    lambdas: list[float] = Field([0.3, 1.0, 3.0, 10.0, 30.0, 100.0], min_length=1)
+    #: alternating least-squares sweeps (user biases, then item biases)
+    iterations: int = Field(10, ge=1)
+    #: binary: prior strengths (pseudo-rows at the global rate) of the smoothed item rate tried
+    priors: list[float] = Field([1.0, 3.0, 10.0, 30.0, 100.0, 300.0], min_length=1)
+
+
 class RMTGBParams(StrictModel):
     """R-MTGB stage sizes and regularisation (see :mod:`recsys_mtl.baselines.rmtgb`)."""
 
@@ -47,7 +72,13 @@ class BaselinesConfig(StrictModel):
 
     #: also fit the baselines after every ``fit`` / ``run`` of this pipeline (as ``--baselines`` does)
     enabled: bool = False
+    #: the practitioner's LightGBM per task (high-cardinality encoding chosen on validation)
     lightgbm: bool = True
+    #: the earlier LightGBM per task: every categorical native, LightGBM's default smoothing
+    lightgbm_plain: bool = False
+    #: global mean + user + item biases (regression), smoothed item rate (binary); needs the
+    #: spec's ``entities``, skipped without them
+    bias: bool = True
     single_task: bool = True
     rmtgb: bool = False
     #: seeds of every fitted side (multitask, single-task, LightGBM, R-MTGB); default: trainer.seed
@@ -56,6 +87,8 @@ class BaselinesConfig(StrictModel):
     tolerance: float = Field(DEFAULT_TOLERANCE, ge=0)
     lightgbm_params: LightGBMParams = LightGBMParams()
     rmtgb_params: RMTGBParams = RMTGBParams()
+    practitioner: PractitionerParams = PractitionerParams()
+    bias_params: BiasParams = BiasParams()
 
 
 def baselines_config(raw: dict[str, Any], source: str | Path = "pipeline") -> BaselinesConfig:

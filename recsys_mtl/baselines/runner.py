@@ -24,9 +24,11 @@ from typing import Any
 import yaml
 
 from recsys_mtl.artifacts import write_atomic
-from recsys_mtl.baselines.compare import METHOD_LABELS, Results, markdown_table, summarize
+from recsys_mtl.baselines.bias import entity_columns, fit_bias_baselines
+from recsys_mtl.baselines.compare import METHOD_LABELS, Results, choices_note, markdown_table, summarize
 from recsys_mtl.baselines.config import BaselinesConfig, baselines_config
 from recsys_mtl.baselines.lightgbm_tasks import fit_lightgbm_per_task, require_lightgbm
+from recsys_mtl.baselines.practitioner import fit_practitioner_lightgbm
 from recsys_mtl.baselines.rmtgb import fit_rmtgb
 from recsys_mtl.baselines.single_task import fit_single_task
 from recsys_mtl.baselines.tabular import TreeColumns
@@ -66,7 +68,7 @@ def run_baselines(
     ``multitask`` holds already fitted multitask metrics (metrics.json content) by seed; the
     other seeds are fitted here.
     """
-    if bcfg.lightgbm or bcfg.rmtgb:
+    if bcfg.lightgbm or bcfg.lightgbm_plain or bcfg.rmtgb:
         require_lightgbm()  # fail before any fit, not after an hour of them
     prep = prepared or prepare(cfg, spec)
     if not isinstance(prep.train, EncodedTable):
@@ -75,10 +77,10 @@ def run_baselines(
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = spec.tasks
     results: Results = {}
-    extra: dict[str, Any] = {"lightgbm_best_iteration": {}, "rmtgb": {}}
+    extra: dict[str, Any] = {"lightgbm_best_iteration": {}, "lightgbm_choice": {}, "rmtgb": {}}
 
     given = multitask or {}
-    columns = TreeColumns.of(prep.preprocessor.layout)
+    columns = TreeColumns.of_preprocessor(prep.preprocessor)
     if columns.dropped and (bcfg.lightgbm or bcfg.rmtgb):
         log.warning("%s: the tree baselines do not see the sequence features %s (no tree column for lists)", cfg.name, ", ".join(columns.dropped))
     report: BaselineReport | None = None
@@ -99,9 +101,22 @@ def run_baselines(
             results.setdefault("single_task", {})[seed] = merged
 
         if bcfg.lightgbm:
-            r = fit_lightgbm_per_task(tasks, prep.train, prep.valid, prep.test, columns, bcfg.lightgbm_params, seed)
+            r = fit_practitioner_lightgbm(tasks, prep.train, prep.valid, prep.test, columns, bcfg.lightgbm_params, bcfg.practitioner, seed)
             results.setdefault("lightgbm", {})[seed] = {"val": r["val"], "test": r["test"]}
             extra["lightgbm_best_iteration"][seed] = r["best_iteration"]
+            extra["lightgbm_choice"][seed] = r["choice"]
+            extra["lightgbm_high_cardinality"] = r["high_cardinality"]
+
+        if bcfg.lightgbm_plain:
+            r = fit_lightgbm_per_task(tasks, prep.train, prep.valid, prep.test, columns, bcfg.lightgbm_params, seed)
+            results.setdefault("lightgbm_plain", {})[seed] = {"val": r["val"], "test": r["test"]}
+            extra.setdefault("lightgbm_plain_best_iteration", {})[seed] = r["best_iteration"]
+
+        if bcfg.bias and spec.entities is not None:
+            r = fit_bias_baselines(tasks, prep.train, prep.valid, prep.test, entity_columns(prep.preprocessor.layout, spec.entities), bcfg.bias_params)
+            if r["choice"]:
+                results.setdefault("bias", {})[seed] = {"val": r["val"], "test": r["test"]}
+                extra.setdefault("bias_choice", {})[seed] = r["choice"]
 
         if bcfg.rmtgb:
             r = fit_rmtgb(tasks, prep.train, prep.valid, prep.test, columns, bcfg.lightgbm_params, bcfg.rmtgb_params, seed)
@@ -116,7 +131,8 @@ def run_baselines(
 def _write(cfg: PipelineConfig, bcfg: BaselinesConfig, prep: Prepared, columns: TreeColumns, results: Results, extra: dict[str, Any], out_dir: Path) -> BaselineReport:
     summary = summarize(results, prep.spec.tasks, bcfg.tolerance)
     table = markdown_table(summary)
-    trees = [m for m in ("lightgbm", "rmtgb") if m in results]
+    table += choices_note(extra)
+    trees = [m for m in ("lightgbm", "lightgbm_plain", "rmtgb") if m in results]
     if columns.dropped and trees:
         table += f"\n{' and '.join(METHOD_LABELS[m] for m in trees)} left out the sequence features {', '.join(columns.dropped)} (no tree column for lists).\n"
     seeds = sorted(results["multitask"])

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from recsys_mtl.data.preprocess import Layout
+from recsys_mtl.data.preprocess import Layout, Preprocessor
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.spec.features import Task, group_columns
 from recsys_mtl.train.metrics import TaskMetrics
@@ -34,10 +34,18 @@ class TreeColumns:
 
     @classmethod
     def of(cls, layout: Layout) -> "TreeColumns":
+        """Quantile-bucketed numerics (``layout.ordered``) stay ordered; other table columns are
+        native categoricals (a plain categorical's table is its own name too, so the table name
+        cannot tell them apart)."""
         bucketed = set(layout.ordered)
         names = [f for f, _ in layout.categorical] + list(layout.numeric) + [f"{f}__missing" for f in layout.indicators]
         categorical = [i for i, (f, _) in enumerate(layout.categorical) if f not in bucketed]
         return cls(names, categorical, tuple(f for f, *_ in layout.sequences))
+
+    @classmethod
+    def of_preprocessor(cls, pre: Preprocessor) -> "TreeColumns":
+        """The columns of a fitted preprocessing: its quantile-bucketed numerics stay ordered."""
+        return cls.of(pre.layout)
 
 
 def tree_matrix(table: EncodedTable) -> np.ndarray:
