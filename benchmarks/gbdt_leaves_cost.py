@@ -73,13 +73,15 @@ def main() -> None:
                           "leaves_shape": list(next(iter(leaves.values())).shape), "load": os.getloadavg()}), flush=True)
         variants = {"plain": (plain, TableDataModule), "walk": (gbdt, WalkingDataModule), "precomputed": (gbdt, TableDataModule)}
         results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+        # copies made before any training: a trained module holds non-leaf tensors deepcopy refuses
+        fresh = {(r, name): copy.deepcopy(m) for r in range(args.rounds) for name, (m, _) in variants.items()}
         t = cfg.trainer
         for r in range(args.rounds):
-            for name, (module, dm_cls) in variants.items():
+            for name, (_, dm_cls) in variants.items():
                 dm = dm_cls(prep.train, prep.valid, None, t.batch_size, t.eval_batch_size, t.seed)
                 clock = TrainClock()
                 trainer, _, _ = make_trainer(cfg, Path(tmp) / f"{name}{r}", [clock])
-                trainer.fit(copy.deepcopy(module), datamodule=dm)
+                trainer.fit(fresh[r, name], datamodule=dm)
                 wall, cpu = clock.rows_per_sec()
                 results[name].append((wall, cpu))
                 print(json.dumps({"round": r, "variant": name, "rows_per_sec_wall": round(wall), "rows_per_cpu_sec": round(cpu),

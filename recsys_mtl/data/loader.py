@@ -70,7 +70,8 @@ class ColumnBatchLoader:
             per_rank = self._rows()
             if self.world_size > 1:
                 order = order[self.rank * per_rank : (self.rank + 1) * per_rank]
-            columns = {**self.table.permuted(order).columns(), **{k: v[order] for k, v in self.extra.items()}}
+            # one row gather per column; index_select is ~2x faster than v[order] on CPU
+            columns = {k: v.index_select(0, order) for k, v in self._columns.items()}
         self.epoch += 1
         n = self._rows()
         for b in range(len(self)):
