@@ -65,11 +65,12 @@ def main() -> None:
         gbdt = build_module(prep)
         trees_s = time.perf_counter() - t0
         plain = build_module(replace(prep, cfg=plain_cfg))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         leaves = precomputed_columns(gbdt.model, prep.train)
-        leaves_s = time.perf_counter() - t0
+        leaves_s, leaves_cpu = time.perf_counter() - t0, time.process_time() - c0
         print(json.dumps({"rows": len(prep.train), "threads": torch.get_num_threads(), "prepare_s": round(prep_s, 1),
                           "fit_trees_s": round(trees_s, 1), "precompute_train_leaves_s": round(leaves_s, 2),
+                          "precompute_train_leaves_cpu_s": round(leaves_cpu, 2),
                           "leaves_shape": list(next(iter(leaves.values())).shape), "load": os.getloadavg()}), flush=True)
         variants = {"plain": (plain, TableDataModule), "walk": (gbdt, WalkingDataModule), "precomputed": (gbdt, TableDataModule)}
         results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}

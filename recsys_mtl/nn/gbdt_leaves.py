@@ -112,8 +112,13 @@ class GBDTLeaves(nn.Module):
         return all(torch.equal(getattr(self, n), getattr(other, n)) for n in names)
 
     def embed(self, leaves: Tensor) -> Tensor:
-        """(B, T) leaf indices (:meth:`leaves`) → (B, T · d) leaf embeddings."""
-        return self.embedding(leaves + self.leaf_offset).flatten(1)
+        """(B, T) leaf indices (:meth:`leaves`) → (B, T · d) leaf embeddings.
+
+        ``index_select`` rather than ``nn.Embedding``'s lookup: the same rows, but its backward is
+        one ``index_add`` while the embedding backward sorts the B · T indices first (census
+        recipe, 200 trees: ~14 → ~3 ms per 1,024-row step on one CPU thread)."""
+        rows = self.embedding.weight.index_select(0, (leaves + self.leaf_offset).flatten())
+        return rows.view(leaves.shape[0], -1)
 
     def margins(self, leaves: Tensor) -> Tensor:
         """(B, T) leaf indices (:meth:`leaves`) → (B, tasks) boosted raw score of each task's trees
