@@ -3,6 +3,7 @@ parameters and state-dict keys (old checkpoints load), the experts still capture
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from recsys_mtl.balancing.capture import SharedCapture
@@ -55,3 +56,35 @@ def test_balancer_capture_still_sees_the_experts() -> None:
     model(features_only(slice_batch(table.columns(), 0, 16)))
     (shared,) = capture.pop()
     assert shared.shape == (16, 3, 8) and shared.requires_grad
+
+
+def _level_reference(level, task_inputs, shared_input):  # type: ignore[no-untyped-def]
+    """A CGC level's outputs with every bank and gate run on its own (the unfused forward)."""
+    own = [bank(x) for bank, x in zip(level.task_experts, task_inputs)] if level.task_experts is not None else []
+    shared = [level.shared_experts(shared_input)] if level.shared_experts is not None else []
+    cat = lambda parts: torch.cat(parts, dim=1)  # noqa: E731
+    outs = [mix(cat(([own[t]] if own else []) + shared), gate(x)) for t, (gate, x) in enumerate(zip(level.task_gates, task_inputs))]
+    shared_out = mix(cat(own + shared), level.shared_gate(shared_input)) if level.shared_gate is not None else None
+    return outs, shared_out
+
+
+@pytest.mark.parametrize("params", [
+    {"num_levels": 2, "task_experts": 2, "shared_experts": 1, "expert_hidden": [8]},
+    {"num_levels": 2, "task_experts": 0, "shared_experts": 3, "expert_hidden": [8], "exclusivity": 0.5},
+    {"num_levels": 2, "task_experts": 2, "shared_experts": 0, "expert_hidden": [8]},
+])
+def test_ple_levels_equal_the_unfused_layers(params: dict) -> None:
+    context, table = make_context(2)
+    torch.manual_seed(0)
+    model = build_model("ple", params, context).eval()
+    x = model.encoder(features_only(slice_batch(table.columns(), 0, 32)))
+    inputs, shared = [x, x], x
+    for level in model.levels:
+        got, got_shared = level(inputs, shared)
+        want, want_shared = _level_reference(level, inputs, shared)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b)
+        assert (got_shared is None) == (want_shared is None)
+        if want_shared is not None:
+            torch.testing.assert_close(got_shared, want_shared)
+        inputs, shared = got, got_shared if got_shared is not None else x

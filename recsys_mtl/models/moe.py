@@ -9,7 +9,7 @@ from recsys_mtl.errors import SpecError
 from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
 from recsys_mtl.models.registry import register
-from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
+from recsys_mtl.nn.blocks import Gate, experts_and_gates, mix
 from recsys_mtl.nn.expert_banks import ExpertTypeParams, build_experts
 from torch import nn
 
@@ -37,12 +37,7 @@ class _MixtureOfExperts(FlatInputModel):
         self.build_towers([self.experts.out_dim] * len(self.task_names))
 
     def task_inputs(self, x: Tensor) -> list[Tensor]:
-        if isinstance(self.experts, ParallelExperts):  # the gates' projections ride the experts' first GEMM
-            logits: list[Tensor] = []
-            experts = self.experts(x, [gate.proj for gate in self.gates], logits)
-            weights = [gate.weights(z) for gate, z in zip(self.gates, logits)]
-        else:
-            experts, weights = self.experts(x), [gate(x) for gate in self.gates]  # (B, E, H), (B, E) each
+        experts, weights = experts_and_gates(self.experts, x, self.gates)  # (B, E, H), (B, E) each
         mixed = [mix(experts, w) for w in weights]
         return mixed if self.gates_per_task else mixed * len(self.task_names)
 

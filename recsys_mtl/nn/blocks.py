@@ -152,3 +152,17 @@ def mix(experts: Tensor, weights: Tensor) -> Tensor:
     """(B, E, H) experts, (B, E) weights → (B, H) weighted sum."""
     # broadcast multiply + sum: einsum lowers this to B tiny bmm's, much slower on CPU
     return (experts * weights.unsqueeze(-1)).sum(dim=1)
+
+
+def experts_and_gates(bank: nn.Module, x: Tensor, gates: Sequence[Gate]) -> tuple[Tensor, list[Tensor]]:
+    """(B, in_dim) → ``bank``'s (B, E, H) experts and each gate's (B, E_g) weights, all on ``x``.
+
+    With a :class:`ParallelExperts` bank the gates' projections join its first GEMM (see
+    :meth:`ParallelExperts.forward`); any other bank runs, and the gates run, on their own.
+    """
+    if not isinstance(bank, ParallelExperts) or not gates:
+        return bank(x), [gate(x) for gate in gates]
+    logits: list[Tensor] = []
+    experts = bank(x, [gate.proj for gate in gates], logits)
+    return experts, [gate.weights(z) for gate, z in zip(gates, logits)]
+
