@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,26 @@ def test_fit_with_cosine_schedule_ends_at_the_floor(tmp_path: Path) -> None:
     assert {g["name"]: g["weight_decay"] for g in groups}["dense"] == 0.01
     # cosine over the 2 epochs' steps: the last step sits at the floor, 10% of lr
     assert all(g["lr"] == pytest.approx(0.1 * cfg.trainer.lr, rel=0.05) for g in groups)
+
+
+def test_dense_adamw_is_fused_and_steps_as_the_unfused_one() -> None:
+    from recsys_mtl.train.optim import dense_adamw
+
+    torch.manual_seed(0)
+    ref = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+    mine = [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    plain = torch.optim.AdamW([{"params": ref[:1], "weight_decay": 0.1}, {"params": ref[1:], "weight_decay": 0.0}], lr=0.01)
+    fused = dense_adamw([{"params": mine[:1], "weight_decay": 0.1}, {"params": mine[1:], "weight_decay": 0.0}], 0.01)
+    assert fused.defaults["fused"] is True
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in ref]
+        for ps, opt in ((ref, plain), (mine, fused)):
+            for p, g in zip(ps, grads):
+                p.grad = g.clone()
+            opt.step()
+        if step == 2:  # a checkpoint of the unfused optimizer resumes in the fused one
+            fused.load_state_dict(copy.deepcopy(plain.state_dict()))  # a copy: load_state_dict keeps the tensors
+            for p, q in zip(mine, ref):
+                p.data.copy_(q.data)
+    for p, q in zip(mine, ref):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
+from torch import Tensor
 
 from recsys_mtl.data.tensors import Batch, EncodedTable, slice_batch
 
@@ -19,7 +20,8 @@ class ColumnBatchLoader:
     The permutation of epoch ``e`` comes from ``seed + e``, so runs are reproducible and a resumed
     run sees the same order. ``rank``/``world_size`` give each DDP process a disjoint shard of
     equal length (the tail that does not divide evenly is dropped from training, as
-    DistributedSampler with ``drop_last`` does).
+    DistributedSampler with ``drop_last`` does). ``extra``: more (N, ·) columns aligned with the
+    table's rows (e.g. precomputed GBDT leaves), sliced and shuffled with them.
     """
 
     def __init__(
@@ -31,9 +33,14 @@ class ColumnBatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        extra: dict[str, Tensor] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.extra = dict(extra or {})
+        for name, column in self.extra.items():
+            if column.shape[0] != len(table):
+                raise ValueError(f"extra column {name!r} has {column.shape[0]} rows, the table {len(table)}")
         self.table = table
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -42,7 +49,7 @@ class ColumnBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
-        self._columns = table.columns()
+        self._columns = {**table.columns(), **self.extra}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -63,7 +70,8 @@ class ColumnBatchLoader:
             per_rank = self._rows()
             if self.world_size > 1:
                 order = order[self.rank * per_rank : (self.rank + 1) * per_rank]
-            columns = self.table.permuted(order).columns()
+            # one row gather per column; index_select is ~2x faster than v[order] on CPU
+            columns = {k: v.index_select(0, order) for k, v in self._columns.items()}
         self.epoch += 1
         n = self._rows()
         for b in range(len(self)):

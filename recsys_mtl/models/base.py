@@ -206,7 +206,7 @@ class FlatInputModel(MultiTaskModel):
         gbdt = self.encoder.gbdt
         if gbdt is None or not gbdt.cfg.margin:
             return self.towers(self.task_inputs(self.encoder(batch)))
-        leaves = gbdt.leaves(self.encoder.gbdt_inputs(batch))  # one walk: leaf embeddings and the trees' score
+        leaves = self.encoder.gbdt_leaves(batch)  # one walk (or none: precomputed): leaf embeddings and the trees' score
         logits = self.towers(self.task_inputs(self.encoder(batch, leaves)))
         # boosting from the trees' score: binary logits are log-odds, like LightGBM's raw score
         margins = gbdt.margins(leaves)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
 from recsys_mtl.models.registry import register
-from recsys_mtl.nn.blocks import Gate, mix
+from recsys_mtl.nn.blocks import Gate, experts_and_gates, mix
 from recsys_mtl.nn.expert_banks import ExpertTypeParams, build_experts
 
 
@@ -77,15 +77,27 @@ class CGCLevel(nn.Module):
             self.shared_gate = Gate(in_dim, len(all_owners), owners=all_owners)
 
     def forward(self, task_inputs: Sequence[Tensor], shared_input: Tensor) -> tuple[list[Tensor], Tensor | None]:
-        own = [bank(x) for bank, x in zip(self.task_experts, task_inputs)] if self.task_experts is not None else []
-        shared = [self.shared_experts(shared_input)] if self.shared_experts is not None else []
-        outs = []
-        for t, (gate, x) in enumerate(zip(self.task_gates, task_inputs)):
-            experts = _cat(([own[t]] if own else []) + shared)  # (B, n_t + n_s, H)
-            outs.append(mix(experts, gate(x)))
-        shared_out = None
-        if self.shared_gate is not None:
-            shared_out = mix(_cat(own + shared), self.shared_gate(shared_input))
+        # each gate rides the first GEMM of the bank that reads its input (task t's gate with task
+        # t's experts, the shared gate with the shared experts); without such a bank it runs alone
+        own: list[Tensor] = []
+        weights: list[Tensor] = []
+        for t, x in enumerate(task_inputs):
+            if self.task_experts is not None:
+                experts, (w,) = experts_and_gates(self.task_experts[t], x, [self.task_gates[t]])
+                own.append(experts)
+            else:
+                w = self.task_gates[t](x)
+            weights.append(w)
+        shared: list[Tensor] = []
+        shared_w = None
+        if self.shared_experts is not None:
+            experts, gate_w = experts_and_gates(self.shared_experts, shared_input, [self.shared_gate] if self.shared_gate is not None else [])
+            shared.append(experts)
+            shared_w = gate_w[0] if gate_w else None
+        elif self.shared_gate is not None:
+            shared_w = self.shared_gate(shared_input)
+        outs = [mix(_cat(([own[t]] if own else []) + shared), w) for t, w in enumerate(weights)]  # (B, n_t + n_s, H) mixed
+        shared_out = mix(_cat(own + shared), shared_w) if shared_w is not None else None
         return outs, shared_out
 
 

@@ -78,11 +78,30 @@ class ParallelExperts(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.last_output: Tensor | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        w0 = self.weights[0]
-        # first layer as one (B, in) @ (in, E·out) GEMM: einsum would lower to a bmm over a
-        # broadcast copy of x, several times slower on CPU
-        h = (x @ w0.permute(1, 0, 2).reshape(w0.shape[1], -1)).view(x.shape[0], self.num_experts, -1) + self.biases[0]
+    def forward(self, x: Tensor, side: Sequence[nn.Linear] = (), side_out: list[Tensor] | None = None) -> Tensor:
+        """(B, in_dim) → (B, E, H) experts; with ``side`` linears (e.g. the gates' projections) their
+        (B, out_k) outputs on ``x`` come from the same GEMM and are appended to ``side_out``.
+
+        The first layer is one (B, in) @ (in, E·out + Σ out_k) GEMM: einsum would lower to a bmm
+        over a broadcast copy of x, several times slower on CPU, and a gate on its own is a
+        skinny (in → E) GEMM that costs far more than its FLOPs (census with GBDT leaves, 1,104
+        inputs: ~10 % of the step). The weights are concatenated per call (parameters and state
+        dict unchanged); the outputs are the separate layers' up to float rounding. The experts
+        stay this module's output, so forward hooks (the balancers' capture) see them as before.
+        """
+        w0, b0 = self.weights[0], self.biases[0]
+        d_in, width = w0.shape[1], self.num_experts * w0.shape[2]
+        weight = w0.permute(1, 0, 2).reshape(d_in, width)
+        bias = b0.reshape(width)
+        if side:
+            if side_out is None:
+                raise ValueError("ParallelExperts: side linears need a side_out list")
+            weight = torch.cat([weight, *(lin.weight.t() for lin in side)], dim=1)
+            bias = torch.cat([bias, *(lin.bias for lin in side)])
+        out = torch.addmm(bias, x, weight)
+        h = out[:, :width].reshape(x.shape[0], self.num_experts, -1)
+        if side:
+            side_out += out[:, width:].split([lin.out_features for lin in side], dim=1)
         h = self.dropout(self.act(h))
         for w, b in zip(list(self.weights)[1:], list(self.biases)[1:]):
             h = self.dropout(self.act(torch.einsum("bei,eio->beo", h, w) + b))
@@ -117,7 +136,11 @@ class Gate(nn.Module):
             self.log_mask = None
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.proj(x)
+        return self.weights(self.proj(x))
+
+    def weights(self, logits: Tensor) -> Tensor:
+        """(B, num_experts) logits of :attr:`proj` (computed by the caller, e.g. fused with the
+        experts' first layer) → the gate's weights."""
         if self.log_mask is not None:
             logits = logits + self.log_mask
         w = torch.softmax(logits, dim=-1)
@@ -129,3 +152,17 @@ def mix(experts: Tensor, weights: Tensor) -> Tensor:
     """(B, E, H) experts, (B, E) weights → (B, H) weighted sum."""
     # broadcast multiply + sum: einsum lowers this to B tiny bmm's, much slower on CPU
     return (experts * weights.unsqueeze(-1)).sum(dim=1)
+
+
+def experts_and_gates(bank: nn.Module, x: Tensor, gates: Sequence[Gate]) -> tuple[Tensor, list[Tensor]]:
+    """(B, in_dim) → ``bank``'s (B, E, H) experts and each gate's (B, E_g) weights, all on ``x``.
+
+    With a :class:`ParallelExperts` bank the gates' projections join its first GEMM (see
+    :meth:`ParallelExperts.forward`); any other bank runs, and the gates run, on their own.
+    """
+    if not isinstance(bank, ParallelExperts) or not gates:
+        return bank(x), [gate(x) for gate in gates]
+    logits: list[Tensor] = []
+    experts = bank(x, [gate.proj for gate in gates], logits)
+    return experts, [gate.weights(z) for gate, z in zip(gates, logits)]
+

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
-from recsys_mtl.nn.gbdt_leaves import GBDTLeaves, GBDTLeavesConfig
+from recsys_mtl.nn.gbdt_leaves import LEAVES_KEY, GBDTLeaves, GBDTLeavesConfig
 from recsys_mtl.nn.named import NamedModuleDict
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig, NumericTokens, numeric_embedding
@@ -157,11 +157,18 @@ class FeatureEncoder(nn.Module):
         if self.num_numeric:
             parts.append(self.numeric_block(batch["numeric"]))
         if self.gbdt is not None:
-            parts.append(self.gbdt.embed(self.gbdt.leaves(self.gbdt_inputs(batch)) if leaves is None else leaves))
+            parts.append(self.gbdt.embed(self.gbdt_leaves(batch) if leaves is None else leaves))
         return parts, cat
 
     def forward(self, batch: Batch, leaves: Tensor | None = None) -> Tensor:
         return torch.cat(self.fields(batch, leaves=leaves)[0], dim=-1)
+
+    def gbdt_leaves(self, batch: Batch) -> Tensor:
+        """(B, T) GBDT leaf indices: the batch's precomputed column when its loader carries one
+        (``LEAVES_KEY``, training on in-memory splits), else the tree walk on the raw columns."""
+        assert self.gbdt is not None
+        leaves = batch.get(LEAVES_KEY)
+        return self.gbdt.leaves(self.gbdt_inputs(batch)) if leaves is None else leaves
 
     def gbdt_inputs(self, batch: Batch) -> Tensor:
         """(B, C + M) float: categorical indices as numbers, then the numeric matrix (the trees' inputs)."""

@@ -16,6 +16,11 @@ is what a tensor walk can express).
 LightGBM's raw score, initial score included) to that task's logit, so the network starts from
 the trees' predictions and learns a residual on them: stacking as in boosting from an initial
 score (LightGBM's ``init_score``), here with the trees inside the model and its ONNX graph.
+
+The trees are frozen while the network trains, so a training row's leaves never change: loaders
+of in-memory splits carry them as a precomputed (B, T) batch column (:data:`LEAVES_KEY`, computed
+once per split by :mod:`recsys_mtl.train.precomputed`) and the training step skips the walk. A batch
+without that column (the exported graph, serving, ad-hoc calls) walks the trees on raw columns.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from recsys_mtl.errors import SpecError
+
+#: batch key of precomputed (B, T) leaf indices (int16/int64) of every tree, in :meth:`GBDTLeaves.leaves` order
+LEAVES_KEY = "gbdt.leaves"
 
 
 class GBDTLeavesConfig(BaseModel):
@@ -94,9 +102,23 @@ class GBDTLeaves(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.embed(self.leaves(x))
 
+    def leaf_dtype(self) -> torch.dtype:
+        """The narrowest integer dtype that holds a leaf index (what precomputed columns store)."""
+        return torch.int16 if self.cfg.num_leaves <= torch.iinfo(torch.int16).max else torch.int64
+
+    def same_trees(self, other: "GBDTLeaves") -> bool:
+        """Whether ``other`` walks rows to the same leaves (same tree buffers)."""
+        names = ("feature", "threshold", "left", "right")
+        return all(torch.equal(getattr(self, n), getattr(other, n)) for n in names)
+
     def embed(self, leaves: Tensor) -> Tensor:
-        """(B, T) leaf indices (:meth:`leaves`) → (B, T · d) leaf embeddings."""
-        return self.embedding(leaves + self.leaf_offset).flatten(1)
+        """(B, T) leaf indices (:meth:`leaves`) → (B, T · d) leaf embeddings.
+
+        ``index_select`` rather than ``nn.Embedding``'s lookup: the same rows, but its backward is
+        one ``index_add`` while the embedding backward sorts the B · T indices first (census
+        recipe, 200 trees: ~14 → ~3 ms per 1,024-row step on one CPU thread)."""
+        rows = self.embedding.weight.index_select(0, (leaves + self.leaf_offset).flatten())
+        return rows.view(leaves.shape[0], -1)
 
     def margins(self, leaves: Tensor) -> Tensor:
         """(B, T) leaf indices (:meth:`leaves`) → (B, tasks) boosted raw score of each task's trees

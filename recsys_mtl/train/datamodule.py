@@ -1,13 +1,20 @@
-"""Encoded splits served as whole-batch slices; DDP ranks get disjoint shards."""
+"""Encoded splits served as whole-batch slices; DDP ranks get disjoint shards.
+
+In-memory splits also carry the columns the model can take precomputed (GBDT leaves, see
+:mod:`recsys_mtl.train.precomputed`), computed once when the trainer asks for the loader, with the
+model's trees as they are then (fitted, or restored from the checkpoint being resumed).
+"""
 
 from __future__ import annotations
 
 import lightning as L
 import torch
+from torch import Tensor, nn
 
 from recsys_mtl.data.loader import ColumnBatchLoader
 from recsys_mtl.data.streaming import ParquetStream, StreamLoader
 from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.train.precomputed import precomputed_columns
 
 
 class TableDataModule(L.LightningDataModule):
@@ -30,7 +37,9 @@ class TableDataModule(L.LightningDataModule):
         if isinstance(train, ParquetStream):  # larger than memory: row groups read per rank/worker
             self._train_loader = train.train_loader(**self._shard())
         else:
-            self._train_loader = ColumnBatchLoader(train, self.batch_size, shuffle=True, seed=self.seed, **self._shard())
+            self._train_loader = ColumnBatchLoader(
+                train, self.batch_size, shuffle=True, seed=self.seed, extra=self._precomputed(train), **self._shard(),
+            )
         return self._train_loader
 
     def _eval_loader(self, table: EncodedTable) -> ColumnBatchLoader:
@@ -41,10 +50,19 @@ class TableDataModule(L.LightningDataModule):
         """
         shard = self._shard()
         rank, world = shard["rank"], shard["world_size"]
+        extra = self._precomputed(table)
         if world > 1:
             n = len(table)
-            table = table.permuted(torch.arange(rank * n // world, (rank + 1) * n // world))
-        return ColumnBatchLoader(table, self.eval_batch_size)
+            rows = torch.arange(rank * n // world, (rank + 1) * n // world)
+            table = table.permuted(rows)
+            extra = {k: v[rows] for k, v in extra.items()}
+        return ColumnBatchLoader(table, self.eval_batch_size, extra=extra)
+
+    def _precomputed(self, table: EncodedTable) -> dict[str, Tensor]:
+        """Precomputed input columns of ``table`` for the trainer's model ({} without a trainer)."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        model = getattr(module, "model", None)
+        return precomputed_columns(model, table) if isinstance(model, nn.Module) else {}
 
     def on_train_epoch_start_hook(self, epoch: int) -> None:
         if self._train_loader is not None:

@@ -1,0 +1,99 @@
+"""What GBDT leaf inputs cost the training step: census MMoE with and without them, one process.
+
+    python benchmarks/gbdt_leaves_cost.py --rounds 2 --batches 60
+
+The census recipe (``pipelines/census_mmoe.yaml``: 100 trees × 2 tasks, 63 leaves, depth 10) is
+prepared once and its trees fitted once; then, alternating in every round so all variants see
+the same machine load, one Lightning epoch of ``--batches`` batches is clocked for
+
+- ``plain``: the same model without ``gbdt_leaves``;
+- ``walk``: leaves from walking every tree in every step (the loaders carry no leaves: the
+  behaviour before leaves were precomputed);
+- ``precomputed``: leaves computed once per split before training (the default now).
+
+Prints rows/s (wall and CPU) per run, then the ratios to ``plain`` (mean over rounds), and the
+one-off seconds to precompute the train split's leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.spec import load_pipeline
+from recsys_mtl.train.datamodule import TableDataModule
+from recsys_mtl.train.fit import build_module, make_trainer, prepare
+from recsys_mtl.train.precomputed import precomputed_columns
+from train_clock import TrainClock
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class WalkingDataModule(TableDataModule):
+    """The loaders carry no precomputed columns: every step walks the trees."""
+
+    def _precomputed(self, table: EncodedTable) -> dict[str, Tensor]:
+        return {}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pipeline", type=Path, default=ROOT / "pipelines" / "census_mmoe.yaml")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batches", type=int, default=60, help="training batches clocked per run")
+    ap.add_argument("--set", action="append", default=[])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        over = [*args.set, f"runs_dir={tmp}", "trainer.progress_bar=false", "trainer.max_epochs=1",
+                f"trainer.limit_train_batches={args.batches}"]
+        cfg, spec = load_pipeline(args.pipeline, over)
+        plain_cfg, _ = load_pipeline(args.pipeline, [*over, "model.params.gbdt_leaves=null"])
+        t0 = time.perf_counter()
+        prep = prepare(cfg, spec)
+        prep_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gbdt = build_module(prep)
+        trees_s = time.perf_counter() - t0
+        plain = build_module(replace(prep, cfg=plain_cfg))
+        t0, c0 = time.perf_counter(), time.process_time()
+        leaves = precomputed_columns(gbdt.model, prep.train)
+        leaves_s, leaves_cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(json.dumps({"rows": len(prep.train), "threads": torch.get_num_threads(), "prepare_s": round(prep_s, 1),
+                          "fit_trees_s": round(trees_s, 1), "precompute_train_leaves_s": round(leaves_s, 2),
+                          "precompute_train_leaves_cpu_s": round(leaves_cpu, 2),
+                          "leaves_shape": list(next(iter(leaves.values())).shape), "load": os.getloadavg()}), flush=True)
+        variants = {"plain": (plain, TableDataModule), "walk": (gbdt, WalkingDataModule), "precomputed": (gbdt, TableDataModule)}
+        results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+        # copies made before any training: a trained module holds non-leaf tensors deepcopy refuses
+        fresh = {(r, name): copy.deepcopy(m) for r in range(args.rounds) for name, (m, _) in variants.items()}
+        t = cfg.trainer
+        for r in range(args.rounds):
+            for name, (_, dm_cls) in variants.items():
+                dm = dm_cls(prep.train, prep.valid, None, t.batch_size, t.eval_batch_size, t.seed)
+                clock = TrainClock()
+                trainer, _, _ = make_trainer(cfg, Path(tmp) / f"{name}{r}", [clock])
+                trainer.fit(fresh[r, name], datamodule=dm)
+                wall, cpu = clock.rows_per_sec()
+                results[name].append((wall, cpu))
+                print(json.dumps({"round": r, "variant": name, "rows_per_sec_wall": round(wall), "rows_per_cpu_sec": round(cpu),
+                                  "load": os.getloadavg()}), flush=True)
+    ratios = {
+        name: {kind: round(sum(x[i] / p[i] for x, p in zip(runs, results["plain"])) / args.rounds, 3)
+               for i, kind in enumerate(("wall", "cpu"))}
+        for name, runs in results.items() if name != "plain"
+    }
+    print(json.dumps({"ratio_to_plain": ratios}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
