@@ -65,6 +65,8 @@ class Layout:
     #: sequence pooled by target attention → (query's column in the categorical matrix,
     #: attention hidden widths, softmax)
     attention: dict[str, tuple[int, tuple[int, ...], bool]] = field(default_factory=dict)
+    #: table → train count of each vocabulary entry (row FIRST + i), for tables whose fit stored counts
+    table_counts: dict[str, list[int]] = field(default_factory=dict)
 
 
 class Preprocessor:
@@ -154,6 +156,7 @@ class Preprocessor:
         lay.targets = dict(self.targets)
         quantiles = [self.numeric[name].quantiles for name in lay.numeric]
         lay.numeric_quantiles = None if any(q is None for q in quantiles) else quantiles  # type: ignore[assignment]
+        lay.table_counts = {name: t.counts for name, t in self.tables.items() if t.counts is not None}
         for f in self.spec.sequences:
             lay.sequences.append((f.name, f.table, f.max_len, f.pooling))
             lay.tables[f.table] = (self.tables[f.table].size, f.embedding_dim)
@@ -221,6 +224,8 @@ class PreprocessingState(BaseModel):
                 raise DataError(f"{path}: tables: no entry for table {f.table!r} (feature {f.name!r})")
             if (t.vocab is None) == (t.hash_buckets is None) or (t.hash_buckets is not None and t.hash_buckets < 1):
                 raise DataError(f"{path}: tables.{f.table}: needs either a vocab or hash_buckets >= 1")
+            if t.counts is not None and (t.vocab is None or len(t.counts) != len(t.vocab) or min(t.counts, default=1) < 1):
+                raise DataError(f"{path}: tables.{f.table}.counts: needs one count >= 1 per vocab entry")
         for f in spec.numeric:
             n = self.numeric.get(f.name)
             if n is None:

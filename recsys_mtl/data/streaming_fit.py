@@ -52,7 +52,7 @@ def _fit_tables(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, FittedTable]:
         counts = counts.sort(["n", "value"], descending=[True, False]).filter(pl.col("n") >= first.vocab_config.min_freq)
         if first.vocab_config.max_size is not None:
             counts = counts.head(first.vocab_config.max_size)
-        tables[table] = FittedTable(table, vocab=counts["value"].to_list())
+        tables[table] = FittedTable(table, vocab=counts["value"].to_list(), counts=counts["n"].to_list())
     return {t: tables[t] for t in members}  # spec order
 
 
