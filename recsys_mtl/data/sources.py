@@ -35,10 +35,11 @@ from recsys_mtl.data.preprocess import Preprocessor, check_frame
 from recsys_mtl.data.readers import read_table
 from recsys_mtl.data.streaming import ParquetStream, parquet_files, row_groups
 from recsys_mtl.data.synthetic import SyntheticConfig, write_parquet
+from recsys_mtl.data import synthetic_drift
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError, SpecError
 from recsys_mtl.spec.features import FeatureSpec
-from recsys_mtl.spec.pipeline import CensusData, FilesData, ParquetStreamData, SyntheticData
+from recsys_mtl.spec.pipeline import CensusData, FilesData, ParquetStreamData, SyntheticData, SyntheticDriftData
 
 C = TypeVar("C", bound=BaseModel)
 #: what a training loader is built from: rows in memory, or a stream of row groups
@@ -242,6 +243,21 @@ class SyntheticSource(InMemorySource[SyntheticData]):
         if not path.exists():
             write_parquet(gen, path)
         return random_split(read_table(path), cfg.valid_fraction, cfg.test_fraction, cfg.seed)
+
+
+@register_source(SyntheticDriftData)
+class SyntheticDriftSource(InMemorySource[SyntheticDriftData]):
+    """Generated drift data, split by its ``period`` column (train earlier, valid next, test last)."""
+
+    def load(self) -> Splits:
+        cfg = self.cfg
+        # the generator knobs the pipeline exposes (same names); the rest keep the generator's defaults
+        gen = synthetic_drift.DriftConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(synthetic_drift.DriftConfig) if f.name in type(cfg).model_fields})
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(gen), sort_keys=True).encode()).hexdigest()[:12]
+        path = cfg.cache_dir / f"synthetic_drift_r{gen.rows}_s{gen.seed}_{digest}.parquet"
+        if not path.exists():
+            synthetic_drift.write_parquet(gen, path)
+        return Splits(*synthetic_drift.time_split(read_table(path), "period", cfg.valid_periods, cfg.test_periods))
 
 
 @register_source(ParquetStreamData)

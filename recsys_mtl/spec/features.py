@@ -254,6 +254,13 @@ class Task(StrictModel):
         return self.num_classes if self.type == "multiclass" else 1
 
 
+class Entities(StrictModel):
+    """Which categorical features are the user and the item (for the bias / item-mean baselines)."""
+
+    user: str | None = Field(None, min_length=1)
+    item: str | None = Field(None, min_length=1)
+
+
 class FeatureSpec(StrictModel):
     name: str = Field(min_length=1)
     description: str = ""
@@ -264,6 +271,25 @@ class FeatureSpec(StrictModel):
     group_by: str | None = Field(None, min_length=1)
     #: raw columns deliberately not used (documentation, and checked against features).
     ignore: tuple[str, ...] = ()
+    #: which features are the user and the item (optional; the bias baselines need them)
+    entities: Entities | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_entities(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a spec without entities dumps (and hashes, see preprocess.spec_hash) as before the field existed
+        out = handler(self)
+        if out.get("entities", "") is None:
+            del out["entities"]
+        return out
+
+    @model_validator(mode="after")
+    def _entities_are_categorical(self) -> "FeatureSpec":
+        names = {f.name for f in self.features if isinstance(f, CategoricalFeature)}
+        for role in ("user", "item"):
+            name = getattr(self.entities, role, None)
+            if name is not None and name not in names:
+                raise ValueError(f"entities.{role}: {name!r} is not a categorical feature")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -80,6 +80,32 @@ class SyntheticData(DataSection):
         return self
 
 
+class SyntheticDriftData(DataSection):
+    """Generated data with a time split, drift and long-tail ids (see
+    :mod:`recsys_mtl.data.synthetic_drift`), cached as Parquet: train on the earlier periods,
+    validate on the next ``valid_periods``, test on the last ``test_periods``."""
+
+    kind: Literal["synthetic_drift"]
+    rows: int = Field(150_000, ge=100)
+    periods: int = Field(10, ge=3)
+    users: int = Field(4000, ge=2)
+    items: int = Field(4000, ge=2)
+    zipf: float = Field(1.1, gt=0)
+    new_id_rate: float = Field(0.2, ge=0, lt=1)
+    drift: float = Field(0.35, ge=0)
+    id_scale: float = Field(0.6, ge=0)
+    seed: int = 0
+    cache_dir: Path = Path("data_cache")
+    valid_periods: int = Field(1, ge=1)
+    test_periods: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _periods_left_for_train(self) -> "SyntheticDriftData":
+        if self.valid_periods + self.test_periods >= self.periods:
+            raise ValueError(f"valid_periods + test_periods ({self.valid_periods + self.test_periods}) must leave training periods out of {self.periods}")
+        return self
+
+
 class ParquetStreamData(DataSection):
     """Train streamed from a Parquet dataset larger than memory (see :mod:`recsys_mtl.data.streaming`).
 
@@ -98,7 +124,7 @@ class ParquetStreamData(DataSection):
     num_workers: int = Field(0, ge=0)
 
 
-DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData, ParquetStreamData], Field(discriminator="kind")]
+DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData, SyntheticDriftData, ParquetStreamData], Field(discriminator="kind")]
 
 
 class ComponentConfig(StrictModel):
