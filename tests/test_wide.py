@@ -73,6 +73,10 @@ def test_default_features_by_table_size_and_refusals(fitted) -> None:
     assert model.wide.features == [f for f, n in sizes.items() if n >= 20]
     with pytest.raises(SpecError, match="encoder.wide: no categorical feature"):
         build_model("mmoe", {}, model_context(pre.layout, spec.tasks, {"wide": {"min_vocab": 10**9}}))
+    # the shape-only layout of `validate` (2-bucket hashes, no counts) builds with no column
+    from recsys_mtl.train.checks import shape_only_preprocessor
+    shape_only = build_model("mmoe", {}, model_context(shape_only_preprocessor(spec).layout, spec.tasks, {"wide": {}}))
+    assert shape_only.wide.features == []
     with pytest.raises(SpecError, match="encoder.wide: model 'stem' does not take it"):
         build_model("stem", {}, model_context(pre.layout, spec.tasks, {"wide": {}}))
     with pytest.raises(SpecError, match="encoder.wide: 'esmm' has its own forward"):  # flat, but its own forward

@@ -52,10 +52,13 @@ class WideLogits(nn.Module):
             chosen = list(cfg.features)
         else:
             chosen = [f for f, t in layout.categorical if layout.tables[t][0] >= cfg.min_vocab]
-        if not chosen:
+        # a layout without fitted vocabularies (the shape-only check of `validate`, whose tables
+        # are 2-bucket hashes) cannot size the tables: no column then, not an error
+        if not chosen and layout.table_counts:
             raise SpecError(f"encoder.wide: no categorical feature has a table of ≥ {cfg.min_vocab} rows; "
                             "name them in encoder.wide.features or lower min_vocab")
         self.cfg = cfg
+        self.n_tasks = n_tasks
         self.columns = [names.index(f) for f in chosen]
         self.features = chosen
         tables = dict(layout.categorical)
@@ -69,12 +72,12 @@ class WideLogits(nn.Module):
 
     def forward(self, cat: Tensor) -> Tensor:
         """(B, C) int64 → (B, T) float; MISSING and OOV ids contribute 0 (and get no gradient)."""
-        out = 0
+        out = torch.zeros(cat.shape[0], self.n_tasks, device=cat.device)
         for f, col in zip(self.features, self.columns):
             idx = cat[:, col]
             known = (idx >= FIRST).unsqueeze(-1).to(torch.float32)
             out = out + self.scalars[f](idx) * known
-        return out  # type: ignore[return-value]
+        return out
 
     def penalty(self, batch: Batch) -> Tensor:
         """Scalar rarity-scaled L2 of the scalars the batch's ids use."""
