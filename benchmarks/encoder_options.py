@@ -35,6 +35,15 @@ VARIANTS: dict[str, list[str]] = {
     "wide": ["encoder.wide={min_vocab: 100, l2: 1.0e-3}"],
     "wide_l2_1e-2": ["encoder.wide={min_vocab: 100, l2: 1.0e-2}"],
     "emb_auto": ["encoder.embedding_dim={rule: auto}"],
+    # each id's log train count as an input (what the practitioner's frequency rank gives trees)
+    "id_counts": ["encoder.id_counts={min_vocab: 100}"],
+    "id_counts+id_l2": ["encoder.id_counts={min_vocab: 100}", "encoder.id_regularization={l2: 1.0e-3}"],
+    "id_counts+wide": ["encoder.id_counts={min_vocab: 100}", "encoder.wide={min_vocab: 100, l2: 1.0e-3}"],
+    "id_counts+drop_count": ["encoder.id_counts={min_vocab: 100}",
+                             "encoder.id_dropout={rate: 0.3, min_vocab: 1000, rare_count: 20}"],
+    # census: its categorical tables have 3-53 rows, so the wide part covers every column
+    "wide_all": ["encoder.wide={min_vocab: 2, l2: 1.0e-3}"],
+    "val_every_100": ["trainer.val_check_interval=100", "trainer.patience=6"],
     "val_every_20": ["trainer.val_check_interval=20", "trainer.patience=6"],
     "wide+id_l2": ["encoder.wide={min_vocab: 100, l2: 1.0e-3}", "encoder.id_regularization={l2: 1.0e-3}"],
     "wide+id_l2+val20": ["encoder.wide={min_vocab: 100, l2: 1.0e-3}", "encoder.id_regularization={l2: 1.0e-3}",

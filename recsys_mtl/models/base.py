@@ -137,7 +137,7 @@ class MultiTaskModel(nn.Module, ABC):
         """A flat (B, D) encoder with the pipeline's numeric embedding, id dropout and
         regularisation, GBDT leaves and cross network (see :class:`EncoderConfig`)."""
         enc = self.context.encoder
-        args = (self.context.layout, enc.numeric_embedding, enc.id_dropout, enc.gbdt_leaves, len(self.gbdt_tasks()))
+        args = (self.context.layout, enc.numeric_embedding, enc.id_dropout, enc.gbdt_leaves, len(self.gbdt_tasks()), enc.id_counts)
         encoder = FeatureEncoder(*args) if enc.cross is None else CrossedEncoder(enc.cross, *args)
         if enc.id_regularization is not None:
             encoder.regularize_ids(enc.id_regularization)
@@ -226,7 +226,7 @@ class FlatInputModel(MultiTaskModel):
     see :func:`wraps_task_inputs`.
     """
 
-    encoder_options = MultiTaskModel.encoder_options | {"numeric_embedding", "gbdt_leaves", "cross", "wide"}
+    encoder_options = MultiTaskModel.encoder_options | {"numeric_embedding", "gbdt_leaves", "cross", "wide", "id_counts"}
 
     def __init__(self, context: ModelContext, config: ModelConfig):
         super().__init__(context, config)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from recsys_mtl.errors import SpecError, format_validation_error
 from recsys_mtl.nn.cross import CrossConfig
 from recsys_mtl.nn.gbdt_leaves import GBDTLeavesConfig
+from recsys_mtl.nn.id_counts import IdCountsConfig
 from recsys_mtl.nn.id_dropout import IdDropoutConfig
 from recsys_mtl.nn.id_regularization import IdRegularizationConfig
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig
@@ -52,6 +53,8 @@ class EncoderConfig(BaseModel):
     id_regularization: IdRegularizationConfig | None = None
     #: one scalar per id and task added to the task's logit, shrunk for rare ids (null: off)
     wide: WideConfig | None = None
+    #: each selected id's log train count as an input (its popularity; null: off)
+    id_counts: IdCountsConfig | None = None
     #: embedding widths from table sizes (null: the spec's embedding_dim)
     embedding_dim: EmbeddingDimConfig | None = None
     #: regression heads predict the train-standardized label, mapped back to label units

@@ -10,6 +10,7 @@ from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
 from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.gbdt_leaves import GBDTLeaves, GBDTLeavesConfig
 from recsys_mtl.nn.named import NamedModuleDict
+from recsys_mtl.nn.id_counts import IdCountInputs, IdCountsConfig
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
 from recsys_mtl.nn.id_regularization import IdRegularizationConfig, batch_rows, frequency_l2, inverse_counts, renorm_rows
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig, NumericTokens, numeric_embedding
@@ -59,14 +60,16 @@ class FeatureEncoder(nn.Module):
     standardized number through; missing indicators always pass through. ``id_dropout`` maps a
     share of training ids to the out-of-vocabulary row (see :mod:`recsys_mtl.nn.id_dropout`).
     ``gbdt`` appends embeddings of GBDT leaf indices over ``gbdt_tasks`` tasks' trees (see
-    :mod:`recsys_mtl.nn.gbdt_leaves`; fitted by :meth:`fit_gbdt` before training).
+    :mod:`recsys_mtl.nn.gbdt_leaves`; fitted by :meth:`fit_gbdt` before training). ``id_counts``
+    appends each selected id's scaled log train count after the numeric block (see
+    :mod:`recsys_mtl.nn.id_counts`).
     """
 
     FUSE_MAX_ROWS = 1 << 16
 
     def __init__(
         self, layout: Layout, numeric: NumericEmbeddingConfig | None = None, id_dropout: IdDropoutConfig | None = None,
-        gbdt: GBDTLeavesConfig | None = None, gbdt_tasks: int = 0,
+        gbdt: GBDTLeavesConfig | None = None, gbdt_tasks: int = 0, id_counts: IdCountsConfig | None = None,
     ):
         super().__init__()
         self.layout = layout
@@ -93,6 +96,9 @@ class FeatureEncoder(nn.Module):
             + [d_value] * n_values
             + [1] * len(layout.indicators)
         )
+        counts = IdCountInputs(layout, id_counts) if id_counts is not None else None
+        self.id_counts = counts if counts is not None and counts.width else None
+        self.field_dims += [1] * (self.id_counts.width if self.id_counts is not None else 0)
         self.gbdt = GBDTLeaves(len(self.cat_tables) + self.num_numeric, gbdt_tasks, gbdt) if gbdt is not None and gbdt_tasks else None
         if self.gbdt is not None:
             self.field_dims += [gbdt.d_embedding] * self.gbdt.n_trees  # type: ignore[union-attr]
@@ -210,6 +216,8 @@ class FeatureEncoder(nn.Module):
             parts += self._sequence_parts(batch, cat)
         if self.num_numeric:
             parts.append(self.numeric_block(batch["numeric"]))
+        if self.id_counts is not None:  # the raw ids' popularity (before id dropout: a dropped id keeps its count)
+            parts.append(self.id_counts(batch["categorical"]))
         if self.gbdt is not None:
             parts.append(self.gbdt.embed(self.gbdt.leaves(self.gbdt_inputs(batch)) if leaves is None else leaves))
         return parts, cat
