@@ -29,12 +29,18 @@ VARIANTS: dict[str, list[str]] = {
     # DIN mini-batch aware L2, λ / n_j on the rows of each batch
     "id_l2_1e-3": ["encoder.id_regularization={l2: 1.0e-3}"],
     "id_l2_1e-2": ["encoder.id_regularization={l2: 1.0e-2}"],
+    "id_l2_3e-2": ["encoder.id_regularization={l2: 3.0e-2}"],
+    "id_l2_1e-1": ["encoder.id_regularization={l2: 1.0e-1}"],
     "id_maxnorm": ["encoder.id_regularization={max_norm: 0.5}"],
     # rare ids replaced by OOV more often: rate · min(1, 20 / n)
     "id_dropout_count": ["encoder.id_dropout={rate: 0.3, min_vocab: 1000, rare_count: 20}"],
     "wide": ["encoder.wide={min_vocab: 100, l2: 1.0e-3}"],
     "wide_l2_1e-2": ["encoder.wide={min_vocab: 100, l2: 1.0e-2}"],
     "emb_auto": ["encoder.embedding_dim={rule: auto}"],
+    # piecewise-linear numeric embeddings (census recipe), alone and with the id L2
+    "ple": ["encoder.numeric_embedding={kind: piecewise_linear, n_bins: 32, d_embedding: 8}"],
+    "ple+id_l2_1e-2": ["encoder.numeric_embedding={kind: piecewise_linear, n_bins: 32, d_embedding: 8}",
+                       "encoder.id_regularization={l2: 1.0e-2}"],
     # each id's log train count as an input (what the practitioner's frequency rank gives trees)
     "id_counts": ["encoder.id_counts={min_vocab: 100}"],
     "id_counts+id_l2": ["encoder.id_counts={min_vocab: 100}", "encoder.id_regularization={l2: 1.0e-3}"],
