@@ -36,16 +36,16 @@ REFERENCES: dict[str, tuple[str, list[str]]] = {
     "omoe": ("census_mmoe.yaml", ["model.name=omoe"]),
     "shared_bottom": (
         "census_mmoe.yaml",
-        ["model.name=shared_bottom", "model.params={bottom_hidden: [128, 64], tower_hidden: [32]}"],
+        ["model.name=shared_bottom", "model.params={bottom_hidden: [128, 64], tower_hidden: [32]}", "encoder={}"],
     ),
     # capacity control: a Shared-Bottom about as large as PLE / AdaTT (the paper compares
     # models of similar size), so a gain of the expert models is not just more parameters
     "shared_bottom_wide": (
         "census_mmoe.yaml",
-        ["model.name=shared_bottom", "model.params={bottom_hidden: [512, 128], tower_hidden: [32]}"],
+        ["model.name=shared_bottom", "model.params={bottom_hidden: [512, 128], tower_hidden: [32]}", "encoder={}"],
     ),
     # MMoE over a DCN-v2 cross network bottom (the stacked structure), full rank, 2 layers
-    "mmoe_cross": ("census_mmoe.yaml", ["model.params.cross={kind: full, num_layers: 2}"]),
+    "mmoe_cross": ("census_mmoe.yaml", ["encoder.cross={kind: full, num_layers: 2}"]),
     # MMoE whose experts are each a (low-rank) cross network followed by the expert MLP
     "mmoe_cross_experts": ("census_mmoe.yaml", ["model.params.expert_type=cross", "model.params.expert_cross={kind: low_rank, rank: 32}"]),
     # MMoE as before the default recipe (census_income.yaml's 4-dim embeddings, standardized
@@ -53,7 +53,7 @@ REFERENCES: dict[str, tuple[str, list[str]]] = {
     "mmoe_plain": (
         "census_mmoe.yaml",
         ["spec=../feature_specs/census_income.yaml",
-         "model.params={num_experts: 8, expert_hidden: [64], tower_hidden: [32]}"],
+         "model.params={num_experts: 8, expert_hidden: [64], tower_hidden: [32]}", "encoder={}"],
     ),
     # MultiTab-Net with one attention head of width d_token (step-time comparison)
     "multitab_1head": ("census_multitab.yaml", ["model.params.n_heads=1"]),
@@ -74,10 +74,11 @@ def model_source(model: str) -> tuple[Path, list[str]]:
 
 
 def synthetic_overrides(census_pipeline: Path, overrides: list[str], correlation: float | None) -> list[str]:
-    """The census pipeline's model section, moved onto the synthetic pipeline."""
+    """The census pipeline's model and encoder sections, moved onto the synthetic pipeline."""
     cfg, _ = load_pipeline(census_pipeline, overrides)
     params = yaml.safe_dump(cfg.model.params, default_flow_style=True).strip()
-    moved = [f"model.name={cfg.model.name}", f"model.params={params}"]
+    encoder = yaml.safe_dump(cfg.encoder, default_flow_style=True).strip()
+    moved = [f"model.name={cfg.model.name}", f"model.params={params}", f"encoder={encoder}"]
     return moved if correlation is None else [*moved, f"data.task_correlation={correlation}"]
 
 

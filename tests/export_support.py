@@ -21,7 +21,8 @@ from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.export.exporter import attach_preprocessing
 from recsys_mtl.export.model_graph import ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import encoded_names
-from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models import build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.spec import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
 from tests.conftest import synthetic_spec
@@ -37,13 +38,15 @@ def funnel_spec(base: FeatureSpec) -> FeatureSpec:
 EXPORT_TRAIN = generate(SyntheticConfig(rows=1200, num_tasks=2, seed=2))
 
 
-def export_session(spec: FeatureSpec, name: str, params: dict[str, Any] | None = None, train: pl.DataFrame | None = None) -> tuple[ScoringHead, ort.InferenceSession, Preprocessor]:
-    """``name`` built on ``spec`` (weights jittered), exported with raw-column preprocessing:
-    (torch scoring head, onnxruntime session, preprocessor); fitted on ``train`` or EXPORT_TRAIN."""
+def export_session(spec: FeatureSpec, name: str, params: dict[str, Any] | None = None, train: pl.DataFrame | None = None,
+                   encoder: dict[str, Any] | None = None) -> tuple[ScoringHead, ort.InferenceSession, Preprocessor]:
+    """``name`` built on ``spec`` (weights jittered) with the pipeline section ``encoder``, exported
+    with raw-column preprocessing: (torch scoring head, onnxruntime session, preprocessor); fitted
+    on ``train`` or EXPORT_TRAIN."""
     train = EXPORT_TRAIN if train is None else train
     pre = Preprocessor.fit(spec, train)
     torch.manual_seed(0)
-    model = build_model(name, params or {}, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    model = build_model(name, params or {}, model_context(pre.layout, spec.tasks, encoder))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -56,7 +59,7 @@ def export_session(spec: FeatureSpec, name: str, params: dict[str, Any] | None =
 
 
 def make_run(root: Path, spec: FeatureSpec, train: pl.DataFrame, model: str = "mmoe",
-             params: dict[str, Any] | None = None, seed: int = 0) -> Path:
+             params: dict[str, Any] | None = None, seed: int = 0, encoder: dict[str, Any] | None = None) -> Path:
     """A run folder (pipeline.yaml, spec.yaml, preprocessing.json, checkpoints/best.ckpt)."""
     run = root / f"run-{model}"
     (run / "checkpoints").mkdir(parents=True)
@@ -65,10 +68,11 @@ def make_run(root: Path, spec: FeatureSpec, train: pl.DataFrame, model: str = "m
         "spec": str(run / "spec.yaml"),
         "data": {"kind": "synthetic", "rows": 1000, "cache_dir": str(root / "cache")},
         "model": {"name": model, "params": params or {}},
+        "encoder": encoder or {},
     })
     pre = Preprocessor.fit(spec, train)
     torch.manual_seed(seed)
-    net = build_model(model, params or {}, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    net = build_model(model, params or {}, model_context(pre.layout, spec.tasks, encoder))
     with torch.no_grad():
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.05)

@@ -79,7 +79,7 @@ def test_census_fit_from_cli(tmp_path: Path, census_dir: Path) -> None:
         "fit", "pipelines/census_mmoe.yaml", "--runs-dir", str(tmp_path),
         "--set", f"data.path={census_dir}", "--set", "trainer.max_epochs=1", "--set", "trainer.batch_size=2048",
         # 20 trees per task instead of 100: the leaf inputs still carry the fit (test AUC ~0.94 / 0.994)
-        "--set", "model.params.gbdt_leaves.n_trees=20",
+        "--set", "encoder.gbdt_leaves.n_trees=20",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = next(tmp_path.iterdir())

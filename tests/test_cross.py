@@ -3,6 +3,8 @@ bottom under flat-input models and as MoE / PLE experts, exported with parity.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from recsys_mtl.errors import SpecError
 from recsys_mtl.export.exporter import parity
 from recsys_mtl.models import build_model
+from recsys_mtl.nn.encoder_config import EncoderConfig
 from recsys_mtl.nn.cross import CrossConfig, CrossedEncoder, CrossExperts, CrossNetwork
 from tests.conftest import make_context, synthetic_spec
 from tests.export_support import export_session, funnel_spec, held_out
@@ -59,14 +62,15 @@ def test_low_rank_and_mixture_follow_their_formulas() -> None:
 def test_cross_bottom_and_cross_experts_train_every_parameter() -> None:
     ctx, table = make_context(2, rows=300)
     for name, params in [
-        ("mmoe", {"cross": {"kind": "low_rank", "rank": 4}}),
-        ("shared_bottom", {"cross": {"kind": "full", "num_layers": 1}}),
+        ("mmoe", {"encoder.cross": {"kind": "low_rank", "rank": 4}}),
+        ("shared_bottom", {"encoder.cross": {"kind": "full", "num_layers": 1}}),
         ("ple", {"expert_type": "cross", "expert_cross": {"kind": "mixture", "rank": 4, "num_experts": 2}}),
         ("mmoe", {"num_experts": 3, "expert_type": "cross"}),
     ]:
         torch.manual_seed(0)
-        model = build_model(name, params, ctx)
-        if "cross" in params:
+        cross = params.pop("encoder.cross", None)
+        model = build_model(name, params, replace(ctx, encoder=EncoderConfig(cross=cross)))
+        if cross is not None:
             assert isinstance(model.encoder, CrossedEncoder)
         else:
             assert any(isinstance(m, CrossExperts) for m in model.modules())
@@ -77,18 +81,19 @@ def test_cross_bottom_and_cross_experts_train_every_parameter() -> None:
 
 def test_cross_bottom_refused_by_token_models() -> None:
     ctx, _ = make_context(2, rows=200)
-    with pytest.raises(SpecError, match="model.params.cross"):
-        build_model("multitab", {"cross": {"kind": "full"}}, ctx)
+    with pytest.raises(SpecError, match="encoder.cross: model 'multitab' does not take it"):
+        build_model("multitab", {}, replace(ctx, encoder=EncoderConfig(cross={"kind": "full"})))
     with pytest.raises(SpecError, match="expert_type"):
         build_model("mmoe", {"expert_type": "deep"}, ctx)
 
 
 @pytest.mark.parametrize("name,params", [
-    ("esmm", {"cross": {"kind": "mixture", "rank": 4, "num_experts": 2}}),
+    ("esmm", {"encoder.cross": {"kind": "mixture", "rank": 4, "num_experts": 2}}),
     ("ple", {"expert_type": "cross", "expert_cross": {"kind": "low_rank", "rank": 4}}),
 ])
 def test_cross_models_export_with_parity(name: str, params: dict) -> None:
-    head, session, pre = export_session(funnel_spec(synthetic_spec(2)), name, params)
+    cross = params.pop("encoder.cross", None)
+    head, session, pre = export_session(funnel_spec(synthetic_spec(2)), name, params, encoder={"cross": cross} if cross else None)
     diffs = parity(head, session, pre, held_out(300))
     assert max(diffs.values()) <= 1e-5, diffs
     assert np.isfinite(list(diffs.values())).all()

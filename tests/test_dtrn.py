@@ -3,6 +3,7 @@ task-specific interest module over behaviour sequences."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from recsys_mtl.data.synthetic_sequences import SequenceDataConfig, generate_seq
 from recsys_mtl.errors import SpecError
 from recsys_mtl.export.exporter import parity
 from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.nn.encoder_config import EncoderConfig
 from recsys_mtl.nn.encoders import pool
 from recsys_mtl.nn.interest import InterestConfig, TaskInterest
 from recsys_mtl.spec import FeatureSpec, load_spec
@@ -156,6 +158,7 @@ def test_interest_refuses_specs_it_cannot_serve() -> None:
     with pytest.raises(SpecError, match="model.params.interest: .*one embedding_dim"):
         build_model("dtrn", TIM, ModelContext(layout=pre.layout, tasks=spec.tasks))
     with pytest.raises(SpecError, match="model.params.interest: .*cross network"):
-        build_model("dtrn", {"inner": {"name": "mmoe", "params": {"cross": {}}}, "interest": {}}, _seq_model()[0].context)
+        build_model("dtrn", {"inner": {"name": "mmoe", "params": {}}, "interest": {}},
+                    replace(_seq_model()[0].context, encoder=EncoderConfig(cross={})))
     with pytest.raises(SpecError, match="num_heads"):
         build_model("dtrn", MMOE | {"interest": {"num_heads": 3}}, _seq_model()[0].context)

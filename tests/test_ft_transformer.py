@@ -3,9 +3,12 @@ shared contract is in test_model_contract.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from recsys_mtl.models import build_model
+from recsys_mtl.nn.encoder_config import EncoderConfig
 from tests.conftest import make_context
 from tests.model_checks import feats
 
@@ -24,7 +27,8 @@ def test_every_task_reads_the_cls_token_only() -> None:
 
 def test_periodic_numeric_embedding_option() -> None:
     ctx, table = make_context(2, rows=16)
-    model = build_model("ft_transformer", {**SMALL, "numeric_embedding": {"kind": "periodic", "n_frequencies": 4}}, ctx)
+    ctx = replace(ctx, encoder=EncoderConfig(numeric_embedding={"kind": "periodic", "n_frequencies": 4}))
+    model = build_model("ft_transformer", SMALL, ctx)
     assert type(model.tokenizer.numeric.values).__name__ == "PeriodicEmbeddings"
     assert model(feats(table))["task0"].shape == (16,)
 

@@ -11,7 +11,8 @@ import torch
 from recsys_mtl.data.tensors import features_only, slice_batch
 from recsys_mtl.errors import SpecError
 from recsys_mtl.export import export_run
-from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models import build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.nn.gbdt_leaves import GBDTLeaves, GBDTLeavesConfig
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.fit import fit
@@ -25,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_tensor_walk_reaches_lightgbm_leaves(fitted) -> None:
     pre, table = fitted
     spec = synthetic_spec(2)
-    model = build_model("mmoe", {"gbdt_leaves": {"n_trees": 7, "num_leaves": 15, "max_depth": 6, "min_data_in_leaf": 20}},
-                        ModelContext(layout=pre.layout, tasks=spec.tasks))
+    model = build_model("mmoe", {}, model_context(pre.layout, spec.tasks,
+                                                  {"gbdt_leaves": {"n_trees": 7, "num_leaves": 15, "max_depth": 6, "min_data_in_leaf": 20}}))
     gbdt = model.encoder.gbdt
     assert isinstance(gbdt, GBDTLeaves) and gbdt.n_trees == 14
     x = model.encoder.gbdt_inputs({"categorical": table.categorical, "numeric": table.numeric})
@@ -48,7 +49,7 @@ def test_fit_fits_the_trees_and_export_keeps_parity(tmp_path: Path) -> None:
         "data.rows=1500", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=256",
         "trainer.progress_bar=false", f"runs_dir={tmp_path / 'runs'}",
         # margin: the trees' scores join the logits, so parity covers both the leaf inputs and the sum
-        "model.params.gbdt_leaves={n_trees: 5, num_leaves: 8, max_depth: 4, min_data_in_leaf: 20, margin: true}",
+        "encoder.gbdt_leaves={n_trees: 5, num_leaves: 8, max_depth: 4, min_data_in_leaf: 20, margin: true}",
     ])
     run = fit(cfg, spec).run_dir
     state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
@@ -60,8 +61,8 @@ def test_fit_fits_the_trees_and_export_keeps_parity(tmp_path: Path) -> None:
 
 def _margin_model(pre, name: str = "mmoe"):  # type: ignore[no-untyped-def]
     spec = synthetic_spec(2)
-    params = {"gbdt_leaves": {"n_trees": 6, "num_leaves": 15, "max_depth": 6, "min_data_in_leaf": 20, "margin": True}}
-    return build_model(name, params, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    encoder = {"gbdt_leaves": {"n_trees": 6, "num_leaves": 15, "max_depth": 6, "min_data_in_leaf": 20, "margin": True}}
+    return build_model(name, {}, model_context(pre.layout, spec.tasks, encoder))
 
 
 def test_margin_is_lightgbm_raw_score(fitted) -> None:
@@ -91,5 +92,5 @@ def test_margin_is_added_to_each_binary_logit(fitted) -> None:
 
 def test_margin_is_refused_by_a_family_with_its_own_forward(fitted) -> None:
     pre, _ = fitted
-    with pytest.raises(SpecError, match="gbdt_leaves.margin: 'stem'"):
+    with pytest.raises(SpecError, match="encoder.gbdt_leaves.margin: 'stem'"):
         _margin_model(pre, "stem")

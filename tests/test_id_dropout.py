@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from recsys_mtl.data.fitted import MISSING, OOV
-from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models import build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
 from tests.conftest import synthetic_spec
 
@@ -19,7 +20,7 @@ def _oov_grad(fitted, id_dropout: dict) -> torch.Tensor:
     pre, table = fitted
     spec = synthetic_spec(2)
     torch.manual_seed(0)
-    model = build_model("mmoe", {"id_dropout": id_dropout}, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    model = build_model("mmoe", {}, model_context(pre.layout, spec.tasks, {"id_dropout": id_dropout}))
     model.train()
     out = model(_batch(table))
     (out["task0"].sum() + out["task1"].sum()).backward()
@@ -50,7 +51,7 @@ def test_drops_the_share_asked_keeps_missing_and_leaves_eval_alone(fitted) -> No
     assert abs(share - 0.25) < 0.01
 
     spec = synthetic_spec(2)
-    model = build_model("mmoe", {"id_dropout": {"rate": 0.5, "min_vocab": 1}}, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    model = build_model("mmoe", {}, model_context(pre.layout, spec.tasks, {"id_dropout": {"rate": 0.5, "min_vocab": 1}}))
     model.eval()
     a, b = model(_batch(table, 64)), model(_batch(table, 64))
     torch.testing.assert_close(a["task0"], b["task0"])

@@ -11,7 +11,8 @@ from rtdl_num_embeddings import PiecewiseLinearEmbeddings
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import SpecError
 from recsys_mtl.export import export_run
-from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models import build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.nn.encoders import FeatureEncoder
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig, quantile_bins
 from tests.conftest import synthetic_spec
@@ -64,11 +65,10 @@ def test_piecewise_linear_without_quantiles_is_a_clear_error(fitted) -> None:
 def test_every_flat_model_takes_numeric_embeddings(fitted) -> None:
     pre, table = fitted
     spec = synthetic_spec(2)
-    ctx = ModelContext(layout=pre.layout, tasks=spec.tasks)
-    params = {"numeric_embedding": {"kind": "piecewise_linear", "n_bins": 8, "d_embedding": 4}}
+    ctx = model_context(pre.layout, spec.tasks, {"numeric_embedding": {"kind": "piecewise_linear", "n_bins": 8, "d_embedding": 4}})
     batch = {"categorical": table.categorical[:8], "numeric": table.numeric[:8], **{f"seq.{k}": v[:8] for k, v in table.sequences.items()}}
     for name in ["shared_bottom", "mmoe", "ple", "home", "adatt", "stem"]:
-        model = build_model(name, params, ctx)
+        model = build_model(name, {}, ctx)
         assert isinstance(model.encoder.numeric_embedding, PiecewiseLinearEmbeddings), name
         out = model(batch)
         assert set(out) == {"task0", "task1"} and out["task0"].shape == (8,), name
@@ -78,7 +78,7 @@ def test_every_flat_model_takes_numeric_embeddings(fitted) -> None:
 def test_onnx_export_parity_with_numeric_embeddings(tmp_path: Path, model: str, kind: str) -> None:
     spec = synthetic_spec(2)
     train = generate(SyntheticConfig(rows=1000, num_tasks=2, seed=1))
-    params = {"numeric_embedding": {"kind": kind, "n_bins": 8, "d_embedding": 4}}
-    run = make_run(tmp_path, spec, train, model, params)
+    encoder = {"numeric_embedding": {"kind": kind, "n_bins": 8, "d_embedding": 4}}
+    run = make_run(tmp_path, spec, train, model, encoder=encoder)
     meta = export_run(run, tmp_path / "export", test=held_out(200)).metadata
     assert meta["parity"]["max_abs_diff"] <= 1e-5

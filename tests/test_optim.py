@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from recsys_mtl.balancing import build_balancer
-from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models import build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.module import MultiTaskModule
@@ -23,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_decay_only_on_dense_weights_and_every_parameter_once(fitted) -> None:
     pre, _ = fitted
     spec = synthetic_spec(2)
-    params = {"numeric_embedding": {"kind": "periodic", "d_embedding": 4}}
-    model = build_model("mmoe", params, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    encoder = {"numeric_embedding": {"kind": "periodic", "d_embedding": 4}}
+    model = build_model("mmoe", {}, model_context(pre.layout, spec.tasks, encoder))
     balancer = build_balancer("uncertainty", {}, model.task_names)
     module = MultiTaskModule(model, spec.tasks, balancer, TrainerConfig(weight_decay=0.1))
     groups = {g["name"]: g for g in param_groups(model, balancer, 0.1)}

@@ -16,6 +16,7 @@ from recsys_mtl.export import export_run
 from recsys_mtl.export.preprocess_graph import raw_inputs
 from recsys_mtl.export.raw import raw_feed
 from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.spec import FeatureSpec
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.module import MultiTaskModule
@@ -54,7 +55,7 @@ def test_head_predicts_standardized_and_loss_is_on_that_scale(data) -> None:
     torch.manual_seed(0)
     on = build_model("mmoe", {}, ctx).eval()
     torch.manual_seed(0)
-    off = build_model("mmoe", {"standardize_targets": False}, ctx).eval()
+    off = build_model("mmoe", {}, model_context(pre.layout, spec.tasks, {"standardize_targets": False})).eval()
     batch = {"categorical": table.categorical[:64], "numeric": table.numeric[:64],
              **{f"seq.{k}": v[:64] for k, v in table.sequences.items()}}
     mean, std = pre.targets["task1"]

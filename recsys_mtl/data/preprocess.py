@@ -99,6 +99,7 @@ class Preprocessor:
         lay.targets = dict(self.targets)
         quantiles = [self.numeric[name].quantiles for name in lay.numeric]
         lay.numeric_quantiles = None if any(q is None for q in quantiles) else quantiles  # type: ignore[assignment]
+        lay.table_counts = {name: t.counts for name, t in self.tables.items() if t.counts is not None}
         return lay
 
     # ------------------------------------------------------------------ persistence

@@ -27,6 +27,9 @@ class FittedTable:
     vocab: list[str] | None = None
     hash_buckets: int | None = None
     hash_seed: int = 0
+    #: train occurrences of each vocabulary entry (aligned with ``vocab``); None for hashed tables
+    #: and for preprocessing fitted before counts were stored (rarity-aware regularisation reads it)
+    counts: list[int] | None = None
 
     @property
     def size(self) -> int:

@@ -34,3 +34,5 @@ class Layout:
     #: sequence pooled by target attention → (query's column in the categorical matrix,
     #: attention hidden widths, softmax)
     attention: dict[str, tuple[int, tuple[int, ...], bool]] = field(default_factory=dict)
+    #: table → train count of each vocabulary entry (row FIRST + i), for tables whose fit stored counts
+    table_counts: dict[str, list[int]] = field(default_factory=dict)

@@ -47,7 +47,7 @@ def fit_tables(features: list[Any], lf: pl.LazyFrame) -> dict[str, FittedTable]:
         counts = counts.sort(["n", "value"], descending=[True, False]).filter(pl.col("n") >= first.min_freq)
         if first.max_size is not None:
             counts = counts.head(first.max_size)
-        tables[table] = FittedTable(table, vocab=counts["value"].to_list())
+        tables[table] = FittedTable(table, vocab=counts["value"].to_list(), counts=counts["n"].to_list())
     return {t: tables[t] for t in members}
 
 
@@ -63,3 +63,5 @@ def check_tables(features: list[Any], tables: dict[str, FittedTable], path: Path
             raise DataError(f"{path}: tables: no entry for table {table!r} (feature {uses[0][1].name!r})")
         if (t.vocab is None) == (t.hash_buckets is None) or (t.hash_buckets is not None and t.hash_buckets < 1):
             raise DataError(f"{path}: tables.{table}: needs either a vocab or hash_buckets >= 1")
+        if t.counts is not None and (t.vocab is None or len(t.counts) != len(t.vocab) or min(t.counts, default=1) < 1):
+            raise DataError(f"{path}: tables.{table}.counts: needs one count >= 1 per vocab entry")

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch, EncodedTable
 from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.blocks import MLP
-from recsys_mtl.nn.cross import CrossConfig, CrossedEncoder
+from recsys_mtl.nn.cross import CrossedEncoder
 from recsys_mtl.nn.encoders import FeatureEncoder
-from recsys_mtl.nn.gbdt_leaves import GBDTLeavesConfig
-from recsys_mtl.nn.id_dropout import IdDropoutConfig
-from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig
+from recsys_mtl.nn.encoder_config import EncoderConfig, encoder_config
+from recsys_mtl.nn.wide import WideLogits
 from recsys_mtl.spec.features import Task
 
 
@@ -26,12 +25,29 @@ from recsys_mtl.spec.features import Task
 GBDT_OBJECTIVES = {"binary": "binary", "regression": "regression"}
 
 
+#: options of the pipeline's ``encoder:`` section that were model params before it existed
+ENCODER_OPTIONS_MOVED = ("numeric_embedding", "id_dropout", "standardize_targets", "gbdt_leaves", "cross")
+
+
 @dataclass(frozen=True)
 class ModelContext:
-    """What a model is built from besides its own config: the fitted layout and the tasks."""
+    """What a model is built from besides its own config: the fitted layout, the tasks and the
+    pipeline's ``encoder:`` section."""
 
     layout: Layout
     tasks: Sequence[Task]
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+
+def model_context(layout: Layout, tasks: Sequence[Task], encoder: dict[str, Any] | EncoderConfig | None = None) -> ModelContext:
+    """The context of a pipeline's model: ``encoder`` validated, and its ``embedding_dim`` rule
+    applied to the layout's vocabulary tables (fit and every reload build the same widths)."""
+    enc = encoder_config(encoder or {})
+    if enc.embedding_dim is not None:
+        rule = enc.embedding_dim
+        vocab = {t for _, t in layout.categorical if t in layout.table_counts} | {t for _, t, _, _ in layout.sequences}
+        layout = replace(layout, tables={t: (n, rule.dim(n) if t in vocab else d) for t, (n, d) in layout.tables.items()})
+    return ModelContext(layout=layout, tasks=tasks, encoder=enc)
 
 
 class ModelConfig(BaseModel):
@@ -42,16 +58,17 @@ class ModelConfig(BaseModel):
     tower_hidden: list[int] = Field(default_factory=lambda: [32])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     activation: str = "relu"
-    #: numeric values → per-feature embeddings (null: the standardized numbers as they are)
-    numeric_embedding: NumericEmbeddingConfig | None = None
-    #: share of training ids mapped to the OOV row (default: 5% on tables of ≥ 1000 rows)
-    id_dropout: IdDropoutConfig = Field(default_factory=IdDropoutConfig)
-    #: regression heads predict the train-standardized label, mapped back to label units
-    standardize_targets: bool = True
-    #: GBDT leaf indices as extra inputs (trees fitted on train before training; null: off)
-    gbdt_leaves: GBDTLeavesConfig | None = None
-    #: a DCN-v2 cross network between the encoder and the model (flat-input models only)
-    cross: CrossConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_encoder(cls, raw: Any) -> Any:
+        # pipelines are migrated when read (spec/pipeline.py); params given here directly (a wrapped
+        # model's base_params / inner.params, code) are refused with where the option went
+        moved = [k for k in ENCODER_OPTIONS_MOVED if isinstance(raw, dict) and k in raw]
+        if moved:
+            raise ValueError(f"{', '.join(moved)}: moved from the model's params to the pipeline's `encoder:` "
+                             f"section (encoder.{moved[0]}), which every wrapped model shares")
+        return raw
 
 
 class TaskTowers(nn.Module):
@@ -103,6 +120,8 @@ class MultiTaskModel(nn.Module, ABC):
     """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
+    #: the ``encoder:`` options this family takes (build_model refuses any other one that is set)
+    encoder_options: ClassVar[frozenset[str]] = frozenset({"id_dropout", "id_regularization", "embedding_dim", "standardize_targets"})
 
     def __init__(self, context: ModelContext, config: ModelConfig):
         super().__init__()
@@ -115,15 +134,14 @@ class MultiTaskModel(nn.Module, ABC):
         """Encoded batch → ``{task: (B,) or (B, C) logits}``."""
 
     def make_encoder(self) -> FeatureEncoder:
-        """A flat (B, D) encoder with this model's numeric embedding, id dropout, GBDT leaves and
-        cross network (each off when the config has no such field)."""
-        cfg = self.config
-        args = (
-            self.context.layout, getattr(cfg, "numeric_embedding", None), getattr(cfg, "id_dropout", None),
-            getattr(cfg, "gbdt_leaves", None), len(self.gbdt_tasks()),
-        )
-        cross = getattr(cfg, "cross", None)
-        return FeatureEncoder(*args) if cross is None else CrossedEncoder(cross, *args)
+        """A flat (B, D) encoder with the pipeline's numeric embedding, id dropout and
+        regularisation, GBDT leaves and cross network (see :class:`EncoderConfig`)."""
+        enc = self.context.encoder
+        args = (self.context.layout, enc.numeric_embedding, enc.id_dropout, enc.gbdt_leaves, len(self.gbdt_tasks()), enc.id_counts)
+        encoder = FeatureEncoder(*args) if enc.cross is None else CrossedEncoder(enc.cross, *args)
+        if enc.id_regularization is not None:
+            encoder.regularize_ids(enc.id_regularization)
+        return encoder
 
     def gbdt_tasks(self) -> list[int]:
         """Indices of the tasks GBDT leaf features are fitted on (binary and regression)."""
@@ -136,7 +154,7 @@ class MultiTaskModel(nn.Module, ABC):
         if not encoders:
             return
         if not isinstance(train, EncodedTable):
-            raise SpecError("model.params.gbdt_leaves: needs the train split in memory (not a parquet_stream)")
+            raise SpecError("encoder.gbdt_leaves: needs the train split in memory (not a parquet_stream)")
         tasks = self.gbdt_tasks()
         x = encoders[0].gbdt_inputs({"categorical": train.categorical, "numeric": train.numeric}).numpy()
         objectives = [GBDT_OBJECTIVES[self.context.tasks[i].type] for i in tasks]
@@ -146,7 +164,7 @@ class MultiTaskModel(nn.Module, ABC):
             enc.gbdt.load_state_dict(trees, strict=False)  # type: ignore[union-attr]
 
     def build_towers(self, in_dims: Sequence[int]) -> None:
-        targets = self.context.layout.targets if getattr(self.config, "standardize_targets", True) else {}
+        targets = self.context.layout.targets if self.context.encoder.standardize_targets else {}
         self.towers = TaskTowers(in_dims, self.context.tasks, self.config, targets)
 
     def shared_module(self) -> nn.Module:
@@ -169,6 +187,20 @@ class MultiTaskModel(nn.Module, ABC):
         Embedding tables are included only when the encoder is the model's sole shared block.
         Default: the parameters of :meth:`shared_modules`."""
         return [p for m in self.shared_modules() for p in m.parameters()]
+
+    def regularization(self, batch: Batch) -> Tensor | None:
+        """Scalar penalty of this training batch on the model's parameters (rarity-aware id L2 of
+        every encoder, the wide part's shrinkage), or None when there is none. Added to the loss
+        by the training step, like :meth:`auxiliary_loss`; never reweighted by balancers."""
+        terms = [p for m in self.modules() if isinstance(m, FeatureEncoder) and (p := m.id_penalty(batch)) is not None]
+        terms += [m.penalty(batch) for m in self.modules() if isinstance(m, WideLogits) and m.cfg.l2 > 0]
+        return torch.stack(terms).sum() if terms else None
+
+    def after_step(self, batch: Batch) -> None:
+        """After an optimizer step on ``batch``: max-norm of the id rows it used (when on)."""
+        for m in self.modules():
+            if isinstance(m, FeatureEncoder):
+                m.renorm_ids(batch)
 
     def auxiliary_loss(self) -> Tensor | None:
         """A model's own extra training loss from its last forward (e.g. AITM's calibrator), or None.
@@ -194,9 +226,15 @@ class FlatInputModel(MultiTaskModel):
     see :func:`wraps_task_inputs`.
     """
 
+    encoder_options = MultiTaskModel.encoder_options | {"numeric_embedding", "gbdt_leaves", "cross", "wide", "id_counts"}
+
     def __init__(self, context: ModelContext, config: ModelConfig):
         super().__init__(context, config)
         self.encoder = self.make_encoder()
+        wide = context.encoder.wide
+        #: tasks with one logit (binary, regression) take the wide part's scalars
+        self.wide_tasks = [i for i, t in enumerate(context.tasks) if t.output_dim == 1]
+        self.wide = WideLogits(context.layout, len(self.wide_tasks), wide) if wide is not None and self.wide_tasks else None
 
     @abstractmethod
     def task_inputs(self, x: Tensor) -> list[Tensor]:
@@ -205,7 +243,7 @@ class FlatInputModel(MultiTaskModel):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         gbdt = self.encoder.gbdt
         if gbdt is None or not gbdt.cfg.margin:
-            return self.towers(self.task_inputs(self.encoder(batch)))
+            return self.add_wide(self.towers(self.task_inputs(self.encoder(batch))), batch)
         leaves = self.encoder.gbdt_leaves(batch)  # one walk (or none: precomputed): leaf embeddings and the trees' score
         logits = self.towers(self.task_inputs(self.encoder(batch, leaves)))
         # boosting from the trees' score: binary logits are log-odds, like LightGBM's raw score
@@ -214,6 +252,21 @@ class FlatInputModel(MultiTaskModel):
             task = self.context.tasks[i]
             if task.type == "binary":
                 logits[task.name] = logits[task.name] + margins[:, j].to(logits[task.name].dtype)
+        return self.add_wide(logits, batch)
+
+    def add_wide(self, logits: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        """``logits`` with the wide part's (B,) per-id scalar sum added to each one-logit task.
+
+        A regression task adds it in label units times the label std (the standardized scale the
+        head learns on), so its shrinkage means the same for every task."""
+        if self.wide is None:
+            return logits
+        wide = self.wide(batch["categorical"])  # (B, T_wide)
+        towers = self.towers
+        for j, i in enumerate(self.wide_tasks):
+            name = self.context.tasks[i].name
+            scale = towers.target_std[i] if towers.scaled[i] else 1.0
+            logits[name] = logits[name] + (wide[:, j] * scale).to(logits[name].dtype)
         return logits
 
     def shared_module(self) -> nn.Module:

@@ -76,6 +76,7 @@ class DTRN(MultiTaskModel):
     """
 
     Config = DTRNConfig  # type: ignore[assignment]
+    encoder_options = MultiTaskModel.encoder_options | {"numeric_embedding", "gbdt_leaves", "cross", "id_counts"}
 
     def __init__(self, context: ModelContext, config: DTRNConfig):
         super().__init__(context, config)  # type: ignore[arg-type]

@@ -34,7 +34,6 @@ class FTTransformerConfig(TransformerConfig):
     # the paper's 0.2 is one parameter away; off by default for step time (see TransformerConfig)
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     ffn_dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    numeric_embedding: NumericEmbeddingConfig = NumericEmbeddingConfig(kind="linear")
 
 
 @register("ft_transformer")
@@ -54,17 +53,22 @@ class FTTransformer(MultiTaskModel):
     | attention_dropout | 0.0 | dropout on attention weights (paper: 0.2; > 0: slower steps, RNG over B×heads×N×N) |
     | ffn_dropout | 0.1 | dropout inside the feed-forward |
     | residual_dropout | 0.0 | dropout on each residual branch |
-    | numeric_embedding | {kind: linear} | numeric tokens: linear or periodic (rtdl-num-embeddings) |
     | tower_hidden | [32] | per-task tower widths on the CLS token |
     | dropout | 0.0 | dropout in the towers |
     | activation | relu | tower activation |
     """
 
     Config = FTTransformerConfig
+    encoder_options = MultiTaskModel.encoder_options | {"numeric_embedding"}
+    #: numeric tokens when ``encoder.numeric_embedding`` is not set: linear, as in the paper
+    default_numeric_embedding = NumericEmbeddingConfig(kind="linear")
 
     def __init__(self, context: ModelContext, config: FTTransformerConfig):
         super().__init__(context, config)
-        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding, config.id_dropout)
+        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, context.encoder.numeric_embedding or self.default_numeric_embedding,
+                                          context.encoder.id_dropout)
+        if context.encoder.id_regularization is not None:
+            self.tokenizer.encoder.regularize_ids(context.encoder.id_regularization)
         self.cls = nn.Parameter(torch.randn(1, 1, config.d_token) * 0.02)
         self.blocks = build_blocks(config, first_prenorm=False)
         self.head = nn.Sequential(nn.LayerNorm(config.d_token), nn.ReLU())

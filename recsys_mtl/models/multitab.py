@@ -55,7 +55,6 @@ class TransformerConfig(ModelConfig):
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     ffn_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     residual_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    numeric_embedding: NumericEmbeddingConfig = NumericEmbeddingConfig(kind="periodic")
 
 
 def build_blocks(cfg: TransformerConfig, first_prenorm: bool = True) -> nn.ModuleList:
@@ -117,7 +116,6 @@ class MultiTabNet(MultiTaskModel):
     | attention_dropout | 0.0 | dropout on attention weights (> 0: slower steps, RNG over B×heads×N×N) |
     | ffn_dropout | 0.0 | dropout inside the feed-forward |
     | residual_dropout | 0.0 | dropout on each residual branch |
-    | numeric_embedding | {kind: periodic, n_frequencies: 16, frequency_init_scale: 0.1, lite: false} | numeric tokens: linear or periodic (PLR, rtdl-num-embeddings) |
     | mask_task_to_task | true | task tokens do not attend to other task tokens |
     | mask_feature_to_task | false | feature tokens do not attend to task tokens |
     | att_type | row | `row_col` adds attention across the batch's rows after each block (not servable, see above) |
@@ -128,10 +126,16 @@ class MultiTabNet(MultiTaskModel):
     """
 
     Config = MultiTabConfig
+    encoder_options = MultiTaskModel.encoder_options | {"numeric_embedding"}
+    #: numeric tokens when ``encoder.numeric_embedding`` is not set: periodic (PLR, rtdl-num-embeddings)
+    default_numeric_embedding = NumericEmbeddingConfig(kind="periodic")
 
     def __init__(self, context: ModelContext, config: MultiTabConfig):
         super().__init__(context, config)
-        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, config.numeric_embedding, config.id_dropout)
+        self.tokenizer = FeatureTokenizer(context.layout, config.d_token, context.encoder.numeric_embedding or self.default_numeric_embedding,
+                                          context.encoder.id_dropout)
+        if context.encoder.id_regularization is not None:
+            self.tokenizer.encoder.regularize_ids(context.encoder.id_regularization)
         t = len(self.task_names)
         self.task_tokens = nn.Parameter(torch.randn(t, config.d_token) * 0.02)
         self.blocks = build_blocks(config)

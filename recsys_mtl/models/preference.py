@@ -90,6 +90,7 @@ class PreferenceModel(MultiTaskModel):
     """
 
     Config = PreferenceConfig
+    encoder_options = MultiTaskModel.encoder_options | {"numeric_embedding", "gbdt_leaves", "cross", "id_counts"}
 
     def __init__(self, context: ModelContext, config: PreferenceConfig):
         super().__init__(context, config)

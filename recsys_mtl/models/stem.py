@@ -56,6 +56,7 @@ class STEM(MultiTaskModel):
     """
 
     Config = STEMConfig
+    encoder_options = MultiTaskModel.encoder_options | {"numeric_embedding", "gbdt_leaves", "cross", "id_counts"}
 
     def __init__(self, context: ModelContext, config: STEMConfig):
         super().__init__(context, config)

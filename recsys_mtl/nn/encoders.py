@@ -7,9 +7,12 @@ from torch import Tensor, nn
 
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
+from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.gbdt_leaves import LEAVES_KEY, GBDTLeaves, GBDTLeavesConfig
 from recsys_mtl.nn.named import NamedModuleDict
+from recsys_mtl.nn.id_counts import IdCountInputs, IdCountsConfig
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
+from recsys_mtl.nn.id_regularization import IdRegularizationConfig, batch_rows, frequency_l2, inverse_counts, renorm_rows
 from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig, NumericTokens, numeric_embedding
 from recsys_mtl.nn.target_attention import TargetAttentionPooling
 
@@ -57,14 +60,16 @@ class FeatureEncoder(nn.Module):
     standardized number through; missing indicators always pass through. ``id_dropout`` maps a
     share of training ids to the out-of-vocabulary row (see :mod:`recsys_mtl.nn.id_dropout`).
     ``gbdt`` appends embeddings of GBDT leaf indices over ``gbdt_tasks`` tasks' trees (see
-    :mod:`recsys_mtl.nn.gbdt_leaves`; fitted by :meth:`fit_gbdt` before training).
+    :mod:`recsys_mtl.nn.gbdt_leaves`; fitted by :meth:`fit_gbdt` before training). ``id_counts``
+    appends each selected id's scaled log train count after the numeric block (see
+    :mod:`recsys_mtl.nn.id_counts`).
     """
 
     FUSE_MAX_ROWS = 1 << 16
 
     def __init__(
         self, layout: Layout, numeric: NumericEmbeddingConfig | None = None, id_dropout: IdDropoutConfig | None = None,
-        gbdt: GBDTLeavesConfig | None = None, gbdt_tasks: int = 0,
+        gbdt: GBDTLeavesConfig | None = None, gbdt_tasks: int = 0, id_counts: IdCountsConfig | None = None,
     ):
         super().__init__()
         self.layout = layout
@@ -91,13 +96,24 @@ class FeatureEncoder(nn.Module):
             + [d_value] * n_values
             + [1] * len(layout.indicators)
         )
+        counts = IdCountInputs(layout, id_counts) if id_counts is not None else None
+        self.id_counts = counts if counts is not None and counts.width else None
+        self.field_dims += [1] * (self.id_counts.width if self.id_counts is not None else 0)
         self.gbdt = GBDTLeaves(len(self.cat_tables) + self.num_numeric, gbdt_tasks, gbdt) if gbdt is not None and gbdt_tasks else None
         if self.gbdt is not None:
             self.field_dims += [gbdt.d_embedding] * self.gbdt.n_trees  # type: ignore[union-attr]
         self.output_dim = sum(self.field_dims)
         cfg = id_dropout or IdDropoutConfig(rate=0.0)
-        self.cat_dropout = IdDropout([layout.tables[t][0] for t in self.cat_tables], [f for f, _ in layout.categorical], cfg)
-        self.seq_dropout = IdDropout([layout.tables[t][0] for _, t, _ in self.sequences], [f for f, *_ in layout.sequences], cfg)
+        counts = layout.table_counts
+        self.cat_dropout = IdDropout([layout.tables[t][0] for t in self.cat_tables], [f for f, _ in layout.categorical], cfg,
+                                     [counts.get(t) for t in self.cat_tables])
+        self.seq_dropout = IdDropout([layout.tables[t][0] for _, t, _ in self.sequences], [f for f, *_ in layout.sequences], cfg,
+                                     [counts.get(t) for _, t, _ in self.sequences])
+        self.id_reg: IdRegularizationConfig | None = None
+        #: (table, batch key, column or None) of each id input the regulariser reads
+        self.reg_inputs: list[tuple[str, str, int | None]] = []
+        #: regularised tables; buffer inv_count_<i> holds table i's (rows,) 1 / n^power
+        self.reg_tables: list[str] = []
         if self.output_dim == 0:
             raise ValueError("the spec yields no input features")
         dims = {layout.tables[t][1] for t in self.cat_tables}
@@ -105,6 +121,50 @@ class FeatureEncoder(nn.Module):
         self.fused = len(self.cat_tables) > 1 and len(dims) == 1 and sum(rows) <= self.FUSE_MAX_ROWS
         # (C,) offset of each column's table inside the concatenated weights (a column per table use)
         self.register_buffer("cat_offsets", torch.tensor([0, *rows[:-1]]).cumsum(0), persistent=False)
+
+    def regularize_ids(self, cfg: IdRegularizationConfig) -> None:
+        """Turn on rarity-aware regularisation (see :mod:`recsys_mtl.nn.id_regularization`) of the
+        id features ``cfg.features`` (default: every categorical / sequence feature with train counts)."""
+        layout = self.layout
+        inputs = [(f, t, "categorical", i) for i, (f, t) in enumerate(layout.categorical)]
+        inputs += [(f, t, SEQ_PREFIX + f, None) for f, t, _, _ in layout.sequences]
+        names = [f for f, *_ in inputs]
+        if cfg.features is not None:
+            unknown = [f for f in cfg.features if f not in names]
+            if unknown:
+                raise SpecError(f"encoder.id_regularization.features: {unknown} are not categorical or sequence "
+                                f"features of the spec ({names})")
+        chosen = [(f, t, key, col) for f, t, key, col in inputs
+                  if (f in cfg.features if cfg.features is not None else t in layout.table_counts)]
+        self.id_reg = cfg
+        self.reg_inputs = [(t, key, col) for _, t, key, col in chosen]
+        self.reg_tables = list(dict.fromkeys(t for t, _, _ in self.reg_inputs))
+        for i, t in enumerate(self.reg_tables):
+            buf = inverse_counts(layout.table_counts.get(t), layout.tables[t][0], cfg.power)
+            self.register_buffer(f"inv_count_{i}", buf, persistent=False)
+
+    def _batch_rows(self, batch: Batch) -> dict[str, Tensor]:
+        """Table → (R,) distinct rows the batch's regularised id inputs use (before id dropout)."""
+        ids: dict[str, list[Tensor]] = {}
+        for t, key, col in self.reg_inputs:
+            ids.setdefault(t, []).append(batch[key][:, col] if col is not None else batch[key])
+        return {t: batch_rows(v) for t, v in ids.items()}
+
+    def id_penalty(self, batch: Batch) -> Tensor | None:
+        """Scalar ``l2 · Σ_tables Σ_{rows j of the batch} ||w_j||² / n_j^power``, or None when off."""
+        if self.id_reg is None or self.id_reg.l2 == 0.0 or not self.reg_inputs:
+            return None
+        rows = self._batch_rows(batch)
+        total = sum(frequency_l2(self.embeddings[t], rows[t], getattr(self, f"inv_count_{i}"))
+                    for i, t in enumerate(self.reg_tables))
+        return self.id_reg.l2 * total  # type: ignore[return-value]
+
+    def renorm_ids(self, batch: Batch) -> None:
+        """Max-norm: the regularised rows the batch used, scaled to at most ``max_norm`` (after a step)."""
+        if self.id_reg is None or self.id_reg.max_norm is None:
+            return
+        for t, rows in self._batch_rows(batch).items():
+            renorm_rows(self.embeddings[t], rows, self.id_reg.max_norm)
 
     def categorical_block(self, cat: Tensor) -> Tensor:
         """(B, C) indices → (B, Σ d_i): all categorical embeddings, concatenated in column order."""
@@ -156,6 +216,8 @@ class FeatureEncoder(nn.Module):
             parts += self._sequence_parts(batch, cat)
         if self.num_numeric:
             parts.append(self.numeric_block(batch["numeric"]))
+        if self.id_counts is not None:  # the raw ids' popularity (before id dropout: a dropped id keeps its count)
+            parts.append(self.id_counts(batch["categorical"]))
         if self.gbdt is not None:
             parts.append(self.gbdt.embed(self.gbdt_leaves(batch) if leaves is None else leaves))
         return parts, cat

@@ -39,7 +39,7 @@ LEAVES_KEY = "gbdt.leaves"
 
 
 class GBDTLeavesConfig(BaseModel):
-    """A model param: ``gbdt_leaves: {n_trees: 50, num_leaves: 31, d_embedding: 4}``."""
+    """An encoder option: ``gbdt_leaves: {n_trees: 50, num_leaves: 31, d_embedding: 4}``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -133,7 +133,7 @@ class GBDTLeaves(nn.Module):
         try:
             import lightgbm as lgb
         except ImportError:
-            raise SpecError("model.params.gbdt_leaves needs lightgbm (pip install 'recsys-mtl[lightgbm]')") from None
+            raise SpecError("encoder.gbdt_leaves needs lightgbm (pip install 'recsys-mtl[lightgbm]')") from None
         cfg = self.cfg
         params = {
             "num_leaves": cfg.num_leaves, "max_depth": cfg.max_depth, "learning_rate": cfg.learning_rate,

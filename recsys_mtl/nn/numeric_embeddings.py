@@ -30,7 +30,7 @@ from recsys_mtl.errors import SpecError
 
 
 class NumericEmbeddingConfig(BaseModel):
-    """How numeric columns are embedded (a model param: ``numeric_embedding: {kind: periodic}``)."""
+    """How numeric columns are embedded (an encoder option: ``numeric_embedding: {kind: periodic}``)."""
 
     model_config = ConfigDict(extra="forbid")
 

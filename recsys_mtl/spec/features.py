@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal, Union
 
 import polars as pl
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from recsys_mtl.errors import LeakageError, SpecError
 from recsys_mtl.features.kinds.categorical import CategoricalFeature, HashConfig, VocabConfig

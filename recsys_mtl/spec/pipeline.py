@@ -6,6 +6,7 @@ typed config (next to its code) when it is built, so this module never lists mod
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
@@ -186,6 +187,10 @@ class TrainerConfig(StrictModel):
     monitor: str = "val/auc_mean"
     mode: Literal["min", "max"] = "max"
     patience: int = Field(3, ge=1)
+    #: validate every this many training batches (counted across epochs) instead of once per
+    #: epoch: early stopping (patience counts validations) and checkpoint selection then happen
+    #: inside an epoch, for data where the best model comes before the first epoch ends (null: per epoch)
+    val_check_interval: int | None = Field(None, ge=1)
     precision: str = "32-true"
     accelerator: str = "auto"
     devices: int | str = 1
@@ -216,11 +221,21 @@ class TrainerConfig(StrictModel):
         return monitor
 
 
+#: options of the ``encoder:`` section that were model params before it existed: a pipeline that
+#: still has them under ``model.params`` is migrated when read, with a warning
+ENCODER_KEYS = ("numeric_embedding", "id_dropout", "standardize_targets", "gbdt_leaves", "cross")
+
+
 class PipelineConfig(StrictModel):
     name: str = Field(min_length=1)
     spec: Path
     data: DataConfig
     model: ComponentConfig
+    #: how features become the model's input vector (numeric embeddings, id dropout and
+    #: regularisation, wide part, embedding widths, GBDT leaves, cross network, target
+    #: standardisation); validated by recsys_mtl.nn.encoder_config.EncoderConfig when the model
+    #: is built, so this module never lists their fields
+    encoder: dict[str, Any] = {}
     balancing: ComponentConfig = ComponentConfig(name="equal")
     trainer: TrainerConfig = TrainerConfig()
     runs_dir: Path = Path("runs")
@@ -232,3 +247,23 @@ class PipelineConfig(StrictModel):
     export: dict[str, Any] = {}
     #: baselines fitted next to the model (validated by recsys_mtl.baselines.config)
     baselines: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate_encoder_options(cls, raw: Any) -> Any:
+        # run folders and pipelines written before the encoder section keep loading: their
+        # encoder options move from model.params to encoder, with a warning naming each one
+        params = raw.get("model", {}).get("params") if isinstance(raw, dict) and isinstance(raw.get("model"), dict) else None
+        moved = [k for k in ENCODER_KEYS if isinstance(params, dict) and k in params]
+        if not moved:
+            return raw
+        encoder = dict(raw.get("encoder") or {})
+        clash = [k for k in moved if k in encoder]
+        if clash:
+            raise ValueError(f"model.params.{clash[0]} and encoder.{clash[0]} are both set; the option belongs "
+                             "in the encoder section only")
+        encoder.update({k: params[k] for k in moved})
+        model = {**raw["model"], "params": {k: v for k, v in params.items() if k not in moved}}
+        warnings.warn(f"model.params.{', model.params.'.join(moved)}: moved to the pipeline's `encoder:` section "
+                      f"(encoder.{moved[0]}, ...); migrated for this run, update the file", FutureWarning, stacklevel=2)
+        return {**raw, "model": model, "encoder": encoder}

@@ -28,7 +28,8 @@ from recsys_mtl.features.registry import for_each
 from recsys_mtl.features.tables import shape_only_tables
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.errors import SpecError, did_you_mean
-from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models import build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig, TrainerConfig
 from recsys_mtl.train.loggers import check_loggers
@@ -141,7 +142,7 @@ def shape_only_preprocessor(spec: FeatureSpec) -> Preprocessor:
 def check_components(cfg: PipelineConfig, spec: FeatureSpec) -> None:
     """Build the model (on shape-only preprocessing) and the balancer: unknown names, bad params
     and cross-checks (tasks named in params, ...) fail as :class:`SpecError`."""
-    context = ModelContext(layout=shape_only_preprocessor(spec).layout, tasks=spec.tasks)
+    context = model_context(shape_only_preprocessor(spec).layout, spec.tasks, cfg.encoder)
     rng = torch.random.get_rng_state()  # building draws initial weights; leave the caller's stream alone
     try:
         try:

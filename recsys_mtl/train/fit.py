@@ -45,7 +45,8 @@ from recsys_mtl.data.sources import DataSource, FramesSource, Splits, TrainInput
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.diagnostics.callback import ExpertDiagnostics
 from recsys_mtl.errors import RecsysMTLError
-from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models import build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.calibration import calibration_report, check_calibrator, write_calibration
@@ -113,7 +114,7 @@ def build_module(prep: Prepared) -> MultiTaskModule:
     """Seeded model + balancer + LightningModule (raises SpecError on bad params)."""
     cfg = prep.cfg
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    context = ModelContext(layout=prep.preprocessor.layout, tasks=prep.spec.tasks)
+    context = model_context(prep.preprocessor.layout, prep.spec.tasks, cfg.encoder)
     model = build_model(cfg.model.name, cfg.model.params, context)
     model.fit_inputs(prep.train)  # e.g. GBDT leaf trees, fitted on the train split only
     balancer = build_balancer(cfg.balancing.name, cfg.balancing.params, model.task_names)
@@ -160,6 +161,9 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
         deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val,
         limit_train_batches=t.limit_train_batches,
+        # every N batches across epochs (Lightning needs check_val_every_n_epoch=None for that);
+        # EarlyStopping and ModelCheckpoint then act at each validation, not at epoch ends
+        **({"val_check_interval": t.val_check_interval, "check_val_every_n_epoch": None} if t.val_check_interval else {}),
         callbacks=[
             EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.patience),
             checkpoint,

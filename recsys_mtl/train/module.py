@@ -109,6 +109,10 @@ class MultiTaskModule(L.LightningModule):
         if aux is not None:
             total = total + aux
             self.log("train/auxiliary_loss", aux, batch_size=n)
+        reg = self.model.regularization(batch)  # rarity-aware id L2, wide shrinkage: added like aux
+        if reg is not None:
+            total = total + reg
+            self.log("train/regularization", reg, batch_size=n)
         self._guard(batch, None, losses, total)  # the balanced total (a strategy's own arithmetic)
         self.log("train/loss", total, prog_bar=True, batch_size=n)
         if self.global_step % self.cfg.log_every_n_steps == 0:
@@ -125,6 +129,7 @@ class MultiTaskModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: object, batch: Batch, batch_idx: int) -> None:
         self.feed.after_step(batch)
+        self.model.after_step(batch)  # max-norm of the id rows the step used
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:  # type: ignore[no-untyped-def,override]
         """Steps every batch, or once per window of batches a strategy accumulates (GCond)."""

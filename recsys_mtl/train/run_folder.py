@@ -17,7 +17,9 @@ from recsys_mtl.artifacts import load_checkpoint, read_json, write_atomic
 from recsys_mtl.balancing import BALANCERS
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.errors import DataError, RecsysMTLError, SpecError
-from recsys_mtl.models import MODELS, ModelContext, MultiTaskModel, build_model
+from recsys_mtl.models import MODELS, MultiTaskModel, build_model
+from recsys_mtl.models.base import model_context
+from recsys_mtl.nn.encoder_config import encoder_config
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import load_spec, read_yaml, validate
 from recsys_mtl.spec.pipeline import PipelineConfig
@@ -46,12 +48,17 @@ def applied_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     Loading the saved file gives this config back: ``load_pipeline`` of it equals
     ``PipelineConfig.model_validate(applied_pipeline(cfg))``.
     """
-    out = _applied(cfg, NOT_APPLIED)
+    out = _applied(cfg, NOT_APPLIED | {"encoder"})  # written below with its defaults resolved
     out["data"] = _applied(cfg.data, cfg.data.inapplicable())
     for field, registry in (("model", MODELS), ("balancing", BALANCERS)):
         comp = getattr(cfg, field)
         out[field] = {"name": comp.name, "params": _applied(registry.config(comp.name, comp.params))}
-    return out
+    ordered: dict[str, Any] = {}
+    for key, value in out.items():  # the encoder section right after the model, as in a hand-written file
+        ordered[key] = value
+        if key == "model":
+            ordered["encoder"] = _applied(encoder_config(cfg.encoder))
+    return ordered
 
 
 def _applied(model: BaseModel, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -158,7 +165,7 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None) -> LoadedRun:
     spec = load_spec(run_dir / "spec.yaml")
     pre = Preprocessor.load(run_dir / "preprocessing.json", spec)
     try:
-        model = build_model(cfg.model.name, cfg.model.params, ModelContext(layout=pre.layout, tasks=spec.tasks))
+        model = build_model(cfg.model.name, cfg.model.params, model_context(pre.layout, spec.tasks, cfg.encoder))
     except (SpecError, ValueError) as exc:
         raise SpecError(f"{pipeline_path}: {exc}") from None
     ckpt_path = run_dir / checkpoint
