@@ -190,3 +190,15 @@ def test_sigkill_leaves_no_output_and_a_rerun_completes(tmp_path: Path, export_d
     ref = Predictor(export_dir, warmup=False).predict_table(df.drop("n", "row_id").to_arrow())
     assert np.abs(got.column("task0").to_numpy() - ref["task0"]).max() <= 1e-6
     assert [p.name for p in tmp_path.glob(".out.parquet*")] == []
+
+
+def test_scoring_core_runs_without_torch(tmp_path: Path, export_dir: Path) -> None:  # noqa: F811
+    """serving/batch_score.py (and the Ray / Spark front ends' imports) need neither torch nor recsys_mtl."""
+    inp = write(rows(100), tmp_path / "in.parquet")
+    code = ("import sys; import serving.ray_score, serving.spark_score; from serving.batch_score import score; "
+            f"r = score({str(export_dir)!r}, [{str(inp)!r}], {str(tmp_path / 'o.parquet')!r}, progress=False); "
+            "assert not any(m.split('.')[0] in ('torch', 'recsys_mtl') for m in sys.modules); print(r.rows)")
+    blocker = Path(__file__).with_name("serving_blocker.py")
+    proc = subprocess.run([sys.executable, str(blocker), "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "100"
