@@ -55,7 +55,7 @@ def test_falls_back_to_shared_parameters_without_representation() -> None:
         StepContext(step=0, epoch=0).gradient_targets()
 
 
-@pytest.mark.parametrize("method", ["pcgrad", "mgda", "cagrad", "aligned_mtl", "gradnorm", "gcond", "rep_mtl"])
+@pytest.mark.parametrize("method", ["pcgrad", "mgda", "cagrad", "aligned_mtl", "gradnorm", "gcond", "rep_mtl", "nash_mtl", "imtl", "db_mtl", "fairgrad"])
 def test_no_graph_outlives_the_step(method: str) -> None:
     """After backward, nothing the strategy keeps references a tensor of that step's graph."""
     balancer = build_balancer(method, {}, ["a", "b"])

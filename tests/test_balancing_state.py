@@ -18,6 +18,9 @@ PARAMS = {
     "gradnorm": {},
     "uncertainty": {},
     "pcgrad": {},
+    "db_mtl": {"beta": 0.5},  # the gradient moving average and its step count
+    "nash_mtl": {"update_weights_every": 3, "max_norm": 0},  # α reused between solves
+    "imtl": {},
 }
 
 
@@ -44,6 +47,9 @@ def test_state_dict_round_trip_continues_identically(method: str) -> None:
     if method == "uncertainty":
         with torch.no_grad():
             a.log_vars.copy_(torch.tensor([0.3, -0.7]))  # as if trained
+    if method == "imtl":
+        with torch.no_grad():
+            a.log_scales.copy_(torch.tensor([0.2, -0.4]))  # as if trained
     if method == "coba":
         a.set_reference(torch.tensor([1.0, 2.0]))
     drive(a, range(7))

@@ -91,7 +91,7 @@ class SAMO(Balancer):
         if config.inner != "equal":
             inner = BALANCERS.get(config.inner)
             if not issubclass(inner, GradientBalancer):
-                raise SpecError(f"balancing.params.inner: {config.inner!r} is not a gradient method (pcgrad, mgda, cagrad, aligned_mtl)")
+                raise SpecError(f"balancing.params.inner: {config.inner!r} is not a gradient method (pcgrad, mgda, cagrad, aligned_mtl, nash_mtl, fairgrad, imtl)")
             self.inner = inner(task_names, BALANCERS.config(config.inner, {}))  # type: ignore[call-arg]
         self._owned: list[list[bool]] | None = None
 
