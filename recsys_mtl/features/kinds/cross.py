@@ -76,8 +76,9 @@ class Cross(FeatureKind[CrossFeature]):
 
     def table_uses(self, f: CrossFeature) -> list[TableUse]:
         vocab = f.vocab or VocabConfig()
+        # shared=True: a categorical naming this table in its shared_table is checked to agree with it
         return [TableUse(f.name, f.embedding_dim, None if f.hash is None else (f.hash.buckets, f.hash.seed),
-                         vocab.min_freq, vocab.max_size)]
+                         vocab.min_freq, vocab.max_size, shared=True)]
 
     def table_values(self, f: CrossFeature, table: str, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
         return lf.select(joined(f).alias("value"))
