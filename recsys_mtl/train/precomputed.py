@@ -18,8 +18,8 @@ from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.nn.encoders import FeatureEncoder
 from recsys_mtl.nn.gbdt_leaves import LEAVES_KEY
 
-#: rows walked at once: bounds the (chunk, T) int64 temporaries of the walk
-CHUNK_ROWS = 32768
+#: rows walked at once: bounds the (chunk, T) int64 temporaries of the walk (~13 MB each at T = 200)
+CHUNK_ROWS = 8192
 
 
 def precomputed_columns(model: nn.Module, table: EncodedTable, chunk_rows: int = CHUNK_ROWS) -> dict[str, Tensor]:
