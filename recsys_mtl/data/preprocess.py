@@ -254,7 +254,7 @@ def check_frame(spec: FeatureSpec, df: pl.DataFrame, where: str) -> None:
             if bad.len():
                 raise DataError(f"{where}: column {f.source!r} (numeric feature {f.name!r}) has non-numeric value {bad[0]!r}")
         _check_finite(f, df[f.source], where)
-    check_float32_magnitudes(spec, df.lazy(), where)
+    check_float32_magnitudes(spec, df, where)
 
 
 def _check_finite(f: NumericFeature, col: pl.Series, where: str) -> None:

@@ -22,7 +22,7 @@ import polars as pl
 from recsys_mtl.data.fitted import FittedNumeric
 from recsys_mtl.data.streaming_fit import _transformed
 from recsys_mtl.errors import DataError
-from recsys_mtl.spec.features import FeatureSpec
+from recsys_mtl.spec.features import FeatureSpec, NumericFeature
 from serving.limits import FLOAT32_LIMIT, NumericRange, first_beyond_float32, numeric_range
 
 
@@ -32,26 +32,29 @@ def fitted_range(fitted: FittedNumeric) -> NumericRange:
                          log1p=fitted.log1p, bucketed=fitted.boundaries is not None)
 
 
-def check_float32_magnitudes(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> None:
-    """Every numeric value after clip / log1p within ±FLOAT32_LIMIT (one streaming query)."""
+def check_float32_magnitudes(spec: FeatureSpec, frame: pl.DataFrame | pl.LazyFrame, where: str) -> None:
+    """Every numeric value after clip / log1p within ±FLOAT32_LIMIT: one aggregation (streamed over
+    a LazyFrame), and a second query for the first row only when a column fails."""
     feats = [f for f in spec.numeric if f.quantile_buckets is None]
     if not feats:
         return
-    exprs = []
+    lf = frame.lazy()
+    beyond = [_beyond_float32(f) for f in feats]
+    counts = lf.select([b.sum().alias(f"n{i}") for i, b in enumerate(beyond)]).collect().row(0)
     for i, f in enumerate(feats):
-        x = _transformed(f, 0.0)
-        big = x.is_finite() & (x.abs() > FLOAT32_LIMIT)  # ±inf has its own error in the fit
-        exprs += [big.sum().alias(f"n{i}"), big.arg_true().first().alias(f"row{i}")]
-    stats = lf.select(exprs).collect().row(0, named=True)
-    for i, f in enumerate(feats):
-        if stats[f"n{i}"]:
-            row = int(stats[f"row{i}"])
+        if counts[i]:
+            row = int(lf.select(beyond[i].arg_true().first()).collect().item())  # arg_max of a mask is not the first
             value = lf.select(pl.col(f.source).cast(pl.Float64)).slice(row, 1).collect().item()
             raise DataError(
-                f"{where}: column {f.source!r} (numeric feature {f.name!r}) has {int(stats[f'n{i}'])} value(s) beyond "
+                f"{where}: column {f.source!r} (numeric feature {f.name!r}) has {int(counts[i])} value(s) beyond "
                 f"float32's range ±{FLOAT32_LIMIT:.4g}, first at row {row} ({value:.6g}): the model computes in float32; "
                 "clip the feature (clip: {max: ...}), use log1p, or fix the row"
             )
+
+
+def _beyond_float32(f: NumericFeature) -> pl.Expr:
+    x = _transformed(f, 0.0)
+    return x.is_finite() & (x.abs() > FLOAT32_LIMIT)  # ±inf has its own error
 
 
 def check_transformed(fitted: FittedNumeric, raw: pl.Series, values: np.ndarray, where: str) -> None:
