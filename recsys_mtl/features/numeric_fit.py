@@ -58,24 +58,23 @@ def aggregate(lf: pl.LazyFrame, exprs: list[pl.Expr]) -> dict[str, float]:
     return lf.select(exprs).collect(engine=ENGINE).row(0, named=True)
 
 
-def check_float32_magnitudes(cols: list[NumericColumn], lf: pl.LazyFrame, where: str) -> None:
-    """Every value of ``cols`` (numeric columns of any kind) after clip / log1p within ±FLOAT32_LIMIT
-    (one streaming query); bucketed columns are left out (their value becomes a bucket index)."""
+def check_float32_magnitudes(cols: list[NumericColumn], frame: pl.DataFrame | pl.LazyFrame, where: str) -> None:
+    """Every value of ``cols`` (numeric columns of any kind) after clip / log1p within ±FLOAT32_LIMIT:
+    one aggregation (streamed over a LazyFrame), and a second query for the first row only when a
+    column fails; bucketed columns are left out (their value becomes a bucket index)."""
     feats = [c for c in cols if c.quantile_buckets is None]
     if not feats:
         return
-    exprs = []
+    lf = frame.lazy()
+    # ±inf has its own error in the fit
+    beyond = [transformed(c, 0.0).is_finite() & (transformed(c, 0.0).abs() > FLOAT32_LIMIT) for c in feats]
+    counts = lf.select([b.sum().alias(f"n{i}") for i, b in enumerate(beyond)]).collect().row(0)
     for i, c in enumerate(feats):
-        x = transformed(c, 0.0)
-        big = x.is_finite() & (x.abs() > FLOAT32_LIMIT)  # ±inf has its own error in the fit
-        exprs += [big.sum().alias(f"n{i}"), big.arg_true().first().alias(f"row{i}")]
-    stats = lf.select(exprs).collect().row(0, named=True)
-    for i, c in enumerate(feats):
-        if stats[f"n{i}"]:
-            row = int(stats[f"row{i}"])
+        if counts[i]:
+            row = int(lf.select(beyond[i].arg_true().first()).collect().item())  # arg_max of a mask is not the first
             value = lf.select(c.raw).slice(row, 1).collect().item()
             raise DataError(
-                f"{where}: column {c.source!r} ({c.what}) has {int(stats[f'n{i}'])} value(s) beyond "
+                f"{where}: column {c.source!r} ({c.what}) has {int(counts[i])} value(s) beyond "
                 f"float32's range ±{FLOAT32_LIMIT:.4g}, first at row {row} ({value:.6g}): the model computes in float32; "
                 "clip the feature (clip: {max: ...}), use log1p, or fix the row"
             )

@@ -10,6 +10,7 @@ at the same step instead of the healthy ranks waiting on the failed one forever.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -36,7 +37,7 @@ def describe(
     ``losses`` (T,), ``total`` (), ``numeric`` the batch's (B, M) float32 numeric matrix whose
     columns ``numeric_names`` names; ``logits`` task → (B,) or (B, C) model outputs.
     """
-    bad_tasks = [name for name, v in zip(task_names, losses.detach().float().tolist()) if not _finite(v)]
+    bad_tasks = [name for name, v in zip(task_names, losses.detach().float().tolist()) if not math.isfinite(v)]
     where = f"task {bad_tasks[0]!r}" if bad_tasks else "the balanced total (every task's loss is finite)"
     if len(bad_tasks) > 1:
         where += f" (and {len(bad_tasks) - 1} more)"
@@ -63,7 +64,3 @@ def _cause(numeric: Tensor | None, names: Sequence[str], logits: dict[str, Tenso
             if not bool(torch.isfinite(out).all()):
                 return f"the model's output for task {task!r} is not finite"
     return "inputs, weights and outputs are finite: the loss itself overflowed (check labels, sample weights and the balancer)"
-
-
-def _finite(v: float) -> bool:
-    return v == v and v not in (float("inf"), float("-inf"))
