@@ -13,6 +13,7 @@ import torch
 from recsys_mtl.data.loader import ColumnBatchLoader
 from recsys_mtl.data.tensors import features_only, slice_batch
 from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.nn.gbdt_leaves import LEAVES_KEY
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.fit import fit
@@ -26,7 +27,7 @@ GBDT = {"n_trees": 6, "num_leaves": 15, "max_depth": 6, "min_data_in_leaf": 20}
 
 def _fitted_model(pre, table, name: str = "mmoe", margin: bool = False):  # type: ignore[no-untyped-def]
     spec = synthetic_spec(2)
-    model = build_model(name, {"gbdt_leaves": {**GBDT, "margin": margin}}, ModelContext(layout=pre.layout, tasks=spec.tasks))
+    model = build_model(name, {}, model_context(pre.layout, spec.tasks, {"gbdt_leaves": {**GBDT, "margin": margin}}))
     model.fit_inputs(table)
     return model.eval()
 
@@ -89,7 +90,7 @@ def test_fit_feeds_precomputed_leaves_to_the_step(tmp_path: Path) -> None:
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1200", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=256",
         "trainer.progress_bar=false", f"runs_dir={tmp_path / 'runs'}",
-        "model.params.gbdt_leaves={n_trees: 4, num_leaves: 8, max_depth: 4, min_data_in_leaf: 20, margin: true}",
+        "encoder.gbdt_leaves={n_trees: 4, num_leaves: 8, max_depth: 4, min_data_in_leaf: 20, margin: true}",
     ])
     seen = _SeenKeys()
     fit(cfg, spec, extra_callbacks=[seen])
