@@ -57,7 +57,7 @@ def main() -> None:
         over = [*args.set, f"runs_dir={tmp}", "trainer.progress_bar=false", "trainer.max_epochs=1",
                 f"trainer.limit_train_batches={args.batches}"]
         cfg, spec = load_pipeline(args.pipeline, over)
-        plain_cfg, _ = load_pipeline(args.pipeline, [*over, "model.params.gbdt_leaves=null"])
+        plain_cfg, _ = load_pipeline(args.pipeline, [*over, "encoder.gbdt_leaves=null"])
         t0 = time.perf_counter()
         prep = prepare(cfg, spec)
         prep_s = time.perf_counter() - t0

@@ -40,7 +40,7 @@ from train_clock import TrainClock
 ROOT = Path(__file__).resolve().parents[1]
 PEER = [
     "spec=../feature_specs/census_income.yaml", "model.params.num_experts=4", "model.params.expert_hidden=[32]",
-    "model.params.tower_hidden=[16]", "model.params.numeric_embedding=null", "model.params.gbdt_leaves=null",
+    "model.params.tower_hidden=[16]", "encoder.numeric_embedding=null", "encoder.gbdt_leaves=null",
     "trainer.lr_schedule=constant", "trainer.warmup_fraction=0", "trainer.progress_bar=false", "trainer.patience=100",
 ]
 
