@@ -41,6 +41,8 @@ VARIANTS: dict[str, list[str]] = {
     "ple": ["encoder.numeric_embedding={kind: piecewise_linear, n_bins: 32, d_embedding: 8}"],
     "ple+id_l2_1e-2": ["encoder.numeric_embedding={kind: piecewise_linear, n_bins: 32, d_embedding: 8}",
                        "encoder.id_regularization={l2: 1.0e-2}"],
+    "ple+id_l2_1e-1": ["encoder.numeric_embedding={kind: piecewise_linear, n_bins: 32, d_embedding: 8}",
+                       "encoder.id_regularization={l2: 1.0e-1}"],
     # each id's log train count as an input (what the practitioner's frequency rank gives trees)
     "id_counts": ["encoder.id_counts={min_vocab: 100}"],
     "id_counts+id_l2": ["encoder.id_counts={min_vocab: 100}", "encoder.id_regularization={l2: 1.0e-3}"],
