@@ -12,7 +12,6 @@ outside the subset is refused when the spec is read (``recsys-mtl validate``), n
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -20,11 +19,11 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from recsys_mtl.errors import DataError
-from recsys_mtl.features.base import Columns, FeatureKind, Fitted
-from recsys_mtl.features.fitted import FIRST, QUANTILE_STEPS, FittedNumeric
+from recsys_mtl.features.base import Columns, Fitted
+from recsys_mtl.features.fitted import FittedNumeric
 from recsys_mtl.features.kinds.numeric import ClipConfig, MissingPolicy
-from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.numeric_fit import NumericColumn, fit_numeric_columns
+from recsys_mtl.features.one_number import OneNumberKind
 from recsys_mtl.features.registry import register
 from recsys_mtl.features.safe_expression import ExpressionError, Node, columns, parse, to_onnx, to_polars
 from recsys_mtl.strict import StrictModel
@@ -74,7 +73,8 @@ def _column(f: ExpressionFeature) -> NumericColumn:
 
 
 @register
-class Expression(FeatureKind[ExpressionFeature]):
+class Expression(OneNumberKind[ExpressionFeature]):
+    what = "expression feature"
     name = "expression"
     spec = ExpressionFeature
     order = 5
@@ -103,48 +103,13 @@ class Expression(FeatureKind[ExpressionFeature]):
     def fit(self, fs: list[ExpressionFeature], lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
         return fit_numeric_columns([_column(f) for f in fs], lf, where)
 
-    def shape_only(self, f: ExpressionFeature) -> dict[str, FittedNumeric]:
-        return {f.name: FittedNumeric(
-            f.name, f.expression, impute_value=0.0, indicator=f.missing.indicator, clip_min=None, clip_max=None,
-            log1p=False, mean=0.0, std=1.0,
-            boundaries=[float(i) for i in range(f.quantile_buckets - 1)] if f.quantile_buckets else None,
-            quantiles=None if f.quantile_buckets else [i / QUANTILE_STEPS for i in range(QUANTILE_STEPS + 1)],
-        )}
-
-    def check_state(self, f: ExpressionFeature, fitted: Fitted, path: Path) -> None:
-        n = fitted.numeric.get(f.name)
-        if n is None:
-            raise DataError(f"{path}: numeric: no entry for expression feature {f.name!r}")
-        if n.source != f.expression or not n.std > 0:
-            raise DataError(f"{path}: numeric.{f.name}: source must be {f.expression!r} and std > 0")
-        if n.boundaries is not None and n.boundaries != sorted(n.boundaries):
-            raise DataError(f"{path}: numeric.{f.name}.boundaries: not sorted")
-
-    def layout(self, f: ExpressionFeature, fitted: Fitted, lay: Layout) -> None:
-        fit = fitted.numeric[f.name]
-        if fit.boundaries is not None:
-            lay.categorical.append((f.name, f.name))
-            lay.tables[f.name] = (len(fit.boundaries) + 1 + FIRST, f.embedding_dim)
-            lay.ordered.append(f.name)
-        else:
-            lay.numeric.append(f.name)
-        if fit.indicator:
-            lay.indicators.append(f.name)
+    def source(self, f: ExpressionFeature) -> str:
+        return f.expression
 
     def transform(self, f: ExpressionFeature, df: pl.DataFrame, fitted: Fitted, where: str) -> Columns[np.ndarray]:
         fit = fitted.numeric[f.name]
         values, missing = fit.transform(df.select(to_polars(f.tree)).to_series())
-        out = Columns(categorical=[values]) if fit.boundaries is not None else Columns(numeric=[values])
-        if fit.indicator:
-            out.indicators.append(missing.astype(np.float32))
-        return out
+        return self.encoded(fit, values, missing)
 
     def graph(self, f: ExpressionFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
-        from recsys_mtl.features.graph import numeric
-
-        fit = fitted.numeric[f.name]
-        value, indicator = numeric(b, to_onnx(f.tree, b, f.name), fit, f.name)
-        out = Columns(categorical=[value]) if fit.boundaries is not None else Columns(numeric=[value])
-        if fit.indicator:
-            out.indicators.append(indicator)
-        return out
+        return self.graph_from(f, b, fitted, to_onnx(f.tree, b, f.name))

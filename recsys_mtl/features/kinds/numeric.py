@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -10,10 +9,10 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from recsys_mtl.errors import DataError
-from recsys_mtl.features.base import Columns, FeatureKind, Fitted
-from recsys_mtl.features.fitted import FIRST, QUANTILE_STEPS, FittedNumeric
-from recsys_mtl.features.layout import Layout
+from recsys_mtl.features.base import Columns, Fitted
+from recsys_mtl.features.fitted import FittedNumeric
 from recsys_mtl.features.numeric_fit import NumericColumn, check_float32_magnitudes, fit_numeric_columns
+from recsys_mtl.features.one_number import OneNumberKind
 from recsys_mtl.features.registry import register
 from recsys_mtl.features.value_limits import check_transformed
 from recsys_mtl.strict import StrictModel
@@ -96,7 +95,7 @@ def _check_finite(f: NumericFeature, col: pl.Series, where: str) -> None:
 
 
 @register
-class Numeric(FeatureKind[NumericFeature]):
+class Numeric(OneNumberKind[NumericFeature]):
     name = "numeric"
     spec = NumericFeature
     order = 1
@@ -119,51 +118,11 @@ class Numeric(FeatureKind[NumericFeature]):
     def fit(self, fs: list[NumericFeature], lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
         return fit_numeric_columns([_column(f) for f in fs], lf, where)
 
-    def shape_only(self, f: NumericFeature) -> dict[str, FittedNumeric]:
-        return {f.name: FittedNumeric(
-            f.name, f.source, impute_value=0.0, indicator=f.missing.indicator, clip_min=None, clip_max=None,
-            log1p=False, mean=0.0, std=1.0,
-            boundaries=[float(i) for i in range(f.quantile_buckets - 1)] if f.quantile_buckets else None,
-            # any increasing bins (as a fit stores for non-bucketed columns): piecewise-linear
-            # numeric embeddings are built from them
-            quantiles=None if f.quantile_buckets else [i / QUANTILE_STEPS for i in range(QUANTILE_STEPS + 1)],
-        )}
-
-    def check_state(self, f: NumericFeature, fitted: Fitted, path: Path) -> None:
-        n = fitted.numeric.get(f.name)
-        if n is None:
-            raise DataError(f"{path}: numeric: no entry for feature {f.name!r}")
-        if n.source != f.source or not n.std > 0:
-            raise DataError(f"{path}: numeric.{f.name}: source must be {f.source!r} and std > 0")
-        if n.boundaries is not None and n.boundaries != sorted(n.boundaries):
-            raise DataError(f"{path}: numeric.{f.name}.boundaries: not sorted")
-
-    def layout(self, f: NumericFeature, fitted: Fitted, lay: Layout) -> None:
-        fit = fitted.numeric[f.name]
-        if fit.boundaries is not None:
-            lay.categorical.append((f.name, f.name))
-            lay.ordered.append(f.name)
-            lay.tables[f.name] = (len(fit.boundaries) + 1 + FIRST, f.embedding_dim)
-        else:
-            lay.numeric.append(f.name)
-        if fit.indicator:
-            lay.indicators.append(f.name)
-
     def transform(self, f: NumericFeature, df: pl.DataFrame, fitted: Fitted, where: str) -> Columns[np.ndarray]:
         fit = fitted.numeric[f.name]
         values, missing = fit.transform(df[f.source])
         check_transformed(fit, df[f.source], values, where)  # float64 here, float32 in the model
-        out = Columns(categorical=[values]) if fit.boundaries is not None else Columns(numeric=[values])
-        if fit.indicator:
-            out.indicators.append(missing.astype(np.float32))
-        return out
+        return self.encoded(fit, values, missing)
 
     def graph(self, f: NumericFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
-        from recsys_mtl.features.graph import numeric
-
-        fit = fitted.numeric[f.name]
-        value, indicator = numeric(b, f.source, fit, f.name)
-        out = Columns(categorical=[value]) if fit.boundaries is not None else Columns(numeric=[value])
-        if fit.indicator:
-            out.indicators.append(indicator)
-        return out
+        return self.graph_from(f, b, fitted, f.source)
