@@ -33,6 +33,7 @@ same frame, bit for bit.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,8 @@ import numpy as np
 import polars as pl
 
 TASKS = ("click", "convert", "quick")
+#: bumped whenever the same config would generate other rows (part of the cache file's name)
+VERSION = 2
 #: scale of the idiosyncratic (drifting) id effects in the drift scenario's logits
 IDIOSYNCRATIC = 0.5
 
@@ -274,7 +277,7 @@ def time_split(df: pl.DataFrame, time_column: str, valid_periods: int = 1, test_
 
 def write_parquet(cfg: DriftConfig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: runs started together may write the same cache
     generate(cfg).write_parquet(tmp)
     tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache
     return path
