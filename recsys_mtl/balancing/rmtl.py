@@ -116,7 +116,10 @@ class RMTL:
         T = len(model.task_names)
         self.critic = MultiTaskCritic(model.encoder.output_dim, T, config.critic_hidden)
         self.critic_target = copy.deepcopy(self.critic)
+        # the target actor evaluates in eval mode (running statistics, no dropout), as the
+        # reference's deep copy of its eval-mode pretrained actor; it never trains
         self.actor_target = copy.deepcopy(model).eval()
+        self.actor_target.requires_grad_(False)
         self.actor_opt = torch.optim.Adam(model.parameters(), lr=lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         #: mean per-task loss weights 1 − λ·Q of the latest step, (T,)
@@ -126,11 +129,19 @@ class RMTL:
         logits = model(feats)
         return logits, torch.stack([torch.sigmoid(logits[t]) for t in self.model.task_names], dim=1)
 
-    def critic_step(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor, next_action: Tensor, done: Tensor) -> float:
-        """One TD(0) update of the critics; all inputs detached, (B, ·)."""
+    def critic_step(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor, next_action: Tensor,
+                    done: Tensor, mask: Tensor | None = None) -> float:
+        """One TD(0) update of the critics; all inputs detached, (B, ·).
+
+        ``mask`` (B, T): the rows' task weights; a row whose label for task k is masked (weight 0)
+        has no reward for k, so it adds nothing to critic k's loss. The loss is the masked mean
+        squared TD error per task (over that task's labelled rows), averaged over tasks — the plain
+        mean over (B, T) when nothing is masked."""
         with torch.no_grad():
             target = reward + self.cfg.gamma * (1.0 - done.float()).unsqueeze(1) * self.critic_target(next_state, next_action)
-        loss = F.mse_loss(self.critic(state, action), target)
+        sq = (self.critic(state, action) - target) ** 2  # (B, T)
+        m = torch.ones_like(sq) if mask is None else (mask > 0).to(sq.dtype)
+        loss = ((sq * m).sum(0) / m.sum(0).clamp_min(1.0)).mean()
         self.critic_opt.zero_grad()
         loss.backward()
         self.critic_opt.step()
@@ -151,12 +162,12 @@ class RMTL:
             state = self.model.encoder(features_only(batch)).detach()
             next_state = self.model.encoder(next_batch).detach()
             _, next_action = self._action(self.actor_target, next_batch)
+        mask = batch["weights"]
         closs = self.critic_step(state, action.detach(), rewards(action.detach(), labels, self.cfg.reward),
-                                 next_state, next_action, done)
+                                 next_state, next_action, done, mask)
 
         with torch.no_grad():
             weights = 1.0 - self.cfg.weight_scale * self.critic(state, action.detach())  # (B, T) >= 1
-        mask = batch["weights"]
         bce = torch.stack([F.binary_cross_entropy_with_logits(logits[t], labels[:, k], reduction="none")
                            for k, t in enumerate(self.model.task_names)], dim=1)
         per_task = (weights * bce * mask).sum(0) / mask.sum(0).clamp_min(1.0)
@@ -169,11 +180,22 @@ class RMTL:
         return {"critic_loss": closs, "actor_loss": float(loss.detach())}
 
     def _soft_update(self) -> None:
+        """Polyak update ``θ' ← τ·θ + (1 − τ)·θ'`` of both targets, buffers included: float
+        buffers (BatchNorm running mean/var, e.g. HoME's expert normalisation) are averaged the
+        same way, integer ones (``num_batches_tracked``) copied. The reference averages
+        parameters only, but its actor stays in eval mode so its buffers never move; ours trains
+        in train mode, and a parameters-only update would leave the target's statistics at their
+        initial values."""
         tau = self.cfg.tau
         with torch.no_grad():
             for target, source in ((self.critic_target, self.critic), (self.actor_target, self.model)):
                 for t, s in zip(target.parameters(), source.parameters()):
                     t.mul_(1 - tau).add_(s, alpha=tau)
+                for tb, sb in zip(target.buffers(), source.buffers()):
+                    if tb.is_floating_point():
+                        tb.mul_(1 - tau).add_(sb, alpha=tau)
+                    else:
+                        tb.copy_(sb)
 
     def fit(self, env: SessionEnv, epochs: int, batch_size: int = 512, seed: int = 0) -> list[dict[str, float]]:
         """``epochs`` passes over the transitions in shuffled mini-batches; returns per-epoch logs
