@@ -71,7 +71,10 @@ class SessionEnv:
         n = len(table)
         if len(session_ids) != n or (order is not None and len(order) != n):
             raise DataError(f"RMTL sessions: {len(session_ids)} session ids for {n} rows")
-        _, codes = np.unique(np.asarray(session_ids, dtype=object).astype(str), return_inverse=True)
+        ids = np.asarray(session_ids)
+        if ids.dtype.kind not in "iu":  # strings, mixed objects: compared as text
+            ids = np.asarray(session_ids, dtype=object).astype(str)
+        _, codes = np.unique(ids, return_inverse=True)
         key = np.asarray(order, dtype=np.float64) if order is not None else np.arange(n, dtype=np.float64)
         ranked = np.lexsort((key, codes))  # by session, then time
         nxt = np.arange(n)
@@ -106,28 +109,35 @@ def rewards(action: Tensor, labels: Tensor, kind: str) -> Tensor:
     return -(action - labels).abs()
 
 
-class RMTL:
-    """Trains ``model`` (the actor) with critic-weighted task losses on a :class:`SessionEnv`."""
+class RMTLCritics:
+    """The critic side of RMTL for an actor ``model``: per-task critics, their target copy, the
+    target actor and the critics' optimiser. Not an ``nn.Module`` on purpose: whoever holds it
+    (the loop below, :class:`recsys_mtl.train.rmtl_module.RMTLModule`) keeps it out of the
+    trained model's state dict, so checkpoints and export hold the actor alone."""
 
-    def __init__(self, model: MultiTaskModel, config: RMTLConfig, lr: float = 1e-3):
+    def __init__(self, model: MultiTaskModel, config: RMTLConfig):
         if any(t.type != "binary" for t in model.context.tasks):
             raise SpecError("RMTL: every task must be binary (the action is a probability per task)")
-        self.model, self.cfg = model, config
-        T = len(model.task_names)
-        self.critic = MultiTaskCritic(model.encoder.output_dim, T, config.critic_hidden)
+        self.cfg = config
+        self.task_names = list(model.task_names)
+        self.critic = MultiTaskCritic(model.encoder.output_dim, len(self.task_names), config.critic_hidden)
         self.critic_target = copy.deepcopy(self.critic)
         # the target actor evaluates in eval mode (running statistics, no dropout), as the
         # reference's deep copy of its eval-mode pretrained actor; it never trains
         self.actor_target = copy.deepcopy(model).eval()
         self.actor_target.requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(model.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        #: mean per-task loss weights 1 − λ·Q of the latest step, (T,)
-        self.last_weights = torch.ones(T)
+        self.opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
 
-    def _action(self, model: nn.Module, feats: Batch) -> tuple[dict[str, Tensor], Tensor]:
+    def to(self, device: torch.device | str) -> "RMTLCritics":
+        """Move the networks (before the first critic step: Adam's state is created lazily)."""
+        for net in (self.critic, self.critic_target, self.actor_target):
+            net.to(device)
+        return self
+
+    def action(self, model: nn.Module, feats: Batch) -> tuple[dict[str, Tensor], Tensor]:
+        """Logits per task and the (B, T) action: each task's probability."""
         logits = model(feats)
-        return logits, torch.stack([torch.sigmoid(logits[t]) for t in self.model.task_names], dim=1)
+        return logits, torch.stack([torch.sigmoid(logits[t]) for t in self.task_names], dim=1)
 
     def critic_step(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor, next_action: Tensor,
                     done: Tensor, mask: Tensor | None = None) -> float:
@@ -142,44 +152,28 @@ class RMTL:
         sq = (self.critic(state, action) - target) ** 2  # (B, T)
         m = torch.ones_like(sq) if mask is None else (mask > 0).to(sq.dtype)
         loss = ((sq * m).sum(0) / m.sum(0).clamp_min(1.0)).mean()
-        self.critic_opt.zero_grad()
+        self.opt.zero_grad()
         loss.backward()
-        self.critic_opt.step()
+        self.opt.step()
         return float(loss.detach())
 
-    def step(self, env: SessionEnv, rows: Tensor) -> dict[str, float]:
-        """Critic then actor update on the transitions starting at ``rows`` (1-D index)."""
-        cols = env.table.columns()
-        batch = {k: v[rows] for k, v in cols.items()}
-        nxt = torch.from_numpy(env.next)[rows]
-        next_batch = features_only({k: v[nxt] for k, v in cols.items()})
-        done = torch.from_numpy(env.done)[rows]
-        labels = batch["labels"]
+    def update(self, model: MultiTaskModel, feats: Batch, next_feats: Batch, done: Tensor, action: Tensor,
+               labels: Tensor, mask: Tensor) -> tuple[Tensor, float]:
+        """Critic step on the transitions (row → its next row) of a batch, then the actor's
+        per-sample loss weights ``1 − λ·Q_k(s, a_k)`` (B, T), detached, and the critic loss.
 
-        self.model.train()
-        logits, action = self._action(self.model, features_only(batch))
+        ``action`` (B, T): the actor's probabilities on ``feats`` from the step's own forward."""
+        action = action.detach()
         with torch.no_grad():
-            state = self.model.encoder(features_only(batch)).detach()
-            next_state = self.model.encoder(next_batch).detach()
-            _, next_action = self._action(self.actor_target, next_batch)
-        mask = batch["weights"]
-        closs = self.critic_step(state, action.detach(), rewards(action.detach(), labels, self.cfg.reward),
-                                 next_state, next_action, done, mask)
-
+            state = model.encoder(feats).detach()
+            next_state = model.encoder(next_feats).detach()
+            _, next_action = self.action(self.actor_target, next_feats)
+        closs = self.critic_step(state, action, rewards(action, labels, self.cfg.reward), next_state, next_action, done, mask)
         with torch.no_grad():
-            weights = 1.0 - self.cfg.weight_scale * self.critic(state, action.detach())  # (B, T) >= 1
-        bce = torch.stack([F.binary_cross_entropy_with_logits(logits[t], labels[:, k], reduction="none")
-                           for k, t in enumerate(self.model.task_names)], dim=1)
-        per_task = (weights * bce * mask).sum(0) / mask.sum(0).clamp_min(1.0)
-        loss = per_task.sum()
-        self.actor_opt.zero_grad()
-        loss.backward()
-        self.actor_opt.step()
-        self._soft_update()
-        self.last_weights = ((weights * mask).sum(0) / mask.sum(0).clamp_min(1.0)).detach()
-        return {"critic_loss": closs, "actor_loss": float(loss.detach())}
+            weights = 1.0 - self.cfg.weight_scale * self.critic(state, action)  # (B, T) >= 1
+        return weights, closs
 
-    def _soft_update(self) -> None:
+    def soft_update(self, model: nn.Module) -> None:
         """Polyak update ``θ' ← τ·θ + (1 − τ)·θ'`` of both targets, buffers included: float
         buffers (BatchNorm running mean/var, e.g. HoME's expert normalisation) are averaged the
         same way, integer ones (``num_batches_tracked``) copied. The reference averages
@@ -188,7 +182,7 @@ class RMTL:
         initial values."""
         tau = self.cfg.tau
         with torch.no_grad():
-            for target, source in ((self.critic_target, self.critic), (self.actor_target, self.model)):
+            for target, source in ((self.critic_target, self.critic), (self.actor_target, model)):
                 for t, s in zip(target.parameters(), source.parameters()):
                     t.mul_(1 - tau).add_(s, alpha=tau)
                 for tb, sb in zip(target.buffers(), source.buffers()):
@@ -196,6 +190,57 @@ class RMTL:
                         tb.mul_(1 - tau).add_(sb, alpha=tau)
                     else:
                         tb.copy_(sb)
+
+
+class RMTL:
+    """Trains ``model`` (the actor) with critic-weighted task losses on a :class:`SessionEnv`
+    (a plain loop; a pipeline reaches the same step through ``rl: {name: rmtl}``)."""
+
+    def __init__(self, model: MultiTaskModel, config: RMTLConfig, lr: float = 1e-3):
+        self.model, self.cfg = model, config
+        self.critics = RMTLCritics(model, config)
+        self.actor_opt = torch.optim.Adam(model.parameters(), lr=lr)
+        #: mean per-task loss weights 1 − λ·Q of the latest step, (T,)
+        self.last_weights = torch.ones(len(model.task_names))
+
+    @property
+    def critic(self) -> MultiTaskCritic:
+        return self.critics.critic
+
+    @property
+    def critic_target(self) -> MultiTaskCritic:
+        return self.critics.critic_target
+
+    @property
+    def actor_target(self) -> nn.Module:
+        return self.critics.actor_target
+
+    def critic_step(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor, next_action: Tensor,
+                    done: Tensor, mask: Tensor | None = None) -> float:
+        return self.critics.critic_step(state, action, reward, next_state, next_action, done, mask)
+
+    def step(self, env: SessionEnv, rows: Tensor) -> dict[str, float]:
+        """Critic then actor update on the transitions starting at ``rows`` (1-D index)."""
+        cols = env.table.columns()
+        batch = {k: v[rows] for k, v in cols.items()}
+        nxt = torch.from_numpy(env.next)[rows]
+        next_batch = features_only({k: v[nxt] for k, v in cols.items()})
+        done = torch.from_numpy(env.done)[rows]
+        labels, mask = batch["labels"], batch["weights"]
+
+        self.model.train()
+        logits, action = self.critics.action(self.model, features_only(batch))
+        weights, closs = self.critics.update(self.model, features_only(batch), next_batch, done, action, labels, mask)
+        bce = torch.stack([F.binary_cross_entropy_with_logits(logits[t], labels[:, k], reduction="none")
+                           for k, t in enumerate(self.model.task_names)], dim=1)
+        per_task = (weights * bce * mask).sum(0) / mask.sum(0).clamp_min(1.0)
+        loss = per_task.sum()
+        self.actor_opt.zero_grad()
+        loss.backward()
+        self.actor_opt.step()
+        self.critics.soft_update(self.model)
+        self.last_weights = ((weights * mask).sum(0) / mask.sum(0).clamp_min(1.0)).detach()
+        return {"critic_loss": closs, "actor_loss": float(loss.detach())}
 
     def fit(self, env: SessionEnv, epochs: int, batch_size: int = 512, seed: int = 0) -> list[dict[str, float]]:
         """``epochs`` passes over the transitions in shuffled mini-batches; returns per-epoch logs
