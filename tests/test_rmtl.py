@@ -176,3 +176,14 @@ def test_rmtl_session_column_must_be_a_group_column(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="rl.params.gamma"):
         fit(cfg, spec)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_rmtl_pipeline_checked_before_data_is_read(tmp_path: Path) -> None:
+    from recsys_mtl.train.checks import check_pipeline
+
+    cfg, spec = load_pipeline(_session_pipeline(tmp_path, session_column="nope"))
+    with pytest.raises(SpecError, match="rl.params.session_column"):
+        check_pipeline(cfg, spec)
+    cfg, spec = load_pipeline(_session_pipeline(tmp_path), ["rl.name=rmlt"])
+    with pytest.raises(SpecError, match="rl.name.*did you mean"):
+        check_pipeline(cfg, spec)

@@ -61,10 +61,8 @@ class RMTLModule(MultiTaskModule):
     def __init__(self, model: MultiTaskModel, tasks: Sequence[Task], balancer: Balancer, trainer_cfg: TrainerConfig,
                  config: RMTLTrainingConfig, train: EncodedTable):
         super().__init__(model, tasks, balancer, trainer_cfg)
+        self.check(config, tasks)
         columns = group_columns(list(tasks))
-        if config.session_column not in columns:
-            raise SpecError(f"rl.params.session_column: {config.session_column!r} is not a group_by column of the spec "
-                            f"(group_by columns: {', '.join(columns) or 'none'}); set group_by on the tasks to the session column")
         assert train.groups is not None  # the spec has group columns, so the encoded table has groups
         codes = train.groups[:, columns.index(config.session_column)].numpy()
         # code 0: no session; each such row is its own one-row episode
@@ -75,6 +73,18 @@ class RMTLModule(MultiTaskModule):
         self._features = features_only(train.columns())  # the next rows' inputs, on the CPU
         self.critics = _Holder(RMTLCritics(model, config))
         self.sessions = env.sessions
+
+    @staticmethod
+    def check(config: RMTLTrainingConfig, tasks: Sequence[Task]) -> None:
+        """SpecError naming the field unless the session column is a ``group_by`` column and every
+        task is binary (checked before any data is read)."""
+        columns = group_columns(list(tasks))
+        if config.session_column not in columns:
+            raise SpecError(f"rl.params.session_column: {config.session_column!r} is not a group_by column of the spec "
+                            f"(group_by columns: {', '.join(columns) or 'none'}); set group_by on the tasks to the session column")
+        other = [t.name for t in tasks if t.type != "binary"]
+        if other:
+            raise SpecError(f"rl.name: 'rmtl' needs binary tasks (the action is a probability per task); not binary: {', '.join(other)}")
 
     def train_columns(self, table: EncodedTable) -> dict[str, Tensor]:
         return {NEXT_KEY: self._next, DONE_KEY: self._done}
