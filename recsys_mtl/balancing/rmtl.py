@@ -17,13 +17,27 @@ The MDP, as in the paper and its reference code:
 - the actor is trained on ``Σ_k mean_b[(1 − λ·Q_k(s_b, a_b,k)) · BCE_k,b]``: the critic outputs
   per-sample, per-task loss weights, larger where the expected cumulative reward of the task is low.
 
-Deviations: the reference runs an offline RL phase (DDPG/TD3 with behaviour cloning) from a
-pretrained actor and then a separate "polish" phase with the frozen critics; here both run in one
-online loop — each step updates the critics on the current actor's actions, then the actor on
-the critic-weighted loss — so a run needs no pretraining stage. The critics read the actor's
-encoded features (detached) instead of their own embedding tables. The critic output is
-``−softplus`` where the reference uses ``−ReLU``: a ReLU head that goes negative outputs 0 with
-zero gradient for good, freezing that task's weight at 1.
+Reference code: github.com/Applied-Machine-Learning-Lab/RMTL (``agents/DDPG_ESMM.py``,
+``agents/DDPG_ESMM_BC.py``, ``layers/critic.py``). Reached from a pipeline by ``rl: {name: rmtl}``
+(:mod:`recsys_mtl.train.rmtl_module`), or from Python by :class:`RMTL`.
+
+Deviations:
+
+- the reference runs an offline RL phase (DDPG/TD3 with behaviour cloning) from a pretrained actor
+  and then a separate "polish" phase with the frozen critics; here both run in one online loop —
+  each step updates the critics on the current actor's actions, then the actor on the
+  critic-weighted loss — so a run needs no pretraining stage;
+- the critics read the actor's encoded features (detached) instead of their own embedding tables;
+- the critic output is ``−softplus`` where the reference uses ``−ReLU``: a ReLU head that goes
+  negative outputs 0 with zero gradient for good, freezing that task's weight at 1;
+- the soft update also moves buffers (float ones Polyak-averaged, integer ones copied): the
+  reference averages parameters only, but its actor never leaves eval mode, so its buffers never
+  change; ours trains in train mode. The target actor is in eval mode, as the reference's;
+- the critic TD loss is masked per task (rows whose task label is masked add nothing); the
+  reference has no masked labels. Its loss is the mean over tasks of each task's masked mean;
+- no TD3 twin-minimum target, no exploration noise on actions, no IPS weights on the critic
+  loss (the reference's ``ips`` option), one critic network with a head per task rather than
+  one network per task.
 """
 
 from __future__ import annotations
