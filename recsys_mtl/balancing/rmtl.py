@@ -17,13 +17,27 @@ The MDP, as in the paper and its reference code:
 - the actor is trained on ``Σ_k mean_b[(1 − λ·Q_k(s_b, a_b,k)) · BCE_k,b]``: the critic outputs
   per-sample, per-task loss weights, larger where the expected cumulative reward of the task is low.
 
-Deviations: the reference runs an offline RL phase (DDPG/TD3 with behaviour cloning) from a
-pretrained actor and then a separate "polish" phase with the frozen critics; here both run in one
-online loop — each step updates the critics on the current actor's actions, then the actor on
-the critic-weighted loss — so a run needs no pretraining stage. The critics read the actor's
-encoded features (detached) instead of their own embedding tables. The critic output is
-``−softplus`` where the reference uses ``−ReLU``: a ReLU head that goes negative outputs 0 with
-zero gradient for good, freezing that task's weight at 1.
+Reference code: github.com/Applied-Machine-Learning-Lab/RMTL (``agents/DDPG_ESMM.py``,
+``agents/DDPG_ESMM_BC.py``, ``layers/critic.py``). Reached from a pipeline by ``rl: {name: rmtl}``
+(:mod:`recsys_mtl.train.rmtl_module`), or from Python by :class:`RMTL`.
+
+Deviations:
+
+- the reference runs an offline RL phase (DDPG/TD3 with behaviour cloning) from a pretrained actor
+  and then a separate "polish" phase with the frozen critics; here both run in one online loop —
+  each step updates the critics on the current actor's actions, then the actor on the
+  critic-weighted loss — so a run needs no pretraining stage;
+- the critics read the actor's encoded features (detached) instead of their own embedding tables;
+- the critic output is ``−softplus`` where the reference uses ``−ReLU``: a ReLU head that goes
+  negative outputs 0 with zero gradient for good, freezing that task's weight at 1;
+- the soft update also moves buffers (float ones Polyak-averaged, integer ones copied): the
+  reference averages parameters only, but its actor never leaves eval mode, so its buffers never
+  change; ours trains in train mode. The target actor is in eval mode, as the reference's;
+- the critic TD loss is masked per task (rows whose task label is masked add nothing); the
+  reference has no masked labels. Its loss is the mean over tasks of each task's masked mean;
+- no TD3 twin-minimum target, no exploration noise on actions, no IPS weights on the critic
+  loss (the reference's ``ips`` option), one critic network with a head per task rather than
+  one network per task.
 """
 
 from __future__ import annotations
@@ -71,7 +85,10 @@ class SessionEnv:
         n = len(table)
         if len(session_ids) != n or (order is not None and len(order) != n):
             raise DataError(f"RMTL sessions: {len(session_ids)} session ids for {n} rows")
-        _, codes = np.unique(np.asarray(session_ids, dtype=object).astype(str), return_inverse=True)
+        ids = np.asarray(session_ids)
+        if ids.dtype.kind not in "iu":  # strings, mixed objects: compared as text
+            ids = np.asarray(session_ids, dtype=object).astype(str)
+        _, codes = np.unique(ids, return_inverse=True)
         key = np.asarray(order, dtype=np.float64) if order is not None else np.arange(n, dtype=np.float64)
         ranked = np.lexsort((key, codes))  # by session, then time
         nxt = np.arange(n)
@@ -106,35 +123,115 @@ def rewards(action: Tensor, labels: Tensor, kind: str) -> Tensor:
     return -(action - labels).abs()
 
 
-class RMTL:
-    """Trains ``model`` (the actor) with critic-weighted task losses on a :class:`SessionEnv`."""
+class RMTLCritics:
+    """The critic side of RMTL for an actor ``model``: per-task critics, their target copy, the
+    target actor and the critics' optimiser. Not an ``nn.Module`` on purpose: whoever holds it
+    (the loop below, :class:`recsys_mtl.train.rmtl_module.RMTLModule`) keeps it out of the
+    trained model's state dict, so checkpoints and export hold the actor alone."""
 
-    def __init__(self, model: MultiTaskModel, config: RMTLConfig, lr: float = 1e-3):
+    def __init__(self, model: MultiTaskModel, config: RMTLConfig):
         if any(t.type != "binary" for t in model.context.tasks):
             raise SpecError("RMTL: every task must be binary (the action is a probability per task)")
-        self.model, self.cfg = model, config
-        T = len(model.task_names)
-        self.critic = MultiTaskCritic(model.encoder.output_dim, T, config.critic_hidden)
+        self.cfg = config
+        self.task_names = list(model.task_names)
+        self.critic = MultiTaskCritic(model.encoder.output_dim, len(self.task_names), config.critic_hidden)
         self.critic_target = copy.deepcopy(self.critic)
+        # the target actor evaluates in eval mode (running statistics, no dropout), as the
+        # reference's deep copy of its eval-mode pretrained actor; it never trains
         self.actor_target = copy.deepcopy(model).eval()
-        self.actor_opt = torch.optim.Adam(model.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        #: mean per-task loss weights 1 − λ·Q of the latest step, (T,)
-        self.last_weights = torch.ones(T)
+        self.actor_target.requires_grad_(False)
+        self.opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
 
-    def _action(self, model: nn.Module, feats: Batch) -> tuple[dict[str, Tensor], Tensor]:
+    def to(self, device: torch.device | str) -> "RMTLCritics":
+        """Move the networks (before the first critic step: Adam's state is created lazily)."""
+        for net in (self.critic, self.critic_target, self.actor_target):
+            net.to(device)
+        return self
+
+    def action(self, model: nn.Module, feats: Batch) -> tuple[dict[str, Tensor], Tensor]:
+        """Logits per task and the (B, T) action: each task's probability."""
         logits = model(feats)
-        return logits, torch.stack([torch.sigmoid(logits[t]) for t in self.model.task_names], dim=1)
+        return logits, torch.stack([torch.sigmoid(logits[t]) for t in self.task_names], dim=1)
 
-    def critic_step(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor, next_action: Tensor, done: Tensor) -> float:
-        """One TD(0) update of the critics; all inputs detached, (B, ·)."""
+    def critic_step(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor, next_action: Tensor,
+                    done: Tensor, mask: Tensor | None = None) -> float:
+        """One TD(0) update of the critics; all inputs detached, (B, ·).
+
+        ``mask`` (B, T): the rows' task weights; a row whose label for task k is masked (weight 0)
+        has no reward for k, so it adds nothing to critic k's loss. The loss is the masked mean
+        squared TD error per task (over that task's labelled rows), averaged over tasks — the plain
+        mean over (B, T) when nothing is masked."""
         with torch.no_grad():
             target = reward + self.cfg.gamma * (1.0 - done.float()).unsqueeze(1) * self.critic_target(next_state, next_action)
-        loss = F.mse_loss(self.critic(state, action), target)
-        self.critic_opt.zero_grad()
+        sq = (self.critic(state, action) - target) ** 2  # (B, T)
+        m = torch.ones_like(sq) if mask is None else (mask > 0).to(sq.dtype)
+        loss = ((sq * m).sum(0) / m.sum(0).clamp_min(1.0)).mean()
+        self.opt.zero_grad()
         loss.backward()
-        self.critic_opt.step()
+        self.opt.step()
         return float(loss.detach())
+
+    def update(self, model: MultiTaskModel, feats: Batch, next_feats: Batch, done: Tensor, action: Tensor,
+               labels: Tensor, mask: Tensor) -> tuple[Tensor, float]:
+        """Critic step on the transitions (row → its next row) of a batch, then the actor's
+        per-sample loss weights ``1 − λ·Q_k(s, a_k)`` (B, T), detached, and the critic loss.
+
+        ``action`` (B, T): the actor's probabilities on ``feats`` from the step's own forward."""
+        action = action.detach()
+        with torch.no_grad():
+            state = model.encoder(feats).detach()
+            next_state = model.encoder(next_feats).detach()
+            _, next_action = self.action(self.actor_target, next_feats)
+        closs = self.critic_step(state, action, rewards(action, labels, self.cfg.reward), next_state, next_action, done, mask)
+        with torch.no_grad():
+            weights = 1.0 - self.cfg.weight_scale * self.critic(state, action)  # (B, T) >= 1
+        return weights, closs
+
+    def soft_update(self, model: nn.Module) -> None:
+        """Polyak update ``θ' ← τ·θ + (1 − τ)·θ'`` of both targets, buffers included: float
+        buffers (BatchNorm running mean/var, e.g. HoME's expert normalisation) are averaged the
+        same way, integer ones (``num_batches_tracked``) copied. The reference averages
+        parameters only, but its actor stays in eval mode so its buffers never move; ours trains
+        in train mode, and a parameters-only update would leave the target's statistics at their
+        initial values."""
+        tau = self.cfg.tau
+        with torch.no_grad():
+            for target, source in ((self.critic_target, self.critic), (self.actor_target, model)):
+                for t, s in zip(target.parameters(), source.parameters()):
+                    t.mul_(1 - tau).add_(s, alpha=tau)
+                for tb, sb in zip(target.buffers(), source.buffers()):
+                    if tb.is_floating_point():
+                        tb.mul_(1 - tau).add_(sb, alpha=tau)
+                    else:
+                        tb.copy_(sb)
+
+
+class RMTL:
+    """Trains ``model`` (the actor) with critic-weighted task losses on a :class:`SessionEnv`
+    (a plain loop; a pipeline reaches the same step through ``rl: {name: rmtl}``)."""
+
+    def __init__(self, model: MultiTaskModel, config: RMTLConfig, lr: float = 1e-3):
+        self.model, self.cfg = model, config
+        self.critics = RMTLCritics(model, config)
+        self.actor_opt = torch.optim.Adam(model.parameters(), lr=lr)
+        #: mean per-task loss weights 1 − λ·Q of the latest step, (T,)
+        self.last_weights = torch.ones(len(model.task_names))
+
+    @property
+    def critic(self) -> MultiTaskCritic:
+        return self.critics.critic
+
+    @property
+    def critic_target(self) -> MultiTaskCritic:
+        return self.critics.critic_target
+
+    @property
+    def actor_target(self) -> nn.Module:
+        return self.critics.actor_target
+
+    def critic_step(self, state: Tensor, action: Tensor, reward: Tensor, next_state: Tensor, next_action: Tensor,
+                    done: Tensor, mask: Tensor | None = None) -> float:
+        return self.critics.critic_step(state, action, reward, next_state, next_action, done, mask)
 
     def step(self, env: SessionEnv, rows: Tensor) -> dict[str, float]:
         """Critic then actor update on the transitions starting at ``rows`` (1-D index)."""
@@ -143,20 +240,11 @@ class RMTL:
         nxt = torch.from_numpy(env.next)[rows]
         next_batch = features_only({k: v[nxt] for k, v in cols.items()})
         done = torch.from_numpy(env.done)[rows]
-        labels = batch["labels"]
+        labels, mask = batch["labels"], batch["weights"]
 
         self.model.train()
-        logits, action = self._action(self.model, features_only(batch))
-        with torch.no_grad():
-            state = self.model.encoder(features_only(batch)).detach()
-            next_state = self.model.encoder(next_batch).detach()
-            _, next_action = self._action(self.actor_target, next_batch)
-        closs = self.critic_step(state, action.detach(), rewards(action.detach(), labels, self.cfg.reward),
-                                 next_state, next_action, done)
-
-        with torch.no_grad():
-            weights = 1.0 - self.cfg.weight_scale * self.critic(state, action.detach())  # (B, T) >= 1
-        mask = batch["weights"]
+        logits, action = self.critics.action(self.model, features_only(batch))
+        weights, closs = self.critics.update(self.model, features_only(batch), next_batch, done, action, labels, mask)
         bce = torch.stack([F.binary_cross_entropy_with_logits(logits[t], labels[:, k], reduction="none")
                            for k, t in enumerate(self.model.task_names)], dim=1)
         per_task = (weights * bce * mask).sum(0) / mask.sum(0).clamp_min(1.0)
@@ -164,16 +252,9 @@ class RMTL:
         self.actor_opt.zero_grad()
         loss.backward()
         self.actor_opt.step()
-        self._soft_update()
+        self.critics.soft_update(self.model)
         self.last_weights = ((weights * mask).sum(0) / mask.sum(0).clamp_min(1.0)).detach()
         return {"critic_loss": closs, "actor_loss": float(loss.detach())}
-
-    def _soft_update(self) -> None:
-        tau = self.cfg.tau
-        with torch.no_grad():
-            for target, source in ((self.critic_target, self.critic), (self.actor_target, self.model)):
-                for t, s in zip(target.parameters(), source.parameters()):
-                    t.mul_(1 - tau).add_(s, alpha=tau)
 
     def fit(self, env: SessionEnv, epochs: int, batch_size: int = 512, seed: int = 0) -> list[dict[str, float]]:
         """``epochs`` passes over the transitions in shuffled mini-batches; returns per-epoch logs

@@ -237,6 +237,8 @@ class PipelineConfig(StrictModel):
     #: is built, so this module never lists their fields
     encoder: dict[str, Any] = {}
     balancing: ComponentConfig = ComponentConfig(name="equal")
+    #: a reinforcement-learning training mode (``rmtl``, see recsys_mtl.train.rl); none by default
+    rl: ComponentConfig | None = None
     trainer: TrainerConfig = TrainerConfig()
     runs_dir: Path = Path("runs")
     #: post-hoc calibration of binary tasks, fitted on the validation split after training and

@@ -33,6 +33,7 @@ from recsys_mtl.models.base import model_context
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig, TrainerConfig
 from recsys_mtl.train.loggers import check_loggers
+from recsys_mtl.train.rl import check_rl
 
 #: the values Lightning's Trainer accepts (its own registries and precision literals)
 PRECISIONS: tuple[str, ...] = (*get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS))
@@ -44,6 +45,8 @@ def check_pipeline(cfg: PipelineConfig, spec: FeatureSpec) -> None:
     """Raise :class:`SpecError` naming the field when a trainer, model or balancing setting is bad."""
     check_trainer(cfg.trainer)
     check_components(cfg, spec)
+    if cfg.rl is not None:
+        check_rl(cfg.rl.name, cfg.rl.params, spec.tasks)
 
 
 # ---------------------------------------------------------------------- trainer

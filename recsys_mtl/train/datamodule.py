@@ -38,7 +38,8 @@ class TableDataModule(L.LightningDataModule):
             self._train_loader = train.train_loader(**self._shard())
         else:
             self._train_loader = ColumnBatchLoader(
-                train, self.batch_size, shuffle=True, seed=self.seed, extra=self._precomputed(train), **self._shard(),
+                train, self.batch_size, shuffle=True, seed=self.seed, extra={**self._precomputed(train), **self._train_columns(train)},
+                **self._shard(),
             )
         return self._train_loader
 
@@ -63,6 +64,12 @@ class TableDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module if self.trainer is not None else None
         model = getattr(module, "model", None)
         return precomputed_columns(model, table) if isinstance(model, nn.Module) else {}
+
+    def _train_columns(self, table: EncodedTable) -> dict[str, Tensor]:
+        """Columns the trainer's module adds to training batches (RL transitions; {} otherwise)."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        hook = getattr(module, "train_columns", None)
+        return hook(table) if callable(hook) else {}
 
     def on_train_epoch_start_hook(self, epoch: int) -> None:
         if self._train_loader is not None:

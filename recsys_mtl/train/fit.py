@@ -57,6 +57,7 @@ from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.incremental import carry_weights, start_from
 from recsys_mtl.train.loggers import make_loggers
 from recsys_mtl.train.module import MultiTaskModule
+from recsys_mtl.train.rl import build_rl_module
 from recsys_mtl.train.run_folder import applied_pipeline, check_finite_results, clear_failed, mark_failed
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def build_module(prep: Prepared) -> MultiTaskModule:
     model = build_model(cfg.model.name, cfg.model.params, context)
     model.fit_inputs(prep.train)  # e.g. GBDT leaf trees, fitted on the train split only
     balancer = build_balancer(cfg.balancing.name, cfg.balancing.params, model.task_names)
+    if cfg.rl is not None:  # a reinforcement-learning training mode (RMTL) around the same model and balancer
+        return build_rl_module(cfg.rl.name, cfg.rl.params, model, prep.spec.tasks, balancer, cfg.trainer, prep.train)  # type: ignore[no-any-return]
     return MultiTaskModule(model, prep.spec.tasks, balancer, cfg.trainer)
 
 

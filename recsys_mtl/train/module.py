@@ -11,7 +11,7 @@ from torch import Tensor
 
 from recsys_mtl.balancing.base import Balancer, StepContext
 from recsys_mtl.balancing.capture import SharedCapture
-from recsys_mtl.data.tensors import Batch, features_only
+from recsys_mtl.data.tensors import Batch, EncodedTable, features_only
 from recsys_mtl.models.base import MultiTaskModel
 from recsys_mtl.spec.features import Task
 from recsys_mtl.spec.pipeline import TrainerConfig
@@ -95,9 +95,17 @@ class MultiTaskModule(L.LightningModule):
                 params=list(self.model.parameters()),
             ))
 
+    def step_losses(self, logits: dict[str, Tensor], batch: Batch) -> Tensor:
+        """(T,) losses the training step balances: the task losses (RL modes weigh rows first)."""
+        return self.task_losses(logits, batch)
+
+    def train_columns(self, table: EncodedTable) -> dict[str, Tensor]:
+        """Extra (N, ·) columns the training loader carries for ``table`` (RL modes: transitions)."""
+        return {}
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         logits = self(batch)
-        losses = self.task_losses(logits, batch)
+        losses = self.step_losses(logits, batch)
         aux = self.model.auxiliary_loss()  # read before a strategy re-runs the forward (SAMO)
         self._guard(batch, logits, losses, losses.sum() if aux is None else losses.sum() + aux)
         ctx = StepContext(
