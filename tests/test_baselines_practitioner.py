@@ -80,6 +80,7 @@ def test_without_high_cardinality_columns_one_model_is_fitted() -> None:
                                   PractitionerParams(high_cardinality=1000), seed=1)
     assert r["high_cardinality"] == []
     assert list(r["choice"]["click"]["val_auc"]) == ["rank"]
+    assert r["choice"]["click"]["encoding"] == "none"
 
 
 def test_plain_categoricals_are_native_and_bucketed_numerics_ordered(synth_df: object) -> None:

@@ -174,7 +174,7 @@ def fit_practitioner_lightgbm(
         # the test split is scored once: the chosen encoding, at the iteration selected on validation
         scores["test"][task.name] = booster.predict(encoded[winner].test, raw_score=True, num_iteration=n)
         choice[task.name] = {
-            "encoding": winner,
+            "encoding": winner if high else "none",  # no high-cardinality column: nothing was encoded
             f"val_{metric}": {k: round(v[2], 6) for k, v in fitted.items()},
             "best_iteration": {k: v[1] for k, v in fitted.items()},
         }

@@ -254,7 +254,7 @@ class SyntheticDriftSource(InMemorySource[SyntheticDriftData]):
         # the generator knobs the pipeline exposes (same names); the rest keep the generator's defaults
         gen = synthetic_drift.DriftConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(synthetic_drift.DriftConfig) if f.name in type(cfg).model_fields})
         digest = hashlib.sha256(json.dumps(dataclasses.asdict(gen), sort_keys=True).encode()).hexdigest()[:12]
-        path = cfg.cache_dir / f"synthetic_drift_r{gen.rows}_s{gen.seed}_{digest}.parquet"
+        path = cfg.cache_dir / f"synthetic_drift_v{synthetic_drift.VERSION}_r{gen.rows}_s{gen.seed}_{digest}.parquet"
         if not path.exists():
             synthetic_drift.write_parquet(gen, path)
         return Splits(*synthetic_drift.time_split(read_table(path), "period", cfg.valid_periods, cfg.test_periods))

@@ -14,8 +14,10 @@ column). Train on the earlier periods, select on the next, test on the last
   handful of times at most.
 * **Id effects** per task: a stable part that follows log-popularity (busy ids behave
   differently: what a frequency encoding can learn and carry to rare or new ids) plus an
-  idiosyncratic part that takes a Gaussian random-walk step every period (``drift``): a memorised
-  per-id effect goes stale by the test period.
+  idiosyncratic part, an AR(1) process renewing a share ``drift`` of its variance every period:
+  a memorised per-id effect goes stale by the test period. (A random walk was tried first and
+  kept for the cold-start scenario: it stays correlated with its past, so memorising ids paid
+  off and the network beat LightGBM on ``click`` by 0.07 AUC.)
 * **Numerics** (weather- and schedule-like): ``temp`` (seasonal: its mean moves with the
   period), ``wind``, ``precip`` (zero-inflated), ``hour``, ``distance``, ``load``; a few values
   missing. Their effects include thresholds and interactions, and the weight of ``wind`` moves
@@ -31,6 +33,7 @@ same frame, bit for bit.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,8 +42,10 @@ import numpy as np
 import polars as pl
 
 TASKS = ("click", "convert", "quick")
+#: bumped whenever the same config would generate other rows (part of the cache file's name)
+VERSION = 2
 #: scale of the idiosyncratic (drifting) id effects in the drift scenario's logits
-IDIOSYNCRATIC = 0.3
+IDIOSYNCRATIC = 0.5
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,10 @@ class _Ids:
     walk: np.ndarray
 
 
-def _ids(n: int, cfg: DriftConfig, rng: np.random.Generator) -> _Ids:
+def _ids(n: int, cfg: DriftConfig, rng: np.random.Generator, renewal: bool = False) -> _Ids:
+    """``renewal``: the idiosyncratic effects are an AR(1) process that renews a share ``drift`` of
+    its variance every period (stationary std ~1: what was memorised fades) instead of a random
+    walk with step std ``drift`` (which stays correlated with its past for ever)."""
     weight = 1.0 / np.arange(1, n + 1) ** cfg.zipf
     weight = weight[rng.permutation(n)]  # id number carries no popularity
     birth = np.where(rng.random(n) < cfg.new_id_rate, rng.integers(1, cfg.periods, size=n), 0)
@@ -101,8 +109,14 @@ def _ids(n: int, cfg: DriftConfig, rng: np.random.Generator) -> _Ids:
     stable = np.outer(pop, rng.normal(0, 0.7, size=len(TASKS)))
     # idiosyncratic part: shared across tasks + task-specific, then a random walk over periods
     start = 0.7 * rng.standard_normal((n, 1)) + 0.7 * rng.standard_normal((n, len(TASKS)))
-    steps = cfg.drift * rng.standard_normal((cfg.periods - 1, n, len(TASKS)))
-    walk = start[None] + np.concatenate([np.zeros((1, n, len(TASKS))), np.cumsum(steps, axis=0)])
+    noise = rng.standard_normal((cfg.periods - 1, n, len(TASKS)))
+    if renewal:
+        keep, new = np.sqrt(1.0 - min(cfg.drift, 1.0)), np.sqrt(min(cfg.drift, 1.0))
+        walk = [start]
+        for step in noise:
+            walk.append(keep * walk[-1] + new * step)
+        return _Ids(weight, birth, stable, np.stack(walk))
+    walk = start[None] + np.concatenate([np.zeros((1, n, len(TASKS))), np.cumsum(cfg.drift * noise, axis=0)])
     return _Ids(weight, birth, stable, walk)
 
 
@@ -132,7 +146,7 @@ def drift(cfg: DriftConfig) -> pl.DataFrame:
     period = np.minimum(np.arange(n) * P // n, P - 1)
     phase = period / (P - 1)  # 0 .. 1 over the periods
 
-    users, items = _ids(cfg.users, cfg, rng), _ids(cfg.items, cfg, rng)
+    users, items = _ids(cfg.users, cfg, rng, renewal=True), _ids(cfg.items, cfg, rng, renewal=True)
     u, i = _draw(users, period, rng), _draw(items, period, rng)
     # (N, T) id effects at the row's period: the popularity-linked part carries over to rare and new
     # ids; the idiosyncratic part is small and its random walk soon outweighs what was memorised
@@ -263,7 +277,7 @@ def time_split(df: pl.DataFrame, time_column: str, valid_periods: int = 1, test_
 
 def write_parquet(cfg: DriftConfig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: runs started together may write the same cache
     generate(cfg).write_parquet(tmp)
     tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache
     return path
