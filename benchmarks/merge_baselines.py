@@ -32,7 +32,8 @@ def main() -> None:
                 results.setdefault(method, {})[int(seed)] = r
         for key in ("lightgbm_choice", "bias_choice"):
             extra.setdefault(key, {}).update(report.get(key, {}))
-        extra["lightgbm_high_cardinality"] = report.get("lightgbm_high_cardinality", [])
+        if "lightgbm_high_cardinality" in report:  # a folder without the LightGBM side has none
+            extra["lightgbm_high_cardinality"] = report["lightgbm_high_cardinality"]
     assert spec is not None
     summary = summarize(results, spec.tasks)
     table = markdown_table(summary) + choices_note(extra)
