@@ -43,7 +43,7 @@ import polars as pl
 
 TASKS = ("click", "convert", "quick")
 #: bumped whenever the same config would generate other rows (part of the cache file's name)
-VERSION = 2
+VERSION = 3
 #: scale of the idiosyncratic (drifting) id effects in the drift scenario's logits
 IDIOSYNCRATIC = 0.5
 
@@ -171,7 +171,7 @@ def drift(cfg: DriftConfig) -> pl.DataFrame:
     z_click = (base + 0.9 * storm + 0.4 * rush + wind_w * wind + 0.4 * (precip > 1.0)
                + carrier_eff[carrier] + dow_eff[dow] + 0.8 * (load > 0.85) * (hour > 17)
                + 1.0 * (temp < 2) * (precip > 0.5) + 0.7 * (hour >= 20) * (distance > 1500)
-               + 0.8 * id_effect[:, 0])
+               + 0.3 * id_effect[:, 0])
     z_convert = (-0.5 + 0.6 * (temp < 0) + 0.5 * np.tanh((distance - 900) / 300) * (1 - phase)
                  + 0.6 * (load > 0.9) - 0.3 * carrier_eff[carrier] + 1.0 * id_effect[:, 1])
     z_quick = (-0.6 + 2.4 * (distance < 500) - 2.2 * storm + 1.5 * ((hour < 10) & (load < 0.7))
