@@ -77,7 +77,6 @@ def write_inputs(pipeline: Path, out: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- ours (child)
 def run_ours(pipeline: Path, overrides: list[str], threads: int) -> dict[str, Any]:
-    import lightning as L
     import torch
 
     from recsys_mtl.spec import load_pipeline
@@ -85,25 +84,7 @@ def run_ours(pipeline: Path, overrides: list[str], threads: int) -> dict[str, An
 
     torch.set_num_threads(threads)
 
-    class TrainClock(L.Callback):
-        """Wall and CPU seconds of training batches only (validation excluded)."""
-
-        def __init__(self) -> None:
-            self.wall: list[float] = []
-            self.cpu: list[float] = []
-            self.rows = 0
-
-        def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            self.wall.append(0.0)
-            self.cpu.append(0.0)
-            self._w, self._c = time.perf_counter(), time.process_time()
-
-        def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-            w, c = time.perf_counter(), time.process_time()
-            self.wall[-1] += w - self._w
-            self.cpu[-1] += c - self._c
-            self._w, self._c = w, c
-            self.rows += batch["labels"].shape[0]
+    from train_clock import TrainClock  # benchmarks/ is the script's folder, first on sys.path
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg, spec = load_pipeline(pipeline, [*overrides, f"runs_dir={tmp}", "trainer.progress_bar=false"])

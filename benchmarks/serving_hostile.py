@@ -301,6 +301,18 @@ def good_requests(predictor: Predictor, rng: random.Random) -> list[tuple[Reques
     return out
 
 
+def start_server(export_dir: Path, port: int, workers: int, log_prefix: str) -> tuple[subprocess.Popen, Any]:
+    """The server under test, with the limits the malformed kinds probe; its output goes to a temp log."""
+    log = tempfile.NamedTemporaryFile(prefix=log_prefix, suffix=".log", delete=False)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serving", str(export_dir), "--port", str(port), "--threads", "1", "--no-spin",
+         "--max-body-mb", str(MAX_BODY / 2**20), "--max-request-rows", str(MAX_ROWS), "--header-timeout", "2",
+         "--body-timeout", "5", "--workers", str(workers), "--log-level", "warning"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    return server, log
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--export-dir", type=Path, required=True)
@@ -318,13 +330,7 @@ def main() -> int:
     kinds = bad_requests(predictor.metadata["inputs"], rng)
     bad = [*kinds.items(), ("hang_up_mid_body", (JSON, b"")), ("not_http", (JSON, b""))]
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="serving-hostile-", suffix=".log", delete=False)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "serving", str(args.export_dir), "--port", str(port), "--threads", "1", "--no-spin",
-         "--max-body-mb", str(MAX_BODY / 2**20), "--max-request-rows", str(MAX_ROWS), "--header-timeout", "2",
-         "--body-timeout", "5", "--workers", str(args.server_workers), "--log-level", "warning"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
+    server, log = start_server(args.export_dir, port, args.server_workers, "serving-hostile-")
     try:
         asyncio.run(_wait_ready(port))
         cpu_before = process_tree_cpu(server.pid)

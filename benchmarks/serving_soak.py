@@ -24,9 +24,7 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.serving_hostile import (  # noqa: E402
-    JSON, MAX_BODY, MAX_ROWS, Tally, _wait_ready, bad_requests, client, good_requests,
+    JSON, Tally, _wait_ready, bad_requests, client, good_requests, start_server,
 )
 from benchmarks.serving_load import free_port  # noqa: E402
 from serving.predictor import Predictor  # noqa: E402
@@ -113,13 +111,7 @@ def main() -> int:
     kinds = bad_requests(predictor.metadata["inputs"], rng)
     bad = [*kinds.items(), ("hang_up_mid_body", (JSON, b"")), ("not_http", (JSON, b""))]
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="serving-soak-", suffix=".log", delete=False)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "serving", str(args.export_dir), "--port", str(port), "--threads", "1", "--no-spin",
-         "--max-body-mb", str(MAX_BODY / 2**20), "--max-request-rows", str(MAX_ROWS), "--header-timeout", "2",
-         "--body-timeout", "5", "--workers", str(args.server_workers), "--log-level", "warning"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
+    server, log = start_server(args.export_dir, port, args.server_workers, "serving-soak-")
     try:
         asyncio.run(_wait_ready(port))
         tally, samples = asyncio.run(soak(server.pid, port, args, good, bad))
