@@ -301,6 +301,16 @@ def good_requests(predictor: Predictor, rng: random.Random) -> list[tuple[Reques
     return out
 
 
+def traffic(export_dir: Path) -> tuple[list[tuple[Request, dict[str, np.ndarray]]], list[tuple[str, Request]]]:
+    """The good requests (answers checked against in-process onnxruntime) and every malformed kind,
+    hang-ups and non-HTTP included; seeded, so runs send the same bodies."""
+    rng = random.Random(0)
+    predictor = Predictor(export_dir, intra_threads=1)
+    good = good_requests(predictor, rng)
+    kinds = bad_requests(predictor.metadata["inputs"], rng)
+    return good, [*kinds.items(), ("hang_up_mid_body", (JSON, b"")), ("not_http", (JSON, b""))]
+
+
 def start_server(export_dir: Path, port: int, workers: int, log_prefix: str) -> tuple[subprocess.Popen, Any]:
     """The server under test, with the limits the malformed kinds probe; its output goes to a temp log."""
     log = tempfile.NamedTemporaryFile(prefix=log_prefix, suffix=".log", delete=False)
@@ -324,11 +334,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "exports" / "serving_hostile.json")
     args = p.parse_args()
 
-    rng = random.Random(0)
-    predictor = Predictor(args.export_dir, intra_threads=1)
-    good = good_requests(predictor, rng)
-    kinds = bad_requests(predictor.metadata["inputs"], rng)
-    bad = [*kinds.items(), ("hang_up_mid_body", (JSON, b"")), ("not_http", (JSON, b""))]
+    good, bad = traffic(args.export_dir)
     port = free_port()
     server, log = start_server(args.export_dir, port, args.server_workers, "serving-hostile-")
     try:

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import signal
 import sys
 import time
@@ -35,10 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.serving_hostile import (  # noqa: E402
-    JSON, Tally, _wait_ready, bad_requests, client, good_requests, start_server,
+    Tally, _wait_ready, client, start_server, traffic,
 )
 from benchmarks.serving_load import free_port  # noqa: E402
-from serving.predictor import Predictor  # noqa: E402
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -105,11 +103,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "exports" / "serving_soak.json")
     args = p.parse_args()
 
-    rng = random.Random(0)
-    predictor = Predictor(args.export_dir, intra_threads=1)
-    good = good_requests(predictor, rng)
-    kinds = bad_requests(predictor.metadata["inputs"], rng)
-    bad = [*kinds.items(), ("hang_up_mid_body", (JSON, b"")), ("not_http", (JSON, b""))]
+    good, bad = traffic(args.export_dir)
     port = free_port()
     server, log = start_server(args.export_dir, port, args.server_workers, "serving-soak-")
     try:
