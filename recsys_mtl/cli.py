@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def _load_checked(args: argparse.Namespace) -> "tuple[PipelineConfig, FeatureSpec]":
     """The pipeline and its spec, with trainer, model and balancing settings checked (no data read)."""
     from recsys_mtl.spec import load_pipeline
-    from recsys_mtl.train.checks import check_pipeline
+    from recsys_mtl.train.pipeline_checks import check_pipeline
 
     cfg, spec = load_pipeline(args.pipeline, args.set)
     try:
@@ -194,7 +194,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _group(args: argparse.Namespace) -> int:
-    from recsys_mtl.grouping.report import format_grouping, group_run, plot, write_home_groups
+    from recsys_mtl.grouping.group_run import format_grouping, group_run, plot, write_home_groups
 
     groupings = group_run(args.run_dir, args.groups)
     for g in groupings:
@@ -208,12 +208,12 @@ def _group(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from recsys_mtl.report import report
+    from recsys_mtl.diagnostics_report import report
 
     json_path, png = report(args.run_dir)
     print(f"diagnostics: {json_path}\nplot: {png}")
     if args.importance:
-        from recsys_mtl.report import importance_report
+        from recsys_mtl.diagnostics_report import importance_report
 
         json_path, png, table = importance_report(args.run_dir, args.repeats)
         print(f"{table}\nimportance: {json_path}\nplot: {png}")

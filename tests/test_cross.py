@@ -13,7 +13,7 @@ from recsys_mtl.errors import SpecError
 from recsys_mtl.export.exporter import parity
 from recsys_mtl.models import build_model
 from recsys_mtl.nn.encoder_config import EncoderConfig
-from recsys_mtl.nn.cross import CrossConfig, CrossedEncoder, CrossExperts, CrossNetwork
+from recsys_mtl.nn.cross_network import CrossConfig, CrossedEncoder, CrossExperts, CrossNetwork
 from tests.conftest import make_context, synthetic_spec
 from tests.export_support import export_session, funnel_spec, held_out
 from tests.model_checks import assert_gradients_reach_everything, feats

@@ -14,7 +14,7 @@ from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.spec import FeatureSpec
 from recsys_mtl.train.gauc import GroupedAUROC, grouped_auc
-from recsys_mtl.train.metrics import TaskMetrics
+from recsys_mtl.train.task_metrics import TaskMetrics
 from recsys_mtl.train.fit import fit
 from tests.conftest import synthetic_spec
 from tests.test_run import small_pipeline

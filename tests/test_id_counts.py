@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recsys_mtl.data.fitted import FIRST, MISSING, OOV
+from recsys_mtl.features.fitted import FIRST, MISSING, OOV
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import SpecError
 from recsys_mtl.export import export_run

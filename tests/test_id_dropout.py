@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from recsys_mtl.data.fitted import MISSING, OOV
+from recsys_mtl.features.fitted import MISSING, OOV
 from recsys_mtl.models import build_model
 from recsys_mtl.models.base import model_context
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recsys_mtl.data.fitted import FIRST, MISSING, OOV
+from recsys_mtl.features.fitted import FIRST, MISSING, OOV
 from recsys_mtl.errors import SpecError
 from recsys_mtl.models import build_model
 from recsys_mtl.models.base import model_context

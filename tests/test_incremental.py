@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from recsys_mtl.cli import main
-from recsys_mtl.data.fitted import FIRST
+from recsys_mtl.features.fitted import FIRST
 from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.spec import load_pipeline

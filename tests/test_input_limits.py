@@ -16,7 +16,7 @@ from recsys_mtl.errors import DataError, SpecError
 from recsys_mtl.spec import FeatureSpec, load_pipeline
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.spec.yaml_io import MAX_NODES, load_yaml_text, read_yaml_file
-from recsys_mtl.train import checks
+from recsys_mtl.train import pipeline_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_alias_expansion_is_counted_not_materialised() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_pipelines_pass_every_check(path: Path) -> None:
     cfg, spec = load_pipeline(path)
-    checks.check_pipeline(cfg, spec)
+    pipeline_checks.check_pipeline(cfg, spec)
 
 
 # ---------------------------------------------------------------------- trainer devices
@@ -72,24 +72,24 @@ def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_devices_bounded_by_the_gpus_present(two_gpus: None, devices: int | str, accelerator: str, error: str | None) -> None:
     t = TrainerConfig(devices=devices, accelerator=accelerator)
     if error is None:
-        checks.check_devices(t)
+        pipeline_checks.check_devices(t)
     else:
         with pytest.raises(SpecError, match=f"trainer.devices: {error}"):
-            checks.check_devices(t)
+            pipeline_checks.check_devices(t)
 
 
 def test_devices_bounded_by_cpu_cores() -> None:
-    cores = checks.machine_devices("cpu")
+    cores = pipeline_checks.machine_devices("cpu")
     assert cores is not None and cores[1] >= 1
-    checks.check_devices(TrainerConfig(accelerator="cpu", devices=cores[1]))
+    pipeline_checks.check_devices(TrainerConfig(accelerator="cpu", devices=cores[1]))
     with pytest.raises(SpecError, match=f"{cores[1] + 1} requested but this machine has {cores[1]} CPU core"):
-        checks.check_devices(TrainerConfig(accelerator="cpu", devices=cores[1] + 1))
+        pipeline_checks.check_devices(TrainerConfig(accelerator="cpu", devices=cores[1] + 1))
 
 
 def test_allowed_values_come_from_lightning() -> None:
-    assert {"32-true", "16-mixed", "bf16-mixed"} <= set(checks.PRECISIONS)
-    assert {"auto", "cpu", "gpu", "cuda"} <= set(checks.ACCELERATORS)
-    assert {"auto", "ddp", "fsdp"} <= set(checks.STRATEGIES)
+    assert {"32-true", "16-mixed", "bf16-mixed"} <= set(pipeline_checks.PRECISIONS)
+    assert {"auto", "cpu", "gpu", "cuda"} <= set(pipeline_checks.ACCELERATORS)
+    assert {"auto", "ddp", "fsdp"} <= set(pipeline_checks.STRATEGIES)
 
 
 def test_checks_leave_the_random_stream_alone(spec2: FeatureSpec) -> None:
@@ -97,7 +97,7 @@ def test_checks_leave_the_random_stream_alone(spec2: FeatureSpec) -> None:
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    checks.check_pipeline(cfg, spec2)
+    pipeline_checks.check_pipeline(cfg, spec2)
     assert torch.equal(torch.rand(3), expected)
 
 

@@ -11,7 +11,7 @@ from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.nn.named import NamedModuleDict, module_key
 from recsys_mtl.spec import FeatureSpec
-from recsys_mtl.train.metrics import TaskMetrics
+from recsys_mtl.train.task_metrics import TaskMetrics
 from tests.conftest import synthetic_spec
 from tests.model_checks import feats
 

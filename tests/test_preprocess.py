@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 import torch
 
-from recsys_mtl.data.fitted import FIRST, MISSING, OOV
+from recsys_mtl.features.fitted import FIRST, MISSING, OOV
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.readers import read_table
-from recsys_mtl.data.sequences import sequence_items
+from recsys_mtl.features.sequences import sequence_items
 from recsys_mtl.errors import DataError
 from recsys_mtl.spec import FeatureSpec
 from recsys_mtl.spec.features import SequenceFeature

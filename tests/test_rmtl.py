@@ -179,7 +179,7 @@ def test_rmtl_session_column_must_be_a_group_column(tmp_path: Path) -> None:
 
 
 def test_rmtl_pipeline_checked_before_data_is_read(tmp_path: Path) -> None:
-    from recsys_mtl.train.checks import check_pipeline
+    from recsys_mtl.train.pipeline_checks import check_pipeline
 
     cfg, spec = load_pipeline(_session_pipeline(tmp_path, session_column="nope"))
     with pytest.raises(SpecError, match="rl.params.session_column"):

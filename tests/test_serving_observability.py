@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import ServeSettings, create_app
-from serving.metrics import AccessLog, Metrics
+from serving.telemetry import AccessLog, Metrics
 from serving.predictor import Predictor
 from tests.export_support import export_dir, good_row  # noqa: F401  (fixture)
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from recsys_mtl.data.fitted import FittedNumeric
+from recsys_mtl.features.fitted import FittedNumeric
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.features.value_limits import check_label, fitted_range

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recsys_mtl.data.fitted import FIRST, MISSING, OOV
+from recsys_mtl.features.fitted import FIRST, MISSING, OOV
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import SpecError
 from recsys_mtl.export import export_run
@@ -74,7 +74,7 @@ def test_default_features_by_table_size_and_refusals(fitted) -> None:
     with pytest.raises(SpecError, match="encoder.wide: no categorical feature"):
         build_model("mmoe", {}, model_context(pre.layout, spec.tasks, {"wide": {"min_vocab": 10**9}}))
     # the shape-only layout of `validate` (2-bucket hashes, no counts) builds with no column
-    from recsys_mtl.train.checks import shape_only_preprocessor
+    from recsys_mtl.train.pipeline_checks import shape_only_preprocessor
     shape_only = build_model("mmoe", {}, model_context(shape_only_preprocessor(spec).layout, spec.tasks, {"wide": {}}))
     assert shape_only.wide.features == []
     with pytest.raises(SpecError, match="encoder.wide: model 'stem' does not take it"):

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import Tensor
 
 from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepContext
-from recsys_mtl.balancing.optim import TinyAdam
+from recsys_mtl.balancing.tiny_adam import TinyAdam
 
 
 class FAMOConfig(BalancerConfig):

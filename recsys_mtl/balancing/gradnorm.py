@@ -10,7 +10,7 @@ from torch import Tensor
 
 from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepContext
 from recsys_mtl.balancing.gradients import global_gram, task_gradients
-from recsys_mtl.balancing.optim import TinyAdam
+from recsys_mtl.balancing.tiny_adam import TinyAdam
 
 
 class GradNormConfig(BalancerConfig):

@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys_mtl.artifacts import read_json, write_atomic
-from recsys_mtl.data.streaming_fit import fit_statistics
+from recsys_mtl.data.fit_statistics import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
 from recsys_mtl.features.base import Columns, Fitted
@@ -63,7 +63,7 @@ class Preprocessor:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, spec: FeatureSpec, train: pl.DataFrame, where: str = "train") -> "Preprocessor":
-        """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.streaming_fit` over it."""
+        """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.fit_statistics` over it."""
         check_frame(spec, train, where)
         return cls(spec, *fit_statistics(spec, train.lazy(), where))
 

@@ -14,7 +14,7 @@ from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch, EncodedTable
 from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.blocks import MLP
-from recsys_mtl.nn.cross import CrossedEncoder
+from recsys_mtl.nn.cross_network import CrossedEncoder
 from recsys_mtl.nn.encoders import FeatureEncoder
 from recsys_mtl.nn.encoder_config import EncoderConfig, encoder_config
 from recsys_mtl.nn.wide import WideLogits
@@ -215,6 +215,17 @@ class MultiTaskModel(nn.Module, ABC):
         (e.g. a task preference vector), each with its (K,) default; exports make them graph
         inputs. None by default."""
         return {}
+
+    def for_tasks(self, tasks: Sequence[str]) -> MultiTaskModel:
+        """This model reduced to what ``tasks`` (a subset of :attr:`task_names`, in model order)
+        compute, for a task-sparse export. Called on a deep copy in eval mode, so it may change
+        ``self`` in place. Outputs of ``tasks`` stay identical; those of the other tasks may be
+        anything and are not read.
+
+        Default: ``self`` unchanged, because tracing only the selected outputs already drops every
+        op that only other tasks read. A family overrides it where computation wired into a
+        selected task contributes exactly zero (HoME's masked experts on its last level)."""
+        return self
 
 
 class FlatInputModel(MultiTaskModel):

@@ -37,7 +37,7 @@ from recsys_mtl.errors import SpecError
 from recsys_mtl.models.base import ModelContext, MultiTaskModel, wraps_task_inputs
 from recsys_mtl.models.registry import build_model, register
 from recsys_mtl.nn.bottoms import TaskSENet
-from recsys_mtl.nn.cross import CrossedEncoder
+from recsys_mtl.nn.cross_network import CrossedEncoder
 from recsys_mtl.nn.interest import InterestConfig, TaskInterest
 
 

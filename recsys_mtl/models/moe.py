@@ -56,7 +56,7 @@ class MMoE(_MixtureOfExperts):
     | exclusivity | 0.0 | MMoEEx: share of experts made exclusive to one task (masked out of the other gates) |
     | exclusivity_seed | 0 | seed of the expert → task assignment |
     | expert_type | mlp | `cross`: every expert is a DCN-v2 cross network followed by its MLP |
-    | expert_cross | {kind: full, num_layers: 2} | the cross experts' network (see nn/cross.py) |
+    | expert_cross | {kind: full, num_layers: 2} | the cross experts' network (see nn/cross_network.py) |
     | tower_hidden | [32] | per-task tower widths |
     | dropout | 0.0 | dropout in experts and towers |
     | activation | relu | hidden activation |

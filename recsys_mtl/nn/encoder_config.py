@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsys_mtl.errors import SpecError, format_validation_error
-from recsys_mtl.nn.cross import CrossConfig
+from recsys_mtl.nn.cross_network import CrossConfig
 from recsys_mtl.nn.gbdt_leaves import GBDTLeavesConfig
 from recsys_mtl.nn.id_counts import IdCountsConfig
 from recsys_mtl.nn.id_dropout import IdDropoutConfig

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from recsys_mtl.nn.blocks import ParallelExperts
-from recsys_mtl.nn.cross import CrossConfig, CrossExperts
+from recsys_mtl.nn.cross_network import CrossConfig, CrossExperts
 
 
 class ExpertTypeParams(BaseModel):

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from recsys_mtl.data.fitted import FIRST, MISSING, OOV
+from recsys_mtl.features.fitted import FIRST, MISSING, OOV
 
 
 class IdDropoutConfig(BaseModel):

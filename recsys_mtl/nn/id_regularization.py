@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from recsys_mtl.data.fitted import FIRST
+from recsys_mtl.features.fitted import FIRST
 
 
 class IdRegularizationConfig(BaseModel):

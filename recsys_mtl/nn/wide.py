@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from recsys_mtl.data.fitted import FIRST
+from recsys_mtl.features.fitted import FIRST
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.errors import SpecError

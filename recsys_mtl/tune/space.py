@@ -36,7 +36,7 @@ earlier parameters (or fixed pipeline values) take the given value (or one of a 
 When ``model.name`` / ``balancing.name`` is tuned, pipeline params the sampled family does not
 accept are left out of that trial (they belong to another family).
 
-:func:`recsys_mtl.tune.checks.check_space` validates every path and every value a trial could take
+:func:`recsys_mtl.tune.space_checks.check_space` validates every path and every value a trial could take
 against the pipeline, its model / balancing registries and the spec's tasks, before any data is
 read or trial runs. Parameter types live in :mod:`recsys_mtl.tune.params`, path handling and
 sampling in :mod:`recsys_mtl.tune.paths`.
