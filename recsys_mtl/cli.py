@@ -275,11 +275,14 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"models": MODELS.names(), "balancing": BALANCERS.names(),
                           "feature_kinds": [k.name for k in kinds()]}, indent=1))
+    elif args.params:  # docs/parameters.md
+        from recsys_mtl.parameter_docs import parameters_markdown
+
+        print(parameters_markdown(), end="")
     else:
-        print(components_markdown([MODELS, BALANCERS], params=args.params), end="")
-        if not args.params:  # --params is docs/parameters.md; the kinds are documented in docs/reference.md
-            print("\n## feature kinds (`features[].kind`)\n\n| kind | what it is |\n|---|---|")
-            print("\n".join(f"| `{k.name}` | {k.summary} |" for k in kinds()))
+        print(components_markdown([MODELS, BALANCERS]), end="")
+        print("\n## feature kinds (`features[].kind`)\n\n| kind | what it is |\n|---|---|")
+        print("\n".join(f"| `{k.name}` | {k.summary} |" for k in kinds()))
     return 0
 
 
@@ -315,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(fn=_generate)
 
     lst = sub.add_parser("list", help="registered models and balancing methods, with one-line descriptions")
-    lst.add_argument("--params", action="store_true", help="also each one's parameters: type, default, meaning")
+    lst.add_argument("--params", action="store_true", help="every parameter (models, balancing, rl modes, feature kinds, spec and pipeline sections): "
+                     "type, default, meaning (docs/parameters.md)")
     lst.add_argument("--json", action="store_true", help="names only, as JSON")
     lst.set_defaults(fn=_models)
 

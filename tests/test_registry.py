@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -10,28 +12,66 @@ from pydantic import BaseModel
 
 from recsys_mtl.balancing import BALANCERS
 from recsys_mtl.models import MODELS
-from recsys_mtl.registry import Registry, components_markdown, discover, table_docs
+from recsys_mtl.parameter_docs import nested, parameters_markdown, roots, undocumented
+from recsys_mtl.registry import Registry, discover
+from recsys_mtl.strict import ParamsModel, nested_params, param_infos
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRIES = [MODELS, BALANCERS]
 
 
+def test_every_parameter_has_its_docstring() -> None:
+    # models, balancers, rl modes, feature kinds, the spec, every pipeline section, and the groups nested in them
+    assert not undocumented(), "document each field with a docstring right under it"
+
+
 @pytest.mark.parametrize("registry", REGISTRIES, ids=lambda r: r.kind)
-def test_every_parameter_has_one_description(registry: Registry) -> None:  # type: ignore[type-arg]
-    undocumented = {n: [p.name for p in registry.params(n) if not p.description] for n in registry.names()}
-    assert not {n: ps for n, ps in undocumented.items() if ps}, "document them in the Config (#: comment) or the docstring table"
+def test_every_component_is_listed_with_a_summary(registry: Registry) -> None:  # type: ignore[type-arg]
     for name in registry.names():
-        cls = registry.get(name)
-        stale = set(table_docs(cls)) - set(cls.Config.model_fields)  # type: ignore[attr-defined]
-        assert not stale, f"{name}: docstring table rows for parameters that do not exist: {stale}"
         assert registry.summary(name), f"{name}: no docstring summary"
+        assert registry.get(name).Config in roots()  # type: ignore[attr-defined]
 
 
-def test_parameter_docs_are_generated_from_the_registries() -> None:
-    expected = components_markdown(REGISTRIES, params=True)
+def test_parameters_are_documented_one_way() -> None:
+    """No markdown parameter table in a docstring and no ``#:`` comment on a field: the field's
+    docstring is the only place (recsys_mtl.strict)."""
+    components = [reg.get(n) for reg in REGISTRIES for n in reg.names()]
+    for cls in [*components, *roots(), *nested()]:
+        assert "| param |" not in (cls.__doc__ or ""), f"{cls.__qualname__}: a parameter table in a docstring"
+    for cls in [*roots(), *nested()]:
+        source = inspect.getsource(cls)
+        assert not re.search(r"^\s+#:", source, re.M), f"{cls.__qualname__}: a #: comment where a field docstring belongs"
+
+
+class Documented(ParamsModel):
+    size: int = 3
+    """how many"""
+    depth: int = 1
+    inner: "Inner | None" = None
+    """a nested group"""
+
+
+class Inner(ParamsModel):
+    width: list[int] = []
+
+
+Documented.model_rebuild()
+
+
+def test_a_field_without_a_docstring_has_no_description() -> None:
+    infos = {p.name: p for p in param_infos(Documented)}
+    assert infos["size"].description == "how many" and infos["size"].default == "3"
+    assert infos["depth"].description == ""  # what undocumented() reports
+    assert nested_params(Documented) == [Inner]
+    assert [p.description for p in param_infos(Inner)] == [""]
+
+
+def test_parameter_docs_are_generated_from_the_docstrings() -> None:
+    expected = parameters_markdown()
     assert (ROOT / "docs" / "parameters.md").read_text() == expected, (
         "docs/parameters.md is stale: regenerate with `recsys-mtl list --params > docs/parameters.md`"
     )
+    assert "| max_epochs | `int` | `10` |" in expected and "### `features[]` of kind `categorical`" in expected
 
 
 def test_discover_imports_every_module_of_a_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,7 +94,6 @@ def test_discover_imports_every_module_of_a_package(tmp_path: Path, monkeypatch:
 
 class Thing:
     class Config(BaseModel):
-        #: how many
         size: int = 3
 
 

@@ -148,8 +148,8 @@ class PreprocessingState(BaseModel):
     index_convention: dict[str, int]
     tables: dict[str, FittedTable]
     numeric: dict[str, FittedNumeric]
-    #: regression task → train label statistics the model standardises with
     targets: dict[str, TargetStats] = {}
+    """regression task → train label statistics the model standardises with"""
 
     def check(self, spec: FeatureSpec, path: Path) -> None:
         """Cross-field checks: the convention, and a usable entry for every table / numeric feature."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from recsys_mtl.data.preprocess import Layout
@@ -19,6 +19,7 @@ from recsys_mtl.nn.encoders import FeatureEncoder
 from recsys_mtl.nn.encoder_config import EncoderConfig, encoder_config
 from recsys_mtl.nn.wide import WideLogits
 from recsys_mtl.spec.features import Task
+from recsys_mtl.strict import ParamsModel
 
 
 #: task type → LightGBM objective of its GBDT leaf trees
@@ -50,14 +51,15 @@ def model_context(layout: Layout, tasks: Sequence[Task], encoder: dict[str, Any]
     return ModelContext(layout=layout, tasks=tasks, encoder=enc)
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(ParamsModel):
     """Parameters shared by every family; each family extends it next to its code."""
 
-    model_config = ConfigDict(extra="forbid")
-
     tower_hidden: list[int] = Field(default_factory=lambda: [32])
+    """per-task tower widths (the MLP between a task's representation and its output layer)"""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """dropout after each hidden layer (experts, bottoms, towers)"""
     activation: str = "relu"
+    """hidden activation: relu, gelu, silu or tanh"""
 
     @model_validator(mode="before")
     @classmethod

@@ -43,16 +43,27 @@ from recsys_mtl.nn.blocks import Gate, activation, mix
 
 class HoMEConfig(ModelConfig):
     num_levels: int = Field(2, ge=1)
+    """expert levels"""
     global_experts: int = Field(2, ge=0)
+    """experts shared by every task, per level"""
     group_experts: int = Field(1, ge=0)
+    """experts per task group, per level"""
     task_experts: int = Field(1, ge=0)
+    """experts per task, per level"""
     groups: dict[str, list[str]] = Field(default_factory=dict)
+    """task groups: `{group name: [task names]}`; a task is in at most one group"""
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    """expert MLP widths (last = expert output dim)"""
     expert_norm: bool = True
+    """BatchNorm + Swish on expert outputs (off: the last expert layer uses `activation`)"""
     hierarchy_mask: bool = True
+    """task gates see only global + own group + own experts"""
     feature_gate: bool = True
+    """per-expert input scaling 2·σ(low-rank MLP(x))"""
     feature_gate_rank: int = Field(8, ge=1)
+    """rank of the feature-gate MLP"""
     self_gate: bool = True
+    """gated residual from one level's output to the next (levels ≥ 2)"""
 
 
 class HoMEExperts(nn.Module):
@@ -235,23 +246,6 @@ class HoMELastSubset(nn.Module):
 @register("home")
 class HoME(FlatInputModel):
     """HoME: hierarchy of normalised, feature-gated experts with self-gated residuals.
-
-    | param | default | meaning |
-    |---|---|---|
-    | num_levels | 2 | expert levels |
-    | global_experts | 2 | experts shared by every task, per level |
-    | group_experts | 1 | experts per task group, per level |
-    | task_experts | 1 | experts per task, per level |
-    | groups | {} | task groups: `{group name: [task names]}`; a task is in at most one group |
-    | expert_hidden | [64] | expert MLP widths (last = expert output dim) |
-    | expert_norm | true | BatchNorm + Swish on expert outputs |
-    | hierarchy_mask | true | task gates see only global + own group + own experts |
-    | feature_gate | true | per-expert input scaling 2·σ(low-rank MLP(x)) |
-    | feature_gate_rank | 8 | rank of the feature-gate MLP |
-    | self_gate | true | gated residual from one level's output to the next (levels ≥ 2) |
-    | tower_hidden | [32] | per-task tower widths |
-    | dropout | 0.0 | dropout in experts and towers |
-    | activation | relu | hidden activation (and expert output activation when expert_norm is off) |
     """
 
     Config = HoMEConfig

@@ -28,26 +28,27 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.nn.blocks import MLP
 from recsys_mtl.nn.encoders import FeatureEncoder
+from recsys_mtl.strict import ParamsModel
 
 
-class CrossConfig(BaseModel):
+class CrossConfig(ParamsModel):
     """A cross network's shape (model param ``cross`` or ``expert_cross``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["full", "low_rank", "mixture"] = "full"
+    """full-rank layers, low-rank layers (U Vᵀ), or a mixture of low-rank experts (DCN-Mix)"""
     num_layers: int = Field(2, ge=1)
-    #: rank r of U Vᵀ (low_rank, mixture); the paper finds r ≈ D/4 keeps full-rank quality
+    """cross layers L: crosses up to degree L + 1"""
     rank: int = Field(16, ge=1)
-    #: low-rank experts per layer (mixture)
+    """rank r of U Vᵀ (low_rank, mixture); the paper finds r ≈ D/4 keeps full-rank quality"""
     num_experts: int = Field(4, ge=1)
+    """low-rank experts per layer (mixture)"""
 
 
 class CrossLayer(nn.Module):
