@@ -21,7 +21,7 @@ from recsys_mtl.baselines.config import BaselinesConfig
 from recsys_mtl.features.registry import kinds
 from recsys_mtl.models import MODELS
 from recsys_mtl.nn.encoder_config import EncoderConfig
-from recsys_mtl.registry import Registry, components_markdown
+from recsys_mtl.registry import Registry, components_markdown, params_table
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import DataConfig, PipelineConfig, TrainerConfig
 from recsys_mtl.strict import nested_params, param_infos
@@ -64,17 +64,12 @@ def undocumented() -> list[str]:
             for p in param_infos(cls) if not p.description]
 
 
-def _table(config: type[BaseModel]) -> list[str]:
-    rows = ["| param | type | default | meaning |", "|---|---|---|---|"]
-    return rows + [f"| {p.name} | `{p.type}` | `{p.default}` | {p.description} |" for p in param_infos(config)] + [""]
-
-
 def parameters_markdown() -> str:
     """docs/parameters.md."""
     out = [components_markdown(registries(), params=True).rstrip("\n"), "", "## Feature kinds, the spec and the pipeline", ""]
     for heading, cls in sections():
-        out += [f"### {heading}", "", *_table(cls)]
+        out += [f"### {heading}", "", *params_table(param_infos(cls))]
     out += ["## Nested parameter groups", "", "The type of a field above names its group.", ""]
     for cls in nested():
-        out += [f"### `{cls.__name__}`", "", *_table(cls)]
+        out += [f"### `{cls.__name__}`", "", *params_table(param_infos(cls))]
     return "\n".join(out)

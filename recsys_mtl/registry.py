@@ -86,7 +86,14 @@ def components_markdown(registries: list[Registry[Any]], params: bool = False) -
         if not params:
             continue
         for n in reg.names():
-            out += [f"### `{n}`", "", f"`{reg.field}.params`:", "", "| param | type | default | meaning |", "|---|---|---|---|"]
-            out += [f"| {p.name} | `{p.type}` | `{p.default}` | {p.description} |" for p in reg.params(n)]
-            out.append("")
+            out += [f"### `{n}`", "", f"`{reg.field}.params`:", "", *params_table(reg.params(n))]
     return "\n".join(out)
+
+
+def params_table(params: list[ParamInfo]) -> list[str]:
+    """A markdown table of parameters, then a blank line (``|`` in a cell escaped, as GFM needs)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| param | type | default | meaning |", "|---|---|---|---|"]
+    return rows + [f"| {p.name} | `{cell(p.type)}` | `{cell(p.default)}` | {cell(p.description)} |" for p in params] + [""]

@@ -9,7 +9,9 @@ list --params`` and docs/parameters.md read nothing else, and a test fails on a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, get_args
+from pathlib import PurePath
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticUndefined
@@ -38,8 +40,32 @@ class ParamInfo:
     description: str
 
 
-def _type_name(annotation: Any) -> str:
-    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+def _type_name(t: Any) -> str:
+    """A field type as a reader writes it: ``list[int]``, ``CrossConfig | None``, ``Literal['a', 'b']``."""
+    origin, args = get_origin(t), get_args(t)
+    if t is type(None):
+        return "None"
+    if t is Ellipsis:
+        return "..."
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is Union or origin is UnionType:
+        return " | ".join(_type_name(a) for a in args)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+    return t.__name__ if isinstance(t, type) else str(t).replace("typing.", "")
+
+
+def _default_repr(value: Any) -> str:
+    # a nested group's default names only what differs from that group's own defaults
+    if isinstance(value, PurePath):
+        return repr(str(value))
+    if isinstance(value, BaseModel):
+        changed = value.model_dump(exclude_defaults=True)
+        return f"{type(value).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+    return repr(value)
 
 
 def param_infos(config: type[BaseModel]) -> list[ParamInfo]:
@@ -47,9 +73,9 @@ def param_infos(config: type[BaseModel]) -> list[ParamInfo]:
     out = []
     for key, f in config.model_fields.items():
         if f.default is not PydanticUndefined:
-            default = repr(f.default)
+            default = _default_repr(f.default)
         elif f.default_factory is not None:
-            default = repr(f.default_factory())  # type: ignore[call-arg]
+            default = _default_repr(f.default_factory())  # type: ignore[call-arg]
         else:
             default = "(required)"
         out.append(ParamInfo(key, _type_name(f.annotation), default, " ".join((f.description or "").split())))

@@ -295,14 +295,12 @@ class PipelineConfig(StrictModel):
     model: ComponentConfig
     """the model family (`name`, one of the models above) and its `params`"""
     encoder: dict[str, Any] = {}
-    """how features become the model's input vector (numeric embeddings, id dropout and regularisation, wide part, embedding
-    widths, GBDT leaves, cross network, target standardisation); validated by recsys_mtl.nn.encoder_config.EncoderConfig when
-    the model is built, so this module never lists their fields
-    """
+    """how features become the model's input (numeric embeddings, id dropout and regularisation, wide part, embedding widths, GBDT
+    leaves, cross network, target standardisation): see the `encoder:` table; validated when the model is built"""
     balancing: ComponentConfig = ComponentConfig(name="equal")
     """the task-balancing method (`name`, one of the balancing methods above) and its `params`"""
     rl: ComponentConfig | None = None
-    """a reinforcement-learning training mode (``rmtl``, see recsys_mtl.train.rl); none by default"""
+    """a reinforcement-learning training mode (`name`, one of the training modes above) and its `params`; none by default"""
     trainer: TrainerConfig = TrainerConfig()
     """how to train: optimisation, early stopping, devices, logging"""
     runs_dir: Path = Path("runs")
@@ -316,7 +314,7 @@ class PipelineConfig(StrictModel):
     export: dict[str, Any] = {}
     """reserved for export options; none is read today (export options are command-line flags)"""
     baselines: dict[str, Any] = {}
-    """baselines fitted next to the model (validated by recsys_mtl.baselines.config)"""
+    """baselines fitted next to the model (`recsys-mtl baseline`, see the `baselines:` table)"""
 
     @model_validator(mode="before")
     @classmethod

@@ -101,7 +101,8 @@ class TuneConfig(StrictModel):
     sampler: Component = Component(name="tpe")
     """the Optuna sampler by name (tpe, random, nsga2, nsga3, cmaes, qmc, gp) and its keyword arguments"""
     pruner: Component | None = None
-    """default: median pruning for one objective; Optuna cannot prune multi-objective studies."""
+    """the Optuna pruner by name (median, percentile, successive_halving, hyperband, threshold, patient, wilcoxon, none) and its
+    keyword arguments; default: median pruning for one objective (Optuna cannot prune multi-objective studies)"""
     trial_overrides: dict[str, Any] = {}
     """pipeline values for trials only (e.g. `{trainer.max_epochs: 3}`); the final refit uses the pipeline's"""
     train_fraction: float = Field(1.0, gt=0, le=1)
@@ -113,7 +114,7 @@ class TuneConfig(StrictModel):
     refit_default: bool = True
     """also refit the default trial (when it is not the chosen one) so the summary shows default vs tuned on test"""
     heartbeat_interval: int = Field(30, ge=1)
-    """RDB heartbeat: a worker silent for grace_period seconds has its running trial failed (then retried)."""
+    """seconds between a worker's heartbeats to an RDB storage (see `grace_period`)"""
     grace_period: int = Field(90, ge=2)
     """seconds without a heartbeat after which a worker's running trial is failed (then retried)"""
     max_retry: int = Field(1, ge=0)
