@@ -2,7 +2,7 @@
 
 All encodings come from ``rtdl-num-embeddings`` (Gorishniy et al., "On Embeddings for Numerical
 Features in Tabular Deep Learning", NeurIPS 2022), the authors' own package; all export to ONNX
-(checked in tests/test_multitab.py and tests/test_numeric_embeddings.py):
+(checked in tests/models/test_multitab.py and tests/nn/test_numeric_embeddings.py):
 
 - ``linear``: ``x_f · w_f + b_f`` per feature (FT-Transformer's numeric tokenizer).
 - ``periodic``: PLR, ``ReLU(Linear([cos(2π c_f x), sin(2π c_f x)]))`` with learned frequencies
