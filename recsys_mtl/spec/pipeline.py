@@ -109,6 +109,22 @@ class SyntheticDriftData(DataSection):
         return self
 
 
+class SyntheticSequencesData(DataSection):
+    """Generated behaviour-sequence data (see :mod:`recsys_mtl.data.synthetic_sequences`: targets
+    depend on candidate × history), cached as Parquet and split at random with ``split_seed``."""
+
+    kind: Literal["synthetic_sequences"]
+    rows: int = Field(40_000, ge=100)
+    users: int = Field(1_000, ge=1)
+    items: int = Field(100, ge=2)
+    categories: int = Field(8, ge=1)
+    seed: int = 0
+    cache_dir: Path = Path("data_cache")
+    split_seed: int = 2018
+    valid_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+
+
 class ParquetStreamData(DataSection):
     """Train streamed from a Parquet dataset larger than memory (see :mod:`recsys_mtl.data.streaming`).
 
@@ -127,7 +143,7 @@ class ParquetStreamData(DataSection):
     num_workers: int = Field(0, ge=0)
 
 
-DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData, SyntheticDriftData, ParquetStreamData], Field(discriminator="kind")]
+DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData, SyntheticDriftData, SyntheticSequencesData, ParquetStreamData], Field(discriminator="kind")]
 
 
 class ComponentConfig(StrictModel):
