@@ -15,6 +15,13 @@ per-task SENet around the same MMoE, ``dtrn_interest`` adds the task-specific in
 user) per task, mean ± std over seeds, train rows/s and wall seconds per seed. Run folders and
 data go to a temporary folder.
 
+From pipeline files (``pipelines/synthetic_sequences_*.yaml``, data kind ``synthetic_sequences``):
+fit each arm with the CLI per seed, then ``--collect`` reads the run folders into one table with
+each arm's paired difference against its plain arm (same seed)::
+
+    recsys-mtl fit pipelines/synthetic_sequences_rmtl.yaml --set trainer.seed=1 --set runs_dir=RUNS/rmtl/seed1
+    python benchmarks/din_sequences.py --collect RUNS --arms mmoe rmtl --against mmoe --json out.json
+
 Baselines on the same table, split and seeds (``--configs lightgbm lightgbm_match single_task``):
 
 - ``lightgbm``: the project's LightGBM per task (:mod:`recsys_mtl.baselines`) as the ``baseline``
@@ -216,8 +223,54 @@ def report(results: dict[str, list[dict]], seeds: list[int]) -> None:
             print(line)
 
 
+#: test metrics of the --collect table
+COLLECT_METRICS = ["click/auc", "click/gauc", "like/auc", "like/gauc"]
+
+
+def collect(runs: Path, arms: list[str], against: str) -> tuple[list[list[str]], dict[str, list[dict]]]:
+    """Rows of the pipeline-file table from ``runs/<arm>/seed<k>/<run folder>/metrics.json`` (the
+    earliest run folder per seed), and the metrics per arm in seed order."""
+    found: dict[str, list[dict]] = {}
+    for arm in arms:
+        for seed_dir in sorted((runs / arm).glob("seed*"), key=lambda d: int(d.name[4:])):
+            done = sorted(seed_dir.glob("*/metrics.json"))
+            if done:
+                found.setdefault(arm, []).append({"seed": int(seed_dir.name[4:]), **json.loads(done[0].read_text())})
+    base = {m["seed"]: m for m in found.get(against, [])}
+    rows = []
+    for arm, fits in found.items():
+        cells = [_stat([m["test"][c] for m in fits]) for c in COLLECT_METRICS]
+        paired = [statistics.mean(m["test"][f"{t}/auc"] - base[m["seed"]]["test"][f"{t}/auc"] for t in ("click", "like"))
+                  for m in fits if m["seed"] in base]
+        delta = "–"
+        if arm != against and paired:
+            delta = f"{statistics.mean(paired):+.4f} ± {statistics.stdev(paired) if len(paired) > 1 else 0.0:.4f}"
+        rate = f"{statistics.mean(m['train_rows_per_sec'] for m in fits):,.0f}"
+        secs = f"{statistics.mean(m['fit_seconds'] for m in fits):.0f}"
+        rows.append([arm, str(len(fits)), *cells, delta, rate, secs, f"{fits[0]['params']:,}"])
+    return rows, found
+
+
+def main_collect(args: argparse.Namespace) -> None:
+    rows, found = collect(Path(args.collect), args.arms, args.against)
+    columns = ["pipeline arm", "seeds", *[f"test {c}" for c in COLLECT_METRICS],
+               f"Δ mean AUC vs {args.against}, same seed", "train rows/s", "fit s", "params"]
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    for arm, fits in found.items():
+        print(f"  {arm}: " + ", ".join(f"seed {m['seed']}: click {m['test']['click/auc']:.4f} like {m['test']['like/auc']:.4f} "
+                                       f"(best epoch {m['best_epoch']})" for m in fits))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"columns": columns, "rows": rows}, indent=2, ensure_ascii=False) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--collect", help="read CLI run folders RUNS/<arm>/seed<k>/ into a table (no fitting)")
+    ap.add_argument("--arms", nargs="+", default=["mmoe", "rmtl"], help="--collect: the pipeline arms")
+    ap.add_argument("--against", default="mmoe", help="--collect: the plain arm the others are paired with")
+    ap.add_argument("--json", help="--collect: also write the columns and rows here")
     ap.add_argument("--rows", type=int, default=40_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--epochs", type=int, default=8)
@@ -226,6 +279,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.003)
     ap.add_argument("--interest", type=json.loads, default={}, help="JSON: dtrn_interest's interest params")
     args = ap.parse_args()
+    if args.collect:
+        return main_collect(args)
     warnings.filterwarnings("ignore")
     tmp = Path(tempfile.mkdtemp(prefix="din_bench_"))
     data = tmp / "data.parquet"

@@ -56,6 +56,10 @@ class StepContext:
     #: re-runs the forward on this step's batch with the current parameter values and returns
     #: its (T,) task losses in a fresh graph (SAMO's perturbed passes); None when not available
     evaluate: Callable[[], Tensor] | None = None
+    #: (B, T) per-row task losses (spec task weights applied; an RL mode's row weights too) and
+    #: (B, T) row weights (label mask × row weight), with ``losses[t] = Σ_b w_bt·ℓ_bt / Σ_b w_bt``:
+    #: for strategies that weigh rows (per-row preferences); None when not available
+    rows: tuple[Tensor, Tensor] | None = None
 
     def representations(self) -> list[Tensor]:
         """The shared representation tensors that carry a gradient this step (possibly none)."""

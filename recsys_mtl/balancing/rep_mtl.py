@@ -24,9 +24,18 @@ and (T·B', C²) affinity maps per tensor (B' = ``csa_rows``).
 
 Deviations:
 
-- no official code exists (the authors' repository holds a README only); this follows the
-  paper's equations as described above; the regulariser weights and τ are our defaults, not the
-  paper's per-benchmark values;
+- no official code exists: the authors' repository (``Jacky1128/Rep-MTL``, checked at ecef712,
+  2025-07-30) holds a README and a teaser figure only ("working on cleaning and organizing our
+  codebase"). The paper's method section (arXiv 2507.21049) could not be read here either (only
+  its abstract and introduction were reachable), so the equations above are from the issue's
+  reading of Eqs. 4-9. What public summaries of the paper confirm: the saliency is the gradient
+  of each task loss with respect to the shared representation (not the parameters); TSR is an
+  entropy penalty on saliency aggregated over channels into a distribution over positions; CSA
+  is a sample-wise contrastive alignment of the tasks' saliency affinities. Not checked against
+  the paper: signed mean vs magnitude in the channel aggregation, softmax vs other normalisation
+  over tasks, the affinity being channel × channel (SᵀS) rather than position × position, the
+  anchor being the mean of the tasks' maps, and τ;
+- the regulariser weights and τ are our defaults, not the paper's per-benchmark values;
 - the saliency is taken of the summed per-row loss (B × the batch mean), so a row's saliency is
   the gradient of its own loss, independent of the batch size (with the batch mean it shrinks as
   1/B and the TSR softmax flattens to uniform);

@@ -35,11 +35,11 @@ from recsys_mtl.data.preprocess import Preprocessor, check_frame
 from recsys_mtl.data.readers import read_table
 from recsys_mtl.data.streaming import ParquetStream, parquet_files, row_groups
 from recsys_mtl.data.synthetic import SyntheticConfig, write_parquet
-from recsys_mtl.data import synthetic_drift
+from recsys_mtl.data import synthetic_drift, synthetic_sequences
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError, SpecError
 from recsys_mtl.spec.features import FeatureSpec
-from recsys_mtl.spec.pipeline import CensusData, FilesData, ParquetStreamData, SyntheticData, SyntheticDriftData
+from recsys_mtl.spec.pipeline import CensusData, FilesData, ParquetStreamData, SyntheticData, SyntheticDriftData, SyntheticSequencesData
 
 C = TypeVar("C", bound=BaseModel)
 #: what a training loader is built from: rows in memory, or a stream of row groups
@@ -258,6 +258,24 @@ class SyntheticDriftSource(InMemorySource[SyntheticDriftData]):
         if not path.exists():
             synthetic_drift.write_parquet(gen, path)
         return Splits(*synthetic_drift.time_split(read_table(path), "period", cfg.valid_periods, cfg.test_periods))
+
+
+@register_source(SyntheticSequencesData)
+class SyntheticSequencesSource(InMemorySource[SyntheticSequencesData]):
+    """Generated behaviour-sequence data, split at random (70/15/15 by default) with ``split_seed``."""
+
+    def load(self) -> Splits:
+        cfg = self.cfg
+        fields = dataclasses.fields(synthetic_sequences.SequenceDataConfig)
+        gen = synthetic_sequences.SequenceDataConfig(**{f.name: getattr(cfg, f.name) for f in fields if f.name in type(cfg).model_fields})
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(gen), sort_keys=True).encode()).hexdigest()[:12]
+        path = cfg.cache_dir / f"synthetic_sequences_r{gen.rows}_s{gen.seed}_{digest}.parquet"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            synthetic_sequences.generate_sequences(gen).write_parquet(tmp)
+            tmp.replace(path)  # a concurrent run never reads a half-written file
+        return random_split(read_table(path), cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)
 
 
 @register_source(ParquetStreamData)

@@ -6,9 +6,12 @@ omoe, mmoe, ple, cgc, home, adatt, ...) is wrapped and conditioned on a task pre
 Grabocka, "Scalable Pareto Front Approximation for Deep Multi-Objective Learning", ICDM 2021;
 Dosovitskiy & Djolonga, "You Only Train Once", ICLR 2020):
 
-- training: one ``p ~ Dirichlet(alpha)`` per batch, the loss is ``Σ_t p_t·L_t`` minus, with
+- training: one ``p ~ Dirichlet(alpha)`` per batch, as COSMOS's reference code draws it (one ray
+  repeated over the batch's rows), the loss is ``Σ_t p_t·L_t`` minus, with
   ``balancing.params.cosine_weight`` λ > 0, COSMOS's cosine term ``λ·cos(p, L)`` (the
   ``preference`` balancing method reads ``p`` from the model; on the sum scale it logs ``T·p``);
+  a batch that carries its own ``preference`` rows (B, T) is conditioned row by row and each
+  row's losses are weighted by its own ``p`` (see :mod:`recsys_mtl.balancing.preference`);
 - conditioning: FiLM (Perez et al., AAAI 2018) of the shared representation — the encoded input
   — and of each task's tower input: ``h ⊙ (1 + γ(p)) + β(p)`` with γ, β from a small MLP of ``p``,
   initialised at zero so training starts from the unconditioned base model;
@@ -16,9 +19,13 @@ Dosovitskiy & Djolonga, "You Only Train Once", ICLR 2020):
   request row), with the default (``default_preference``, else uniform) in the export metadata,
   so a ranking team moves along the front without retraining.
 
-Deviation from the papers: they condition by concatenating ``p`` to the input (COSMOS) or with
-per-layer FiLM over the whole network (YOTO); here FiLM acts at two points only — the shared
-representation and the tower inputs — because those two are common to every wrapped family.
+Deviations from the papers:
+
+- they condition by concatenating ``p`` to the input (COSMOS) or with per-layer FiLM over the
+  whole network (YOTO); here FiLM acts at two points only — the shared representation and the
+  tower inputs — because those two are common to every wrapped family;
+- per-row preferences in training (a batch's ``preference`` rows) are an extension: the reference
+  draws one ray per batch; each row is weighted by its own ray (the balancer's docstring).
 """
 
 from __future__ import annotations
@@ -86,7 +93,8 @@ class PreferenceModel(MultiTaskModel):
 
     Train it with ``balancing: {name: preference}``. The batch may carry ``preference`` (B, T);
     without it the model draws one Dirichlet vector per batch in training and uses the default in
-    evaluation. :attr:`last_preference` (T,) is the batch's mean preference, read by the balancer.
+    evaluation. :attr:`last_preference_rows` (B, T) holds the rows' preferences of the latest forward
+    and :attr:`last_preference` (T,) their mean; the balancer reads both.
     """
 
     Config = PreferenceConfig
@@ -115,6 +123,7 @@ class PreferenceModel(MultiTaskModel):
             reps = self.base.task_inputs(torch.zeros(2, self.encoder.output_dim))
         self.film_towers = nn.ModuleList([FiLM(T, r.shape[-1], config.film_hidden) for r in reps])
         self.last_preference: Tensor = self.default.clone()
+        self.last_preference_rows: Tensor | None = None
 
     def preference(self, batch: Batch, rows: int, like: Tensor) -> Tensor:
         """(B, T) preference rows of this forward: given, drawn (training) or the default."""
@@ -137,7 +146,8 @@ class PreferenceModel(MultiTaskModel):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         x = self.encoder(batch)
         pref = self.preference(batch, x.shape[0], x)
-        self.last_preference = pref.detach().mean(0)
+        self.last_preference_rows = pref.detach()
+        self.last_preference = self.last_preference_rows.mean(0)
         return self.towers(self._conditioned(x, pref))
 
     def shared_module(self) -> nn.Module:

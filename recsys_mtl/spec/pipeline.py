@@ -145,6 +145,32 @@ class SyntheticDriftData(DataSection):
         return self
 
 
+class SyntheticSequencesData(DataSection):
+    """Generated behaviour-sequence data (see :mod:`recsys_mtl.data.synthetic_sequences`: targets
+    depend on candidate × history), cached as Parquet and split at random with ``split_seed``."""
+
+    kind: Literal["synthetic_sequences"]
+    """`synthetic_sequences`"""
+    rows: int = Field(40_000, ge=100)
+    """rows generated (one candidate item shown to a user each)"""
+    users: int = Field(1_000, ge=1)
+    """distinct users, each with one behaviour history"""
+    items: int = Field(100, ge=2)
+    """distinct items (candidates and history entries share them)"""
+    categories: int = Field(8, ge=1)
+    """hidden item categories the targets depend on (never a feature)"""
+    seed: int = 0
+    """generator seed"""
+    cache_dir: Path = Path("data_cache")
+    """folder of the cached Parquet file (named from every generator setting)"""
+    split_seed: int = 2018
+    """seed of the random train / validation / test split"""
+    valid_fraction: float = Field(0.15, gt=0, lt=1)
+    """share of the rows for validation"""
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    """share of the rows for test"""
+
+
 class ParquetStreamData(DataSection):
     """Train streamed from a Parquet dataset larger than memory (see :mod:`recsys_mtl.data.streaming`).
 
@@ -167,7 +193,7 @@ class ParquetStreamData(DataSection):
     """DataLoader worker processes reading and encoding row groups (0 = in the training process)."""
 
 
-DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData, SyntheticDriftData, ParquetStreamData], Field(discriminator="kind")]
+DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData, SyntheticDriftData, SyntheticSequencesData, ParquetStreamData], Field(discriminator="kind")]
 
 
 class ComponentConfig(StrictModel):

@@ -66,10 +66,16 @@ class TableDataModule(L.LightningDataModule):
         return precomputed_columns(model, table) if isinstance(model, nn.Module) else {}
 
     def _train_columns(self, table: EncodedTable) -> dict[str, Tensor]:
-        """Columns the trainer's module adds to training batches (RL transitions; {} otherwise)."""
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        hook = getattr(module, "train_columns", None)
-        return hook(table) if callable(hook) else {}
+        """Columns the trainer's module and callbacks add to training batches (RL transitions, the
+        data maps' row indices; {} otherwise)."""
+        if self.trainer is None:
+            return {}
+        columns: dict[str, Tensor] = {}
+        for owner in (self.trainer.lightning_module, *self.trainer.callbacks):
+            hook = getattr(owner, "train_columns", None)
+            if callable(hook):
+                columns.update(hook(table))
+        return columns
 
     def on_train_epoch_start_hook(self, epoch: int) -> None:
         if self._train_loader is not None:

@@ -24,6 +24,11 @@ from recsys_mtl.train.optim import clip_gradients, configure, needs_schedule, us
 SPLITS = ("val", "test")
 
 
+def reduce_rows(rows: Tensor, weights: Tensor) -> Tensor:
+    """(B, T) row losses and row weights → (T,) weighted means (0 for a task no row counts)."""
+    return (rows * weights).sum(0) / weights.sum(0).clamp_min(1e-12)
+
+
 class MultiTaskModule(L.LightningModule):
     def __init__(self, model: MultiTaskModel, tasks: Sequence[Task], balancer: Balancer, trainer_cfg: TrainerConfig):
         super().__init__()
@@ -95,9 +100,14 @@ class MultiTaskModule(L.LightningModule):
                 params=list(self.model.parameters()),
             ))
 
+    def step_rows(self, logits: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor]:
+        """(B, T) per-row losses the training step balances, times the spec weights (RL modes weigh
+        rows first), and the (B, T) row weights (mask × row weight) that reduce them."""
+        return torch.stack(self._row_losses(logits, batch), dim=1) * self.task_weights, batch["weights"]
+
     def step_losses(self, logits: dict[str, Tensor], batch: Batch) -> Tensor:
-        """(T,) losses the training step balances: the task losses (RL modes weigh rows first)."""
-        return self.task_losses(logits, batch)
+        """(T,) losses the training step balances: :meth:`step_rows` reduced per task."""
+        return reduce_rows(*self.step_rows(logits, batch))
 
     def train_columns(self, table: EncodedTable) -> dict[str, Tensor]:
         """Extra (N, ·) columns the training loader carries for ``table`` (RL modes: transitions)."""
@@ -105,12 +115,14 @@ class MultiTaskModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         logits = self(batch)
-        losses = self.step_losses(logits, batch)
+        rows = self.step_rows(logits, batch)
+        losses = reduce_rows(*rows)
         aux = self.model.auxiliary_loss()  # read before a strategy re-runs the forward (SAMO)
         self._guard(batch, logits, losses, losses.sum() if aux is None else losses.sum() + aux)
         ctx = StepContext(
             step=self.global_step, epoch=self.current_epoch, model=self.model,
             shared=self.shared.pop(), shared_params=self.shared.params, evaluate=lambda: self._reevaluate(batch),
+            rows=rows,
         )
         total = self.balancer(losses, ctx)
         n = batch["labels"].shape[0]

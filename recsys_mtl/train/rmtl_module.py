@@ -92,8 +92,9 @@ class RMTLModule(MultiTaskModule):
     def on_fit_start(self) -> None:
         self.critics.value.to(self.device)
 
-    def step_losses(self, logits: dict[str, Tensor], batch: Batch) -> Tensor:
-        """(T,) losses Σ_b c_bk·w_bk·loss_bk / Σ_b w_bk · spec weight, with c = 1 − λ·Q the critics'
+    def step_rows(self, logits: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor]:
+        """(B, T) row losses c_bk·loss_bk · spec weight and the (B, T) mask w_bk that reduces them
+        (the step balances Σ_b c_bk·w_bk·loss_bk / Σ_b w_bk), with c = 1 − λ·Q the critics'
         (B, T) weights after their TD step on this batch's transitions."""
         nxt = batch[NEXT_KEY].cpu()
         next_feats = {k: v[nxt].to(self.device) for k, v in self._features.items()}
@@ -102,12 +103,11 @@ class RMTLModule(MultiTaskModule):
         mask = batch["weights"]
         critic_w, closs = self.critics.value.update(self.model, feats, next_feats, batch[DONE_KEY], action, batch["labels"], mask)
         rows = torch.stack(self._row_losses(logits, batch), dim=1)  # (B, T)
-        per_task = (critic_w * rows * mask).sum(0) / mask.sum(0).clamp_min(1e-12)
         n = mask.shape[0]
         self.log("rmtl/critic_loss", closs, batch_size=n)
         for i, t in enumerate(self.tasks):
             self.log(f"rmtl/{t.name}/weight", (critic_w[:, i] * mask[:, i]).sum() / mask[:, i].sum().clamp_min(1e-12), batch_size=n)
-        return per_task * self.task_weights
+        return critic_w * rows * self.task_weights, mask
 
     def on_train_batch_end(self, outputs: object, batch: Batch, batch_idx: int) -> None:
         super().on_train_batch_end(outputs, batch, batch_idx)

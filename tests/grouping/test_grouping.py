@@ -22,7 +22,6 @@ from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.spec.features import Task
 from recsys_mtl.train.fit import fit
-from recsys_mtl.train.run_folder import load_run
 from tests.support.synthetic import make_context, synthetic_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,23 +59,13 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_data_maps_of_a_fit_match_a_hand_computation(toy_run: Path) -> None:
+def test_data_maps_of_a_fit(toy_run: Path) -> None:
     with np.load(toy_run / "datamaps.npz", allow_pickle=False) as z:
         probs, rows, tasks = z["probs"], z["rows"], list(z["tasks"])
     assert probs.shape == (3, 2, 300) and tasks == ["task0", "task1"] and len(set(rows.tolist())) == 300
-    assert np.isfinite(probs).all() and not np.allclose(probs[0], probs[-1])  # training moved them
-    # the last epoch's map, recomputed by hand from the last checkpoint's weights
-    run = load_run(toy_run, "checkpoints/last.ckpt")
-    from recsys_mtl.data.sources import load_splits
-
-    table = run.preprocessor.transform(load_splits(run.cfg.data).train)
-    cols = {k: v[torch.from_numpy(rows)] for k, v in table.columns().items()}
-    with torch.no_grad():
-        logits = run.model(features_only(cols))
-    for i, t in enumerate(tasks):
-        p1 = 1.0 / (1.0 + np.exp(-logits[t].numpy().astype(np.float64)))
-        y = cols["labels"][:, i].numpy()
-        np.testing.assert_allclose(probs[-1, i], np.where(y == 1, p1, 1 - p1), atol=1e-5)
+    # every sampled row passes through one training batch per epoch
+    assert np.isfinite(probs).all() and ((probs > 0) & (probs < 1)).all()
+    assert not np.allclose(probs[0], probs[-1])  # training moved them
     aff = json.loads((toy_run / "affinity.json").read_text())
     assert aff["tasks"] == tasks and np.asarray(aff["affinity"]).shape == (2, 2) and aff["steps"] > 0
 
@@ -110,19 +99,69 @@ def test_grouping_recovers_planted_clusters() -> None:
                         ModelContext(layout=pre.layout, tasks=spec.tasks))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     maps = DataMaps(max_rows=800)
+    maps.sample(len(table))
     for _ in range(5):
         perm = torch.randperm(len(table))
         for s in range(0, len(table), 256):
             b = {k: v[perm[s:s + 256]] for k, v in cols.items()}
             out = model(features_only(b))
+            maps.observe(out, perm[s:s + 256], b["labels"], b["weights"], spec.tasks)  # the training pass
             loss = sum(F.binary_cross_entropy_with_logits(out[f"task{k}"], b["labels"][:, k]) for k in range(T))
             opt.zero_grad()
             loss.backward()
             opt.step()
-        maps.record(model, table, spec.tasks)
+        maps.end_epoch()
     g = group_by_data_maps(np.stack(maps.probs), [t.name for t in spec.tasks])
     assert sorted(map(sorted, g.groups().values())) == [["task0", "task2", "task4", "task6"], ["task1", "task3", "task5", "task7"]]
     assert g.membership.max(1).min() > 0.9
+
+
+def test_data_maps_record_the_training_passes_through_lightning(tmp_path: Path) -> None:
+    """The callback keeps the logits of each batch's training forward (dropout on, the weights of
+    that step), as the cartography reference does; not an eval pass at the epoch's end."""
+    import lightning as L
+
+    from recsys_mtl.balancing import StepContext, build_balancer
+    from recsys_mtl.spec.pipeline import TrainerConfig
+    from recsys_mtl.train.datamodule import TableDataModule
+    from recsys_mtl.train.module import MultiTaskModule
+
+    class Spy(MultiTaskModule):
+        """Keeps every training batch's row indices and the logits its training step computed."""
+
+        def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+            out = self(batch)
+            self.seen.append((batch["datamaps_row"].clone(), {k: v.detach().clone() for k, v in out.items()}))
+            return self.balancer(self.task_losses(out, batch), StepContext(step=0, epoch=0))
+
+    torch.manual_seed(0)
+    ctx, table = make_context(2, rows=200)
+    model = build_model("mmoe", {"num_experts": 2, "expert_hidden": [8], "tower_hidden": [4], "dropout": 0.5}, ctx)
+    module = Spy(model, ctx.tasks, build_balancer("equal", {}, model.task_names), TrainerConfig(lr=0.05))
+    module.seen = []
+    maps = DataMaps(max_rows=50)
+    dm = TableDataModule(table, table, None, batch_size=32, eval_batch_size=64, seed=0)
+    trainer = L.Trainer(max_epochs=2, callbacks=[maps], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    with np.load(tmp_path / "datamaps.npz", allow_pickle=False) as z:
+        probs, rows = z["probs"], z["rows"]
+    assert probs.shape == (2, 2, 50)
+    per_epoch = len(module.seen) // 2
+    for epoch in range(2):  # by hand: p(true class) from the spied training logits of the sampled rows
+        index = torch.cat([i for i, _ in module.seen[epoch * per_epoch:(epoch + 1) * per_epoch]])
+        logits = {t: torch.cat([o[t] for _, o in module.seen[epoch * per_epoch:(epoch + 1) * per_epoch]]) for t in ("task0", "task1")}
+        where = {int(r): j for j, r in enumerate(index)}
+        pick = torch.tensor([where[int(r)] for r in rows])
+        want = true_class_probability({t: v[pick] for t, v in logits.items()}, table.labels[torch.from_numpy(rows)],
+                                      table.weights[torch.from_numpy(rows)], ctx.tasks).numpy()
+        np.testing.assert_allclose(probs[epoch], want, atol=1e-6)
+    # an eval pass with the final weights (the old behaviour) gives other values
+    model.eval()
+    with torch.no_grad():
+        out = model(features_only({k: v[torch.from_numpy(rows)] for k, v in table.columns().items()}))
+    evald = true_class_probability(out, table.labels[torch.from_numpy(rows)], table.weights[torch.from_numpy(rows)], ctx.tasks).numpy()
+    assert np.abs(evald - probs[-1]).max() > 1e-3
 
 
 def test_lookahead_affinity_equals_a_manual_sgd_step() -> None:
