@@ -359,7 +359,26 @@ def _arrow_categorical(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
     t = col.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
         raise TypeError(f"expected strings (or integers), got {t}")
-    return pc.fill_null(col.cast(pa.string()), spec.missing).to_numpy(zero_copy_only=False).astype(object)
+    return _str_objects(pc.fill_null(col.cast(pa.string()), spec.missing))
+
+
+def _str_objects(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A string column without nulls → (N,) object array of ``str``.
+
+    Each chunk is dictionary-encoded in Arrow and its distinct values become one Python ``str``
+    each, shared by the rows that hold them (a numpy take of the codes): a column of N rows and D
+    distinct values costs D string objects instead of N, and freeing the feed costs as little.
+    The array equals ``to_numpy(zero_copy_only=False)``'s value for value (the batch scorer's and
+    the HTTP server's hot path; onnxruntime reads each row's UTF-8 from its object either way)."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    parts = [_take_words(pc.dictionary_encode(chunk)) for chunk in chunks if len(chunk)]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.empty(0, dtype=object)
+
+
+def _take_words(encoded: pa.DictionaryArray) -> np.ndarray:
+    """(N,) object array: the dictionary's values taken by code."""
+    words = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return words[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def _arrow_numeric(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
@@ -398,13 +417,18 @@ def _pad_arrow_lists(col: pa.ChunkedArray, pad: str) -> np.ndarray:
     if isinstance(arr, pa.ChunkedArray):  # a column with no chunks
         arr = pa.array([], type=pa.list_(pa.string()))
     lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    values = pc.fill_null(pc.list_flatten(arr), pad).to_numpy(zero_copy_only=False)
-    out = np.full((len(arr), max(1, int(lengths.max(initial=0)))), pad, dtype=object)
-    if values.size:
+    encoded = pc.dictionary_encode(pc.fill_null(pc.list_flatten(arr), pad))
+    # integer codes are scattered (cheap), then one object take builds the (B, L) array; code
+    # len(dictionary) stands for the padding
+    width = max(1, int(lengths.max(initial=0)))
+    codes = np.full((len(arr), width), len(encoded.dictionary), dtype=np.int64)
+    n = int(lengths.sum())
+    if n:
         rows = np.repeat(np.arange(len(arr)), lengths)
         starts = np.cumsum(lengths) - lengths
-        out[rows, np.arange(values.size) - np.repeat(starts, lengths)] = values
-    return out
+        codes[rows, np.arange(n) - np.repeat(starts, lengths)] = encoded.indices.to_numpy(zero_copy_only=False)
+    words = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return np.append(words, np.array([pad], dtype=object))[codes]
 
 
 #: Arrow timestamp unit → its ticks per second
