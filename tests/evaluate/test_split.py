@@ -15,7 +15,7 @@ from recsys_mtl.evaluate.split import write_split
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.run_folder import applied_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_folder(tmp_path: Path) -> tuple[Path, object]:
