@@ -193,6 +193,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(args: argparse.Namespace) -> int:
+    from recsys_mtl.evaluate.split import write_split
+
+    out, rows = write_split(args.run_dir, args.split, args.out, overwrite=args.overwrite)
+    print(f"wrote the {args.split} split of {args.run_dir} ({rows:,} rows): {out}")
+    return 0
+
+
 def _group(args: argparse.Namespace) -> int:
     from recsys_mtl.grouping.group_run import format_grouping, group_run, plot, write_home_groups
 
@@ -392,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     eva.add_argument("--max-slices", type=int, default=50, help="largest --by slices reported (the rest summed)")
     eva.add_argument("--out", help="report folder (default: evaluations/<export>-<time>)")
     eva.set_defaults(fn=_evaluate)
+
+    spl = sub.add_parser("split", help="write a run's test (or valid) split to Parquet, as the fit split it (for 'evaluate')")
+    spl.add_argument("run_dir", help="run folder written by 'fit'")
+    spl.add_argument("--split", choices=["test", "valid"], default="test")
+    spl.add_argument("--out", required=True, help="Parquet file to write")
+    spl.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    spl.set_defaults(fn=_split)
     return p
 
 

@@ -123,20 +123,43 @@ def plan(files: Sequence[Path], required: Sequence[str], types: dict[str, pa.Dat
     return units, first
 
 
-class UnitReader:
-    """Reads units as record batches of at most ``batch_rows`` rows, keeping the last Parquet file open."""
+def dictionary_paths(pf: pq.ParquetFile, columns: Sequence[str]) -> list[str]:
+    """The Parquet leaf paths of ``columns`` that hold strings (a string column, or a list column's
+    string items), for ``read_dictionary``: such a column then arrives dictionary-encoded as the
+    file stores it, so a batch costs one Python string per distinct value rather than per row."""
+    arrow = pf.schema_arrow
+    wanted = {c for c in columns if c in arrow.names and _strings(arrow.field(c).type)}
+    paths = [pf.schema.column(i).path for i in range(len(pf.schema))]
+    return [p for p in paths if p.split(".")[0] in wanted]
 
-    def __init__(self, columns: Sequence[str], types: dict[str, pa.DataType], batch_rows: int):
+
+def _strings(t: pa.DataType) -> bool:
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+class UnitReader:
+    """Reads units as record batches of at most ``batch_rows`` rows, keeping the last Parquet file open.
+
+    ``dictionary``: columns read dictionary-encoded from Parquet where they hold strings (see
+    :func:`dictionary_paths`); the values are the same, only their Arrow encoding differs."""
+
+    def __init__(self, columns: Sequence[str], types: dict[str, pa.DataType], batch_rows: int,
+                 dictionary: Sequence[str] = ()):
         self.columns = list(columns)
         self.types = types
         self.batch_rows = batch_rows
+        self.dictionary = list(dictionary)
         self._open: tuple[str, pq.ParquetFile] | None = None
 
     def batches(self, unit: Unit) -> Iterator[pa.RecordBatch]:
         """Record batches of ``unit`` holding :attr:`columns` (those the file has)."""
         if unit.fmt == "parquet":
             if self._open is None or self._open[0] != unit.path:
-                self._open = (unit.path, pq.ParquetFile(unit.path))
+                pf = pq.ParquetFile(unit.path)
+                paths = dictionary_paths(pf, self.dictionary)
+                self._open = (unit.path, pq.ParquetFile(unit.path, read_dictionary=paths) if paths else pf)
             pf = self._open[1]
             wanted = [c for c in self.columns if c in pf.schema_arrow.names]
             yield from pf.iter_batches(batch_size=self.batch_rows, row_groups=[unit.row_group], columns=wanted,

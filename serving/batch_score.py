@@ -134,7 +134,10 @@ def output_schema(metadata: dict[str, Any], tasks: Sequence[str], keep: Sequence
 def score_units(job: ScoreJob, units: Sequence[Unit], path: Path, on_rows: Callable[[int], None]) -> int:
     """Score ``units`` in order into the Parquet file ``path``; returns the rows written."""
     predictor = Predictor(job.export_dir, variant=job.variant, provider=job.provider, intra_threads=job.threads)
-    reader = UnitReader(job.columns, job.types, job.batch_rows)
+    # string inputs stay dictionary-encoded from the file to the feed (not pass-through columns:
+    # they are written as the first file holds them)
+    text = [i.name for i in predictor.schema.inputs if i.kind in ("categorical", "sequence") and i.name not in job.keep]
+    reader = UnitReader(job.columns, job.types, job.batch_rows, dictionary=text)
     rows = 0
     with pq.ParquetWriter(path, job.out_schema) as writer:
         for unit in units:

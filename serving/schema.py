@@ -353,13 +353,59 @@ def _widen(x: np.ndarray, width: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- Arrow columns
+def _text_type(t: pa.DataType) -> bool:
+    """Strings or integers (an integer is taken as its decimal string), or an all-null column."""
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)
+
+
 def _arrow_categorical(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_dictionary(col.type):  # pandas categoricals arrive dictionary-encoded
-        col = col.cast(col.type.value_type)
+    t = col.type
+    if pa.types.is_dictionary(t) and _text_type(t.value_type):  # pandas categoricals, Parquet read_dictionary
+        return _dictionary_objects(col, spec.missing)
+    if pa.types.is_dictionary(t):
+        col = col.cast(t.value_type)
     t = col.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
         raise TypeError(f"expected strings (or integers), got {t}")
-    return pc.fill_null(col.cast(pa.string()), spec.missing).to_numpy(zero_copy_only=False).astype(object)
+    return _str_objects(pc.fill_null(col.cast(pa.string()), spec.missing))
+
+
+def _str_objects(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A string column without nulls → (N,) object array of ``str``.
+
+    Each chunk is dictionary-encoded in Arrow and its distinct values become one Python ``str``
+    each, shared by the rows that hold them (a numpy take of the codes): a column of N rows and D
+    distinct values costs D string objects instead of N, and freeing the feed costs as little.
+    The array equals ``to_numpy(zero_copy_only=False)``'s value for value (the batch scorer's and
+    the HTTP server's hot path; onnxruntime reads each row's UTF-8 from its object either way)."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    parts = [_take_words(pc.dictionary_encode(chunk)) for chunk in chunks if len(chunk)]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.empty(0, dtype=object)
+
+
+def _dictionary_objects(col: pa.ChunkedArray | pa.Array, pad: str) -> np.ndarray:
+    """A dictionary column of strings (or integers) → (N,) object array, a null value (or null
+    dictionary entry) being ``pad``: the dictionary is converted once, the rows are a take."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    parts = [_words(c, pad)[_codes(c)] for c in chunks if len(c)]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.empty(0, dtype=object)
+
+
+def _words(chunk: pa.DictionaryArray, pad: str) -> np.ndarray:
+    """The chunk's dictionary as ``str`` objects, then ``pad`` (at code ``len(dictionary)``, for null rows)."""
+    words = pc.fill_null(chunk.dictionary.cast(pa.string()), pad).to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return np.append(words, np.array([pad], dtype=object))
+
+
+def _codes(chunk: pa.DictionaryArray) -> np.ndarray:
+    """The chunk's codes, a null row taking code ``len(dictionary)``."""
+    return pc.fill_null(chunk.indices, len(chunk.dictionary)).to_numpy(zero_copy_only=False)
+
+
+def _take_words(encoded: pa.DictionaryArray) -> np.ndarray:
+    """(N,) object array: the dictionary's values taken by code."""
+    words = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return words[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def _arrow_numeric(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
@@ -381,30 +427,40 @@ def _arrow_sequence(spec: InputSpec, col: pa.ChunkedArray) -> np.ndarray:
                                        or pa.types.is_integer(t) or pa.types.is_null(t)):
         texts = col.cast(pa.string()).to_pylist()
         return pad_lists([[] if x is None else list(spec.head(spec.split(x))) for x in texts], spec.missing)
-    if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not (
-        pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type) or pa.types.is_integer(t.value_type)
-    ):
+    items = t.value_type if pa.types.is_list(t) or pa.types.is_large_list(t) else None
+    if items is None or not (_text_type(items) and not pa.types.is_null(items)
+                             or pa.types.is_dictionary(items) and _text_type(items.value_type)):
         text = f" or strings delimited by {spec.separator!r}" if spec.separator is not None else ""
         raise TypeError(f"expected a list of strings{text}, got {t}")
     kept = spec.kept  # cut in Arrow, before the dropped items become Python strings
-    return _pad_arrow_lists(pc.list_slice(col, kept.start, kept.stop).cast(pa.list_(pa.string())), spec.missing)
+    col = pc.list_slice(col, kept.start, kept.stop)
+    if pa.types.is_dictionary(items) and col.num_chunks == 1:  # items read dictionary-encoded (Parquet): kept so
+        return _pad_arrow_lists(col, spec.missing)
+    return _pad_arrow_lists(col.cast(pa.list_(pa.string())), spec.missing)
 
 
 def _pad_arrow_lists(col: pa.ChunkedArray, pad: str) -> np.ndarray:
-    """An Arrow list<string> column → (B, L) object array as :func:`pad_lists` builds it (a null
-    list is empty, a null item is ``pad``), scattered from the list offsets in one numpy step
-    instead of a Python list per row (the batch scorer's hot path)."""
+    """An Arrow list<string> column (or, in one chunk, list<dictionary<string>>) → (B, L) object
+    array as :func:`pad_lists` builds it (a null list is empty, a null item is ``pad``), scattered
+    from the list offsets in one numpy step instead of a Python list per row (the batch scorer's
+    hot path)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if isinstance(arr, pa.ChunkedArray):  # a column with no chunks
         arr = pa.array([], type=pa.list_(pa.string()))
     lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    values = pc.fill_null(pc.list_flatten(arr), pad).to_numpy(zero_copy_only=False)
-    out = np.full((len(arr), max(1, int(lengths.max(initial=0)))), pad, dtype=object)
-    if values.size:
+    flat = pc.list_flatten(arr)
+    encoded = flat if pa.types.is_dictionary(flat.type) else pc.dictionary_encode(flat)
+    # integer codes are scattered (cheap), then one object take builds the (B, L) array; code
+    # len(dictionary) stands for the padding and for a null item
+    words = _words(encoded, pad)
+    width = max(1, int(lengths.max(initial=0)))
+    codes = np.full((len(arr), width), len(words) - 1, dtype=np.int64)
+    n = int(lengths.sum())
+    if n:
         rows = np.repeat(np.arange(len(arr)), lengths)
         starts = np.cumsum(lengths) - lengths
-        out[rows, np.arange(values.size) - np.repeat(starts, lengths)] = values
-    return out
+        codes[rows, np.arange(n) - np.repeat(starts, lengths)] = _codes(encoded)
+    return words[codes]
 
 
 #: Arrow timestamp unit → its ticks per second
