@@ -89,6 +89,9 @@ def multitask_mask(num_tasks: int, num_features: int, task_to_task: bool, featur
 
 
 class MultiTabConfig(TransformerConfig):
+    #: 2 blocks (not 3): the same census AUC in short runs, a ~1.6x shorter CPU step (issue #25,
+    #: docs/benchmarks.md); configs that name n_blocks keep theirs
+    n_blocks: int = Field(2, ge=1)
     mask_task_to_task: bool = True
     mask_feature_to_task: bool = False
     #: ``row``: attention within a row only; ``row_col``: also across the rows of the batch
@@ -109,7 +112,7 @@ class MultiTabNet(MultiTaskModel):
     | param | default | meaning |
     |---|---|---|
     | d_token | 32 | token width (categorical embeddings are projected to it) |
-    | n_blocks | 3 | transformer blocks |
+    | n_blocks | 2 | transformer blocks |
     | n_heads | 2 | attention heads (must divide d_token) |
     | ffn_hidden | 64 | feed-forward hidden width |
     | ffn | gelu | feed-forward kind: gelu or reglu |
