@@ -60,6 +60,13 @@ REFERENCES: dict[str, tuple[str, list[str]]] = {
     "multitab_2heads": ("census_multitab.yaml", ["model.params.n_heads=2"]),  # the pipeline's own value now
     # the previous default of 4 heads of 8 (docs/benchmarks.md, transformer step time)
     "multitab_4heads": ("census_multitab.yaml", ["model.params.n_heads=4"]),
+    # half as wide: tokens of 16, one head, feed-forward 32 (step-time comparison, issue #25)
+    # the recipe with each task's GBDT leaf embeddings summed (16 dims per task) instead of
+    # concatenated (4 per tree: 800 inputs), issue #25
+    "mmoe_gbdt_sum": ("census_mmoe.yaml", ["encoder.gbdt_leaves.pooling=sum", "encoder.gbdt_leaves.d_embedding=16"]),
+    "multitab_2blocks": ("census_multitab.yaml", ["model.params.n_blocks=2"]),  # the pipeline's own value now
+    "multitab_3blocks": ("census_multitab.yaml", ["model.params.n_blocks=3"]),  # the previous default
+    "multitab_d16": ("census_multitab.yaml", ["model.params.d_token=16", "model.params.n_heads=1", "model.params.ffn_hidden=32"]),
 }
 
 

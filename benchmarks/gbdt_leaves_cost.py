@@ -9,7 +9,9 @@ the same machine load, one Lightning epoch of ``--batches`` batches is clocked f
 - ``plain``: the same model without ``gbdt_leaves``;
 - ``walk``: leaves from walking every tree in every step (the loaders carry no leaves: the
   behaviour before leaves were precomputed);
-- ``precomputed``: leaves computed once per split before training (the default now).
+- ``precomputed``: leaves computed once per split before training (the default now);
+- ``sum``: precomputed, with ``pooling: sum`` and ``--sum-dim`` dims: each task's leaf
+  embeddings summed (tasks × d inputs instead of trees × d), on the same fitted trees.
 
 Prints rows/s (wall and CPU) per run, then the ratios to ``plain`` (mean over rounds), and the
 one-off seconds to precompute the train split's leaves.
@@ -29,10 +31,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.tensors import EncodedTable
+from recsys_mtl.models import build_model
+from recsys_mtl.models.base import model_context
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.datamodule import TableDataModule
-from recsys_mtl.train.fit import build_module, make_trainer, prepare
+from recsys_mtl.train.fit import Prepared, build_module, make_trainer, prepare
+from recsys_mtl.train.module import MultiTaskModule
 from recsys_mtl.train.precomputed import precomputed_columns
 from train_clock import TrainClock
 
@@ -46,12 +52,26 @@ class WalkingDataModule(TableDataModule):
         return {}
 
 
+def same_trees_module(prep: Prepared, fitted: MultiTaskModule) -> MultiTaskModule:
+    """``prep``'s module with ``fitted``'s trees copied in (no second LightGBM fit)."""
+    cfg = prep.cfg
+    torch.manual_seed(cfg.trainer.seed)
+    model = build_model(cfg.model.name, cfg.model.params, model_context(prep.preprocessor.layout, prep.spec.tasks, cfg.encoder))
+    with torch.no_grad():
+        for name in ("feature", "threshold", "left", "right"):
+            getattr(model.encoder.gbdt, name).copy_(getattr(fitted.model.encoder.gbdt, name))
+    balancer = build_balancer(cfg.balancing.name, cfg.balancing.params, model.task_names)
+    return MultiTaskModule(model, prep.spec.tasks, balancer, cfg.trainer)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pipeline", type=Path, default=ROOT / "pipelines" / "census_mmoe.yaml")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batches", type=int, default=60, help="training batches clocked per run")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--variants", nargs="+", default=["plain", "walk", "precomputed", "sum"], help="plain is always run")
+    ap.add_argument("--sum-dim", type=int, default=16, help="d_embedding of the sum-pooled variant")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         over = [*args.set, f"runs_dir={tmp}", "trainer.progress_bar=false", "trainer.max_epochs=1",
@@ -72,7 +92,11 @@ def main() -> None:
                           "fit_trees_s": round(trees_s, 1), "precompute_train_leaves_s": round(leaves_s, 2),
                           "precompute_train_leaves_cpu_s": round(leaves_cpu, 2),
                           "leaves_shape": list(next(iter(leaves.values())).shape), "load": os.getloadavg()}), flush=True)
-        variants = {"plain": (plain, TableDataModule), "walk": (gbdt, WalkingDataModule), "precomputed": (gbdt, TableDataModule)}
+        sum_cfg, _ = load_pipeline(args.pipeline, [*over, "encoder.gbdt_leaves.pooling=sum", f"encoder.gbdt_leaves.d_embedding={args.sum_dim}"])
+        summed = same_trees_module(replace(prep, cfg=sum_cfg), gbdt)
+        variants = {"plain": (plain, TableDataModule), "walk": (gbdt, WalkingDataModule), "precomputed": (gbdt, TableDataModule),
+                    "sum": (summed, TableDataModule)}
+        variants = {k: v for k, v in variants.items() if k == "plain" or k in args.variants}
         results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
         # copies made before any training: a trained module holds non-leaf tensors deepcopy refuses
         fresh = {(r, name): copy.deepcopy(m) for r in range(args.rounds) for name, (m, _) in variants.items()}

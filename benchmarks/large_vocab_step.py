@@ -6,6 +6,8 @@ No data and no trainer: the model of benchmarks/large_vocab.py built for 1k × 1
 user × item tables, random index batches of 1,024 rows, one thread. Prints the mean process CPU
 milliseconds of forward, backward and optimizer step over 55 steps (5 warm-up steps dropped)
 per case, so the cost the table size adds to a step is seen apart from loading and Lightning.
+``torch_sparse_adam`` is ``torch.optim.SparseAdam`` in place of the default ``sparse_adam``
+(``RowSparseAdam``: the same update on gathered rows), the default before issue #25.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from recsys_mtl.data.preprocess import Layout  # noqa: E402
 from recsys_mtl.models import ModelContext, build_model  # noqa: E402
 from recsys_mtl.spec.features import FeatureSpec  # noqa: E402
 from recsys_mtl.spec.pipeline import TrainerConfig  # noqa: E402
+from recsys_mtl.train import optim  # noqa: E402
 from recsys_mtl.train.module import MultiTaskModule  # noqa: E402
 
 SIZES = {"small": (1_002, 1_002), "large": (1_000_002, 300_002)}
@@ -38,8 +41,15 @@ def step_parts(users: int, items: int, optimizer: str, steps: int = 60, batch: i
     )
     torch.manual_seed(0)
     model = build_model("mmoe", {"num_experts": 4, "expert_hidden": [64], "tower_hidden": [32]}, ModelContext(layout=layout, tasks=spec.tasks))
-    module = MultiTaskModule(model, spec.tasks, build_balancer("equal", {}, model.task_names), TrainerConfig(embedding_optimizer=optimizer))  # type: ignore[arg-type]
-    opt = module.configure_optimizers()
+    chosen = "sparse_adam" if optimizer == "torch_sparse_adam" else optimizer
+    module = MultiTaskModule(model, spec.tasks, build_balancer("equal", {}, model.task_names), TrainerConfig(embedding_optimizer=chosen))  # type: ignore[arg-type]
+    default = optim.SPARSE_OPTIMIZERS["sparse_adam"]
+    if optimizer == "torch_sparse_adam":
+        optim.SPARSE_OPTIMIZERS["sparse_adam"] = lambda params, lr: torch.optim.SparseAdam(params, lr=lr)
+    try:
+        opt = module.configure_optimizers()
+    finally:
+        optim.SPARSE_OPTIMIZERS["sparse_adam"] = default
     highs = (users, items, 7, 26)
     parts = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     for i in range(steps):
@@ -63,7 +73,10 @@ def step_parts(users: int, items: int, optimizer: str, steps: int = 60, batch: i
 
 def main() -> None:
     torch.set_num_threads(1)
-    for size, optimizer in (("small", "auto"), ("large", "dense"), ("large", "auto"), ("large", "rowwise_adagrad"), ("small", "auto")):
+    cases = [("small", "auto"), ("large", "auto"), ("large", "torch_sparse_adam"), ("large", "rowwise_adagrad"), ("small", "auto"), ("large", "auto")]
+    if "--with-dense" in sys.argv:
+        cases.insert(1, ("large", "dense"))
+    for size, optimizer in cases:
         parts = step_parts(*SIZES[size], optimizer, steps=15 if optimizer == "dense" else 60)
         print(json.dumps({"tables": size, "embedding_optimizer": optimizer, "cpu_ms": parts, "total_ms": round(sum(parts.values()), 2)}), flush=True)
 

@@ -96,6 +96,8 @@ def multitask_mask(num_tasks: int, num_features: int, task_to_task: bool, featur
 
 
 class MultiTabConfig(TransformerConfig):
+    n_blocks: int = Field(2, ge=1)
+    """transformer blocks (2, not 3: the same census AUC in short runs, a ~1.7× shorter CPU step; docs/benchmarks.md)"""
     mask_task_to_task: bool = True
     """task tokens do not attend to other task tokens"""
     mask_feature_to_task: bool = False

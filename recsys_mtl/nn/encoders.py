@@ -101,7 +101,7 @@ class FeatureEncoder(nn.Module):
         self.field_dims += [1] * (self.id_counts.width if self.id_counts is not None else 0)
         self.gbdt = GBDTLeaves(len(self.cat_tables) + self.num_numeric, gbdt_tasks, gbdt) if gbdt is not None and gbdt_tasks else None
         if self.gbdt is not None:
-            self.field_dims += [gbdt.d_embedding] * self.gbdt.n_trees  # type: ignore[union-attr]
+            self.field_dims += [gbdt.d_embedding] * self.gbdt.n_fields  # type: ignore[union-attr]
         self.output_dim = sum(self.field_dims)
         cfg = id_dropout or IdDropoutConfig(rate=0.0)
         counts = layout.table_counts

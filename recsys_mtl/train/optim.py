@@ -6,8 +6,9 @@ on every step, so a step costs the size of the tables. Tables at or above
 only the rows the batch looked up) and are stepped by a sparse optimizer that touches only
 those rows and their state:
 
-- ``sparse_adam``: :class:`torch.optim.SparseAdam` (lazy Adam: the moments of a row move only
-  when the row is in the batch; two moments per weight);
+- ``sparse_adam``: :class:`~recsys_mtl.train.sparse_adam.RowSparseAdam`, ``torch.optim.SparseAdam``'s
+  update and state computed on gathered rows (lazy Adam: the moments of a row move only when the
+  row is in the batch; two moments per weight);
 - ``rowwise_adagrad``: :class:`RowWiseAdagrad`, one accumulator per row (TorchRec / FBGEMM's
   default for large tables; a table's optimizer state is one float per row).
 
@@ -45,6 +46,7 @@ from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.encoders import EmbeddingTables, FeatureEncoder
 from recsys_mtl.nn.numeric_embeddings import NumericTokens
 from recsys_mtl.spec.pipeline import TrainerConfig
+from recsys_mtl.train.sparse_adam import RowSparseAdam
 
 
 class RowWiseAdagrad(Optimizer):
@@ -79,7 +81,8 @@ class RowWiseAdagrad(Optimizer):
 
 
 SPARSE_OPTIMIZERS: dict[str, Callable[[list[Tensor], float], Optimizer]] = {
-    "sparse_adam": lambda params, lr: torch.optim.SparseAdam(params, lr=lr),
+    # SparseAdam's update and state, on gathered rows (faster than its sparse-tensor ops)
+    "sparse_adam": lambda params, lr: RowSparseAdam(params, lr=lr),
     "rowwise_adagrad": lambda params, lr: RowWiseAdagrad(params, lr=lr),
 }
 #: what ``auto`` resolves to
