@@ -272,7 +272,10 @@ def _fit_error(exc: BaseException, run_dir: Path) -> RecsysMTLError:
     own = [(rank, getattr(e, "cause", None) or e) for rank, e in sorted(failures.items()) if not hasattr(e, "health_check_failure")]
     for rank, cause in own:  # the library's own error (bad data, a non-finite loss): as the worker raised it
         if isinstance(cause, RecsysMTLError):
-            return type(cause)(f"{cause} (Ray worker {rank})")
+            try:  # the same class (DataError, SpecError...), so callers catch it as from a local fit
+                return type(cause)(f"{cause} (Ray worker {rank})")
+            except TypeError:  # a subclass with other constructor arguments
+                return RecsysMTLError(f"{type(cause).__name__}: {cause} (Ray worker {rank})")
     parts = [describe_failure(rank, e)["what"] for rank, e in sorted(failures.items())] or [_first_line(exc)]
     where = f"; the run folder {run_dir} keeps its last checkpoint: fit --engine ray --resume {run_dir}" if (run_dir / LAST_CHECKPOINT).is_file() else ""
     return RecsysMTLError(f"Ray fit failed: {'; '.join(parts)}{where}")
