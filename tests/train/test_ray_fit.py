@@ -24,7 +24,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 
 from recsys_mtl.train.ray_fit import RESTARTS_FILE, RayOptions, format_restart, ray_fit  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = ROOT / "pipelines" / "synthetic_mmoe.yaml"
 COMMON = ["trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.deterministic=false", "trainer.patience=8"]
 #: the data and epochs of benchmarks/ray_fit.py, where 3 seeds give test AUCs 0.984 ± 0.001 either way
@@ -53,6 +53,7 @@ def tree(run_dir: Path) -> set[str]:
     return {(p.parent if p.name.startswith("events.") else p).relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_two_ray_workers_match_one_process(tmp_path: Path, local_ray: object, capsys: pytest.CaptureFixture[str]) -> None:
     cfg, spec = load_pipeline(PIPELINE, overrides(tmp_path / "local", BATCH, MATCH))
     local = fit(cfg, spec)
@@ -93,6 +94,7 @@ class KillOnce(L.Callback):
             os._exit(3)
 
 
+@pytest.mark.slow
 def test_killed_worker_is_reported_and_the_fit_resumes(tmp_path: Path, local_ray: object) -> None:
     cfg, spec = load_pipeline(PIPELINE, overrides(tmp_path, BATCH // 2))  # 4000 rows, 3 short epochs
     marker = tmp_path / "killed"
