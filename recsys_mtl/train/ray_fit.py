@@ -46,7 +46,7 @@ from recsys_mtl.artifacts import load_checkpoint, write_atomic
 from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
-from recsys_mtl.train.checks import check_pipeline
+from recsys_mtl.train.pipeline_checks import check_pipeline
 from recsys_mtl.train.fit import RUN_DIR_ENV, FitResult, fit, run_dir_path
 
 log = logging.getLogger(__name__)
