@@ -18,6 +18,7 @@ from recsys_mtl.errors import DataError, RecsysMTLError, SpecError
 
 if TYPE_CHECKING:
     from recsys_mtl.spec import FeatureSpec, PipelineConfig
+    from recsys_mtl.train.ray_fit import RayOptions
 
 
 def _load_checked(args: argparse.Namespace) -> "tuple[PipelineConfig, FeatureSpec]":
@@ -49,8 +50,15 @@ def _fit(args: argparse.Namespace) -> int:
         from recsys_mtl.grouping import DataMaps, LookaheadAffinity
 
         callbacks = ([DataMaps()] if args.data_maps else []) + ([LookaheadAffinity()] if args.lookahead else [])
-    result = fit(cfg, spec, resume=Path(args.resume) if args.resume else None, init_from=Path(args.init_from) if args.init_from else None,
-                 extra_callbacks=callbacks)
+    resume, init_from = (Path(args.resume) if args.resume else None), (Path(args.init_from) if args.init_from else None)
+    if args.engine == "ray":
+        from recsys_mtl.train.ray_fit import format_restart, ray_fit
+
+        result = ray_fit(cfg, spec, _ray_options(args), resume=resume, init_from=init_from, extra_callbacks=callbacks)
+        for record in result.restarts:
+            print(format_restart(record))
+    else:
+        result = fit(cfg, spec, resume=resume, init_from=init_from, extra_callbacks=callbacks)
     m = result.metrics
     print(f"run folder: {result.run_dir}")
     for split in ("val", "test"):
@@ -59,6 +67,24 @@ def _fit(args: argparse.Namespace) -> int:
     print(f"best epoch {m['best_epoch']}, train {m['train_rows_per_sec']:.0f} rows/s, peak RSS {m['peak_rss_mib']:.0f} MiB")
     _fit_baselines(wanted, result.run_dir)
     return 0
+
+
+def _ray_options(args: argparse.Namespace) -> "RayOptions":
+    from recsys_mtl.train.ray_fit import RayOptions
+
+    return RayOptions(workers=args.workers, address=args.address, cpus_per_worker=args.cpus_per_worker,
+                      use_gpu=args.gpus, max_failures=args.max_failures)
+
+
+def _engine_args(sp: argparse.ArgumentParser, what: str) -> None:
+    """``--engine ray`` and its settings, shared by fit and tune."""
+    sp.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help=f"ray: {what} on Ray Train workers (Lightning DDP through Ray; recsys-mtl[ray])")
+    sp.add_argument("--workers", type=int, default=2, help="--engine ray: training workers (DDP ranks)")
+    sp.add_argument("--address", help="--engine ray: an existing Ray cluster (default: start a local one)")
+    sp.add_argument("--cpus-per-worker", type=float, default=1.0, help="--engine ray: Ray CPUs each worker holds")
+    sp.add_argument("--gpus", action="store_true", help="--engine ray: one GPU per worker (NCCL)")
+    sp.add_argument("--max-failures", type=int, default=2, help="--engine ray: worker failures recovered from the last checkpoint")
 
 
 def _baselines_wanted(args: argparse.Namespace, cfg: PipelineConfig) -> BaselinesConfig | None:
@@ -241,7 +267,12 @@ def _tune(args: argparse.Namespace) -> int:
         study_name=args.study, runs_dir=Path(args.runs_dir) if args.runs_dir else None,
     )
     print(f"study {plan.study_name}: {plan.tune.n_trials or 'unbounded'} trials, objectives {plan.metrics} {plan.directions}, storage {plan.storage_url.split('@')[-1]}")
-    print(summary_table(tune(plan, do_refit=not args.no_refit)))
+    refit_fit = None
+    if args.engine == "ray":
+        from recsys_mtl.train.ray_fit import RayRefit
+
+        refit_fit = RayRefit(_ray_options(args))
+    print(summary_table(tune(plan, do_refit=not args.no_refit, refit_fit=refit_fit)))
     return 0
 
 
@@ -313,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--baselines", action="store_true", help="then fit the baselines (pipeline's baselines section) into <run>/baselines/")
     fit.add_argument("--data-maps", action="store_true", help="record per-task training data maps (for 'group')")
     fit.add_argument("--lookahead", action="store_true", help="record lookahead inter-task affinity (for 'group'; T extra backward passes every 10 steps)")
+    _engine_args(fit, "the fit")
     val = pipeline_cmd("validate", _validate, "check a pipeline and its spec (and with --data, the data)")
     val.add_argument("--data", action="store_true", help="also read the data and check its columns")
 
@@ -350,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--study", help="study name (default: tune.study_name or the pipeline name)")
     tun.add_argument("--runs-dir", help="where the study folder and the refit run go (default: the pipeline's runs_dir)")
     tun.add_argument("--no-refit", action="store_true", help="only run trials (extra workers); no refit, plots still written")
+    _engine_args(tun, "the refit")
 
     rep = sub.add_parser("report", help="expert diagnostics (sparsity, gate entropy, usage) of a run's best checkpoint")
     rep.add_argument("run_dir", help="run folder written by 'fit'")

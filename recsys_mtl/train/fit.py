@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import lightning as L
 import yaml
@@ -132,6 +132,11 @@ RUN_DIR_ENV = "RECSYS_MTL_RUN_DIR"
 _LAUNCHED_RUN_DIR_ENV = "RECSYS_MTL_LAUNCHED_RUN_DIR"
 
 
+def run_dir_path(runs_dir: Path, name: str) -> Path:
+    """A new run folder's path (not created): ``<runs_dir>/<name>-<time>-<4 hex>``."""
+    return runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
 def new_run_dir(runs_dir: Path, name: str) -> Path:
     if pinned := os.environ.get(RUN_DIR_ENV):
         path = Path(pinned)
@@ -140,26 +145,40 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     inherited = os.environ.get(_LAUNCHED_RUN_DIR_ENV)
     if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
         return Path(inherited)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = runs_dir / f"{name}-{stamp}-{secrets.token_hex(2)}"
+    path = run_dir_path(runs_dir, name)
     path.mkdir(parents=True, exist_ok=False)  # never reuse (and overwrite) an earlier run
     os.environ[_LAUNCHED_RUN_DIR_ENV] = str(path)
     return path
 
 
-def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Callback] = ()) -> tuple[L.Trainer, ModelCheckpoint, Throughput]:
+class Placement(Protocol):
+    """Where the Trainer's processes come from when an engine, not ``trainer.strategy``, starts them
+    (Ray Train's workers: :mod:`recsys_mtl.train.ray_fit`)."""
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """``L.Trainer`` arguments that replace the pipeline's (strategy, plugins, devices, num_nodes)."""
+        ...
+
+    def prepare(self, trainer: L.Trainer) -> L.Trainer:
+        """The engine's last word on the built Trainer (e.g. Ray's ``prepare_trainer`` check)."""
+        ...
+
+
+def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Callback] = (),
+                 placement: Placement | None = None) -> tuple[L.Trainer, ModelCheckpoint, Throughput]:
     t = cfg.trainer
     checkpoint = RunCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=t.mode, save_top_k=1, save_last=True
     )
     throughput = Throughput()
     loggers = make_loggers(cfg, run_dir)
+    where: dict[str, Any] = {"devices": t.devices, "num_nodes": t.num_nodes, "strategy": t.strategy}
+    if placement is not None:
+        where.update(placement.trainer_kwargs())
     trainer = L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
+        **where,
         precision=t.precision,  # type: ignore[arg-type]
         deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val,
@@ -181,7 +200,7 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
         enable_model_summary=False,
         log_every_n_steps=t.log_every_n_steps,
     )
-    return trainer, checkpoint, throughput
+    return (placement.prepare(trainer) if placement is not None else trainer), checkpoint, throughput
 
 
 def fit(
@@ -195,13 +214,15 @@ def fit(
     init_from: Path | None = None,
     extra_callbacks: Sequence[L.Callback] = (),
     evaluate_test: bool = True,
+    placement: Placement | None = None,
 ) -> FitResult:
     """Train into a new run folder, or with ``resume`` continue a run folder from its last checkpoint.
 
     ``prepared`` reuses already encoded splits (a tuning study encodes once per process);
     ``evaluate_test=False`` never hands the test split to the trainer (tuning trials), so
     metrics.json then has no ``test`` entry. ``init_from`` starts from an earlier run's weights
-    with its vocabularies grown by the new data (:mod:`recsys_mtl.train.incremental`).
+    with its vocabularies grown by the new data (:mod:`recsys_mtl.train.incremental`). ``placement``
+    lets an engine that started this process (Ray Train) supply the strategy and environment.
     """
     check_pipeline(cfg, spec)  # trainer, model and balancing settings, before any data is read
     last, start = None, None
@@ -233,7 +254,7 @@ def fit(
         write_atomic(run_dir / "drift.json", json.dumps(start.drift, indent=1))
 
     try:
-        metrics = _train_and_record(cfg, prep, module, run_dir, last, list(extra_callbacks), evaluate_test)
+        metrics = _train_and_record(cfg, prep, module, run_dir, last, list(extra_callbacks), evaluate_test, placement)
     except BaseException as exc:  # a non-finite loss, a read error mid-epoch, Ctrl-C: never a "complete" folder
         mark_failed(run_dir, exc)
         raise
@@ -242,14 +263,14 @@ def fit(
 
 
 def _train_and_record(cfg: PipelineConfig, prep: Prepared, module: MultiTaskModule, run_dir: Path, last: Path | None,
-                      extra_callbacks: list[L.Callback], evaluate_test: bool) -> dict[str, Any]:
+                      extra_callbacks: list[L.Callback], evaluate_test: bool, placement: Placement | None = None) -> dict[str, Any]:
     """Train, re-evaluate the selected checkpoint, write metrics.json, calibration and curves.
 
     Results are checked finite before any is written: metrics.json is the last proof a run is complete.
     """
     t = cfg.trainer
     dm = TableDataModule(prep.train, prep.valid, prep.test if evaluate_test else None, t.batch_size, t.eval_batch_size, t.seed)
-    trainer, checkpoint, throughput = make_trainer(cfg, run_dir, extra_callbacks)
+    trainer, checkpoint, throughput = make_trainer(cfg, run_dir, extra_callbacks, placement)
     started = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=last, weights_only=True)
     fit_seconds = time.perf_counter() - started

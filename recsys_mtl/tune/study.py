@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import optuna
@@ -321,11 +321,15 @@ def pareto_front(study: optuna.Study, plan: StudyPlan) -> list[FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: -sign * t.values[0])
 
 
-def refit(plan: StudyPlan, trial: FrozenTrial, source: DataSource, suffix: str = "tuned") -> FitResult:
+#: fits a refit's pipeline on another engine (``recsys_mtl.train.ray_fit.RayRefit``); it reads the data itself
+RefitFn = Callable[[PipelineConfig, FeatureSpec], FitResult]
+
+
+def refit(plan: StudyPlan, trial: FrozenTrial, source: DataSource, suffix: str = "tuned", refit_fit: RefitFn | None = None) -> FitResult:
     """Fit the pipeline with the trial's parameters into a normal run folder; the one test evaluation."""
     cfg = resolve(plan.cfg, {**trial.user_attrs["assignments"], "name": f"{plan.cfg.name}-{suffix}",
                              **mlflow_assignments(plan.cfg)})
-    return fit(cfg, plan.spec, source=source)
+    return refit_fit(cfg, plan.spec) if refit_fit is not None else fit(cfg, plan.spec, source=source)
 
 
 def default_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -336,18 +340,21 @@ def default_trial(study: optuna.Study) -> FrozenTrial | None:
     return None
 
 
-def tune(plan: StudyPlan, *, do_refit: bool = True, source: DataSource | None = None) -> TuneResult:
-    """Run this worker's trials, then (``do_refit``) refit the chosen trial, write plots and a summary."""
+def tune(plan: StudyPlan, *, do_refit: bool = True, source: DataSource | None = None, refit_fit: RefitFn | None = None) -> TuneResult:
+    """Run this worker's trials, then (``do_refit``) refit the chosen trial, write plots and a summary.
+
+    ``refit_fit`` fits the refits elsewhere (``tune --engine ray``); trials always run in this process.
+    """
     from recsys_mtl.tune.plots import write_plots
 
     started = time.perf_counter()
     study, source = run_workers(plan, source)
     chosen = choose_trial(study, plan)
-    result = refit(plan, chosen, source) if do_refit and chosen is not None else None
+    result = refit(plan, chosen, source, refit_fit=refit_fit) if do_refit and chosen is not None else None
     default = default_trial(study)
     default_result = None
     if do_refit and plan.tune.refit_default and default is not None and chosen is not None and default.number != chosen.number:
-        default_result = refit(plan, default, source, suffix="default")
+        default_result = refit(plan, default, source, suffix="default", refit_fit=refit_fit)
     plots = write_plots(study, plan.metrics, plan.area / "plots", plan.tune.plots)
     summary = write_summary(study, plan, chosen, result, time.perf_counter() - started, default_result)
     return TuneResult(study, plan, chosen, result, plots, summary, default_result)
