@@ -122,6 +122,9 @@ class MultiTaskModel(nn.Module, ABC):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     #: the ``encoder:`` options this family takes (build_model refuses any other one that is set)
     encoder_options: ClassVar[frozenset[str]] = frozenset({"id_dropout", "id_regularization", "embedding_dim", "standardize_targets"})
+    #: whether the family adds the encoder's logit options (wide part, trees' margin) without the
+    #: standard forward (an ensemble whose members do)
+    adds_logit_options: ClassVar[bool] = False
 
     def __init__(self, context: ModelContext, config: ModelConfig):
         super().__init__()
