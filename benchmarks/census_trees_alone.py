@@ -38,7 +38,7 @@ def trees_alone(run_dir: Path) -> dict[str, Any]:
     enc = encoders[0]
     gbdt = enc.gbdt
     assert gbdt is not None
-    prep = prepare(run.cfg, run.spec, preprocessor=run.pre)
+    prep = prepare(run.cfg, run.spec, preprocessor=run.preprocessor)
     gbdt_tasks = [i for i, t in enumerate(run.spec.tasks) if t.type in ("binary", "regression")]
 
     def scores(table: EncodedTable) -> dict[str, Any]:
