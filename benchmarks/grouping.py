@@ -19,7 +19,7 @@ import yaml
 
 from recsys_mtl.data.synthetic import SyntheticConfig, task_group, write_parquet
 from recsys_mtl.grouping import DataMaps, LookaheadAffinity
-from recsys_mtl.grouping.report import group_run
+from recsys_mtl.grouping.group_run import group_run
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.fit import fit
 

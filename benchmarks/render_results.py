@@ -13,7 +13,7 @@ another below it:
     <!-- /results:census_paper -->
 
 The prose around the markers (what the table measures, how to read it) is written by hand.
-``tests/test_docs_results.py`` renders every topic and compares it with the doc, and checks that
+``tests/docs/test_docs_results.py`` renders every topic and compares it with the doc, and checks that
 every JSON names its commit, command, date and load.
 
 A topic file ``docs/results/<topic>.json``::

@@ -5,7 +5,7 @@
 1. Writes ``--files`` Parquet files of synthetic data (row groups of 65,536 rows) unless present:
    ``--distinct-files`` generator draws (seed = file index), the rest byte copies of those. The
    files are a mixture of task functions with repeats: this benchmark measures throughput and
-   memory, not accuracy (streaming accuracy is covered by tests/test_streaming.py).
+   memory, not accuracy (streaming accuracy is covered by tests/data/test_streaming.py).
 2. In a fresh subprocess (so its peak RSS is its own, read from ``VmHWM``): the streaming fit
    (polars streaming engine), one pass of the loader alone (read + encode + shuffle + batch),
    and one training epoch of the ``parquet_stream`` pipeline (MMoE of pipelines/synthetic_mmoe.yaml).

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def _load_checked(args: argparse.Namespace) -> "tuple[PipelineConfig, FeatureSpec]":
     """The pipeline and its spec, with trainer, model and balancing settings checked (no data read)."""
     from recsys_mtl.spec import load_pipeline
-    from recsys_mtl.train.checks import check_pipeline
+    from recsys_mtl.train.pipeline_checks import check_pipeline
 
     cfg, spec = load_pipeline(args.pipeline, args.set)
     try:
@@ -194,7 +194,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _group(args: argparse.Namespace) -> int:
-    from recsys_mtl.grouping.report import format_grouping, group_run, plot, write_home_groups
+    from recsys_mtl.grouping.group_run import format_grouping, group_run, plot, write_home_groups
 
     groupings = group_run(args.run_dir, args.groups)
     for g in groupings:
@@ -208,12 +208,12 @@ def _group(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from recsys_mtl.report import report
+    from recsys_mtl.diagnostics_report import report
 
     json_path, png = report(args.run_dir)
     print(f"diagnostics: {json_path}\nplot: {png}")
     if args.importance:
-        from recsys_mtl.report import importance_report
+        from recsys_mtl.diagnostics_report import importance_report
 
         json_path, png, table = importance_report(args.run_dir, args.repeats)
         print(f"{table}\nimportance: {json_path}\nplot: {png}")
@@ -275,11 +275,14 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"models": MODELS.names(), "balancing": BALANCERS.names(),
                           "feature_kinds": [k.name for k in kinds()]}, indent=1))
+    elif args.params:  # docs/parameters.md
+        from recsys_mtl.parameter_docs import parameters_markdown
+
+        print(parameters_markdown(), end="")
     else:
-        print(components_markdown([MODELS, BALANCERS], params=args.params), end="")
-        if not args.params:  # --params is docs/parameters.md; the kinds are documented in docs/reference.md
-            print("\n## feature kinds (`features[].kind`)\n\n| kind | what it is |\n|---|---|")
-            print("\n".join(f"| `{k.name}` | {k.summary} |" for k in kinds()))
+        print(components_markdown([MODELS, BALANCERS]), end="")
+        print("\n## feature kinds (`features[].kind`)\n\n| kind | what it is |\n|---|---|")
+        print("\n".join(f"| `{k.name}` | {k.summary} |" for k in kinds()))
     return 0
 
 
@@ -315,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(fn=_generate)
 
     lst = sub.add_parser("list", help="registered models and balancing methods, with one-line descriptions")
-    lst.add_argument("--params", action="store_true", help="also each one's parameters: type, default, meaning")
+    lst.add_argument("--params", action="store_true", help="every parameter (models, balancing, rl modes, feature kinds, spec and pipeline sections): "
+                     "type, default, meaning (docs/parameters.md)")
     lst.add_argument("--json", action="store_true", help="names only, as JSON")
     lst.set_defaults(fn=_models)
 

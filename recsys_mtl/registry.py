@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
-import re
-from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticUndefined
 
 from recsys_mtl.errors import SpecError, did_you_mean, format_validation_error
+from recsys_mtl.strict import ParamInfo, param_infos
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ParamInfo:
-    """One parameter of a registered component's ``Config``, for ``recsys-mtl list --params``."""
-
-    name: str
-    type: str
-    default: str
-    description: str
 
 
 def discover(package: str) -> None:
@@ -36,49 +23,6 @@ def discover(package: str) -> None:
     for info in pkgutil.iter_modules(pkg.__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"{package}.{info.name}")
-
-
-_FIELD_LINE = re.compile(r"^\s+(\w+)\s*:")
-
-
-def comment_docs(cls: type) -> dict[str, str]:
-    """``{field: text}`` from ``#:`` comment lines right above each field in the class bodies of
-    ``cls`` and its bases (the convention the configs use), for fields without a description."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        try:
-            lines = inspect.getsource(klass).splitlines()
-        except (OSError, TypeError):
-            continue
-        pending: list[str] = []
-        for line in lines:
-            stripped = line.strip()
-            if stripped.startswith("#:"):
-                pending.append(stripped[2:].strip())
-            elif (m := _FIELD_LINE.match(line)) and pending:
-                docs[m.group(1)] = " ".join(pending)
-                pending = []
-            elif stripped:
-                pending = []
-    return docs
-
-
-_TABLE_ROW = re.compile(r"^\|\s*`?([\w, ]+?)`?\s*\|[^|]*\|\s*(.+?)\s*\|$")
-
-
-def table_docs(cls: type) -> dict[str, str]:
-    """``{param: meaning}`` from the ``| param | default | meaning |`` tables of the class docstrings."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):  # a variant (CGC) inherits its base's table
-        for line in (klass.__doc__ or "").splitlines():
-            if (m := _TABLE_ROW.match(line.strip())) and m.group(1) != "param":
-                for name in m.group(1).split(","):  # one row may describe several parameters
-                    docs[name.strip()] = m.group(2)
-    return docs
-
-
-def _type_name(annotation: Any) -> str:
-    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 class Registry(Generic[T]):
@@ -116,24 +60,9 @@ class Registry(Generic[T]):
         return paragraph.split(". ")[0].rstrip(".")
 
     def params(self, name: str) -> list[ParamInfo]:
-        """The parameters ``<field>.params`` accepts, from the class's typed ``Config``."""
-        cls = self.get(name)
-        config = cls.Config  # type: ignore[attr-defined]
-        # a table is written once per Config: variants sharing one (OMoE with MMoE) reuse it
-        siblings = [c for c in self._items.values() if getattr(c, "Config", None) is config and c is not cls]
-        comments = {**comment_docs(config)}
-        for klass in [*siblings, cls]:
-            comments.update(table_docs(klass))
-        out = []
-        for key, f in config.model_fields.items():
-            if f.default is not PydanticUndefined:
-                default = repr(f.default)
-            elif f.default_factory is not None:
-                default = repr(f.default_factory())  # type: ignore[call-arg]
-            else:
-                default = "(required)"
-            out.append(ParamInfo(key, _type_name(f.annotation), default, f.description or comments.get(key, "")))
-        return out
+        """The parameters ``<field>.params`` accepts: the fields of the class's typed ``Config``,
+        each described by its docstring."""
+        return param_infos(self.get(name).Config)  # type: ignore[attr-defined]
 
     def config(self, name: str, params: dict[str, Any]) -> BaseModel:
         """Validate ``params`` against the class's ``Config``; errors name ``<field>.params.<key>``."""
@@ -157,7 +86,14 @@ def components_markdown(registries: list[Registry[Any]], params: bool = False) -
         if not params:
             continue
         for n in reg.names():
-            out += [f"### `{n}`", "", f"`{reg.field}.params`:", "", "| param | type | default | meaning |", "|---|---|---|---|"]
-            out += [f"| {p.name} | `{p.type}` | `{p.default}` | {p.description} |" for p in reg.params(n)]
-            out.append("")
+            out += [f"### `{n}`", "", f"`{reg.field}.params`:", "", *params_table(reg.params(n))]
     return "\n".join(out)
+
+
+def params_table(params: list[ParamInfo]) -> list[str]:
+    """A markdown table of parameters, then a blank line (``|`` in a cell escaped, as GFM needs)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| param | type | default | meaning |", "|---|---|---|---|"]
+    return rows + [f"| {p.name} | `{cell(p.type)}` | `{cell(p.default)}` | {cell(p.description)} |" for p in params] + [""]

@@ -36,7 +36,7 @@ from serving.body import parse_json, read_body
 from serving.guard import Guard, Observer
 from serving.limits import NumericRange, feed_problem, limits_from_json
 from serving.metadata import public_metadata
-from serving.metrics import Metrics
+from serving.telemetry import Metrics
 from serving.openapi import openapi_document
 from serving.predictor import Predictor
 from serving.schema import Feed, RequestError, clip, quoted

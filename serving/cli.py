@@ -58,7 +58,7 @@ def _predictor_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _build_app(predictor_args: dict[str, Any], settings: ServeSettings, extras: dict[str, bool]) -> "FastAPI":
     from serving.app import create_app
-    from serving.metrics import AccessLog, Metrics
+    from serving.telemetry import AccessLog, Metrics
     from serving.predictor import Predictor
 
     return create_app(Predictor(**predictor_args), settings, observers=[AccessLog()] if extras["access_log"] else [],
@@ -72,7 +72,7 @@ def worker_app() -> "FastAPI":
 
 
 def _extras(args: argparse.Namespace) -> dict[str, bool]:
-    from serving.metrics import metrics_available
+    from serving.telemetry import metrics_available
 
     if args.metrics is True and not metrics_available():
         raise ValueError("--metrics needs prometheus_client (pip install 'recsys-mtl[serving]')")

@@ -49,7 +49,7 @@ def split_items(text: str, separator: str) -> list[str]:
     """A delimited sequence string → its items: split on ``separator`` (a literal string), each
     item stripped of surrounding :data:`ITEM_WHITESPACE`, empty items dropped, so ``""`` is the
     empty sequence and ``" a| |b|"`` is ``["a", "b"]``. The rule of every path: training applies
-    it as a polars expression (``recsys_mtl.data.sequences``), the server with this function."""
+    it as a polars expression (``recsys_mtl.features.sequences``), the server with this function."""
     return [item for item in (part.strip(ITEM_WHITESPACE) for part in text.split(separator)) if item]
 
 

@@ -4,7 +4,7 @@ Ray Data reads the inputs (``read_parquet`` / ``read_csv``, the export's input c
 :mod:`serving.batch_inputs` types them), an actor pool of ``workers`` actors, each holding one
 :class:`~serving.predictor.Predictor` (one onnxruntime session, built once per actor), scores the
 record batches through the server's input path (:func:`serving.batch_score.feed_of`), and Ray Data
-writes Parquet. The scores are the local ``score``'s (``tests/test_score_ray.py``).
+writes Parquet. The scores are the local ``score``'s (``tests/serving/test_score_ray.py``).
 
 Differences from the local engine, by Ray's design:
 

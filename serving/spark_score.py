@@ -3,7 +3,7 @@
 Each Spark task receives its partition as Arrow record batches; every batch goes through the
 HTTP server's input path (:func:`serving.batch_score.feed_of`) and a
 :class:`~serving.predictor.Predictor`, built once per Python worker process and export folder,
-so the scores are the server's (``tests/test_score_spark.py``). The export folder must be
+so the scores are the server's (``tests/serving/test_score_spark.py``). The export folder must be
 readable at the same path on every executor (a shared filesystem, or shipped with
 ``spark.files`` / ``SparkContext.addFile`` and the path adjusted).
 

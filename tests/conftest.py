@@ -1,8 +1,10 @@
-"""Shared fixtures: small synthetic data, its spec, fitted preprocessing and model contexts."""
+"""Shared fixtures: small synthetic data, its spec, fitted preprocessing, the census folder.
+
+Helpers that tests import (paths, spec builders, exports, tables) live in ``tests/support``.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import polars as pl
@@ -12,26 +14,13 @@ import torch
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.data.tensors import EncodedTable
-from recsys_mtl.models import ModelContext
-from recsys_mtl.spec import FeatureSpec, load_spec
+from recsys_mtl.spec import FeatureSpec
+from tests.support.paths import CENSUS_DIR
+from tests.support.synthetic import synthetic_spec
 
 # tests use tiny tensors and run under pytest-xdist (one worker per core): intra-op threads only
 # add contention there
 torch.set_num_threads(1)
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("RECSYS_MTL_SHARED_DATA", ROOT.parent / "shared" / "data"))
-CENSUS_DIR = SHARED_DATA / "census-income-kdd"
-
-
-def synthetic_spec(num_tasks: int = 2) -> FeatureSpec:
-    """The shipped synthetic spec, with ``num_tasks`` binary tasks."""
-    base = load_spec(ROOT / "feature_specs" / "synthetic.yaml")
-    tasks = [{"name": f"task{k}", "label": f"label{k}", "type": "binary"} for k in range(num_tasks)]
-    raw = base.model_dump(mode="json", exclude_defaults=True)
-    raw["tasks"] = tasks
-    raw["ignore"] = [f"y{k}" for k in range(num_tasks)]
-    return FeatureSpec.model_validate(raw)
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +37,6 @@ def spec2() -> FeatureSpec:
 def fitted(spec2: FeatureSpec, synth_df: pl.DataFrame) -> tuple[Preprocessor, EncodedTable]:
     pre = Preprocessor.fit(spec2, synth_df)
     return pre, pre.transform(synth_df)
-
-
-def make_context(num_tasks: int, rows: int = 600, seed: int = 0) -> tuple[ModelContext, EncodedTable]:
-    """A model context and encoded table with ``num_tasks`` binary tasks."""
-    spec = synthetic_spec(num_tasks)
-    df = generate(SyntheticConfig(rows=rows, num_tasks=num_tasks, seed=seed))
-    pre = Preprocessor.fit(spec, df)
-    return ModelContext(layout=pre.layout, tasks=spec.tasks), pre.transform(df)
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ def alignment_matrix(K: Tensor, scale: str = "min") -> Tensor:
 
 
 class AlignedMTLConfig(GradientConfig):
-    #: singular value the aligned system is scaled to: the smallest ("-UB", the paper's choice), median or RMS
     scale: Literal["min", "median", "rmse"] = "min"
+    """singular value the aligned system is scaled to: the smallest ("-UB", the paper's choice), median or RMS"""
 
 
 @BALANCERS.register("aligned_mtl")

@@ -15,24 +15,24 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from recsys_mtl.registry import Registry
+from recsys_mtl.strict import ParamsModel
 
 log = logging.getLogger(__name__)
 
 
-class BalancerConfig(BaseModel):
+class BalancerConfig(ParamsModel):
     """Parameters every strategy accepts (the collapse watch); strategies extend it."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    #: a task whose weight stays below ``collapse_ratio`` × mean weight for ``collapse_window``
-    #: consecutive steps triggers a warning (degenerate weights are a known failure of these methods)
     collapse_ratio: float = Field(0.01, ge=0, lt=1)
-    #: consecutive low-weight steps before the collapse warning
+    """a task whose weight stays below ``collapse_ratio`` × mean weight for ``collapse_window`` consecutive steps triggers a
+    warning (degenerate weights are a known failure of these methods)
+    """
     collapse_window: int = Field(200, ge=1)
+    """consecutive low-weight steps before the collapse warning"""
 
 
 #: where gradient strategies take per-task gradients (see :meth:`StepContext.gradient_targets`)

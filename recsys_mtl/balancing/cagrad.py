@@ -45,10 +45,10 @@ def cagrad_coefficients(K: Tensor, c: float, iters: int = 50) -> Tensor:
 
 
 class CAGradConfig(ParameterGradientConfig):
-    #: radius of the ball around the mean gradient (paper's c; 0 = mean gradient)
     c: float = Field(0.4, ge=0)
-    #: L-BFGS iterations of the inner problem over the task weights
+    """radius of the ball around the mean gradient (paper's c; 0 = mean gradient)"""
     iters: int = Field(50, ge=1)
+    """L-BFGS iterations of the inner problem over the task weights"""
 
 
 @BALANCERS.register("cagrad")

@@ -55,15 +55,14 @@ def coba_weights(task_slopes: Tensor, total_slopes: Tensor, tau: float) -> tuple
 
 
 class CoBaConfig(BalancerConfig):
-    #: training steps with equal weights before the first update (reference default 100)
     warmup_steps: int = Field(100, ge=1)
-    #: sampled validation points the slopes are fitted on, and per-task slopes the ACS compares
-    #: against (reference default 200)
+    """training steps with equal weights before the first update (reference default 100)"""
     history: int = Field(200, ge=2)
-    #: τ, sharpness of the divergence factor's softmax (reference default 5)
+    """sampled validation points the slopes are fitted on, and per-task slopes the ACS compares against (reference default 200)"""
     tau: float = Field(5.0, gt=0)
-    #: validation batches averaged per step (reference default 1)
+    """τ, sharpness of the divergence factor's softmax (reference default 5)"""
     sample_batches: int = Field(1, ge=1)
+    """validation batches averaged per step (reference default 1)"""
 
 
 @BALANCERS.register("coba")

@@ -33,12 +33,12 @@ from recsys_mtl.balancing.gradients import global_gram, redirect, task_gradients
 
 
 class DBMTLConfig(BalancerConfig):
-    #: moving-average coefficient β of the task gradients (0 = current gradients only)
     beta: float = Field(0.9, ge=0, lt=1)
-    #: decay σ of the coefficient over steps, β_k = β / k^σ
+    """moving-average coefficient β of the task gradients (0 = current gradients only)"""
     beta_sigma: float = Field(0.0, ge=0)
-    #: ε inside log(L + ε)
+    """decay σ of the coefficient over steps, β_k = β / k^σ"""
     eps: float = Field(1e-8, gt=0)
+    """ε inside log(L + ε)"""
 
 
 def magnitude_weights(norms: Tensor) -> Tensor:

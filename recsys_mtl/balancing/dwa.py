@@ -14,8 +14,8 @@ from recsys_mtl.balancing.gradients import distributed
 
 
 class DWAConfig(BalancerConfig):
-    #: softmax temperature over the loss ratios (the paper uses 2); larger = closer to equal
     temperature: float = Field(2.0, gt=0)
+    """softmax temperature over the loss ratios (the paper uses 2); larger = closer to equal"""
 
 
 @BALANCERS.register("dwa")

@@ -28,8 +28,8 @@ from recsys_mtl.balancing.gradients import GradientBalancer, ParameterGradientCo
 
 
 class FairGradConfig(ParameterGradientConfig):
-    #: the fairness parameter α of the α-fair utility (1 = proportional fairness)
     alpha: float = Field(1.0, gt=0)
+    """the fairness parameter α of the α-fair utility (1 = proportional fairness)"""
 
 
 @BALANCERS.register("fairgrad")

@@ -9,16 +9,16 @@ from pydantic import Field
 from torch import Tensor
 
 from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepContext
-from recsys_mtl.balancing.optim import TinyAdam
+from recsys_mtl.balancing.tiny_adam import TinyAdam
 
 
 class FAMOConfig(BalancerConfig):
-    #: learning rate of the task logits ξ (paper: 0.025)
     lr: float = Field(0.025, gt=0)
-    #: weight decay γ on ξ (paper: 0.001)
+    """learning rate of the task logits ξ (paper: 0.025)"""
     gamma: float = Field(0.001, ge=0)
-    #: lower bound of each loss (0 for log loss / squared error)
+    """weight decay γ on ξ (paper: 0.001)"""
     min_loss: float = 0.0
+    """lower bound of each loss (0 for log loss / squared error)"""
 
 
 @BALANCERS.register("famo")

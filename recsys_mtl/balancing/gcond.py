@@ -50,20 +50,20 @@ def conflict_angle(c: float, critical: float, main: float, weak: float, power: f
 
 
 class GCondConfig(BalancerConfig):
-    #: batches accumulated into one optimizer update (the reference's accumulation_steps)
     accum_steps: int = Field(8, ge=1)
-    #: cosine thresholds (critical, main, weak): resolution starts below ``weak``, saturates at ``critical``
+    """batches accumulated into one optimizer update (the reference's accumulation_steps)"""
     thresholds: tuple[float, float, float] = (-0.8, -0.5, 0.0)
-    #: power of the angle remapping between ``main`` and ``critical``
+    """cosine thresholds (critical, main, weak): resolution starts below ``weak``, saturates at ``critical``"""
     remap_power: float = Field(2.0, gt=0)
-    #: a task that won this many conflicts in a row loses the next one (0: off)
+    """power of the angle remapping between ``main`` and ``critical``"""
     dominance_window: int = Field(3, ge=0)
-    #: arbitrator weights (stability, strength)
+    """a task that won this many conflicts in a row loses the next one (0: off)"""
     tie_breaking: tuple[float, float] = (0.8, 0.2)
-    #: β of each task's gradient-norm moving average (strength score)
+    """arbitrator weights (stability, strength)"""
     norm_ema: float = Field(0.95, ge=0, lt=1)
-    #: gradients are accumulated on the shared parameters only (a representation changes every batch)
+    """β of each task's gradient-norm moving average (strength score)"""
     on: Literal["shared_parameters"] = "shared_parameters"
+    """gradients are accumulated on the shared parameters only (a representation changes every batch)"""
 
     @model_validator(mode="after")
     def _ordered(self) -> "GCondConfig":

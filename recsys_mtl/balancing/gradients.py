@@ -35,15 +35,15 @@ from recsys_mtl.balancing.base import Balancer, BalancerConfig, GradientSpace, S
 
 
 class GradientConfig(BalancerConfig):
-    #: where per-task gradients are taken: the shared representation(s) or the shared parameters
     on: GradientSpace = "representation"
+    """where per-task gradients are taken: the shared representation(s) or the shared parameters"""
 
 
 class ParameterGradientConfig(GradientConfig):
     """Methods whose papers (and LibMTL) combine gradients of the shared parameters."""
 
-    #: where per-task gradients are taken: the shared parameters (the paper's setting) or the representation(s)
     on: GradientSpace = Field("shared_parameters")
+    """where per-task gradients are taken: the shared parameters (the paper's setting) or the representation(s)"""
 
 
 def task_gradients(losses: Tensor, targets: Sequence[Tensor]) -> Tensor:

@@ -10,17 +10,18 @@ from torch import Tensor
 
 from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepContext
 from recsys_mtl.balancing.gradients import global_gram, task_gradients
-from recsys_mtl.balancing.optim import TinyAdam
+from recsys_mtl.balancing.tiny_adam import TinyAdam
 
 
 class GradNormConfig(BalancerConfig):
-    #: restoring force towards equal training rates (paper: 0.12–3; 1.5 a common choice)
     alpha: float = Field(1.5, ge=0)
-    #: learning rate of the weights (their own Adam, separate from the model's optimizer)
+    """restoring force towards equal training rates (paper: 0.12–3; 1.5 a common choice)"""
     lr: float = Field(0.025, gt=0)
-    #: where gradient norms are measured: the shared representation, all shared parameters, or
-    #: the weight of the last shared layer (the paper's W: the last ≥2-D shared parameter)
+    """learning rate of the weights (their own Adam, separate from the model's optimizer)"""
     on: Literal["representation", "shared_parameters", "last_shared_layer"] = "representation"
+    """where gradient norms are measured: the shared representation, all shared parameters, or the weight of the last shared layer
+    (the paper's W: the last ≥2-D shared parameter)
+    """
 
 
 @BALANCERS.register("gradnorm")

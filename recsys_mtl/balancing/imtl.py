@@ -36,10 +36,10 @@ from recsys_mtl.balancing.gradients import GradientBalancer, GradientConfig, glo
 
 
 class IMTLConfig(GradientConfig):
-    #: learn the IMTL-L loss scales (the hybrid IMTL of the paper); off = IMTL-G alone
     loss_scale: bool = True
-    #: multiply α (which sums to 1) by T to match the step size of equal weighting
+    """learn the IMTL-L loss scales (the hybrid IMTL of the paper); off = IMTL-G alone"""
     rescale: bool = True
+    """multiply α (which sums to 1) by T to match the step size of equal weighting"""
 
 
 def imtl_g_weights(K: Tensor) -> Tensor:

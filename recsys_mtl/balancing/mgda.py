@@ -58,12 +58,12 @@ def min_norm_weights(K: Tensor, iters: int = 250, tol: float = 1e-12) -> Tensor:
 
 
 class MGDAConfig(GradientConfig):
-    #: gradient normalisation before the solver (MGDA paper): none, l2, loss (g/L), loss+ (g/(L·‖g‖))
     normalize: Literal["none", "l2", "loss", "loss+"] = "none"
-    #: multiply α (which sums to 1) by T so the step size matches equal weighting's sum of losses
+    """gradient normalisation before the solver (MGDA paper): none, l2, loss (g/L), loss+ (g/(L·‖g‖))"""
     rescale: bool = True
-    #: solver iterations (3+ tasks; two tasks are solved exactly)
+    """multiply α (which sums to 1) by T so the step size matches equal weighting's sum of losses"""
     iters: int = Field(250, ge=1)
+    """solver iterations (3+ tasks; two tasks are solved exactly)"""
 
 
 @BALANCERS.register("mgda")

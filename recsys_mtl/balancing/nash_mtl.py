@@ -33,10 +33,10 @@ from recsys_mtl.balancing.gradients import GradientBalancer, ParameterGradientCo
 
 
 class NashMTLConfig(ParameterGradientConfig):
-    #: solve the bargaining problem every this many steps (reference default 1)
     update_weights_every: int = Field(1, ge=1)
-    #: clip the combined direction's norm to this value; 0 turns clipping off (reference default 1.0)
+    """solve the bargaining problem every this many steps (reference default 1)"""
     max_norm: float = Field(1.0, ge=0)
+    """clip the combined direction's norm to this value; 0 turns clipping off (reference default 1.0)"""
 
 
 def nash_weights(K: Tensor) -> Tensor:

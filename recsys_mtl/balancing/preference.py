@@ -23,8 +23,8 @@ from recsys_mtl.errors import SpecError
 
 
 class PreferenceConfig(BalancerConfig):
-    #: λ of COSMOS's cosine term −λ·cos(p, L) (0 = linear scalarisation only)
     cosine_weight: float = Field(0.0, ge=0)
+    """λ of COSMOS's cosine term −λ·cos(p, L) (0 = linear scalarisation only)"""
 
 
 @BALANCERS.register("preference")

@@ -74,14 +74,14 @@ def saliency_alignment(saliency: Tensor, temperature: float) -> Tensor:
 
 
 class RepMTLConfig(BalancerConfig):
-    #: weight of the task-specific saliency regulation (entropy penalty)
     tsr_weight: float = Field(0.1, ge=0)
-    #: weight of the cross-task saliency alignment (InfoNCE)
+    """weight of the task-specific saliency regulation (entropy penalty)"""
     csa_weight: float = Field(0.1, ge=0)
-    #: InfoNCE temperature τ
+    """weight of the cross-task saliency alignment (InfoNCE)"""
     temperature: float = Field(0.1, gt=0)
-    #: rows (drawn at random each step) the CSA contrasts when the batch is larger; 0 = all rows
+    """InfoNCE temperature τ"""
     csa_rows: int = Field(128, ge=0)
+    """rows (drawn at random each step) the CSA contrasts when the batch is larger; 0 = all rows"""
 
 
 @BALANCERS.register("rep_mtl")

@@ -49,25 +49,29 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from recsys_mtl.data.tensors import Batch, EncodedTable, features_only
 from recsys_mtl.errors import DataError, SpecError
 from recsys_mtl.models.base import MultiTaskModel
 from recsys_mtl.nn.blocks import MLP
+from recsys_mtl.strict import ParamsModel
 
 
-class RMTLConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RMTLConfig(ParamsModel):
     gamma: float = Field(0.9, ge=0, lt=1)
-    #: λ of the loss weights 1 − λ·Q
+    """discount γ of the critics' TD(0) target over a session"""
     weight_scale: float = Field(0.5, ge=0)
+    """λ of the loss weights 1 − λ·Q"""
     tau: float = Field(0.2, gt=0, le=1)
+    """soft-update rate τ of the target actor and critics"""
     critic_lr: float = Field(1e-3, gt=0)
+    """learning rate of the critics' Adam"""
     critic_hidden: list[int] = Field(default_factory=lambda: [64, 32])
+    """hidden widths of the critic network (one head per task)"""
     reward: str = Field("abs", pattern="^(abs|bce)$")
+    """per-task reward: `abs` (−|prediction − label|) or `bce` (the log likelihood)"""
 
 
 @dataclass

@@ -45,14 +45,14 @@ from recsys_mtl.errors import SpecError
 
 
 class SAMOConfig(BalancerConfig):
-    #: radius ρ of each task's perturbation
     rho: float = Field(0.01, gt=0)
-    #: β: share of the zeroth-order local gradient in the shared perturbation (the paper's 1 − α)
+    """radius ρ of each task's perturbation"""
     beta: float = Field(0.5, ge=0, le=1)
-    #: ε of the zeroth-order estimate
+    """β: share of the zeroth-order local gradient in the shared perturbation (the paper's 1 − α)"""
     zo_eps: float = Field(0.01, gt=0)
-    #: gradient method combining the tasks' sharpness-aware shared gradients ("equal": their sum)
+    """ε of the zeroth-order estimate"""
     inner: str = "equal"
+    """gradient method combining the tasks' sharpness-aware shared gradients ("equal": their sum)"""
 
 
 @contextmanager

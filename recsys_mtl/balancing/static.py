@@ -20,8 +20,8 @@ class EqualWeights(Balancer):
 
 
 class StaticConfig(BalancerConfig):
-    #: a weight per task name (every task, no others)
     weights: dict[str, float]
+    """a weight per task name (every task, no others)"""
 
 
 @BALANCERS.register("static")

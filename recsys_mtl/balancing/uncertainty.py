@@ -11,8 +11,8 @@ from recsys_mtl.balancing.base import BALANCERS, Balancer, BalancerConfig, StepC
 
 
 class UncertaintyConfig(BalancerConfig):
-    #: initial s_t = log σ_t²
     init_log_var: float = 0.0
+    """initial s_t = log σ_t²"""
 
 
 @BALANCERS.register("uncertainty")

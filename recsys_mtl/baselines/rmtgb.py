@@ -40,7 +40,7 @@ Deviations, and why:
 * the reported outlier tasks are those with σ(θ_r) > ``OUTLIER_SIGMA`` (0.7) when they are fewer
   than half the tasks (an "outlier" group holding the majority is the regular one; with two
   tasks none is flagged). Without an outlier every σ stays near ½; with one it goes to ~1 and
-  the others to ~0 (tests/test_baselines_rmtgb.py);
+  the others to ~0 (tests/baselines/test_rmtgb.py);
 * one loss for all tasks (all binary or all regression): the shared and group functions pool
   rows of every task; multiclass tasks are not supported.
 """

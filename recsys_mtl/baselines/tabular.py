@@ -20,7 +20,7 @@ import torch
 from recsys_mtl.data.preprocess import Layout, Preprocessor
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.spec.features import Task, group_columns
-from recsys_mtl.train.metrics import TaskMetrics
+from recsys_mtl.train.task_metrics import TaskMetrics
 
 
 @dataclass(frozen=True)

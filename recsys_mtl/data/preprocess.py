@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys_mtl.artifacts import read_json, write_atomic
-from recsys_mtl.data.streaming_fit import fit_statistics
+from recsys_mtl.data.fit_statistics import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
 from recsys_mtl.features.base import Columns, Fitted
@@ -63,7 +63,7 @@ class Preprocessor:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, spec: FeatureSpec, train: pl.DataFrame, where: str = "train") -> "Preprocessor":
-        """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.streaming_fit` over it."""
+        """Fit on an in-memory frame: the lazy fit of :mod:`recsys_mtl.data.fit_statistics` over it."""
         check_frame(spec, train, where)
         return cls(spec, *fit_statistics(spec, train.lazy(), where))
 
@@ -148,8 +148,8 @@ class PreprocessingState(BaseModel):
     index_convention: dict[str, int]
     tables: dict[str, FittedTable]
     numeric: dict[str, FittedNumeric]
-    #: regression task → train label statistics the model standardises with
     targets: dict[str, TargetStats] = {}
+    """regression task → train label statistics the model standardises with"""
 
     def check(self, spec: FeatureSpec, path: Path) -> None:
         """Cross-field checks: the convention, and a usable entry for every table / numeric feature."""

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recsys_mtl.data.fitted import MISSING, OOV, QUANTILE_STEPS, FittedNumeric
+from recsys_mtl.features.fitted import MISSING, OOV, QUANTILE_STEPS, FittedNumeric
 from recsys_mtl.data.preprocess import Preprocessor
-from recsys_mtl.data.sequences import sequence_items
+from recsys_mtl.features.sequences import sequence_items
 from recsys_mtl.spec.features import CategoricalFeature, NumericFeature, SequenceFeature
 
 #: smallest share a bin counts with (training or new), so an empty bin contributes a finite amount

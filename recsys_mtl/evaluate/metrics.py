@@ -1,6 +1,6 @@
 """Metrics of an export's outputs on labelled rows, with training's own definitions.
 
-Every figure comes from the code training reports with: :class:`recsys_mtl.train.metrics.TaskMetrics`
+Every figure comes from the code training reports with: :class:`recsys_mtl.train.task_metrics.TaskMetrics`
 (AUC, GAUC, log loss, accuracy, RMSE, MAE: each task's ``metric_names``, on the rows its mask
 counts) and :func:`recsys_mtl.train.calibration.reliability` (ECE, predicted / observed, bins).
 Labels, weights and groups are encoded by the preprocessing's own
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from recsys_mtl.spec.features import Task
 from recsys_mtl.train.calibration import reliability
-from recsys_mtl.train.metrics import TaskMetrics
+from recsys_mtl.train.task_metrics import TaskMetrics
 
 #: float32 probabilities are clipped into [TINY, 1 - 2^-24] before the logit
 TINY = float(np.finfo(np.float32).tiny)

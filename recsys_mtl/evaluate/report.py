@@ -77,7 +77,7 @@ def evaluate(export_dir: str | Path, inputs: Sequence[str], out: str | Path, by:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "evaluate.json", json.dumps(_finite(report), indent=1))
     write_atomic(out / "evaluate.md", markdown(report))
-    from recsys_mtl.evaluate.plots import plot_drift
+    from recsys_mtl.evaluate.drift_plot import plot_drift
     from recsys_mtl.train.calibration_plot import plot_reliability
 
     if report["calibration"]:

@@ -1,7 +1,7 @@
 """What a preprocessing fit learns, one piece per table and numeric column.
 
 :class:`FittedTable` (a vocabulary or a hashing rule) and :class:`FittedNumeric` (imputation,
-clipping, scaling, quantiles) are computed by :mod:`recsys_mtl.data.streaming_fit` and held by
+clipping, scaling, quantiles) are computed by :mod:`recsys_mtl.data.fit_statistics` and held by
 :class:`recsys_mtl.data.preprocess.Preprocessor`; they live apart from both so that the fit and
 the preprocessor each import them, and not each other.
 """

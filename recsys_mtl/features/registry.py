@@ -1,5 +1,5 @@
 """Feature kinds registered by name, found by scanning :mod:`recsys_mtl.features.kinds`: adding a
-kind is one module there (plus one row in ``tests/test_feature_kinds.py``)."""
+kind is one module there (plus one row in ``tests/features/test_feature_kinds.py``)."""
 
 from __future__ import annotations
 

@@ -38,10 +38,15 @@ from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
 
 class AdaTTConfig(ModelConfig):
     variant: Literal["sp", "general"] = "sp"
+    """`sp`: task units only (AdaTT-sp); `general`: plus a shared fusion unit"""
     num_levels: int = Field(2, ge=1)
+    """fusion levels"""
     task_experts: int = Field(2, ge=1)
+    """experts per task unit per level"""
     shared_experts: int = Field(2, ge=0)
+    """experts of the shared unit per level (general variant only)"""
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    """expert MLP widths (last = expert output dim)"""
 
     @model_validator(mode="after")
     def _shared_needs_experts(self) -> "AdaTTConfig":
@@ -92,17 +97,6 @@ class AdaTTLevel(nn.Module):
 @register("adatt")
 class AdaTT(FlatInputModel):
     """AdaTT: per-task fusion units (gate over all experts + residual of own experts), stacked.
-
-    | param | default | meaning |
-    |---|---|---|
-    | variant | sp | `sp`: task units only (AdaTT-sp); `general`: plus a shared fusion unit |
-    | num_levels | 2 | fusion levels |
-    | task_experts | 2 | experts per task unit per level |
-    | shared_experts | 2 | experts of the shared unit per level (general variant only) |
-    | expert_hidden | [64] | expert MLP widths (last = expert output dim) |
-    | tower_hidden | [32] | per-task tower widths |
-    | dropout | 0.0 | dropout in experts and towers |
-    | activation | relu | hidden activation |
     """
 
     Config = AdaTTConfig

@@ -7,18 +7,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch, EncodedTable
 from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.blocks import MLP
-from recsys_mtl.nn.cross import CrossedEncoder
+from recsys_mtl.nn.cross_network import CrossedEncoder
 from recsys_mtl.nn.encoders import FeatureEncoder
 from recsys_mtl.nn.encoder_config import EncoderConfig, encoder_config
 from recsys_mtl.nn.wide import WideLogits
 from recsys_mtl.spec.features import Task
+from recsys_mtl.strict import ParamsModel
 
 
 #: task type → LightGBM objective of its GBDT leaf trees
@@ -50,14 +51,15 @@ def model_context(layout: Layout, tasks: Sequence[Task], encoder: dict[str, Any]
     return ModelContext(layout=layout, tasks=tasks, encoder=enc)
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(ParamsModel):
     """Parameters shared by every family; each family extends it next to its code."""
 
-    model_config = ConfigDict(extra="forbid")
-
     tower_hidden: list[int] = Field(default_factory=lambda: [32])
+    """per-task tower widths (the MLP between a task's representation and its output layer)"""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """dropout after each hidden layer (experts, bottoms, towers)"""
     activation: str = "relu"
+    """hidden activation: relu, gelu, silu or tanh"""
 
     @model_validator(mode="before")
     @classmethod
@@ -222,6 +224,17 @@ class MultiTaskModel(nn.Module, ABC):
         (e.g. a task preference vector), each with its (K,) default; exports make them graph
         inputs. None by default."""
         return {}
+
+    def for_tasks(self, tasks: Sequence[str]) -> MultiTaskModel:
+        """This model reduced to what ``tasks`` (a subset of :attr:`task_names`, in model order)
+        compute, for a task-sparse export. Called on a deep copy in eval mode, so it may change
+        ``self`` in place. Outputs of ``tasks`` stay identical; those of the other tasks may be
+        anything and are not read.
+
+        Default: ``self`` unchanged, because tracing only the selected outputs already drops every
+        op that only other tasks read. A family overrides it where computation wired into a
+        selected task contributes exactly zero (HoME's masked experts on its last level)."""
+        return self
 
 
 class FlatInputModel(MultiTaskModel):

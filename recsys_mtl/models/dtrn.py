@@ -28,7 +28,7 @@ cross network (the interest vectors would have to enter before it).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 import torch
 from torch import Tensor, nn
 
@@ -37,23 +37,27 @@ from recsys_mtl.errors import SpecError
 from recsys_mtl.models.base import ModelContext, MultiTaskModel, wraps_task_inputs
 from recsys_mtl.models.registry import build_model, register
 from recsys_mtl.nn.bottoms import TaskSENet
-from recsys_mtl.nn.cross import CrossedEncoder
+from recsys_mtl.nn.cross_network import CrossedEncoder
 from recsys_mtl.nn.interest import InterestConfig, TaskInterest
+from recsys_mtl.strict import ParamsModel
 
 
-class InnerModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class InnerModel(ParamsModel):
     name: str
+    """the inner model's registered name"""
     params: dict = {}
+    """the inner model's parameters"""
 
 
-class DTRNConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DTRNConfig(ParamsModel):
     inner: InnerModel = InnerModel(name="mmoe")
+    """the expert model to put the bottoms under (any model using `task_inputs`)"""
     reduction: int = Field(4, ge=1)
+    """SENet bottleneck: F fields → max(1, F // reduction) → F"""
     interest: InterestConfig | None = None
+    """task-specific interest module over the behaviour sequences: `{embedding_dim: 8, hyper_hidden: [32], num_layers: 1,
+    num_heads: 1, ffn_hidden: 32, dropout: 0, positions: false}` (null: off)
+    """
 
 
 @register("dtrn")
@@ -65,12 +69,6 @@ class DTRN(MultiTaskModel):
     t·B … (t+1)·B of its representation → inner towers. With ``interest``, each sequence field
     of the (T, B, D) views is task t's interest vector (B, d) from :class:`TaskInterest` and
     the SENet reweights each task's own view.
-
-    | param | default | meaning |
-    |---|---|---|
-    | inner | {name: mmoe, params: {}} | the expert model to put the bottoms under (any model using `task_inputs`) |
-    | reduction | 4 | SENet bottleneck: F fields → max(1, F // reduction) → F |
-    | interest | null | task-specific interest module over the behaviour sequences: `{embedding_dim: 8, hyper_hidden: [32], num_layers: 1, num_heads: 1, ffn_hidden: 32, dropout: 0, positions: false}` (null: off) |
 
     Towers, dropout and activation are the inner model's parameters.
     """

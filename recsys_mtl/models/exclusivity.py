@@ -12,17 +12,20 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import Tensor
 
 from recsys_mtl.errors import SpecError
+from recsys_mtl.strict import ParamsModel
 
 
-class ExclusivityParams(BaseModel):
+class ExclusivityParams(ParamsModel):
     """Mixed into a model Config to offer exclusivity."""
 
     exclusivity: float = Field(0.0, ge=0.0, le=1.0)
+    """MMoEEx: share of the shared experts (in PLE, of each level's) made exclusive to one task, masked out of the other gates"""
     exclusivity_seed: int = 0
+    """seed of the expert → task assignment"""
 
 
 def exclusive_owners(num_experts: int, task_names: Sequence[str], rate: float, seed: int) -> list[str]:

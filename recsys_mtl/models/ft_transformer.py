@@ -28,12 +28,18 @@ from recsys_mtl.nn.numeric_embeddings import NumericEmbeddingConfig
 
 class FTTransformerConfig(TransformerConfig):
     d_token: int = Field(64, ge=1)
+    """token width"""
     n_heads: int = Field(8, ge=1)
+    """attention heads (must divide d_token)"""
     ffn_hidden: int = Field(86, ge=1)  # ≈ 4/3 · d_token, the paper's ReGLU width
+    """feed-forward hidden width (≈ 4/3 · d_token)"""
     ffn: Literal["gelu", "reglu"] = "reglu"
+    """feed-forward kind: reglu or gelu"""
     # the paper's 0.2 is one parameter away; off by default for step time (see TransformerConfig)
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """dropout on attention weights (paper: 0.2; > 0: slower steps, RNG over B×heads×N×N)"""
     ffn_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """dropout inside the feed-forward"""
 
 
 @register("ft_transformer")
@@ -42,20 +48,6 @@ class FTTransformer(MultiTaskModel):
 
     Encoded batch → tokens (B, F + 1, d_token) → ``n_blocks`` blocks → CLS (B, d_token) →
     LayerNorm → ReLU → one tower per task.
-
-    | param | default | meaning |
-    |---|---|---|
-    | d_token | 64 | token width |
-    | n_blocks | 3 | transformer blocks |
-    | n_heads | 8 | attention heads (must divide d_token) |
-    | ffn_hidden | 86 | feed-forward hidden width (≈ 4/3 · d_token) |
-    | ffn | reglu | feed-forward kind: reglu or gelu |
-    | attention_dropout | 0.0 | dropout on attention weights (paper: 0.2; > 0: slower steps, RNG over B×heads×N×N) |
-    | ffn_dropout | 0.1 | dropout inside the feed-forward |
-    | residual_dropout | 0.0 | dropout on each residual branch |
-    | tower_hidden | [32] | per-task tower widths on the CLS token |
-    | dropout | 0.0 | dropout in the towers |
-    | activation | relu | tower activation |
     """
 
     Config = FTTransformerConfig

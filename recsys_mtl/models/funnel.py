@@ -59,6 +59,7 @@ def chain_logit(prev_logit: Tensor, own_logit: Tensor) -> Tensor:
 
 class ESMMConfig(ModelConfig):
     tower_hidden: list[int] = Field(default_factory=lambda: [128, 64])
+    """per-stage tower widths (the paper used 360-200-80-2)"""
 
 
 @register("esmm")
@@ -68,12 +69,6 @@ class ESMM(FlatInputModel):
     Encoded batch (B, D) → tower t → own logit a_t (B,). A first stage returns a_t; a stage with
     ``after: s`` returns ``chain_logit(logit_s, a_t)``, the logit of p(s) · σ(a_t). Embedding
     tables are shared by all towers, as in the paper; the towers share nothing else.
-
-    | param | default | meaning |
-    |---|---|---|
-    | tower_hidden | [128, 64] | per-stage tower widths (the paper used 360-200-80-2) |
-    | dropout | 0.0 | dropout in the towers |
-    | activation | relu | tower activation |
     """
 
     Config = ESMMConfig
@@ -120,9 +115,13 @@ class AITModule(nn.Module):
 
 class AITMConfig(ModelConfig):
     bottom_hidden: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
+    """per-task representation MLP; the last width H is the AIT width"""
     tower_hidden: list[int] = Field(default_factory=lambda: [32])
+    """per-task tower on z_t"""
     transfer_hidden: list[int] = Field(default_factory=list)
+    """hidden widths of the transfer MLP z_s → p_t (ends with a Linear to H)"""
     calibrator_weight: float = Field(0.6, ge=0.0)
+    """α of the calibrator loss (0 disables it)"""
 
 
 @register("aitm")
@@ -134,15 +133,6 @@ class AITM(FlatInputModel):
     joint event (the spec's entire-space label), so no chaining is applied: the calibrator loss
     α · Σ_stages mean_rows(max(σ(logit_t) − σ(logit_s), 0)) pushes p_t ≤ p_s instead (AITM's
     behavioural expectation calibrator), added via :meth:`auxiliary_loss` during training.
-
-    | param | default | meaning |
-    |---|---|---|
-    | bottom_hidden | [128, 64] | per-task representation MLP; the last width H is the AIT width |
-    | transfer_hidden | [] | hidden widths of the transfer MLP z_s → p_t (ends with a Linear to H) |
-    | tower_hidden | [32] | per-task tower on z_t |
-    | calibrator_weight | 0.6 | α of the calibrator loss (0 disables it) |
-    | dropout | 0.0 | dropout in bottoms and towers |
-    | activation | relu | hidden activation |
     """
 
     Config = AITMConfig

@@ -43,16 +43,27 @@ from recsys_mtl.nn.blocks import Gate, activation, mix
 
 class HoMEConfig(ModelConfig):
     num_levels: int = Field(2, ge=1)
+    """expert levels"""
     global_experts: int = Field(2, ge=0)
+    """experts shared by every task, per level"""
     group_experts: int = Field(1, ge=0)
+    """experts per task group, per level"""
     task_experts: int = Field(1, ge=0)
+    """experts per task, per level"""
     groups: dict[str, list[str]] = Field(default_factory=dict)
+    """task groups: `{group name: [task names]}`; a task is in at most one group"""
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    """expert MLP widths (last = expert output dim)"""
     expert_norm: bool = True
+    """BatchNorm + Swish on expert outputs (off: the last expert layer uses `activation`)"""
     hierarchy_mask: bool = True
+    """task gates see only global + own group + own experts"""
     feature_gate: bool = True
+    """per-expert input scaling 2·σ(low-rank MLP(x))"""
     feature_gate_rank: int = Field(8, ge=1)
+    """rank of the feature-gate MLP"""
     self_gate: bool = True
+    """gated residual from one level's output to the next (levels ≥ 2)"""
 
 
 class HoMEExperts(nn.Module):
@@ -181,26 +192,60 @@ class HoMELevel(nn.Module):
         return task_out, group_out, global_out
 
 
+class HoMELastSubset(nn.Module):
+    """HoME's last level restricted to the expert banks some selected task's gate can see: the
+    level of a task-sparse export (:meth:`HoME.for_tasks`).
+
+    Same call signature as :class:`HoMELevel`; unselected tasks get a (B, H) zero placeholder
+    (their towers are traced on it and then dropped from the graph as dead code). Masked experts
+    have a softmax weight of exactly 0, so dropping them leaves the selected outputs unchanged.
+    """
+
+    def __init__(self, level: HoMELevel, selected: list[int], out_dim: int):
+        super().__init__()
+        banks: list[tuple[str, int, nn.Module]] = []  # (stream kind, stream index, bank) in concat order
+        if level.global_experts is not None:
+            banks.append(("global", 0, level.global_experts))
+        if level.group_experts is not None:
+            banks += [("group", g, b) for g, b in enumerate(level.group_experts)]
+        if level.task_experts is not None:
+            banks += [("task", t, b) for t, b in enumerate(level.task_experts)]
+        allowed = torch.zeros(sum(b.num_experts for _, _, b in banks), dtype=torch.bool)
+        for t in selected:
+            mask = level.task_gates[t].log_mask
+            allowed |= torch.ones_like(allowed) if mask is None else torch.isfinite(mask)
+        keep_idx, kept, start = [], [], 0
+        for kind, i, bank in banks:
+            span = range(start, start + bank.num_experts)
+            start += bank.num_experts
+            if bool(allowed[list(span)].any()):
+                kept.append((kind, i))
+                keep_idx += list(span)
+                self.add_module(f"bank_{kind}_{i}", bank)
+        self.kept = kept
+        keep = torch.tensor(keep_idx, dtype=torch.long)
+        self.selected = selected
+        self.gates = nn.ModuleList([level.task_gates[t].keeping(keep) for t in selected])
+        self.self_gates = nn.ModuleList([level.self_gates[t] for t in selected]) if level.self_gates is not None else None
+        self.out_dim = out_dim
+
+    def forward(self, task_in: Sequence[Tensor], group_in: Sequence[Tensor], global_in: Tensor) -> tuple[list[Tensor], list[Tensor], None]:
+        streams = {"global": [global_in], "group": list(group_in), "task": list(task_in)}
+        parts = [getattr(self, f"bank_{kind}_{i}")(streams[kind][i]) for kind, i in self.kept]
+        experts = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (B, E_kept, H)
+        zero = global_in.new_zeros(global_in.shape[0], self.out_dim)
+        out = [zero] * len(task_in)
+        for j, t in enumerate(self.selected):
+            h = mix(experts, self.gates[j](task_in[t]))
+            if self.self_gates is not None:
+                h = h + self.self_gates[j](task_in[t])
+            out[t] = h
+        return out, [], None
+
+
 @register("home")
 class HoME(FlatInputModel):
     """HoME: hierarchy of normalised, feature-gated experts with self-gated residuals.
-
-    | param | default | meaning |
-    |---|---|---|
-    | num_levels | 2 | expert levels |
-    | global_experts | 2 | experts shared by every task, per level |
-    | group_experts | 1 | experts per task group, per level |
-    | task_experts | 1 | experts per task, per level |
-    | groups | {} | task groups: `{group name: [task names]}`; a task is in at most one group |
-    | expert_hidden | [64] | expert MLP widths (last = expert output dim) |
-    | expert_norm | true | BatchNorm + Swish on expert outputs |
-    | hierarchy_mask | true | task gates see only global + own group + own experts |
-    | feature_gate | true | per-expert input scaling 2·σ(low-rank MLP(x)) |
-    | feature_gate_rank | 8 | rank of the feature-gate MLP |
-    | self_gate | true | gated residual from one level's output to the next (levels ≥ 2) |
-    | tower_hidden | [32] | per-task tower widths |
-    | dropout | 0.0 | dropout in experts and towers |
-    | activation | relu | hidden activation (and expert output activation when expert_norm is off) |
     """
 
     Config = HoMEConfig
@@ -260,3 +305,10 @@ class HoME(FlatInputModel):
             gates = [*level.group_gates, *([level.global_gate] if level.global_gate is not None else [])]
             params += [p for m in [*self._shared_banks(level), *gates] for p in m.parameters()]
         return params or list(self.encoder.parameters())
+
+    def for_tasks(self, tasks: Sequence[str]) -> HoME:
+        """The last level keeps only the experts some selected task's gate can see (the others'
+        weight is exactly 0 under the hierarchy mask), with the gates sliced to match."""
+        selected = [self.task_names.index(t) for t in tasks]
+        self.levels[-1] = HoMELastSubset(self.levels[-1], selected, self.config.expert_hidden[-1])  # type: ignore[arg-type, attr-defined]
+        return self

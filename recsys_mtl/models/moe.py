@@ -16,7 +16,9 @@ from torch import nn
 
 class MoEConfig(ModelConfig, ExclusivityParams, ExpertTypeParams):
     num_experts: int = Field(8, ge=1)
+    """shared experts"""
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    """expert MLP widths (last = expert output dim)"""
 
 
 class _MixtureOfExperts(FlatInputModel):
@@ -48,18 +50,6 @@ class _MixtureOfExperts(FlatInputModel):
 @register("mmoe")
 class MMoE(_MixtureOfExperts):
     """Multi-gate Mixture-of-Experts: shared experts, one softmax gate per task, a tower per task.
-
-    | param | default | meaning |
-    |---|---|---|
-    | num_experts | 8 | shared experts |
-    | expert_hidden | [64] | expert MLP widths (last = expert output dim) |
-    | exclusivity | 0.0 | MMoEEx: share of experts made exclusive to one task (masked out of the other gates) |
-    | exclusivity_seed | 0 | seed of the expert → task assignment |
-    | expert_type | mlp | `cross`: every expert is a DCN-v2 cross network followed by its MLP |
-    | expert_cross | {kind: full, num_layers: 2} | the cross experts' network (see nn/cross.py) |
-    | tower_hidden | [32] | per-task tower widths |
-    | dropout | 0.0 | dropout in experts and towers |
-    | activation | relu | hidden activation |
     """
 
     gates_per_task = True
@@ -69,7 +59,7 @@ class MMoE(_MixtureOfExperts):
 class OMoE(_MixtureOfExperts):
     """One-gate Mixture-of-Experts: as MMoE but every task reads the same gated mixture.
 
-    Parameters as MMoE's table; ``exclusivity`` masks experts out of the single gate.
+    Parameters as MMoE's; ``exclusivity`` masks experts out of the single gate.
     """
 
     gates_per_task = False

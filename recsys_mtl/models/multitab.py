@@ -45,16 +45,23 @@ class TransformerConfig(ModelConfig):
     """Parameters shared by the transformer families (MultiTab-Net, FT-Transformer)."""
 
     d_token: int = Field(32, ge=1)
+    """token width (categorical embeddings are projected to it)"""
     n_blocks: int = Field(3, ge=1)
-    #: MultiTab-Net: 2 heads of 16 (not 4 of 8): same census AUC, a shorter CPU step (docs/benchmarks.md)
+    """transformer blocks"""
     n_heads: int = Field(2, ge=1)
+    """attention heads (must divide d_token); MultiTab-Net's 2 heads of 16 (not 4 of 8): same census AUC, a shorter
+    CPU step (docs/benchmarks.md)"""
     ffn_hidden: int = Field(64, ge=1)
+    """feed-forward hidden width"""
     ffn: Literal["gelu", "reglu"] = "gelu"
-    #: off by default: attention dropout needs RNG over B×heads×N×N and leaves the CPU's
-    #: batched-matmul attention for scaled_dot_product_attention's unfused path (much slower steps)
+    """feed-forward kind: gelu or reglu"""
     attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """dropout on attention weights; off by default: > 0 needs RNG over B×heads×N×N and leaves the CPU's
+    batched-matmul attention for scaled_dot_product_attention's unfused path (much slower steps)"""
     ffn_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """dropout inside the feed-forward"""
     residual_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """dropout on each residual branch"""
 
 
 def build_blocks(cfg: TransformerConfig, first_prenorm: bool = True) -> nn.ModuleList:
@@ -90,11 +97,14 @@ def multitask_mask(num_tasks: int, num_features: int, task_to_task: bool, featur
 
 class MultiTabConfig(TransformerConfig):
     mask_task_to_task: bool = True
+    """task tokens do not attend to other task tokens"""
     mask_feature_to_task: bool = False
-    #: ``row``: attention within a row only; ``row_col``: also across the rows of the batch
+    """feature tokens do not attend to task tokens"""
     att_type: Literal["row", "row_col"] = "row"
-    #: inner width of the inter-sample attention (row_col)
+    """`row`: attention within a row only; `row_col`: also across the batch's rows after each block (not servable,
+    see the class docstring)"""
     row_attention_dim: int = Field(64, ge=1)
+    """inner width of the inter-sample attention (`row_col`)"""
 
 
 @register("multitab")
@@ -105,24 +115,6 @@ class MultiTabNet(MultiTaskModel):
     token ``t`` (B, d_token) → tower ``t`` → logits. Only the task tokens leave the last block, so
     (row-wise) it computes their queries, attention and feed-forward only (keys and values from
     every token): the same outputs as the full block, without the F feature tokens' work.
-
-    | param | default | meaning |
-    |---|---|---|
-    | d_token | 32 | token width (categorical embeddings are projected to it) |
-    | n_blocks | 3 | transformer blocks |
-    | n_heads | 2 | attention heads (must divide d_token) |
-    | ffn_hidden | 64 | feed-forward hidden width |
-    | ffn | gelu | feed-forward kind: gelu or reglu |
-    | attention_dropout | 0.0 | dropout on attention weights (> 0: slower steps, RNG over B×heads×N×N) |
-    | ffn_dropout | 0.0 | dropout inside the feed-forward |
-    | residual_dropout | 0.0 | dropout on each residual branch |
-    | mask_task_to_task | true | task tokens do not attend to other task tokens |
-    | mask_feature_to_task | false | feature tokens do not attend to task tokens |
-    | att_type | row | `row_col` adds attention across the batch's rows after each block (not servable, see above) |
-    | row_attention_dim | 64 | inner width of that inter-sample attention |
-    | tower_hidden | [32] | per-task tower widths on the task token |
-    | dropout | 0.0 | dropout in the towers |
-    | activation | relu | tower activation |
     """
 
     Config = MultiTabConfig

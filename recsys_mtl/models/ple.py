@@ -26,9 +26,13 @@ from recsys_mtl.nn.expert_banks import ExpertTypeParams, build_experts
 
 class PLEConfig(ModelConfig, ExclusivityParams, ExpertTypeParams):
     num_levels: int = Field(2, ge=1)
+    """extraction levels (1 = CGC)"""
     task_experts: int = Field(2, ge=0)
+    """experts per task per level"""
     shared_experts: int = Field(2, ge=0)
+    """shared experts per level"""
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    """expert MLP widths (last = expert output dim), same at every level"""
 
     @model_validator(mode="after")
     def _some_experts(self) -> "PLEConfig":
@@ -39,6 +43,7 @@ class PLEConfig(ModelConfig, ExclusivityParams, ExpertTypeParams):
 
 class CGCConfig(PLEConfig):
     num_levels: int = Field(1, ge=1, le=1)
+    """extraction levels: always 1 (CGC is PLE's single level)"""
 
 
 def _cat(parts: Sequence[Tensor]) -> Tensor:
@@ -104,20 +109,6 @@ class CGCLevel(nn.Module):
 @register("ple")
 class PLE(FlatInputModel):
     """Progressive Layered Extraction: ``num_levels`` stacked CGC levels, then a tower per task.
-
-    | param | default | meaning |
-    |---|---|---|
-    | num_levels | 2 | extraction levels (1 = CGC) |
-    | task_experts | 2 | experts per task per level |
-    | shared_experts | 2 | shared experts per level |
-    | expert_hidden | [64] | expert MLP widths (last = expert output dim), same at every level |
-    | exclusivity | 0.0 | MMoEEx: share of each level's shared experts made exclusive to one task |
-    | exclusivity_seed | 0 | seed of the expert → task assignment |
-    | expert_type | mlp | `cross`: every expert is a DCN-v2 cross network followed by its MLP |
-    | expert_cross | {kind: full, num_layers: 2} | the cross experts' network (see nn/cross.py) |
-    | tower_hidden | [32] | per-task tower widths |
-    | dropout | 0.0 | dropout in experts and towers |
-    | activation | relu | hidden activation |
     """
 
     Config = PLEConfig

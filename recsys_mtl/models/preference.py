@@ -41,12 +41,21 @@ PREFERENCE = "preference"
 
 class PreferenceConfig(ModelConfig):
     base: str = "mmoe"
+    """wrapped family (any flat-input model)"""
     base_params: dict[str, Any] = Field(default_factory=dict)
-    #: Dirichlet concentration of the training preferences: one value for every task or one per task
+    """the wrapped family's parameters"""
     alpha: float | list[float] = 1.0
-    #: preference used when none is given (evaluation, serving default); None = uniform
+    """Dirichlet concentration of the training preferences: one value for every task or one per task"""
     default_preference: list[float] | None = None
+    """preference used when none is given (evaluation, serving default); null = uniform"""
     film_hidden: list[int] = Field(default_factory=lambda: [32])
+    """widths of the MLP that maps the preference to FiLM scales and shifts"""
+    tower_hidden: list[int] = Field(default_factory=lambda: [32])
+    """unused: the wrapped model's own (in ``base_params``) applies"""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """unused: the wrapped model's own (in ``base_params``) applies"""
+    activation: str = "relu"
+    """unused: the wrapped model's own (in ``base_params``) applies"""
 
     @field_validator("alpha")
     @classmethod
@@ -78,15 +87,6 @@ class PreferenceModel(MultiTaskModel):
     Train it with ``balancing: {name: preference}``. The batch may carry ``preference`` (B, T);
     without it the model draws one Dirichlet vector per batch in training and uses the default in
     evaluation. :attr:`last_preference` (T,) is the batch's mean preference, read by the balancer.
-
-    | param | default | meaning |
-    |---|---|---|
-    | base | mmoe | wrapped family (any flat-input model) |
-    | base_params | {} | its parameters |
-    | alpha | 1.0 | Dirichlet concentration of training preferences (scalar or one per task) |
-    | default_preference | uniform | preference when none is given (evaluation, serving default) |
-    | film_hidden | [32] | widths of the MLP that maps the preference to FiLM scales and shifts |
-    | tower_hidden, dropout, activation | | unused: the wrapped model's own (in base_params) apply |
     """
 
     Config = PreferenceConfig

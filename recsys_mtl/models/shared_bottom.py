@@ -12,18 +12,12 @@ from recsys_mtl.nn.blocks import MLP
 
 class SharedBottomConfig(ModelConfig):
     bottom_hidden: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
+    """shared MLP widths"""
 
 
 @register("shared_bottom")
 class SharedBottom(FlatInputModel):
     """Shared-Bottom: one MLP every task reads, then a tower per task.
-
-    | param | default | meaning |
-    |---|---|---|
-    | bottom_hidden | [128, 64] | shared MLP widths |
-    | tower_hidden | [32] | per-task tower widths |
-    | dropout | 0.0 | dropout after each hidden layer |
-    | activation | relu | hidden activation |
     """
 
     Config = SharedBottomConfig

@@ -32,9 +32,13 @@ from recsys_mtl.nn.blocks import Gate, ParallelExperts, mix
 
 class STEMConfig(ModelConfig):
     shared_experts: int = Field(1, ge=0)
+    """experts on the shared embeddings (S)"""
     task_experts: int = Field(1, ge=1)
+    """experts per task on its own embeddings (K)"""
     expert_hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    """expert MLP widths (last = expert output H)"""
     stop_gradient: bool = True
+    """other tasks' experts enter task t's mixture detached (AFTB)"""
 
 
 @register("stem")
@@ -43,16 +47,6 @@ class STEM(MultiTaskModel):
 
     Batch → x_s (shared tables), x_t (task t's tables) (B, D) → experts (B, S + T·K, H) →
     task t's gate over all experts (others' detached) → (B, H) → tower t.
-
-    | param | default | meaning |
-    |---|---|---|
-    | shared_experts | 1 | experts on the shared embeddings (S) |
-    | task_experts | 1 | experts per task on its own embeddings (K) |
-    | expert_hidden | [64] | expert MLP widths (last = expert output H) |
-    | stop_gradient | true | other tasks' experts enter task t's mixture detached (AFTB) |
-    | tower_hidden | [32] | per-task tower widths |
-    | dropout | 0.0 | dropout in experts and towers |
-    | activation | relu | hidden activation |
     """
 
     Config = STEMConfig

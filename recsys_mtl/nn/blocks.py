@@ -147,6 +147,18 @@ class Gate(nn.Module):
         self.last_weights = w.detach()
         return w
 
+    def keeping(self, keep: Tensor) -> Gate:
+        """A copy of this gate over only the experts at index ``keep`` ((E_kept,) long), with the
+        same weights for them: when every dropped expert is masked out, the outputs are unchanged."""
+        allowed = torch.isfinite(self.log_mask[keep]) if self.log_mask is not None else None
+        owners = [self.owners[i] for i in keep.tolist()] if self.owners else None
+        out = Gate(self.proj.in_features, len(keep), allowed if allowed is not None and not bool(allowed.all()) else None,
+                   task=self.task, owners=owners)
+        with torch.no_grad():
+            out.proj.weight.copy_(self.proj.weight[keep])
+            out.proj.bias.copy_(self.proj.bias[keep])
+        return out
+
 
 def mix(experts: Tensor, weights: Tensor) -> Tensor:
     """(B, E, H) experts, (B, E) weights → (B, H) weighted sum."""

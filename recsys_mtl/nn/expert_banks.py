@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from typing import Callable, Literal, Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import nn
 
 from recsys_mtl.nn.blocks import ParallelExperts
-from recsys_mtl.nn.cross import CrossConfig, CrossExperts
+from recsys_mtl.nn.cross_network import CrossConfig, CrossExperts
+from recsys_mtl.strict import ParamsModel
 
 
-class ExpertTypeParams(BaseModel):
+class ExpertTypeParams(ParamsModel):
     """Mixed into MoE model configs: which expert bank, and the cross experts' shape."""
 
-    #: ``mlp``: MLP experts; ``cross``: each expert a DCN-v2 cross network then its MLP
     expert_type: Literal["mlp", "cross"] = "mlp"
+    """`mlp`: MLP experts; `cross`: every expert is a DCN-v2 cross network followed by its MLP"""
     expert_cross: CrossConfig = Field(default_factory=CrossConfig)
+    """the cross experts' network (see nn/cross_network.py)"""
 
 
 Builder = Callable[[int, int, Sequence[int], str, float, CrossConfig], nn.Module]

@@ -38,37 +38,44 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from recsys_mtl.errors import SpecError
+from recsys_mtl.strict import ParamsModel
 
 #: batch key of precomputed (B, T) leaf indices (int16/int64) of every tree, in :meth:`GBDTLeaves.leaves` order
 LEAVES_KEY = "gbdt.leaves"
 
 
-class GBDTLeavesConfig(BaseModel):
+class GBDTLeavesConfig(ParamsModel):
     """An encoder option: ``gbdt_leaves: {n_trees: 50, num_leaves: 31, d_embedding: 4}``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    #: trees per task (binary and regression tasks; multiclass tasks get none)
     n_trees: int = Field(50, ge=1)
+    """trees per task (binary and regression tasks; multiclass tasks get none)"""
     num_leaves: int = Field(31, ge=2)
+    """leaves per tree"""
     max_depth: int = Field(8, ge=1)
+    """tree depth at most"""
     learning_rate: float = Field(0.1, gt=0)
+    """shrinkage per boosting round"""
     min_data_in_leaf: int = Field(100, ge=1)
+    """minimum train rows in a leaf"""
     feature_fraction: float = Field(0.8, gt=0, le=1)
+    """share of the inputs each tree samples"""
     d_embedding: int = Field(4, ge=1)
+    """width of each tree's leaf embedding"""
     seed: int = 0
-    #: add each binary task's tree score (log-odds) to its logit: the network learns the residual
+    """LightGBM seed"""
     margin: bool = False
-    #: boost each task up to ``n_trees`` rounds with early stopping on the validation split (its
-    #: AUC / l2) after this many rounds without improvement; None: exactly ``n_trees`` trees
+    """add each binary task's tree score (log-odds) to its logit: the network learns the residual"""
     early_stopping_rounds: int | None = Field(None, ge=1)
-    #: LightGBM's row subsample per tree (bagging_fraction, drawn every iteration); 1 = off
+    """boost each task up to ``n_trees`` rounds with early stopping on the validation split (its AUC /
+    l2) after this many rounds without improvement; None: exactly ``n_trees`` trees"""
     bagging_fraction: float = Field(1.0, gt=0, le=1)
+    """LightGBM's row subsample per tree (bagging_fraction, drawn every iteration); 1 = off"""
     lambda_l2: float = Field(0.0, ge=0)
+    """LightGBM's L2 on leaf values"""
 
 
 class GBDTLeaves(nn.Module):

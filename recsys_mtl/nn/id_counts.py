@@ -14,23 +14,22 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
-from recsys_mtl.data.fitted import FIRST
+from recsys_mtl.features.fitted import FIRST
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.errors import SpecError
+from recsys_mtl.strict import ParamsModel
 
 
-class IdCountsConfig(BaseModel):
+class IdCountsConfig(ParamsModel):
     """``encoder.id_counts: {features: null, min_vocab: 100}``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    #: categorical features whose log train count is an input (null: every one with counts whose
-    #: table has ≥ min_vocab rows)
     features: list[str] | None = None
+    """categorical features whose log train count is an input (null: every one with counts whose table has ≥ min_vocab rows)"""
     min_vocab: int = Field(100, ge=1)
+    """with `features: null`, tables of at least this many rows give their counts"""
 
 
 class IdCountInputs(nn.Module):

@@ -19,26 +19,26 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
-from recsys_mtl.data.fitted import FIRST, MISSING, OOV
+from recsys_mtl.features.fitted import FIRST, MISSING, OOV
+from recsys_mtl.strict import ParamsModel
 
 
-class IdDropoutConfig(BaseModel):
+class IdDropoutConfig(ParamsModel):
     """An encoder option: ``id_dropout: {rate: 0.05, min_vocab: 1000, features: {user_id: 0.1}}``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    #: share of a feature's training ids replaced by the OOV index
     rate: float = Field(0.05, ge=0.0, lt=1.0)
-    #: the default rate applies to features whose table has at least this many rows
+    """share of a feature's training ids replaced by the OOV index"""
     min_vocab: int = Field(1000, ge=1)
-    #: per-feature rates (any table size); 0 switches a feature off
+    """the default rate applies to features whose table has at least this many rows"""
     features: dict[str, float] = {}
-    #: dropout by count: an id seen n times in train is dropped with rate · min(1, rare_count / n)
-    #: (null: every id at the feature's rate)
+    """per-feature rates (any table size); 0 switches a feature off"""
     rare_count: int | None = Field(None, ge=1)
+    """dropout by count: an id seen n times in train is dropped with rate · min(1, rare_count / n) (null: every id at the
+    feature's rate)
+    """
 
     def rate_for(self, feature: str, table_rows: int) -> float:
         if feature in self.features:

@@ -19,25 +19,24 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
-from recsys_mtl.data.fitted import FIRST
+from recsys_mtl.features.fitted import FIRST
+from recsys_mtl.strict import ParamsModel
 
 
-class IdRegularizationConfig(BaseModel):
+class IdRegularizationConfig(ParamsModel):
     """``encoder.id_regularization: {l2: 1.0e-4, power: 1.0, max_norm: null, features: null}``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    #: λ of the mini-batch aware L2: Σ over the batch's distinct rows j of λ · ||w_j||² / n_j^power
     l2: float = Field(0.0, ge=0.0)
-    #: exponent of the train count (1: DIN; 0: plain L2 on the rows in the batch)
+    """λ of the mini-batch aware L2: Σ over the batch's distinct rows j of λ · ||w_j||² / n_j^power"""
     power: float = Field(1.0, ge=0.0)
-    #: after each optimizer step, rows the batch used are scaled down to this L2 norm (null: off)
+    """exponent of the train count (1: DIN; 0: plain L2 on the rows in the batch)"""
     max_norm: float | None = Field(None, gt=0.0)
-    #: categorical / sequence features whose ids are regularised (null: every one with train counts)
+    """after each optimizer step, rows the batch used are scaled down to this L2 norm (null: off)"""
     features: list[str] | None = None
+    """categorical / sequence features whose ids are regularised (null: every one with train counts)"""
 
 
 def inverse_counts(counts: Sequence[int] | None, rows: int, power: float) -> Tensor:

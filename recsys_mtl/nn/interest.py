@@ -44,35 +44,37 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from recsys_mtl.nn.blocks import MLP
 from recsys_mtl.nn.transformer import FeedForward, SelfAttention
+from recsys_mtl.strict import ParamsModel
 
 #: added to the attention score of a padding key: exp() of it is exactly 0 in float32, and unlike
 #: -inf an all-padding history gives finite (uniform) weights, which the pooling then masks out
 PAD_SCORE = -1e9
 
 
-class InterestConfig(BaseModel):
+class InterestConfig(ParamsModel):
     """``model.params.interest`` of ``dtrn``: the task-specific interest module's sizes."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    #: width of the task and behaviour-type embeddings the hypernetwork reads
     embedding_dim: int = Field(8, ge=1)
-    #: hypernetwork hidden widths (ReLU)
+    """width of the task and behaviour-type embeddings the hypernetwork reads"""
     hyper_hidden: list[int] = Field(default_factory=lambda: [32])
-    #: conditional transformer layers, attention heads, feed-forward width
+    """hypernetwork hidden widths (ReLU)"""
     num_layers: int = Field(1, ge=1)
+    """conditional transformer layers"""
     num_heads: int = Field(1, ge=1)
+    """attention heads of each layer"""
     ffn_hidden: int = Field(32, ge=1)
-    #: dropout inside the feed-forward
+    """feed-forward width of each layer"""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    #: add a learned embedding of each position (0 = the list's first item) to the items; for
-    #: histories whose order means something (off: the list is a set, as multi-hot columns are)
+    """dropout inside the feed-forward"""
     positions: bool = False
+    """add a learned embedding of each position (0 = the list's first item) to the items; for histories whose order means
+    something (off: the list is a set, as multi-hot columns are)
+    """
 
 
 class InterestHypernetwork(nn.Module):

@@ -2,7 +2,7 @@
 
 All encodings come from ``rtdl-num-embeddings`` (Gorishniy et al., "On Embeddings for Numerical
 Features in Tabular Deep Learning", NeurIPS 2022), the authors' own package; all export to ONNX
-(checked in tests/test_multitab.py and tests/test_numeric_embeddings.py):
+(checked in tests/models/test_multitab.py and tests/nn/test_numeric_embeddings.py):
 
 - ``linear``: ``x_f · w_f + b_f`` per feature (FT-Transformer's numeric tokenizer).
 - ``periodic``: PLR, ``ReLU(Linear([cos(2π c_f x), sin(2π c_f x)]))`` with learned frequencies
@@ -22,30 +22,33 @@ from __future__ import annotations
 from typing import Callable, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from rtdl_num_embeddings import LinearEmbeddings, PeriodicEmbeddings, PiecewiseLinearEmbeddings
 from torch import Tensor, nn
 
 from recsys_mtl.errors import SpecError
+from recsys_mtl.strict import ParamsModel
 
 
-class NumericEmbeddingConfig(BaseModel):
+class NumericEmbeddingConfig(ParamsModel):
     """How numeric columns are embedded (an encoder option: ``numeric_embedding: {kind: periodic}``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["linear", "periodic", "piecewise_linear"] = "linear"
-    #: flat-input models only: size of each numeric feature's embedding (token models use d_token)
+    """linear, periodic (PLR) or piecewise_linear (PLE on train quantile bins)"""
     d_embedding: int = Field(8, ge=1)
-    #: periodic only: number of frequencies per feature and the init scale σ of c_f ~ N(0, σ²)
+    """flat-input models only: size of each numeric feature's embedding (token models use d_token)"""
     n_frequencies: int = Field(16, ge=1)
+    """periodic only: frequencies per feature"""
     frequency_init_scale: float = Field(0.1, gt=0)
+    """periodic only: init scale σ of the frequencies, c_f ~ N(0, σ²)"""
     lite: bool = False
-    #: piecewise_linear only: number of quantile bins (at most; repeated quantiles merge), the
-    #: rtdl version preset, and a ReLU after the embedding
+    """periodic only: share the linear layer after the periodic terms across features (rtdl's lite variant)"""
     n_bins: int = Field(32, ge=2, le=64)
+    """piecewise_linear only: quantile bins (at most; repeated quantiles merge)"""
     version: Literal["A", "B"] = "B"
+    """piecewise_linear only: the rtdl version preset (A or B)"""
     activation: bool = False
+    """piecewise_linear only: a ReLU after the embedding"""
 
 
 

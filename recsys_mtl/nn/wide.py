@@ -15,28 +15,29 @@ by the model's optimizer (the paper's FTRL with L1 for the wide part is not used
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
-from recsys_mtl.data.fitted import FIRST
+from recsys_mtl.features.fitted import FIRST
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import Batch
 from recsys_mtl.errors import SpecError
 from recsys_mtl.nn.id_regularization import batch_rows, frequency_l2, inverse_counts
 from recsys_mtl.nn.named import NamedModuleDict
+from recsys_mtl.strict import ParamsModel
 
 
-class WideConfig(BaseModel):
+class WideConfig(ParamsModel):
     """``encoder.wide: {features: null, min_vocab: 100, l2: 1.0e-3, power: 1.0}``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    #: categorical features with a scalar per id (null: every one whose table has ≥ min_vocab rows)
     features: list[str] | None = None
+    """categorical features with a scalar per id (null: every one whose table has ≥ min_vocab rows)"""
     min_vocab: int = Field(100, ge=1)
-    #: rarity-scaled shrinkage: Σ over the batch's distinct ids j of l2 · Σ_t w_jt² / n_j^power
+    """with `features: null`, tables of at least this many rows get a wide part"""
     l2: float = Field(1e-3, ge=0.0)
+    """rarity-scaled shrinkage: Σ over the batch's distinct ids j of l2 · Σ_t w_jt² / n_j^power"""
     power: float = Field(1.0, ge=0.0)
+    """rarity exponent of the shrinkage: rarer ids are shrunk more"""
 
 
 class WideLogits(nn.Module):

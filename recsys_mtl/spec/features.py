@@ -59,24 +59,35 @@ class Task(StrictModel):
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """the task's name (an identifier): metrics, outputs and pipeline fields refer to it"""
     label: str = Field(min_length=1)
+    """a column name or a polars SQL expression over the raw columns (e.g. `income_50k = '50000+.'`)"""
     type: Literal["binary", "regression", "multiclass"] = "binary"
+    """binary, regression or multiclass"""
     num_classes: int | None = Field(None, ge=2)
+    """number of classes (multiclass only, and required there)"""
     loss: str | None = None
+    """the loss: bce (binary); mse, huber or mae (regression); ce (multiclass); default the first"""
     metrics: tuple[str, ...] | None = None
+    """metrics reported and selectable as monitor (default per type: auc and logloss, plus gauc with a `group_by`; rmse and mae;
+    accuracy and logloss)"""
     weight: float = Field(1.0, ge=0.0)
+    """the task's weight in the `equal` / static balancing sum"""
     mask: str | None = None
+    """a polars SQL expression, true = the row counts for this task (e.g. conversion only on clicked rows)"""
     sample_weight: str | None = None
-    #: columns computed from the label (e.g. the raw marital status behind "never married"):
-    #: listing one as a feature is a leak and an error.
+    """a polars SQL expression giving each row's weight in this task's loss and metrics"""
     derived_columns: tuple[str, ...] = ()
-    #: funnel stage: the name of an earlier binary task this event can only follow (conversion
-    #: ``after`` click). The label stays over the entire space (1 = both events happened), and
-    #: funnel models (esmm, aitm) predict it as p(previous) · p(this | previous).
+    """columns computed from the label (e.g. the raw marital status behind "never married"): listing one as a feature is a leak
+    and an error.
+    """
     after: str | None = None
-    #: raw column whose values group rows (e.g. a user id) for grouped AUC (``gauc``); defaults
-    #: to the spec's ``group_by``.
+    """funnel stage: the name of an earlier binary task this event can only follow (conversion ``after`` click). The label stays
+    over the entire space (1 = both events happened), and funnel models (esmm, aitm) predict it as p(previous) · p(this |
+    previous).
+    """
     group_by: str | None = Field(None, min_length=1)
+    """raw column whose values group rows (e.g. a user id) for grouped AUC (``gauc``); defaults to the spec's ``group_by``."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "Task":
@@ -119,21 +130,26 @@ class Entities(StrictModel):
     """Which categorical features are the user and the item (for the bias / item-mean baselines)."""
 
     user: str | None = Field(None, min_length=1)
+    """the categorical feature that identifies the user"""
     item: str | None = Field(None, min_length=1)
+    """the categorical feature that identifies the item"""
 
 
 class FeatureSpec(StrictModel):
     name: str = Field(min_length=1)
+    """the spec's name"""
     description: str = ""
+    """free text about the data set, for people"""
     features: list[Feature] = Field(min_length=1)
+    """the input features, each with its `kind` (see the feature kinds above)"""
     tasks: list[Task] = Field(min_length=1)
-    #: raw column grouping rows for grouped AUC (e.g. ``user_id``); every task without its own
-    #: ``group_by`` inherits it.
+    """the prediction targets, in the model's task order"""
     group_by: str | None = Field(None, min_length=1)
-    #: raw columns deliberately not used (documentation, and checked against features).
+    """raw column grouping rows for grouped AUC (e.g. ``user_id``); every task without its own ``group_by`` inherits it."""
     ignore: tuple[str, ...] = ()
-    #: which features are the user and the item (optional; the bias baselines need them)
+    """raw columns deliberately not used (documentation, and checked against features)."""
     entities: Entities | None = None
+    """which features are the user and the item (optional; the bias baselines need them)"""
 
     @model_serializer(mode="wrap")
     def _drop_unset_entities(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

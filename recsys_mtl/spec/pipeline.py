@@ -28,13 +28,19 @@ class FilesData(DataSection):
     """Train / validation / test files (CSV, Parquet or Arrow IPC, chosen by extension)."""
 
     kind: Literal["files"]
+    """`files`"""
     train: Path
+    """the training file (CSV, Parquet or Arrow IPC, by extension)"""
     valid: Path | None = None
+    """the validation file (null: carved from train)"""
     test: Path | None = None
-    #: when valid/test are absent, they are carved from train with this seed and these fractions.
+    """the test file (null: carved from train)"""
     split_seed: int = 2018
+    """seed of the split that carves the missing validation / test rows from train"""
     valid_fraction: float = Field(0.1, gt=0, lt=1)
+    """share of the train file carved out as validation when `valid` is absent"""
     test_fraction: float = Field(0.1, gt=0, lt=1)
+    """share of the train file carved out as test when `test` is absent"""
 
     def inapplicable(self) -> frozenset[str]:
         # nothing is carved from train when both held-out files are given
@@ -45,30 +51,46 @@ class CensusData(DataSection):
     """UCI census-income KDD: train = the .data file; the .test file split 1:1 into valid/test."""
 
     kind: Literal["census_kdd"]
+    """`census_kdd`"""
     path: Path
+    """the folder holding census-income.data and census-income.test"""
     split_seed: int = 2018
+    """seed of the 1:1 split of the .test file into validation and test"""
 
 
 class SyntheticData(DataSection):
     """Generated multitask data (see :mod:`recsys_mtl.data.synthetic`), cached as Parquet."""
 
     kind: Literal["synthetic"]
+    """`synthetic`"""
     rows: int = Field(20_000, ge=100)
+    """rows generated (before the split)"""
     num_tasks: int = Field(2, ge=1)
+    """binary tasks generated"""
     task_correlation: float = Field(0.5, ge=-1, le=1)
-    #: sine terms per task (non-linearity), weight scale, label noise, share of positives
+    """correlation between the tasks (within a group when `task_groups` > 1)"""
     complexity: int = Field(5, ge=0)
+    """sine terms per task (non-linearity)"""
     scale: float = Field(1.0, gt=0)
+    """weight scale of the generated logits"""
     noise: float = Field(0.1, ge=0)
+    """label noise"""
     positive_rate: float = Field(0.3, gt=0, lt=1)
-    #: planted clusters of tasks (1 = none): tasks within a group correlate by task_correlation,
-    #: across groups by group_correlation (see recsys_mtl.data.synthetic)
+    """share of positive labels per task"""
     task_groups: int = Field(1, ge=1)
+    """planted clusters of tasks (1 = none): tasks within a group correlate by task_correlation, across groups by
+    group_correlation (see recsys_mtl.data.synthetic)
+    """
     group_correlation: float = Field(-0.8, ge=-1, le=1)
+    """correlation of tasks across groups (with `task_groups` > 1)"""
     seed: int = 0
+    """generator seed (the data is cached per seed and settings)"""
     cache_dir: Path = Path("data_cache")
+    """folder of the cached Parquet files"""
     valid_fraction: float = Field(0.15, gt=0, lt=1)
+    """share of the rows in the validation split"""
     test_fraction: float = Field(0.15, gt=0, lt=1)
+    """share of the rows in the test split"""
 
     def inapplicable(self) -> frozenset[str]:
         return frozenset({"group_correlation"}) if self.task_groups == 1 else frozenset()
@@ -86,21 +108,35 @@ class SyntheticDriftData(DataSection):
     validate on the next ``valid_periods``, test on the last ``test_periods``."""
 
     kind: Literal["synthetic_drift"]
+    """`synthetic_drift`"""
     rows: int = Field(150_000, ge=100)
+    """rows generated over all periods"""
     periods: int = Field(10, ge=3)
+    """time periods; the last ones are validation and test"""
     users: int = Field(4000, ge=2)
+    """distinct users at the start"""
     items: int = Field(4000, ge=2)
+    """distinct items at the start"""
     zipf: float = Field(1.1, gt=0)
+    """popularity exponent of the ids: the weight of rank r ∝ r^-zipf (the long tail)"""
     new_id_rate: float = Field(0.2, ge=0, lt=1)
+    """share of the ids born after the first period"""
     drift: float = Field(0.6, ge=0)
+    """std of each id effect's random-walk step per period (its initial std is 1)"""
     id_scale: float = Field(0.6, ge=0)
-    #: "drift" or "cold_start" (most test users unseen; rating regression + a binary task)
+    """scale of every id effect in the logits"""
     scenario: Literal["drift", "cold_start"] = "drift"
+    """"drift" or "cold_start" (most test users unseen; rating regression + a binary task)"""
     cold_share: float = Field(0.8, ge=0, le=1)
+    """cold_start: share of the last period's rows by users first seen then"""
     seed: int = 0
+    """generator seed (the data is cached per seed and settings)"""
     cache_dir: Path = Path("data_cache")
+    """folder of the cached Parquet files"""
     valid_periods: int = Field(1, ge=1)
+    """periods in the validation split (after the training periods)"""
     test_periods: int = Field(1, ge=1)
+    """periods in the test split (the last ones)"""
 
     @model_validator(mode="after")
     def _periods_left_for_train(self) -> "SyntheticDriftData":
@@ -118,13 +154,17 @@ class ParquetStreamData(DataSection):
     """
 
     kind: Literal["parquet_stream"]
+    """`parquet_stream`"""
     train: Path
+    """a folder of Parquet files, a glob, or one file, streamed row group by row group"""
     valid: Path
+    """the validation file or folder, read into memory"""
     test: Path
-    #: rows shuffled together (a few row groups); bounds memory along with the row group size.
+    """the test file or folder, read into memory"""
     shuffle_buffer_rows: int = Field(262_144, ge=1)
-    #: DataLoader worker processes reading and encoding row groups (0 = in the training process).
+    """rows shuffled together (a few row groups); bounds memory along with the row group size."""
     num_workers: int = Field(0, ge=0)
+    """DataLoader worker processes reading and encoding row groups (0 = in the training process)."""
 
 
 DataConfig = Annotated[Union[FilesData, CensusData, SyntheticData, SyntheticDriftData, ParquetStreamData], Field(discriminator="kind")]
@@ -134,7 +174,9 @@ class ComponentConfig(StrictModel):
     """A registered component chosen by name with its own parameters."""
 
     name: str
+    """the registered name"""
     params: dict[str, Any] = {}
+    """its parameters (see its table)"""
 
 
 #: tracking URI schemes MLflow's client accepts (its tracking-store registry; a dialect suffix
@@ -145,12 +187,12 @@ MLFLOW_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "htt
 class MLflowConfig(StrictModel):
     """MLflow logging of a fit, next to the CSV and TensorBoard logs (needs the ``mlflow`` extra)."""
 
-    #: where runs are recorded; default: a SQLite store ``<runs_dir>/mlflow.db``
     tracking_uri: str | None = Field(None, min_length=1)
-    #: default: the pipeline's name
+    """where runs are recorded; default: a SQLite store `<runs_dir>/mlflow.db`"""
     experiment: str | None = Field(None, min_length=1)
-    #: extra tags on the MLflow run
+    """the MLflow experiment (default: the pipeline's name)"""
     tags: dict[str, str] = {}
+    """extra tags on the MLflow run"""
 
     @field_validator("tracking_uri")
     @classmethod
@@ -165,47 +207,64 @@ class MLflowConfig(StrictModel):
 
 class TrainerConfig(StrictModel):
     max_epochs: int = Field(10, ge=1)
+    """passes over the training data at most (early stopping may end sooner)"""
     batch_size: int = Field(1024, ge=1)
+    """training rows per step"""
     eval_batch_size: int = Field(8192, ge=1)
+    """rows per step in validation, test and prediction"""
     lr: float = Field(1e-3, gt=0)
-    #: decoupled (AdamW) decay on dense weight matrices only (see recsys_mtl.train.optim)
+    """learning rate of the dense optimizer (AdamW)"""
     weight_decay: float = Field(0.0, ge=0)
-    #: optimizer of the large embedding tables (recsys_mtl.train.optim): row-sparse updates
-    #: (``auto`` = ``sparse_adam``, or ``rowwise_adagrad``), or ``dense`` (Adam on every row)
+    """decoupled (AdamW) decay on dense weight matrices only (see recsys_mtl.train.optim)"""
     embedding_optimizer: Literal["auto", "dense", "sparse_adam", "rowwise_adagrad"] = "auto"
-    #: tables with at least this many rows get sparse gradients and the sparse optimizer
+    """optimizer of the large embedding tables (recsys_mtl.train.optim): row-sparse updates (``auto`` = ``sparse_adam``, or
+    ``rowwise_adagrad``), or ``dense`` (Adam on every row)
+    """
     sparse_min_rows: int = Field(100_000, ge=0)
-    #: learning rate of the sparse optimizer (default: ``lr``)
+    """tables with at least this many rows get sparse gradients and the sparse optimizer"""
     embedding_lr: float | None = Field(None, gt=0)
-    #: per-step learning-rate schedule over max_epochs: constant, cosine (warmup + cosine decay), onecycle
+    """learning rate of the sparse optimizer (default: ``lr``)"""
     lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    #: share of the steps spent warming up linearly from ~0 to lr
+    """per-step learning-rate schedule over max_epochs: constant, cosine (warmup + cosine decay), onecycle"""
     warmup_fraction: float = Field(0.0, ge=0, lt=1)
-    #: cosine / onecycle: the learning rate at the last step, as a share of lr
+    """share of the steps spent warming up linearly from ~0 to lr"""
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    #: early stopping and checkpoint selection, always on the validation split.
+    """cosine / onecycle: the learning rate at the last step, as a share of lr"""
     monitor: str = "val/auc_mean"
+    """the validation metric that early stopping and checkpoint selection follow (e.g. `val/auc_mean`, `val/income/auc`)"""
     mode: Literal["min", "max"] = "max"
+    """whether `monitor` is better higher (max) or lower (min)"""
     patience: int = Field(3, ge=1)
-    #: validate every this many training batches (counted across epochs) instead of once per
-    #: epoch: early stopping (patience counts validations) and checkpoint selection then happen
-    #: inside an epoch, for data where the best model comes before the first epoch ends (null: per epoch)
+    """validations without improvement of `monitor` before training stops"""
     val_check_interval: int | None = Field(None, ge=1)
+    """validate every this many training batches (counted across epochs) instead of once per epoch: early stopping (patience
+    counts validations) and checkpoint selection then happen inside an epoch, for data where the best model comes before the
+    first epoch ends (null: per epoch)
+    """
     precision: str = "32-true"
+    """Lightning precision, e.g. `32-true`, `16-mixed`, `bf16-mixed`"""
     accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu, cuda, ..."""
     devices: int | str = 1
-    #: machines in a multi-node DDP run (see docs/scaling.md); devices is per machine.
+    """devices per machine: a count, or a Lightning device string"""
     num_nodes: int = Field(1, ge=1)
+    """machines in a multi-node DDP run (see docs/scaling.md); devices is per machine."""
     strategy: str = "auto"
+    """Lightning strategy: auto, ddp, fsdp, ..."""
     seed: int = 42
+    """seed of the model's initialisation, the batch order and every random draw in training"""
     deterministic: bool = True
+    """ask torch for deterministic algorithms (same seed, same run)"""
     progress_bar: bool = True
+    """show Lightning's progress bar"""
     gradient_clip_val: float | None = None
+    """clip the gradient norm to this value (null: no clipping)"""
     log_every_n_steps: int = Field(50, ge=1)
-    #: train on at most this many batches per epoch (smoke runs, benchmarks on huge streams)
+    """training metrics are logged every this many steps"""
     limit_train_batches: int | None = Field(None, ge=1)
-    #: also log params and metrics to MLflow: ``true`` or ``{tracking_uri, experiment, tags}``
+    """train on at most this many batches per epoch (smoke runs, benchmarks on huge streams)"""
     mlflow: MLflowConfig | None = None
+    """also log params and metrics to MLflow: ``true`` or ``{tracking_uri, experiment, tags}``"""
 
     @field_validator("mlflow", mode="before")
     @classmethod
@@ -228,27 +287,34 @@ ENCODER_KEYS = ("numeric_embedding", "id_dropout", "standardize_targets", "gbdt_
 
 class PipelineConfig(StrictModel):
     name: str = Field(min_length=1)
+    """the pipeline's name: names its run folders, its study and its MLflow experiment"""
     spec: Path
+    """the feature spec file (relative to the pipeline's folder)"""
     data: DataConfig
+    """where the rows come from: one of the `data:` kinds below, chosen by `kind`"""
     model: ComponentConfig
-    #: how features become the model's input vector (numeric embeddings, id dropout and
-    #: regularisation, wide part, embedding widths, GBDT leaves, cross network, target
-    #: standardisation); validated by recsys_mtl.nn.encoder_config.EncoderConfig when the model
-    #: is built, so this module never lists their fields
+    """the model family (`name`, one of the models above) and its `params`"""
     encoder: dict[str, Any] = {}
+    """how features become the model's input (numeric embeddings, id dropout and regularisation, wide part, embedding widths, GBDT
+    leaves, cross network, target standardisation): see the `encoder:` table; validated when the model is built"""
     balancing: ComponentConfig = ComponentConfig(name="equal")
-    #: a reinforcement-learning training mode (``rmtl``, see recsys_mtl.train.rl); none by default
+    """the task-balancing method (`name`, one of the balancing methods above) and its `params`"""
     rl: ComponentConfig | None = None
+    """a reinforcement-learning training mode (`name`, one of the training modes above) and its `params`; none by default"""
     trainer: TrainerConfig = TrainerConfig()
+    """how to train: optimisation, early stopping, devices, logging"""
     runs_dir: Path = Path("runs")
-    #: post-hoc calibration of binary tasks, fitted on the validation split after training and
-    #: baked into the export: "temperature" or "platt" (see recsys_mtl.train.calibration).
+    """the folder where run folders are written"""
     calibration: str | None = None
-    #: free-form sections owned by later stages (tuning search space, export options).
+    """post-hoc calibration of binary tasks, fitted on the validation split after training and baked into the export:
+    "temperature" or "platt" (see recsys_mtl.train.calibration).
+    """
     tune: dict[str, Any] = {}
+    """the tuning study: search space and settings (`recsys-mtl tune`, see the `tune:` table)"""
     export: dict[str, Any] = {}
-    #: baselines fitted next to the model (validated by recsys_mtl.baselines.config)
+    """reserved for export options; none is read today (export options are command-line flags)"""
     baselines: dict[str, Any] = {}
+    """baselines fitted next to the model (`recsys-mtl baseline`, see the `baselines:` table)"""
 
     @model_validator(mode="before")
     @classmethod

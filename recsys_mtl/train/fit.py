@@ -51,7 +51,7 @@ from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.calibration import calibration_report, check_calibrator, write_calibration
 from recsys_mtl.train.callbacks import RunCheckpoint, Throughput
-from recsys_mtl.train.checks import check_pipeline
+from recsys_mtl.train.pipeline_checks import check_pipeline
 from recsys_mtl.train.curves import plot_curves
 from recsys_mtl.train.datamodule import TableDataModule
 from recsys_mtl.train.incremental import carry_weights, start_from

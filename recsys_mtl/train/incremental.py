@@ -26,7 +26,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from recsys_mtl.data.fitted import OOV, FittedTable
+from recsys_mtl.features.fitted import OOV, FittedTable
 from recsys_mtl.data.preprocess import Preprocessor, spec_hash
 from recsys_mtl.data.sources import DataSource
 from recsys_mtl.errors import DataError

@@ -18,7 +18,7 @@ from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.balancer_feed import BalancerFeed
 from recsys_mtl.train.finite_guard import NonFiniteLossError, describe, nonfinite_loss
-from recsys_mtl.train.metrics import TaskMetrics
+from recsys_mtl.train.task_metrics import TaskMetrics
 from recsys_mtl.train.optim import clip_gradients, configure, needs_schedule, use_sparse_embeddings
 
 SPLITS = ("val", "test")

@@ -27,21 +27,22 @@ def register_rl(name: str) -> Callable[[type], type]:
     return RL_MODES.register(name)
 
 
-def _load() -> None:
+def load_modes() -> None:
+    """Import the modules that register training modes."""
     for module in _MODULES:
         importlib.import_module(module)
 
 
 def check_rl(name: str, params: dict[str, Any], tasks: Sequence[Task]) -> None:
     """SpecError naming ``rl.…`` on an unknown mode, bad params, or params the spec cannot meet."""
-    _load()
+    load_modes()
     RL_MODES.get(name).check(RL_MODES.config(name, params), tasks)
 
 
 def build_rl_module(name: str, params: dict[str, Any], model: MultiTaskModel, tasks: Sequence[Task], balancer: Balancer,
                     trainer_cfg: TrainerConfig, train: object) -> Any:
     """The mode's LightningModule; SpecError naming ``rl.…`` on bad params or unsupported data."""
-    _load()
+    load_modes()
     config = RL_MODES.config(name, params)
     if not isinstance(train, EncodedTable):
         raise SpecError(f"rl.name: {name!r} needs in-memory training data (files, synthetic, census), "

@@ -48,8 +48,8 @@ NEXT_KEY, DONE_KEY = "rmtl_next", "rmtl_done"
 
 
 class RMTLTrainingConfig(RMTLConfig):
-    #: a ``group_by`` column of the spec whose values are the session ids
     session_column: str = Field(min_length=1)
+    """a ``group_by`` column of the spec whose values are the session ids"""
 
 
 @register_rl("rmtl")

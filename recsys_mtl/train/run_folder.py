@@ -120,8 +120,8 @@ class RunMetrics(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    #: the checkpoint selected on validation, relative to the run folder
     best_checkpoint: str | None = None
+    """the checkpoint selected on validation, relative to the run folder"""
 
     @field_validator("best_checkpoint")
     @classmethod

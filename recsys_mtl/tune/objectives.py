@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
-from recsys_mtl.tune.params import StrictModel
+from recsys_mtl.strict import StrictModel
 
 Direction = Literal["maximize", "minimize"]
 _MINIMIZED = ("loss", "logloss", "rmse", "mae")
@@ -73,8 +73,11 @@ class SingleObjective(_Objective):
     """One validation metric (default: the trainer's monitor, in its mode)."""
 
     kind: Literal["single"]
+    """`single`"""
     metric: str | None = None
+    """the validation metric (default: the trainer's monitor)"""
     direction: Direction | None = None
+    """maximize or minimize (default: the metric's natural direction)"""
 
     _check = field_validator("metric")(lambda cls, v: v if v is None else _val_metric(v))
 
@@ -96,8 +99,11 @@ class WeightedObjective(_Objective):
     """Σ weight · metric over validation metrics, one number; pruning watches the sum."""
 
     kind: Literal["weighted"]
+    """`weighted`"""
     weights: dict[str, float] = Field(min_length=1)
+    """validation metric → its weight in the sum"""
     direction: Direction = "maximize"
+    """maximize or minimize the weighted sum"""
 
     @field_validator("weights")
     @classmethod
@@ -134,8 +140,11 @@ class MultiObjective(_Objective):
     prunable: ClassVar[bool] = False
 
     kind: Literal["multi"]
+    """`multi`"""
     metrics: list[str] = []
+    """one objective per validation metric (default: every task's first metric); the study returns the Pareto front"""
     directions: list[Direction] = []
+    """one direction per metric (default: each metric's natural direction)"""
 
     @model_validator(mode="after")
     def _shape(self) -> "MultiObjective":

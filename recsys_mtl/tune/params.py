@@ -6,28 +6,29 @@ import json
 from typing import Annotated, Any, Literal, Union
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from recsys_mtl.strict import StrictModel
 
 Scalar = Union[bool, int, float, str, None]
 
 
-class StrictModel(BaseModel):
-    """Unknown keys are errors; parsed values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class _Param(StrictModel):
-    #: active only when each named path (earlier parameter or fixed pipeline value) has this value / one of these values.
     when: dict[str, Union[Scalar, list[Scalar]]] = {}
+    """active only when each named path (earlier parameter or fixed pipeline value) has this value / one of these values."""
 
 
 class FloatParam(_Param):
     type: Literal["float"]
+    """`float`"""
     low: float
+    """lowest value"""
     high: float
+    """highest value"""
     log: bool = False
+    """sample on a log scale (needs low > 0)"""
     step: float | None = Field(None, gt=0)
+    """sample on a grid of this step from `low` (null: continuous)"""
 
     @model_validator(mode="after")
     def _bounds(self) -> "FloatParam":
@@ -47,10 +48,15 @@ class FloatParam(_Param):
 
 class IntParam(_Param):
     type: Literal["int"]
+    """`int`"""
     low: int
+    """lowest value"""
     high: int
+    """highest value"""
     step: int = Field(1, ge=1)
+    """sample every this many values from `low`"""
     log: bool = False
+    """sample on a log scale (needs low > 0 and step 1)"""
 
     @model_validator(mode="after")
     def _bounds(self) -> "IntParam":
@@ -71,7 +77,9 @@ class CategoricalParam(_Param):
     """Choices may be lists or mappings (e.g. layer sizes); Optuna stores those as JSON strings."""
 
     type: Literal["categorical"]
+    """`categorical`"""
     choices: list[Any] = Field(min_length=1)
+    """the values to choose from (scalars, lists or mappings; distinct)"""
 
     @field_validator("choices")
     @classmethod

@@ -36,7 +36,7 @@ earlier parameters (or fixed pipeline values) take the given value (or one of a 
 When ``model.name`` / ``balancing.name`` is tuned, pipeline params the sampled family does not
 accept are left out of that trial (they belong to another family).
 
-:func:`recsys_mtl.tune.checks.check_space` validates every path and every value a trial could take
+:func:`recsys_mtl.tune.space_checks.check_space` validates every path and every value a trial could take
 against the pipeline, its model / balancing registries and the spec's tasks, before any data is
 read or trial runs. Parameter types live in :mod:`recsys_mtl.tune.params`, path handling and
 sampling in :mod:`recsys_mtl.tune.paths`.
@@ -51,14 +51,17 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from recsys_mtl.errors import SpecError, format_validation_error
 from recsys_mtl.tune.objectives import Objective, SingleObjective
-from recsys_mtl.tune.params import Param, StrictModel
+from recsys_mtl.strict import StrictModel
+from recsys_mtl.tune.params import Param
 
 
 class Component(StrictModel):
     """An Optuna sampler or pruner by name, with its keyword arguments."""
 
     name: str
+    """the sampler's or pruner's name"""
     params: dict[str, Any] = {}
+    """its keyword arguments (as Optuna names them)"""
 
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
@@ -84,29 +87,42 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
 
 class TuneConfig(StrictModel):
     space: dict[str, Param] = Field(min_length=1)
+    """the search space: dotted pipeline path (`trainer.lr`, `model.params.num_experts`) → a float, int or categorical parameter"""
     objective: Objective = SingleObjective(kind="single")
+    """what a trial is scored on: `single`, `weighted` or `multi` (see the objectives below)"""
     n_trials: int | None = Field(20, ge=1)
+    """trials in total over all workers sharing the study (null: until `timeout`)"""
     timeout: float | None = Field(None, gt=0)
+    """seconds per worker (null: no limit)"""
     study_name: str | None = Field(None, min_length=1)
+    """the study's name (default: the pipeline's name)"""
     storage: str | None = None
+    """Optuna storage URL (default: `sqlite:///<runs_dir>/tune/<study>/study.db`)"""
     sampler: Component = Component(name="tpe")
-    #: default: median pruning for one objective; Optuna cannot prune multi-objective studies.
+    """the Optuna sampler by name (tpe, random, nsga2, nsga3, cmaes, qmc, gp) and its keyword arguments"""
     pruner: Component | None = None
+    """the Optuna pruner by name (median, percentile, successive_halving, hyperband, threshold, patient, wilcoxon, none) and its
+    keyword arguments; default: median pruning for one objective (Optuna cannot prune multi-objective studies)"""
     trial_overrides: dict[str, Any] = {}
-    #: trials train on this seeded random share of the train rows (validation stays whole); the refit uses all.
+    """pipeline values for trials only (e.g. `{trainer.max_epochs: 3}`); the final refit uses the pipeline's"""
     train_fraction: float = Field(1.0, gt=0, le=1)
+    """trials train on this seeded random share of the train rows (validation stays whole); the refit uses all."""
     enqueue: list[dict[str, Any]] = []
-    #: the untuned pipeline is the study's first trial, so the best trial is never worse than it on validation
+    """parameter sets run first (after the default trial), e.g. `[{trainer.lr: 0.002}]`"""
     enqueue_default: bool = True
-    #: also refit the default trial (when it is not the chosen one) so the summary shows default vs tuned on test
+    """the untuned pipeline is the study's first trial, so the best trial is never worse than it on validation"""
     refit_default: bool = True
-    #: RDB heartbeat: a worker silent for grace_period seconds has its running trial failed (then retried).
+    """also refit the default trial (when it is not the chosen one) so the summary shows default vs tuned on test"""
     heartbeat_interval: int = Field(30, ge=1)
+    """seconds between a worker's heartbeats to an RDB storage (see `grace_period`)"""
     grace_period: int = Field(90, ge=2)
+    """seconds without a heartbeat after which a worker's running trial is failed (then retried)"""
     max_retry: int = Field(1, ge=0)
-    #: which Pareto-front trial to refit: index into best_trials sorted by the first objective.
+    """times a failed trial is retried"""
     refit_pareto_index: int = Field(0, ge=0)
+    """which Pareto-front trial to refit: index into best_trials sorted by the first objective."""
     plots: Literal["html", "png", "none"] = "html"
+    """study plots written after the study: html, png or none"""
 
     @field_validator("sampler")
     @classmethod

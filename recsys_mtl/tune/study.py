@@ -46,7 +46,7 @@ from recsys_mtl.spec.loading import load_pipeline
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.fit import FitResult, Prepared, fit, prepare
 from recsys_mtl.train.loggers import mlflow_assignments
-from recsys_mtl.tune.checks import check_space
+from recsys_mtl.tune.space_checks import check_space
 from recsys_mtl.tune.params import encode_choice
 from recsys_mtl.tune.paths import default_assignment, resolve, sample
 from recsys_mtl.tune.space import TuneConfig, parse_tune

@@ -30,27 +30,37 @@ class VocabConfig(StrictModel):
     """A vocabulary fitted on the train split; rarer or excess values map to the OOV bucket."""
 
     min_freq: int = Field(1, ge=1)
+    """values seen fewer times than this in train map to the OOV bucket"""
     max_size: int | None = Field(None, ge=1)
+    """keep at most this many values, the most frequent (null: every value)"""
 
 
 class HashConfig(StrictModel):
     """Feature hashing (MurmurHash3 x86 32-bit of the UTF-8 string, unsigned, modulo ``buckets``)."""
 
     buckets: int = Field(ge=2)
+    """number of hash buckets (rows of the table besides missing and OOV)"""
     seed: int = Field(0, ge=0)
+    """MurmurHash3 seed"""
 
 
 class _Categorical(StrictModel):
     name: str = Field(min_length=1)
+    """the feature's name (unique in the spec; also its embedding table's name unless `shared_table`)"""
     column: str | None = None
+    """the raw column read (default: `name`)"""
     vocab: VocabConfig | None = None
+    """index by a vocabulary fitted on train (the default when neither `vocab` nor `hash` is set)"""
     hash: HashConfig | None = None
+    """index by feature hashing into a fixed number of buckets instead of a vocabulary"""
     embedding_dim: int = Field(8, ge=1)
-    #: features naming the same table share one embedding table (and one vocabulary).
+    """width of the feature's embedding rows (encoder.embedding_dim may derive it from the table size)"""
     shared_table: str | None = None
-    #: a value outside the fitted vocabulary: the OOV bucket (with a warning above 5% of rows),
-    #: or an error naming the column, for closed sets where a new value means broken data.
+    """features naming the same table share one embedding table (and one vocabulary)."""
     unseen: Literal["oov", "error"] = "oov"
+    """a value outside the fitted vocabulary: the OOV bucket (with a warning above 5% of rows), or an error naming the column, for
+    closed sets where a new value means broken data.
+    """
 
     @model_validator(mode="after")
     def _one_index(self) -> "_Categorical":
@@ -83,6 +93,7 @@ def table_use(f: _Categorical) -> TableUse:
 
 class CategoricalFeature(_Categorical):
     kind: Literal["categorical"]
+    """`categorical`"""
 
 
 def check_unseen(where: str, f: _Categorical, values: pl.Series, idx: np.ndarray) -> None:

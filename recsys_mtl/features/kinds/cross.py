@@ -39,13 +39,17 @@ class CrossFeature(StrictModel):
     """A cross of ``columns`` with its own table (named as the feature)."""
 
     kind: Literal["cross"]
+    """`cross`"""
     name: str = Field(min_length=1)
-    #: the raw categorical columns crossed, in this order (2 or 3)
+    """the feature's name (unique in the spec), also its embedding table's name"""
     columns: tuple[str, ...] = Field(min_length=2, max_length=3)
-    #: hashing into buckets (the usual choice: crosses are many); or ``vocab`` for crosses seen in train
+    """the raw categorical columns crossed, in this order (2 or 3)"""
     hash: HashConfig | None = None
+    """hashing into buckets (the usual choice: crosses are many); or ``vocab`` for crosses seen in train"""
     vocab: VocabConfig | None = None
+    """a vocabulary of the crosses seen in train, instead of `hash`"""
     embedding_dim: int = Field(8, ge=1)
+    """width of the cross's embedding rows"""
 
     @model_validator(mode="after")
     def _one_index(self) -> "CrossFeature":

@@ -49,18 +49,21 @@ class DenseFeature(StrictModel):
     """A fixed-length vector column → ``size`` numeric columns (optionally L2-normalised, standardized)."""
 
     kind: Literal["dense"]
+    """`dense`"""
     name: str = Field(min_length=1)
+    """the feature's name (unique in the spec)"""
     column: str | None = None
-    #: the length of every row's vector
+    """the raw vector column read (default: `name`)"""
     size: int = Field(ge=1, le=4096)
-    #: split a text column on this string (CSV); list / array columns are read as they are
+    """the length of every row's vector"""
     separator: str | None = Field(None, min_length=1)
-    #: divide each vector by its L2 norm
+    """split a text column on this string (CSV); list / array columns are read as they are"""
     normalize: bool = False
-    #: standardize each component with train mean / std
+    """divide each vector by its L2 norm"""
     standardize: bool = False
-    #: a missing-vector indicator column
+    """standardize each component with train mean / std"""
     indicator: bool = True
+    """a missing-vector indicator column"""
 
     @property
     def source(self) -> str:

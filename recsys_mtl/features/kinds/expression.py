@@ -37,15 +37,23 @@ class ExpressionFeature(StrictModel):
     """A numeric feature defined by an arithmetic expression over raw numeric columns."""
 
     kind: Literal["expression"]
+    """`expression`"""
     name: str = Field(min_length=1)
-    #: e.g. ``"log(1 + clicks) - log(1 + views)"`` or ``"CASE WHEN qty > 0 THEN price / qty END"``
+    """the feature's name (unique in the spec)"""
     expression: str = Field(min_length=1, max_length=4000)
+    """e.g. ``"log(1 + clicks) - log(1 + views)"`` or ``"CASE WHEN qty > 0 THEN price / qty END"``"""
     missing: MissingPolicy = MissingPolicy()
+    """what a null or NaN result becomes, and whether a missing indicator column is added"""
     clip: ClipConfig | None = None
+    """clip the result to `{min, max}` before any transform (null: no clipping)"""
     log1p: bool = False
+    """apply the signed log1p, sign(x)·log(1 + |x|), after clipping"""
     standardize: bool = True
+    """subtract the train mean and divide by the train standard deviation"""
     quantile_buckets: int | None = Field(None, ge=2)
+    """embed the result's train-quantile bucket (this many buckets) instead of the number (null: off)"""
     embedding_dim: int = Field(8, ge=1)
+    """width of the bucket embedding (with `quantile_buckets`)"""
 
     @field_validator("expression")
     @classmethod

@@ -64,21 +64,23 @@ class MatchFeature(StrictModel):
     """Candidate-vs-history statistics (see the module docstring for each output)."""
 
     kind: Literal["match"]
+    """`match`"""
     name: str = Field(min_length=1)
-    #: raw column of the candidate id (e.g. the item being scored)
+    """the feature's name (unique in the spec); its outputs are named `<name>_<output>`"""
     candidate: str = Field(min_length=1)
-    #: raw list column (or delimited text) of the user's history, most recent first
+    """raw column of the candidate id (e.g. the item being scored)"""
     history: str = Field(min_length=1)
-    #: entries of the history looked at: the first max_len
+    """raw list column (or delimited text) of the user's history, most recent first"""
     max_len: int = Field(ge=1)
-    #: split a text history on this string (as a sequence feature's separator)
+    """entries of the history looked at: the first max_len"""
     separator: str | None = Field(None, min_length=1)
-    #: raw column of the candidate's category (the coarser level), with ``history_category``
+    """split a text history on this string (as a sequence feature's separator)"""
     candidate_category: str | None = Field(None, min_length=1)
-    #: raw list column of the history items' categories, aligned with ``history``
+    """raw column of the candidate's category (the coarser level), with ``history_category``"""
     history_category: str | None = Field(None, min_length=1)
-    #: which outputs to emit; default: every item output, and the category ones when categories are given
+    """raw list column of the history items' categories, aligned with ``history``"""
     outputs: tuple[Output, ...] | None = Field(None, min_length=1)
+    """which outputs to emit; default: every item output, and the category ones when categories are given"""
 
     @model_validator(mode="after")
     def _levels(self) -> "MatchFeature":

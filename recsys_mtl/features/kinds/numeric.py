@@ -27,8 +27,11 @@ class MissingPolicy(StrictModel):
     data is refused, naming the column (see docs/input_limits.md)."""
 
     impute: Literal["mean", "median", "zero", "constant"] = "mean"
+    """the value a missing entry takes: the train mean, median, zero, or `value`"""
     value: float | None = None
+    """the constant imputed with `impute: constant`"""
     indicator: bool = True
+    """add a 0/1 column that marks the imputed rows"""
 
     @model_validator(mode="after")
     def _constant_needs_value(self) -> "MissingPolicy":
@@ -39,7 +42,9 @@ class MissingPolicy(StrictModel):
 
 class ClipConfig(StrictModel):
     min: float | None = None
+    """lower bound (null: none)"""
     max: float | None = None
+    """upper bound (null: none)"""
 
     @model_validator(mode="after")
     def _ordered(self) -> "ClipConfig":
@@ -56,14 +61,23 @@ class NumericFeature(StrictModel):
     """
 
     kind: Literal["numeric"]
+    """`numeric`"""
     name: str = Field(min_length=1)
+    """the feature's name (unique in the spec)"""
     column: str | None = None
+    """the raw column read (default: `name`)"""
     missing: MissingPolicy = MissingPolicy()
+    """what a null or NaN becomes, and whether a missing indicator column is added"""
     clip: ClipConfig | None = None
+    """clip the value to `{min, max}` before any transform (null: no clipping)"""
     log1p: bool = False
+    """apply the signed log1p, sign(x)·log(1 + |x|), after clipping"""
     standardize: bool = True
+    """subtract the train mean and divide by the train standard deviation"""
     quantile_buckets: int | None = Field(None, ge=2)
+    """embed the value's train-quantile bucket (this many buckets) instead of the number (null: off)"""
     embedding_dim: int = Field(8, ge=1)
+    """width of the bucket embedding (with `quantile_buckets`)"""
 
     @property
     def source(self) -> str:

@@ -25,13 +25,12 @@ class TargetAttentionConfig(StrictModel):
     """DIN target attention (see :mod:`recsys_mtl.nn.target_attention`): the sequence is pooled
     with weights computed from each element and the ``query`` feature's embedding."""
 
-    #: a categorical feature (e.g. the candidate item) sharing this sequence's embedding table
     query: str = Field(min_length=1)
-    #: widths of the local activation unit's hidden layers (DIN: 80, 40)
+    """a categorical feature (e.g. the candidate item) sharing this sequence's embedding table"""
     hidden: tuple[int, ...] = Field((80, 40), min_length=1)
-    #: normalise weights with a softmax over the sequence (DIN's reference code) instead of the
-    #: paper's raw weights
+    """widths of the local activation unit's hidden layers (DIN: 80, 40)"""
     softmax: bool = False
+    """normalise weights with a softmax over the sequence (DIN's reference code) instead of the paper's raw weights"""
 
 
 class SequenceFeature(_Categorical):
@@ -42,14 +41,18 @@ class SequenceFeature(_Categorical):
     """
 
     kind: Literal["sequence"]
+    """`sequence`"""
     max_len: int = Field(ge=1)
+    """items kept per row: longer lists are truncated, shorter ones padded"""
     pooling: Literal["mean", "sum", "max", "target_attention"] = "mean"
+    """how the item embeddings become one vector: mean, sum, max, or DIN target attention (needs `attention`)"""
     attention: TargetAttentionConfig | None = None
-    separator: str | None = Field(None, min_length=1, description=(
-        "split a text column (e.g. 'Action|Comedy' from a CSV) into items on this string: items are "
-        "stripped of surrounding ASCII whitespace and empty ones dropped, so an empty or null value is an "
-        "empty sequence; a list column is still taken as it is. The export records it, and the server then "
-        "takes a delimited string or a list for this input"))
+    """the target attention's query and sizes (with `pooling: target_attention`)"""
+    separator: str | None = Field(None, min_length=1)
+    """split a text column (e.g. 'Action|Comedy' from a CSV) into items on this string: items are stripped of
+    surrounding ASCII whitespace and empty ones dropped, so an empty or null value is an empty sequence; a list column
+    is still taken as it is. The export records it, and the server then takes a delimited string or a list for this
+    input"""
 
     @model_serializer(mode="wrap")
     def _drop_unset_separator(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

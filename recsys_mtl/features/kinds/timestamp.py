@@ -61,15 +61,19 @@ class TimestampFeature(StrictModel):
     """A datetime / epoch-seconds column → cyclical hour and weekday, and elapsed time to ``reference``."""
 
     kind: Literal["timestamp"]
+    """`timestamp`"""
     name: str = Field(min_length=1)
+    """the feature's name (unique in the spec)"""
     column: str | None = None
-    #: cyclical encodings to emit (sin and cos each)
+    """the raw datetime or epoch-seconds column read (default: `name`)"""
     cyclical: tuple[Cycle, ...] = ("hour", "weekday")
-    #: a timestamp column to measure from: elapsed = reference − this column (e.g. request_time)
+    """cyclical encodings to emit (sin and cos each)"""
     reference: str | None = Field(None, min_length=1)
+    """a timestamp column to measure from: elapsed = reference − this column (e.g. request_time)"""
     elapsed_unit: Literal["seconds", "minutes", "hours", "days"] = "hours"
-    #: imputation and indicator of ``elapsed`` (the cyclical outputs impute 0)
+    """unit of the elapsed time to `reference`"""
     missing: MissingPolicy = MissingPolicy(impute="median")
+    """imputation and indicator of ``elapsed`` (the cyclical outputs impute 0)"""
 
     @model_validator(mode="after")
     def _something(self) -> "TimestampFeature":

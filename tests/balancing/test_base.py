@@ -1,0 +1,46 @@
+"""The balancing interface: registry, typed configs, the collapse warning."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from recsys_mtl.balancing import BALANCERS, build_balancer
+from recsys_mtl.balancing.base import StepContext
+from recsys_mtl.errors import SpecError
+
+from tests.support.balancer_table import SHORT_FIT
+
+
+def test_every_registered_method_has_a_table_row() -> None:
+    assert sorted(BALANCERS.names()) == sorted(SHORT_FIT), "add the method to tests/support/balancer_table.py"
+
+
+def test_bad_params_name_the_field() -> None:
+    with pytest.raises(SpecError, match=r"balancing.params.alpha"):
+        build_balancer("gradnorm", {"alpha": -1}, ["a", "b"])
+    with pytest.raises(SpecError, match=r"balancing.params.bogus: unknown parameter"):
+        build_balancer("pcgrad", {"bogus": 1}, ["a", "b"])
+
+
+def test_collapsed_weight_warns_once_after_the_window() -> None:
+    balancer = build_balancer("static", {"weights": {"a": 1.0, "b": 0.001}, "collapse_window": 5}, ["a", "b"])
+    ctx = StepContext(step=0, epoch=0)
+    losses = torch.ones(2)
+    for _ in range(4):
+        balancer(losses, ctx)
+    with pytest.warns(RuntimeWarning, match="task 'b' weight has stayed below"):
+        balancer(losses, ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        balancer(losses, ctx)  # not repeated
+
+
+def test_healthy_weights_do_not_warn() -> None:
+    balancer = build_balancer("static", {"weights": {"a": 1.0, "b": 0.05}, "collapse_window": 2}, ["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for _ in range(5):
+            balancer(torch.ones(2), StepContext(step=0, epoch=0))

@@ -1,0 +1,186 @@
+"""Many workers, one study: a real PostgreSQL server shared by two processes, and resume after kill -9."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from recsys_mtl.data.sources import load_splits
+from recsys_mtl.spec import load_pipeline
+from recsys_mtl.tune import plan_study, run_workers
+from tests.support.paths import ROOT
+from tests.support.tune import write_pipeline
+
+SPACE = {"trainer.lr": {"type": "float", "low": 3.0e-3, "high": 3.0e-2, "log": True},
+         "model.params.num_experts": {"type": "int", "low": 1, "high": 3}}
+
+
+def _pg_tool(name: str) -> str | None:
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback (initdb + pg_ctl in a temp dir), removed afterwards."""
+    initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server not installed (initdb/pg_ctl not found): apt-get install -y postgresql")
+    psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2-binary not installed (pip install 'recsys-mtl[tune]')")
+    root = Path(tempfile.mkdtemp(prefix="recsys-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: use the postgres (or nobody) account
+        user = "postgres" if _has_user("postgres") else "nobody"
+        shutil.chown(root, user)
+        run_as = ["runuser", "-u", user, "--"]
+    port = _free_port()
+    data = root / "data"
+    try:
+        subprocess.run([*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], check=True, capture_output=True, text=True)
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60",
+             "-o", f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off", "start"],
+            check=True, capture_output=True, text=True,
+        )
+    except (subprocess.CalledProcessError, OSError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL cluster: {getattr(exc, 'stderr', '') or exc}")
+    try:
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute("CREATE DATABASE studies")
+        conn.close()
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/studies"
+    finally:
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _worker(path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "recsys_mtl.cli", "tune", str(path), "--no-refit", *args],
+        cwd=path.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _cache_data(path: Path) -> None:
+    cfg, _ = load_pipeline(path)
+    load_splits(cfg.data)  # generate the synthetic parquet once, before workers race to it
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str) -> None:
+    n = 4
+    path = write_pipeline(tmp_path, {"n_trials": n, "space": SPACE, "trial_overrides": {"trainer.max_epochs": 1},
+                                     "sampler": {"name": "random"}, "plots": "none"})
+    _cache_data(path)
+    workers = [_worker(path, "--storage", postgres_url, "--study", "shared") for _ in range(2)]
+    outputs = [w.communicate(timeout=400)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == n
+    numbers = [t.number for t in trials]
+    assert len(set(numbers)) == len(numbers) == len(trials)
+    assert len({t.user_attrs["worker"] for t in finished}) == 2, outputs  # both processes ran trials
+
+
+@pytest.mark.slow
+def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) -> None:
+    path = write_pipeline(tmp_path, {
+        "n_trials": 3, "space": SPACE, "sampler": {"name": "random", "params": {"seed": 0}},
+        "trial_overrides": {"trainer.max_epochs": 3}, "heartbeat_interval": 1, "grace_period": 2, "plots": "none",
+    }, rows=3000)
+    _cache_data(path)
+    plan = plan_study(path)
+    plan.area.mkdir(parents=True)  # the SQLite file's folder, so this test can watch the study
+    storage = optuna.storages.RDBStorage(plan.storage_url)
+    worker = _worker(path)
+    killed: optuna.trial.FrozenTrial | None = None
+    deadline = time.time() + 300
+    try:
+        while killed is None and time.time() < deadline and worker.poll() is None:
+            time.sleep(0.3)
+            try:
+                trials = optuna.load_study(study_name=plan.study_name, storage=storage).get_trials(deepcopy=False)
+            except KeyError:  # study not created yet
+                continue
+            running = [t for t in trials if t.state == TrialState.RUNNING and "assignments" in t.user_attrs]
+            if any(t.state == TrialState.COMPLETE for t in trials) and running:
+                os.kill(worker.pid, signal.SIGKILL)  # mid-trial, no chance to clean up
+                worker.wait()
+                killed = running[0]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert killed is not None, "the worker never reached a second trial"
+    before = {t.number: t.values for t in optuna.load_study(study_name=plan.study_name, storage=storage).trials if t.state == TrialState.COMPLETE}
+    time.sleep(plan.tune.grace_period + 1)  # the dead worker's heartbeat is now stale
+
+    study, _ = run_workers(plan)  # a new worker continues the same study from its storage
+    trials = {t.number: t for t in study.trials}
+    assert trials[killed.number].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].user_attrs["assignments"] == killed.user_attrs["assignments"]  # same parameters
+    assert {k: trials[k].values for k in before} == before  # nothing finished before the kill is lost
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 3
+
+
+
+@pytest.mark.slow
+def test_a_trial_started_after_the_last_slot_was_taken_steps_aside() -> None:
+    """Two workers finishing together both pass MaxTrialsCallback; the later-numbered trial must not run."""
+    from recsys_mtl.tune.study import SurplusTrial, _claim_slot, trial_rows
+
+    study = optuna.create_study(storage="sqlite:///:memory:")
+    for _ in range(2):
+        study.tell(study.ask(), 0.5)  # two finished
+    racing = [study.ask(), study.ask()]  # both workers saw 2 finished + 1 running < 4 and asked
+    _claim_slot(racing[0], 4)  # trial 2: 2 earlier, runs
+    _claim_slot(racing[1], 4)  # trial 3: 3 earlier (2 finished + trial 2 running), runs: exactly 4
+    ran: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        _claim_slot(trial, 4)
+        ran.append(trial.number)
+        return 0.5
+
+    study.optimize(objective, n_trials=5, catch=(SurplusTrial,))  # a third worker arriving late
+    late = study.trials[-1]
+    assert ran == [] and len(study.trials) == 5  # stopped after its one surplus trial, which did no work
+    assert late.state == TrialState.FAIL and late.user_attrs["surplus"] is True
+    assert [r["role"] for r in trial_rows(study)] == ["search"] * 4 + ["surplus"]  # trials.csv tells it apart
+    _claim_slot(study.ask(), None)  # no target: never surplus
