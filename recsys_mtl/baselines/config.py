@@ -43,8 +43,9 @@ class PractitionerParams(StrictModel):
 
     high_cardinality: int = Field(100, ge=1)
     """a categorical with more distinct training values than this is high-cardinality"""
-    encodings: list[str] = Field(["rank", "native_smooth"], min_length=1)
-    """candidate encodings of the high-cardinality columns, chosen per task on validation"""
+    encodings: list[str] = Field(["rank", "native_smooth", "rank_all"], min_length=1)
+    """candidate encodings, chosen per task on validation (``rank`` / ``native_smooth`` change the
+    high-cardinality columns; ``rank_all`` makes every categorical its frequency rank, always tried)"""
     cat_smooth: float = Field(50.0, ge=0)
     """native_smooth: LightGBM's categorical smoothing"""
     cat_l2: float = Field(10.0, ge=0)

@@ -124,6 +124,9 @@ class MultiTaskModel(nn.Module, ABC):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     #: the ``encoder:`` options this family takes (build_model refuses any other one that is set)
     encoder_options: ClassVar[frozenset[str]] = frozenset({"id_dropout", "id_regularization", "embedding_dim", "standardize_targets"})
+    #: whether the family adds the encoder's logit options (wide part, trees' margin) without the
+    #: standard forward (an ensemble whose members do)
+    adds_logit_options: ClassVar[bool] = False
 
     def __init__(self, context: ModelContext, config: ModelConfig):
         super().__init__()
@@ -149,9 +152,10 @@ class MultiTaskModel(nn.Module, ABC):
         """Indices of the tasks GBDT leaf features are fitted on (binary and regression)."""
         return [i for i, t in enumerate(self.context.tasks) if t.type in GBDT_OBJECTIVES]
 
-    def fit_inputs(self, train: object) -> None:
+    def fit_inputs(self, train: object, valid: EncodedTable | None = None) -> None:
         """Fit what the inputs need from the train split (an in-memory EncodedTable) before training:
-        GBDT leaf trees; a no-op without them. Every encoder of the model gets the same trees."""
+        GBDT leaf trees (early-stopped on ``valid`` when their config asks); a no-op without them.
+        Every encoder of the model gets the same trees."""
         encoders = [m for m in self.modules() if isinstance(m, FeatureEncoder) and m.gbdt is not None]
         if not encoders:
             return
@@ -160,7 +164,10 @@ class MultiTaskModel(nn.Module, ABC):
         tasks = self.gbdt_tasks()
         x = encoders[0].gbdt_inputs({"categorical": train.categorical, "numeric": train.numeric}).numpy()
         objectives = [GBDT_OBJECTIVES[self.context.tasks[i].type] for i in tasks]
-        encoders[0].gbdt.fit(x, train.labels[:, tasks].numpy(), train.weights[:, tasks].numpy(), objectives)  # type: ignore[union-attr]
+        held = None if valid is None else (
+            encoders[0].gbdt_inputs({"categorical": valid.categorical, "numeric": valid.numeric}).numpy(),
+            valid.labels[:, tasks].numpy(), valid.weights[:, tasks].numpy())
+        encoders[0].gbdt.fit(x, train.labels[:, tasks].numpy(), train.weights[:, tasks].numpy(), objectives, held)  # type: ignore[union-attr]
         trees = {k: v for k, v in encoders[0].gbdt.state_dict().items() if not k.startswith("embedding.")}  # type: ignore[union-attr]
         for enc in encoders[1:]:
             enc.gbdt.load_state_dict(trees, strict=False)  # type: ignore[union-attr]

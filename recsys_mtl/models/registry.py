@@ -38,7 +38,7 @@ def build_model(name: str, params: dict[str, Any], context: ModelContext) -> Mul
                             f"{', '.join(sorted(cls.encoder_options))})")
     logit_options = [key for key, on in (("wide", enc.wide is not None),
                                          ("gbdt_leaves.margin", enc.gbdt_leaves is not None and enc.gbdt_leaves.margin)) if on]
-    if logit_options and not wraps_task_inputs(cls):
+    if logit_options and not (wraps_task_inputs(cls) or cls.adds_logit_options):
         raise SpecError(f"{LOGIT_OPTIONS[logit_options[0]]}: {name!r} has its own forward (not encoder → task inputs → "
                         "towers), so nothing can be added to its logits after the towers")
     config = MODELS.config(name, params)

@@ -17,6 +17,15 @@ LightGBM's raw score, initial score included) to that task's logit, so the netwo
 the trees' predictions and learns a residual on them: stacking as in boosting from an initial
 score (LightGBM's ``init_score``), here with the trees inside the model and its ONNX graph.
 
+``early_stopping_rounds`` makes ``n_trees`` a cap, as the practitioner's LightGBM per task
+(:mod:`recsys_mtl.baselines.practitioner`) does: each task boosts on the train split with early
+stopping on the validation split's task metric (AUC for binary tasks, l2 for regression, nothing
+else), and keeps the trees up to its best validation iteration; the slots after them stay
+constant trees (one leaf, value 0), so the model's shapes never depend on the data. The kept
+count per task is stored with the trees (``fitted_trees``). The inputs are those of the
+practitioner's ``rank_all`` candidate: every categorical as its vocabulary index, which is ordered
+by training frequency (LightGBM's native subset splits have no threshold form for the walk).
+
 The trees are frozen while the network trains, so a training row's leaves never change: loaders
 of in-memory splits carry them as a precomputed (B, T) batch column (:data:`LEAVES_KEY`, computed
 once per split by :mod:`recsys_mtl.train.precomputed`) and the training step skips the walk. A batch
@@ -63,6 +72,13 @@ class GBDTLeavesConfig(ParamsModel):
     """LightGBM seed"""
     margin: bool = False
     """add each binary task's tree score (log-odds) to its logit: the network learns the residual"""
+    early_stopping_rounds: int | None = Field(None, ge=1)
+    """boost each task up to ``n_trees`` rounds with early stopping on the validation split (its AUC /
+    l2) after this many rounds without improvement; None: exactly ``n_trees`` trees"""
+    bagging_fraction: float = Field(1.0, gt=0, le=1)
+    """LightGBM's row subsample per tree (bagging_fraction, drawn every iteration); 1 = off"""
+    lambda_l2: float = Field(0.0, ge=0)
+    """LightGBM's L2 on leaf values"""
 
 
 class GBDTLeaves(nn.Module):
@@ -93,6 +109,8 @@ class GBDTLeaves(nn.Module):
         self.register_buffer("leaf_offset", torch.arange(t) * cfg.num_leaves, persistent=False)
         if cfg.margin:  # registered only when used: checkpoints without it keep loading
             self.register_buffer("leaf_value", torch.zeros(t, cfg.num_leaves))
+        if cfg.early_stopping_rounds is not None:  # (tasks,) trees kept per task, chosen on validation
+            self.register_buffer("fitted_trees", torch.zeros(n_tasks, dtype=torch.long))
         self.embedding = nn.Embedding(t * cfg.num_leaves, cfg.d_embedding)
         nn.init.normal_(self.embedding.weight, std=0.05)
         self.n_tasks = n_tasks
@@ -145,27 +163,48 @@ class GBDTLeaves(nn.Module):
         return values.view(leaves.shape[0], -1, self.cfg.n_trees).sum(-1)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, x: np.ndarray, labels: np.ndarray, weights: np.ndarray, objectives: Sequence[str]) -> list[Any]:
+    def fit(self, x: np.ndarray, labels: np.ndarray, weights: np.ndarray, objectives: Sequence[str],
+            valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[Any]:
         """LightGBM on (N, F) float32 ``x``; ``labels`` / ``weights`` (N, T_tasks); one objective per task.
-        Returns the boosters (one per task), whose trees are now this module's."""
+        ``valid``: the validation split's (x, labels, weights), needed with ``early_stopping_rounds``.
+        Returns the boosters (one per task), whose first ``best_iteration`` trees (all ``n_trees``
+        without early stopping) are now this module's."""
         try:
             import lightgbm as lgb
         except ImportError:
             raise SpecError("encoder.gbdt_leaves needs lightgbm (pip install 'recsys-mtl[lightgbm]')") from None
         cfg = self.cfg
+        stop = cfg.early_stopping_rounds
+        if stop is not None and valid is None:
+            raise SpecError("encoder.gbdt_leaves.early_stopping_rounds: needs the validation split")
         params = {
             "num_leaves": cfg.num_leaves, "max_depth": cfg.max_depth, "learning_rate": cfg.learning_rate,
             "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": cfg.feature_fraction, "seed": cfg.seed,
-            "deterministic": True, "force_row_wise": True, "num_threads": 1, "verbose": -1,
+            "bagging_fraction": cfg.bagging_fraction, "bagging_freq": 1 if cfg.bagging_fraction < 1 else 0,
+            "lambda_l2": cfg.lambda_l2, "deterministic": True, "force_row_wise": True, "num_threads": 1, "verbose": -1,
         }
         trees: list[dict] = []
         boosters = []
         for k, objective in enumerate(objectives):
             rows = weights[:, k] > 0
             data = lgb.Dataset(x[rows], labels[rows, k], weight=weights[rows, k], free_raw_data=True)
-            booster = lgb.train({**params, "objective": objective}, data, num_boost_round=cfg.n_trees)
+            if stop is None:
+                booster = lgb.train({**params, "objective": objective}, data, num_boost_round=cfg.n_trees)
+                kept = cfg.n_trees
+            else:
+                assert valid is not None
+                vx, vy, vw = valid
+                vrows = vw[:, k] > 0
+                dvalid = lgb.Dataset(vx[vrows], vy[vrows, k], weight=vw[vrows, k], reference=data)
+                # the task's own metric only, as the practitioner's LightGBM stops
+                metric = {"binary": "auc", "regression": "l2"}[objective]
+                booster = lgb.train({**params, "objective": objective, "metric": metric}, data, num_boost_round=cfg.n_trees,
+                                    valid_sets=[dvalid], valid_names=["valid"],
+                                    callbacks=[lgb.early_stopping(stop, first_metric_only=True, verbose=False)])
+                kept = int(booster.best_iteration or booster.current_iteration())
+                self.fitted_trees[k] = kept
             boosters.append(booster)
-            dumped = booster.dump_model()["tree_info"]
+            dumped = booster.dump_model(num_iteration=kept)["tree_info"]
             trees += [t["tree_structure"] for t in dumped]
             trees += [{"leaf_index": 0}] * (cfg.n_trees - len(dumped))  # stopped early: constant trees
         with torch.no_grad():

@@ -117,7 +117,7 @@ def build_module(prep: Prepared) -> MultiTaskModule:
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     context = model_context(prep.preprocessor.layout, prep.spec.tasks, cfg.encoder)
     model = build_model(cfg.model.name, cfg.model.params, context)
-    model.fit_inputs(prep.train)  # e.g. GBDT leaf trees, fitted on the train split only
+    model.fit_inputs(prep.train, prep.valid)  # e.g. GBDT leaf trees, fitted on the train split (early-stopped on valid)
     balancer = build_balancer(cfg.balancing.name, cfg.balancing.params, model.task_names)
     if cfg.rl is not None:  # a reinforcement-learning training mode (RMTL) around the same model and balancer
         return build_rl_module(cfg.rl.name, cfg.rl.params, model, prep.spec.tasks, balancer, cfg.trainer, prep.train)  # type: ignore[no-any-return]

@@ -84,7 +84,7 @@ def test_baseline_on_drift_data_records_the_practitioner_choices_and_bias(tmp_pa
     assert report["lightgbm_high_cardinality"] == ["user_id", "item_id"]
     choice = report["lightgbm_choice"]["1"]
     assert set(choice) == {"click", "convert", "quick"}
-    assert all(c["encoding"] in {"rank", "native_smooth"} for c in choice.values())
+    assert all(c["encoding"] in {"rank", "native_smooth", "rank_all"} for c in choice.values())
     assert set(report["bias_choice"]["1"]["click"]) >= {"model", "prior", "entities"}
     table = (folder / "baselines.md").read_text()
     assert "high-cardinality encoding chosen on validation" in table and "bias / item rate" in table

@@ -67,20 +67,55 @@ def test_choice_per_task_is_the_best_validation_candidate() -> None:
     for task, metric, sign in (("click", "auc", 1), ("value", "rmse", -1)):
         c = r["choice"][task]
         vals = c[f"val_{metric}"]
-        assert set(vals) == {"rank", "native_smooth"}
+        assert set(vals) == {"rank", "native_smooth", "rank_all"}
         assert c["encoding"] == max(vals, key=lambda k: sign * vals[k])
         # the reported validation value is the winner's
         assert r["val"][f"{task}/{metric}"] == pytest.approx(vals[c["encoding"]], abs=1e-6)
     assert r["test"]["click/auc"] > 0.75
 
 
-def test_without_high_cardinality_columns_one_model_is_fitted() -> None:
+def test_without_high_cardinality_columns_the_plain_model_and_rank_all_are_fitted() -> None:
     pytest.importorskip("lightgbm")
     r = fit_practitioner_lightgbm(TASKS[:1], _data(2000, 0), _data(800, 1), _data(800, 2), COLUMNS, FAST,
                                   PractitionerParams(high_cardinality=1000), seed=1)
     assert r["high_cardinality"] == []
-    assert list(r["choice"]["click"]["val_auc"]) == ["rank"]
-    assert r["choice"]["click"]["encoding"] == "none"
+    # rank and native_smooth would both be the plain model: one fit; rank_all changes every categorical
+    vals = r["choice"]["click"]["val_auc"]
+    assert list(vals) == ["rank", "rank_all"]
+    assert vals["rank"] != vals["rank_all"]
+    expect = "rank_all" if vals["rank_all"] > vals["rank"] else "none"
+    assert r["choice"]["click"]["encoding"] == expect
+
+
+def test_rank_all_makes_every_categorical_an_ordered_frequency_rank() -> None:
+    m = tree_matrix(_data(3000, 0))
+    enc = encoding("rank_all").encode(m, m[:5], m[:5], COLUMNS, [], PractitionerParams())
+    assert enc.categorical == []  # nothing native left, high-cardinality or not
+    for c in (0, 1):
+        np.testing.assert_array_equal(enc.train[:, c], frequency_rank(m[:, c])[0])
+    np.testing.assert_array_equal(enc.train[:, 2], m[:, 2])  # numerics untouched
+
+
+def test_rank_all_wins_where_popularity_orders_a_low_cardinality_effect() -> None:
+    """A 60-value categorical whose effect is monotone in its popularity, the only signal, small
+    trees: ordered splits on the rank need few splits, native subset splits overfit the rare values."""
+    pytest.importorskip("lightgbm")
+
+    def data(n: int, seed: int) -> EncodedTable:
+        rng = np.random.default_rng(seed)
+        w = 1.0 / np.arange(1, 61) ** 1.2
+        v = rng.choice(60, size=n, p=w / w.sum())
+        # vocabulary indices in a shuffled order: the popularity order is not the index order
+        idx = np.random.default_rng(99).permutation(60)[v] + 2
+        z = -0.6 * np.log1p(v) + rng.normal(0, 1.0, n)
+        cat = torch.as_tensor(np.stack([idx, np.full(n, 2)], axis=1), dtype=torch.long)
+        lab = torch.as_tensor((z > np.median(z)).astype(np.float32))[:, None]
+        return EncodedTable(cat, torch.zeros(n, 1), {}, lab, torch.ones(n, 1))
+
+    r = fit_practitioner_lightgbm(TASKS[:1], data(3000, 0), data(3000, 1), data(3000, 2), COLUMNS,
+                                  FAST, PractitionerParams(high_cardinality=1000), seed=1)
+    vals = r["choice"]["click"]["val_auc"]
+    assert r["choice"]["click"]["encoding"] == "rank_all" and vals["rank_all"] > vals["rank"]
 
 
 def test_plain_categoricals_are_native_and_bucketed_numerics_ordered(synth_df: object) -> None:

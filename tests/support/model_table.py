@@ -83,6 +83,7 @@ TABLE: dict[str, list[Variant]] = {
         Variant("mmoe", {"base": "mmoe", "base_params": {"num_experts": 4}, "film_hidden": [8]}, gated=True,
                 before_gradients=_film_unblock),
     ],
+    "ensemble": [Variant("mmoe3", {"base": "mmoe", "base_params": {"num_experts": 3, "expert_hidden": [16]}, "members": 3}, gated=True)],
     "stem": [Variant("default", {"shared_experts": 2, "task_experts": 2, "expert_hidden": [16]}, gated=True)],
     "esmm": [Variant("default", {"tower_hidden": [32]}, funnel=True, min_tasks=2)],
     "aitm": [Variant("default", {"bottom_hidden": [32]}, funnel=True, min_tasks=2)],
