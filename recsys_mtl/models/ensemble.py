@@ -34,22 +34,17 @@ from recsys_mtl.models.registry import MODELS, build_model, register
 
 class EnsembleConfig(ModelConfig):
     base: str = "mmoe"
+    """the members' family (any flat-input model); the ensemble's own tower_hidden, dropout and
+    activation are unused: the members' own (in base_params) apply"""
     base_params: dict[str, Any] = Field(default_factory=dict)
-    #: K members averaged in logit space
+    """the members' parameters"""
     members: int = Field(3, ge=2)
+    """K, the members averaged in logit space"""
 
 
 @register("ensemble")
 class EnsembleModel(MultiTaskModel):
-    """K members of one flat-input family, (B,) / (B, C) logits averaged over members.
-
-    | param | default | meaning |
-    |---|---|---|
-    | base | mmoe | the members' family (any flat-input model) |
-    | base_params | {} | its parameters |
-    | members | 3 | K |
-    | tower_hidden, dropout, activation | | unused: the members' own (in base_params) apply |
-    """
+    """K members of one flat-input family, (B,) / (B, C) logits averaged over members."""
 
     Config = EnsembleConfig
     encoder_options = FlatInputModel.encoder_options
