@@ -140,7 +140,6 @@ def test_spec_errors_name_the_field(case: KindCase) -> None:
     assert "spec.yaml" in str(err.value) and "features[0]" in str(err.value) and says in str(err.value), str(err.value)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.kind)
 def test_streamed_fit_equals_in_memory_fit(case: KindCase, frame: pl.DataFrame, tmp_path: Path) -> None:
     spec = _spec(case)
@@ -156,7 +155,6 @@ def test_streamed_fit_equals_in_memory_fit(case: KindCase, frame: pl.DataFrame, 
             assert streamed["numeric"][name][key] == same, (name, key)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.kind)
 def test_polars_onnx_and_server_paths_agree(case: KindCase, frame: pl.DataFrame) -> None:
     spec = _spec(case)
@@ -177,7 +175,6 @@ def test_polars_onnx_and_server_paths_agree(case: KindCase, frame: pl.DataFrame)
             assert np.abs(got.astype(np.float64) - want.astype(np.float64)).max(initial=0.0) <= 1e-6, name
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.kind)
 def test_a_bad_value_is_refused_naming_row_and_column(case: KindCase, frame: pl.DataFrame) -> None:
     spec = _spec(case)
