@@ -75,6 +75,8 @@ class KindCase:
     bad_frame: Callable[[pl.DataFrame], pl.DataFrame] | None = None
     bad_frame_says: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: its fit / transform / graph checks take tens of seconds (marked slow: left out of the quick tier)
+    slow: bool = False
 
 
 def _set(df: pl.DataFrame, column: str, row: int, value: Any) -> pl.DataFrame:
@@ -105,7 +107,7 @@ CASES = [
              ({"columns": ["user"]}, "columns"), ("city", [1])),
     KindCase("expression", [{"kind": "expression", "name": "r", "expression": EXPRESSION}],
              ({"expression": "x % 2"}, "'%'"), ("x2", "abc"),
-             lambda df: _set(df, "x2", 7, math.inf), ("expression feature 'r'", "row 7")),
+             lambda df: _set(df, "x2", 7, math.inf), ("expression feature 'r'", "row 7"), slow=True),
     KindCase("timestamp", [{"kind": "timestamp", "name": "ts", "reference": "ref", "elapsed_unit": "days"}],
              ({"cyclical": ["minute"]}, "cyclical"), ("ref", "yesterday"),
              lambda df: df.with_columns(pl.col("ts").cast(pl.String)), ("timestamp feature 'ts'", "'ts'")),
@@ -114,6 +116,10 @@ CASES = [
              lambda df: df.with_columns(pl.Series("vec", [[1.0, 2.0, 3.0] if r == 7 else v for r, v in enumerate(df["vec"].to_list())])),
              ("dense feature 'vec'", "row 7")),
 ]
+
+
+#: CASES as parameters, the slow rows marked; for the checks that fit, transform or build graphs
+HEAVY_PARAMS = [pytest.param(c, id=c.kind, marks=[pytest.mark.slow] if c.slow else []) for c in CASES]
 
 
 def test_every_registered_kind_has_a_row() -> None:
@@ -140,8 +146,7 @@ def test_spec_errors_name_the_field(case: KindCase) -> None:
     assert "spec.yaml" in str(err.value) and "features[0]" in str(err.value) and says in str(err.value), str(err.value)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.kind)
+@pytest.mark.parametrize("case", HEAVY_PARAMS)
 def test_streamed_fit_equals_in_memory_fit(case: KindCase, frame: pl.DataFrame, tmp_path: Path) -> None:
     spec = _spec(case)
     files = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
@@ -156,8 +161,7 @@ def test_streamed_fit_equals_in_memory_fit(case: KindCase, frame: pl.DataFrame, 
             assert streamed["numeric"][name][key] == same, (name, key)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.kind)
+@pytest.mark.parametrize("case", HEAVY_PARAMS)
 def test_polars_onnx_and_server_paths_agree(case: KindCase, frame: pl.DataFrame) -> None:
     spec = _spec(case)
     pre = Preprocessor.fit(spec, frame[: N // 2])
@@ -177,8 +181,7 @@ def test_polars_onnx_and_server_paths_agree(case: KindCase, frame: pl.DataFrame)
             assert np.abs(got.astype(np.float64) - want.astype(np.float64)).max(initial=0.0) <= 1e-6, name
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.kind)
+@pytest.mark.parametrize("case", HEAVY_PARAMS)
 def test_a_bad_value_is_refused_naming_row_and_column(case: KindCase, frame: pl.DataFrame) -> None:
     spec = _spec(case)
     pre = Preprocessor.fit(spec, frame)
