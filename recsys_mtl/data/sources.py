@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -272,7 +273,7 @@ class SyntheticSequencesSource(InMemorySource[SyntheticSequencesData]):
         path = cfg.cache_dir / f"synthetic_sequences_r{gen.rows}_s{gen.seed}_{digest}.parquet"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: workers started together
             synthetic_sequences.generate_sequences(gen).write_parquet(tmp)
             tmp.replace(path)  # a concurrent run never reads a half-written file
         return random_split(read_table(path), cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)

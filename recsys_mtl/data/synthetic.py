@@ -27,6 +27,7 @@ With G = 2 and ρ_x < 0: tasks correlate positively within and negatively across
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def generate(cfg: SyntheticConfig) -> pl.DataFrame:
 
 def write_parquet(cfg: SyntheticConfig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: DDP / Ray workers started together write the same cache
     try:
         generate(cfg).write_parquet(tmp)
     except (OSError, pl.exceptions.ComputeError) as exc:  # polars reports an IO error (disk full) as ComputeError
