@@ -10,10 +10,12 @@ Example (every key but ``space`` has a default)::
       objective: {kind: single, metric: val/income/auc}   # or weighted / multi (below)
       sampler: {name: tpe, params: {seed: 0}}
       pruner: {name: median, params: {n_startup_trials: 5}}
-      trial_overrides: {trainer.max_epochs: 3}    # trials only; the final refit uses the pipeline's
+      trial_overrides: {trainer.max_epochs: 3}    # trials only; the final refit uses the pipeline's (a proxy
+                                                  # budget may rank trials unlike the refit: prefer pruning)
       train_fraction: 0.2              # trials train on 20% of the train rows (seeded); the refit on all
       enqueue: [{trainer.lr: 0.002}]              # trials run first, after the default
-      enqueue_default: true            # trial 0 = the pipeline as written (never beaten on validation by the best)
+      enqueue_default: true            # trial 0 = the pipeline as written; the refit beats it on every val objective, or is it
+      refit_min_gain: 0.0              # validation gain over trial 0 (every objective) a trial needs to be refit
       refit_default: true              # also refit the default: the summary shows default vs tuned on val and test
       space:
         trainer.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
@@ -110,7 +112,7 @@ class TuneConfig(StrictModel):
     enqueue: list[dict[str, Any]] = []
     """parameter sets run first (after the default trial), e.g. `[{trainer.lr: 0.002}]`"""
     enqueue_default: bool = True
-    """the untuned pipeline is the study's first trial, so the best trial is never worse than it on validation"""
+    """the untuned pipeline is the study's first trial; the refit is a trial that beats it on every validation objective, else it"""
     refit_default: bool = True
     """also refit the default trial (when it is not the chosen one) so the summary shows default vs tuned on test"""
     heartbeat_interval: int = Field(30, ge=1)
@@ -120,7 +122,9 @@ class TuneConfig(StrictModel):
     max_retry: int = Field(1, ge=0)
     """times a failed trial is retried"""
     refit_pareto_index: int = Field(0, ge=0)
-    """which Pareto-front trial to refit: index into best_trials sorted by the first objective."""
+    """without a default trial: which Pareto-front trial to refit (index into best_trials sorted by the first objective)"""
+    refit_min_gain: float = Field(0.0, ge=0)
+    """the refit is a trial that beats the default trial on every validation objective by more than this, else the default"""
     plots: Literal["html", "png", "none"] = "html"
     """study plots written after the study: html, png or none"""
 

@@ -48,6 +48,7 @@ from recsys_mtl.train.fit import FitResult, Prepared, fit, prepare
 from recsys_mtl.train.loggers import mlflow_assignments
 from recsys_mtl.tune.space_checks import check_space
 from recsys_mtl.tune.params import encode_choice
+from recsys_mtl.tune.pick import Pick, pick_over_default
 from recsys_mtl.tune.paths import default_assignment, resolve, sample
 from recsys_mtl.tune.space import TuneConfig, parse_tune
 
@@ -307,13 +308,24 @@ def _finished(study: optuna.Study) -> int:
 
 
 def choose_trial(study: optuna.Study, plan: StudyPlan) -> FrozenTrial | None:
-    """Best trial (one objective) or the ``refit_pareto_index``-th Pareto trial by the first objective."""
+    """The trial to refit (see :mod:`recsys_mtl.tune.pick`); None when no trial completed."""
+    chosen = choose(study, plan)
+    return None if chosen is None else chosen.trial
+
+
+def choose(study: optuna.Study, plan: StudyPlan) -> Pick | None:
+    """The trial to refit and why, chosen on validation only: a trial that beats the enqueued default on
+    every objective, else the default; without a default, the best (or ``refit_pareto_index``-th Pareto) trial."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
+    front = [study.best_trial] if len(plan.directions) == 1 else pareto_front(study, plan)
+    default = default_trial(study)
+    if default is not None:
+        return pick_over_default(front, default, plan.directions, plan.tune.refit_min_gain)
     if len(plan.directions) == 1:
-        return study.best_trial
-    front = pareto_front(study, plan)
-    return front[min(plan.tune.refit_pareto_index, len(front) - 1)]
+        return Pick(front[0], "best validation objective (no default trial)")
+    index = min(plan.tune.refit_pareto_index, len(front) - 1)
+    return Pick(front[index], f"Pareto trial {index} by the first objective (no default trial)")
 
 
 def pareto_front(study: optuna.Study, plan: StudyPlan) -> list[FrozenTrial]:
@@ -349,14 +361,16 @@ def tune(plan: StudyPlan, *, do_refit: bool = True, source: DataSource | None = 
 
     started = time.perf_counter()
     study, source = run_workers(plan, source)
-    chosen = choose_trial(study, plan)
+    pick = choose(study, plan)
+    chosen = None if pick is None else pick.trial
     result = refit(plan, chosen, source, refit_fit=refit_fit) if do_refit and chosen is not None else None
     default = default_trial(study)
     default_result = None
     if do_refit and plan.tune.refit_default and default is not None and chosen is not None and default.number != chosen.number:
         default_result = refit(plan, default, source, suffix="default", refit_fit=refit_fit)
     plots = write_plots(study, plan.metrics, plan.area / "plots", plan.tune.plots)
-    summary = write_summary(study, plan, chosen, result, time.perf_counter() - started, default_result)
+    summary = write_summary(study, plan, chosen, result, time.perf_counter() - started, default_result,
+                            reason=None if pick is None else pick.reason)
     return TuneResult(study, plan, chosen, result, plots, summary, default_result)
 
 
@@ -395,7 +409,7 @@ def default_vs_tuned(study: optuna.Study, chosen: FrozenTrial | None, result: Fi
 
 
 def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | None, result: FitResult | None, seconds: float,
-                  default_result: FitResult | None = None) -> Path:
+                  default_result: FitResult | None = None, reason: str | None = None) -> Path:
     rows = trial_rows(study)
     front = pareto_front(study, plan) if len(plan.directions) > 1 and chosen is not None else []
     summary = {
@@ -404,7 +418,7 @@ def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | No
         "objectives": dict(zip(plan.tune.objective.value_names(plan.metrics), plan.directions)),
         "states": {s.name: sum(r["state"] == s.name for r in rows) for s in TrialState},
         "worker_seconds": round(seconds, 1),
-        "chosen_trial": None if chosen is None else {"number": chosen.number, "values": chosen.values, "params": chosen.user_attrs.get("assignments"), "val": chosen.user_attrs.get("val")},
+        "chosen_trial": None if chosen is None else {"number": chosen.number, "values": chosen.values, "params": chosen.user_attrs.get("assignments"), "val": chosen.user_attrs.get("val"), "reason": reason},
         "pareto_front": [{"number": t.number, "values": t.values, "params": t.user_attrs.get("assignments")} for t in front],
         "refit": None if result is None else {"run_dir": str(result.run_dir), "val": result.metrics["val"], "test": result.metrics.get("test")},
         "default_vs_tuned": default_vs_tuned(study, chosen, result, default_result),
@@ -444,6 +458,9 @@ def summary_table(result: TuneResult, top: int = 10) -> str:
     if result.refit is not None:
         m = result.refit.metrics
         lines.append(f"refit of trial {result.chosen.number if result.chosen else '?'}: {result.refit.run_dir}")
+        reason = json.loads(result.summary_path.read_text())["chosen_trial"].get("reason")
+        if reason:
+            lines.append(f"  why: {reason}")
         for split in ("val", "test"):
             shown_m = {k: v for k, v in m.get(split, {}).items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
             lines.append(f"  {split}: " + "  ".join(f"{k}={v:.4f}" for k, v in shown_m.items()))
