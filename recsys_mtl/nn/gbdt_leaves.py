@@ -38,10 +38,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from recsys_mtl.errors import SpecError
+from recsys_mtl.nn.pooled_gather import pooled_gather
 from recsys_mtl.strict import ParamsModel
 
 #: batch key of precomputed (B, T) leaf indices (int16/int64) of every tree, in :meth:`GBDTLeaves.leaves` order
@@ -68,6 +69,9 @@ class GBDTLeavesConfig(ParamsModel):
     pooling: Literal["concat", "sum"] = "concat"
     """`concat`: one d-vector per tree (trees × d inputs); `sum`: each task's trees' leaf vectors summed (tasks × d
     inputs, a cheaper step; the paper's one-hot leaves into a linear model is this sum with d = 1)"""
+    pool_trees: int | None = Field(None, ge=1)
+    """with `pooling: sum`: consecutive trees of a task summed into one d-wide input (must divide `n_trees`;
+    trees / pool_trees × d inputs); None: all of a task's trees (tasks × d inputs)"""
     seed: int = 0
     """LightGBM seed"""
     margin: bool = False
@@ -80,10 +84,26 @@ class GBDTLeavesConfig(ParamsModel):
     lambda_l2: float = Field(0.0, ge=0)
     """LightGBM's L2 on leaf values"""
 
+    @model_validator(mode="after")
+    def _pool_trees_divides(self) -> "GBDTLeavesConfig":
+        if self.pool_trees is not None:
+            if self.pooling != "sum":
+                raise ValueError("gbdt_leaves.pool_trees needs pooling: sum")
+            if self.n_trees % self.pool_trees:
+                raise ValueError(f"gbdt_leaves.pool_trees={self.pool_trees} must divide n_trees={self.n_trees}")
+        return self
+
+    def trees_per_field(self) -> int:
+        """How many trees' leaf vectors one d-wide input field sums: 1 (concat), ``pool_trees``, or ``n_trees`` (sum)."""
+        if self.pooling == "concat":
+            return 1
+        return self.pool_trees or self.n_trees
+
 
 class GBDTLeaves(nn.Module):
     """(B, F) float inputs → (B, T · d) embeddings of the leaf each tree sends the row to
-    (``pooling: sum``: (B, tasks · d), each task's trees' leaf embeddings summed).
+    (``pooling: sum``: (B, tasks · d), each task's trees' leaf embeddings summed; with ``pool_trees``
+    p: (B, T / p · d), each run of p consecutive trees of a task summed).
 
     Every tree is stored in one node space of ``I = num_leaves - 1`` internal slots followed by
     ``num_leaves`` leaf slots; leaves point to themselves, so ``max_depth`` steps of
@@ -114,8 +134,8 @@ class GBDTLeaves(nn.Module):
         self.embedding = nn.Embedding(t * cfg.num_leaves, cfg.d_embedding)
         nn.init.normal_(self.embedding.weight, std=0.05)
         self.n_tasks = n_tasks
-        #: d_embedding-wide input fields: one per tree (concat) or per task (sum)
-        self.n_fields = t if cfg.pooling == "concat" else n_tasks
+        #: d_embedding-wide input fields: one per tree (concat), per ``pool_trees`` trees, or per task (sum)
+        self.n_fields = t // cfg.trees_per_field()
         self.output_dim = self.n_fields * cfg.d_embedding
 
     def leaves(self, x: Tensor) -> Tensor:
@@ -144,17 +164,24 @@ class GBDTLeaves(nn.Module):
 
     def embed(self, leaves: Tensor) -> Tensor:
         """(B, T) leaf indices (:meth:`leaves`) → (B, T · d) leaf embeddings, or with ``pooling:
-        sum`` (B, tasks · d): the sum over each task's ``n_trees`` trees (trees are stored task
-        by task).
+        sum`` (B, n_fields · d): the sum over each task's ``n_trees`` trees, or over each run of
+        ``pool_trees`` consecutive trees (trees are stored task by task).
 
         ``index_select`` rather than ``nn.Embedding``'s lookup: the same rows, but its backward is
         one ``index_add`` while the embedding backward sorts the B · T indices first (census
-        recipe, 200 trees: ~14 → ~3 ms per 1,024-row step on one CPU thread)."""
+        recipe, 200 trees: ~14 → ~3 ms per 1,024-row step on one CPU thread). Summed leaves in
+        training go through :func:`~recsys_mtl.nn.pooled_gather.pooled_gather` (the same sums, a
+        backward without the expanded copy); in eval (validation, export) the gather and sum stay
+        plain ops, the graph the exporter has always traced."""
         b = leaves.shape[0]
-        rows = self.embedding.weight.index_select(0, (leaves + self.leaf_offset).flatten())  # (B · T, d)
+        index = leaves + self.leaf_offset  # (B, T) rows of the stacked tables
+        weight = self.embedding.weight
         if self.cfg.pooling == "sum":
-            return rows.view(b, self.n_tasks, self.cfg.n_trees, -1).sum(2).view(b, -1)
-        return rows.view(b, -1)
+            p = self.cfg.trees_per_field()
+            if self.training:
+                return pooled_gather(weight, index.view(-1, p)).view(b, -1)
+            return weight.index_select(0, index.flatten()).view(b, self.n_fields, p, -1).sum(2).view(b, -1)
+        return weight.index_select(0, index.flatten()).view(b, -1)  # (B, T · d)
 
     def margins(self, leaves: Tensor) -> Tensor:
         """(B, T) leaf indices (:meth:`leaves`) → (B, tasks) boosted raw score of each task's trees
