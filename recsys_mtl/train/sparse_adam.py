@@ -4,7 +4,7 @@
 reads of the moments and three sparse ``add_`` writes (moments and weights), each constructing a
 sparse tensor and, on CPU, walking it element by element. :class:`RowSparseAdam` does the same
 arithmetic on the coalesced gradient's rows with ``index_select`` (gather the rows' moments),
-dense math on the (R, d) rows, and ``index_copy_`` / ``index_add_`` (write them back): the same
+dense math on the (R, d) rows, and ``index_copy_`` (write them and the stepped weight rows back): the same
 update, the same state (``step``, ``exp_avg``, ``exp_avg_sq``) and ``state_dict`` as
 ``SparseAdam``, so checkpoints move between the two.
 """
@@ -68,4 +68,8 @@ class RowSparseAdam(torch.optim.SparseAdam):
         exp_avg_sq.index_copy_(0, rows, v)
         step = state["step"]
         step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-        p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)), alpha=-step_size)
+        # the rows are unique (coalesced): gather, step and write back the weights as the moments.
+        # index_add_ with an alpha scaled a copy of the update and cost 3-4x (1M-row table, CPU)
+        w = p.index_select(0, rows)
+        w.addcdiv_(m, v.sqrt_().add_(eps), value=-step_size)
+        p.index_copy_(0, rows, w)
