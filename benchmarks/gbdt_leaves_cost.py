@@ -11,7 +11,9 @@ the same machine load, one Lightning epoch of ``--batches`` batches is clocked f
   behaviour before leaves were precomputed);
 - ``precomputed``: leaves computed once per split before training (the default now);
 - ``sum``: precomputed, with ``pooling: sum`` and ``--sum-dim`` dims: each task's leaf
-  embeddings summed (tasks × d inputs instead of trees × d), on the same fitted trees.
+  embeddings summed (tasks × d inputs instead of trees × d), on the same fitted trees;
+- ``group``: precomputed, ``pooling: sum`` with ``pool_trees: --group-trees`` and the recipe's
+  ``d_embedding``: each run of that many consecutive trees summed (trees / p × d inputs).
 
 Prints rows/s (wall and CPU) per run, then the ratios to ``plain`` (mean over rounds), and the
 one-off seconds to precompute the train split's leaves.
@@ -70,8 +72,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batches", type=int, default=60, help="training batches clocked per run")
     ap.add_argument("--set", action="append", default=[])
-    ap.add_argument("--variants", nargs="+", default=["plain", "walk", "precomputed", "sum"], help="plain is always run")
+    ap.add_argument("--variants", nargs="+", default=["plain", "walk", "precomputed", "sum", "group"], help="plain is always run")
     ap.add_argument("--sum-dim", type=int, default=16, help="d_embedding of the sum-pooled variant")
+    ap.add_argument("--group-trees", type=int, default=10, help="pool_trees of the group variant")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         over = [*args.set, f"runs_dir={tmp}", "trainer.progress_bar=false", "trainer.max_epochs=1",
@@ -94,8 +97,10 @@ def main() -> None:
                           "leaves_shape": list(next(iter(leaves.values())).shape), "load": os.getloadavg()}), flush=True)
         sum_cfg, _ = load_pipeline(args.pipeline, [*over, "encoder.gbdt_leaves.pooling=sum", f"encoder.gbdt_leaves.d_embedding={args.sum_dim}"])
         summed = same_trees_module(replace(prep, cfg=sum_cfg), gbdt)
+        group_cfg, _ = load_pipeline(args.pipeline, [*over, "encoder.gbdt_leaves.pooling=sum", f"encoder.gbdt_leaves.pool_trees={args.group_trees}"])
+        grouped = same_trees_module(replace(prep, cfg=group_cfg), gbdt)
         variants = {"plain": (plain, TableDataModule), "walk": (gbdt, WalkingDataModule), "precomputed": (gbdt, TableDataModule),
-                    "sum": (summed, TableDataModule)}
+                    "sum": (summed, TableDataModule), "group": (grouped, TableDataModule)}
         variants = {k: v for k, v in variants.items() if k == "plain" or k in args.variants}
         results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
         # copies made before any training: a trained module holds non-leaf tensors deepcopy refuses

@@ -1,6 +1,6 @@
 """One training step of the large_vocab.py MMoE, by part: table size and embedding optimizer.
 
-    python benchmarks/large_vocab_step.py
+    python benchmarks/large_vocab_step.py [--pairs 3]
 
 No data and no trainer: the model of benchmarks/large_vocab.py built for 1k × 1k or 1M × 300k
 user × item tables, random index batches of 1,024 rows, one thread. Prints the mean process CPU
@@ -12,6 +12,7 @@ per case, so the cost the table size adds to a step is seen apart from loading a
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -72,13 +73,26 @@ def step_parts(users: int, items: int, optimizer: str, steps: int = 60, batch: i
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--with-dense", action="store_true", help="also the large tables with dense Adam (slow)")
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="then this many more small / large (default optimizer) pairs, alternated against load drift")
+    args = ap.parse_args()
     torch.set_num_threads(1)
     cases = [("small", "auto"), ("large", "auto"), ("large", "torch_sparse_adam"), ("large", "rowwise_adagrad"), ("small", "auto"), ("large", "auto")]
-    if "--with-dense" in sys.argv:
+    if args.with_dense:
         cases.insert(1, ("large", "dense"))
+    cases += [("small", "auto"), ("large", "auto")] * args.pairs
+    totals: dict[str, list[float]] = {"small": [], "large": []}
     for size, optimizer in cases:
         parts = step_parts(*SIZES[size], optimizer, steps=15 if optimizer == "dense" else 60)
-        print(json.dumps({"tables": size, "embedding_optimizer": optimizer, "cpu_ms": parts, "total_ms": round(sum(parts.values()), 2)}), flush=True)
+        total = round(sum(parts.values()), 2)
+        if optimizer == "auto":
+            totals[size].append(total)
+        print(json.dumps({"tables": size, "embedding_optimizer": optimizer, "cpu_ms": parts, "total_ms": total}), flush=True)
+    # the large step's rate against the small one's at the default optimizer, over every run of each
+    rate = (sum(totals["small"]) / len(totals["small"])) / (sum(totals["large"]) / len(totals["large"]))
+    print(json.dumps({"large_rate_vs_small_default": round(rate, 3), "small_ms": totals["small"], "large_ms": totals["large"]}))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     cd benchmarks && OMP_NUM_THREADS=1 python profile_step.py --model multitab --census
     cd benchmarks && OMP_NUM_THREADS=1 python profile_step.py --model mmoe_plain --census --set model.params.num_experts=4
+    cd benchmarks && OMP_NUM_THREADS=1 python profile_step.py --model mmoe --precomputed-leaves   # the census recipe's training step
 
 Same batches and step as expert_step_time.py (forward + loss + backward + Adam, 1,024 rows).
 Each forward op is charged to the innermost module it ran in (block indices folded: ``blocks.*``),
@@ -10,6 +11,10 @@ number links the two), so a Linear's weight-gradient GEMMs count as that Linear'
 of a module outside its submodules (attention's matmuls and softmax, residual adds) keep the
 module's own name plus the op. Prints a markdown table of ms per step (mean over the profiled
 steps), largest first, then the phase totals (forward, loss, backward, optimizer).
+
+``--precomputed-leaves`` puts random (B, T) leaf indices into the batch under the loaders' key, as
+training does after the trees are walked once per split (without it a GBDT model walks its
+unfitted trees every step); the trees' content does not change the step's cost.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.sources import load_splits
 from recsys_mtl.data.tensors import features_only
 from recsys_mtl.models import ModelContext, build_model
+from recsys_mtl.nn.gbdt_leaves import LEAVES_KEY
 from recsys_mtl.spec import load_pipeline
 
 SCOPE = "module::"
@@ -100,6 +106,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--top", type=int, default=30)
+    p.add_argument("--precomputed-leaves", action="store_true", help="random GBDT leaves in the batch, as the training loaders carry them")
     args = p.parse_args()
 
     pipeline, overrides = model_source(args.model)
@@ -110,6 +117,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(cfg.model.name, cfg.model.params, ModelContext(layout=pre.layout, tasks=spec.tasks))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gbdt = getattr(getattr(model, "encoder", None), "gbdt", None)
+    if args.precomputed_leaves and gbdt is not None:
+        batch[LEAVES_KEY] = torch.randint(0, gbdt.cfg.num_leaves, (args.batch_size, gbdt.n_trees), dtype=gbdt.leaf_dtype())
 
     def step() -> None:
         with record_function("forward"):

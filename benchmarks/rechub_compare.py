@@ -2,7 +2,8 @@
 
     python benchmarks/rechub_compare.py --rounds 2 --threads 1
 
-The parent process fits our preprocessing once (``recsys_mtl.data.census.read_census`` with the
+Both sides train the plain MMoE (:data:`PLAIN`: the pipeline's model without its GBDT leaves, PLE
+numerics and schedule). The parent process fits our preprocessing once (``recsys_mtl.data.census.read_census`` with the
 pipeline's split seed, the features of ``feature_specs/census_income.yaml``) and writes the
 label-encoded columns to a temporary ``.npz``. Each run is then a fresh subprocess, so peak RSS
 is per run: ours under this interpreter (the full pipeline: read, fit, transform, Lightning fit,
@@ -36,6 +37,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "pipelines" / "census_mmoe.yaml"
+#: census_mmoe.yaml as it was when this comparison was set up (commit 6956b65): the plain MMoE peer of
+#: theirs. The pipeline has since become the GBDT-leaf recipe (d8 spec, PLE numerics, cosine, 3 epochs)
+PLAIN = [
+    "spec=../feature_specs/census_income.yaml", "encoder={}",
+    "model.params={num_experts: 8, expert_hidden: [64], tower_hidden: [32]}",
+    "trainer.max_epochs=15", "trainer.lr_schedule=constant", "trainer.warmup_fraction=0",
+]
 
 
 def peak_rss_mib() -> float:
@@ -55,7 +63,7 @@ def write_inputs(pipeline: Path, out: Path) -> dict[str, Any]:
     from recsys_mtl.spec import load_pipeline
     from recsys_mtl.train.fit import prepare
 
-    cfg, spec = load_pipeline(pipeline)
+    cfg, spec = load_pipeline(pipeline, PLAIN)
     prep = prepare(cfg, spec)
     arrays: dict[str, Any] = {}
     for split in ("train", "valid", "test"):
@@ -87,7 +95,7 @@ def run_ours(pipeline: Path, overrides: list[str], threads: int) -> dict[str, An
     from train_clock import TrainClock  # benchmarks/ is the script's folder, first on sys.path
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, spec = load_pipeline(pipeline, [*overrides, f"runs_dir={tmp}", "trainer.progress_bar=false"])
+        cfg, spec = load_pipeline(pipeline, [*PLAIN, *overrides, f"runs_dir={tmp}", "trainer.progress_bar=false"])
         prep = prepare(cfg, spec)
         module = build_module(prep)
         from recsys_mtl.train.datamodule import TableDataModule
@@ -194,7 +202,7 @@ def main() -> None:
 
     from recsys_mtl.spec import load_pipeline
 
-    cfg, _ = load_pipeline(args.pipeline, overrides)
+    cfg, _ = load_pipeline(args.pipeline, [*PLAIN, *overrides])
     t = cfg.trainer
     hp = {"epochs": t.max_epochs, "batch_size": t.batch_size, "lr": t.lr, "patience": t.patience}
     env = {**os.environ, "RECHUB_COMPARE_HP": json.dumps(hp), "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
