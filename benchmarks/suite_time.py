@@ -83,9 +83,9 @@ def main() -> None:
             print(f"{tier}: {r['tests']} tests, wall {r['wall_s']} s, CPU {r['cpu_s']} s (sum over tests {r['test_cpu_sum_s']} s), "
                   f"load {r['load_before']} -> {r['load_after']}, rc {r['returncode']}: {r['summary']}")
             for t in r["top"]:
-                print(f"  {t['cpu_s']:7.2f} s CPU {t['wall_s']:7.2f} s wall  {t['id']}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+                print(f"  {t['cpu_s']:7.2f} s CPU {t['wall_s']:7.2f} s wall  {t['id']}", flush=True)
+            if args.json:  # after every tier, so a long full run does not hold back the quick tier's numbers
+                args.json.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
