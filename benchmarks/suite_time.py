@@ -78,7 +78,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="suite-clone-") as tmp:
         tree = ROOT if args.here else clone_head(Path(tmp) / "clone")
         for tier in args.tier or ["fast", "full"]:
-            r = run_tier(tree, tier, args.workers, args.top) | {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            start = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+            r = run_tier(tree, tier, args.workers, args.top) | {"commit": commit, "date": f"{start}-{time.strftime('%H:%M', time.gmtime())} UTC"}
             results.append(r)
             print(f"{tier}: {r['tests']} tests, wall {r['wall_s']} s, CPU {r['cpu_s']} s (sum over tests {r['test_cpu_sum_s']} s), "
                   f"load {r['load_before']} -> {r['load_after']}, rc {r['returncode']}: {r['summary']}")
