@@ -25,6 +25,7 @@ from recsys_mtl.models import build_model
 from recsys_mtl.models.base import model_context
 from recsys_mtl.spec import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
+from tests.support.run_once import built_once
 from tests.support.synthetic import synthetic_spec
 
 
@@ -103,17 +104,16 @@ def held_out(rows: int = 400, seed: int = 7) -> pl.DataFrame:
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One exported model (untrained mmoe on the synthetic spec, fp32 + int8) per test session.
 
-    Imported by several test modules; the folder is reused through the session's base temp dir.
+    Imported by several test modules; built once per run and shared by every xdist worker
+    (:func:`tests.support.run_once.built_once`).
     """
     from recsys_mtl.export import export_run
 
-    root = tmp_path_factory.getbasetemp() / "serving_export"
-    out = root / "export"
-    if not (out / "metadata.json").is_file():
-        spec = synthetic_spec(2)
-        run = make_run(root, spec, generate(SyntheticConfig(rows=1000, num_tasks=2, seed=1)))
-        export_run(run, out, variants=("int8",), test=held_out(200))
-    return out
+    def build(root: Path) -> None:
+        run = make_run(root, synthetic_spec(2), generate(SyntheticConfig(rows=1000, num_tasks=2, seed=1)))
+        export_run(run, root / "export", variants=("int8",), test=held_out(200))
+
+    return built_once(tmp_path_factory, "serving_export", build) / "export"
 
 
 def delimited(df: pl.DataFrame) -> pl.DataFrame:
@@ -134,12 +134,11 @@ def separator_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     check already compares training's split with the server's on the held-out text."""
     from recsys_mtl.export import export_run
 
-    root = tmp_path_factory.getbasetemp() / "separator_export"
-    out = root / "export"
-    if not (out / "metadata.json").is_file():
+    def build(root: Path) -> None:
         train = delimited(generate(SyntheticConfig(rows=1000, num_tasks=2, seed=1)))
-        export_run(make_run(root, separator_spec(), train), out, test=delimited(held_out(200)))
-    return out
+        export_run(make_run(root, separator_spec(), train), root / "export", test=delimited(held_out(200)))
+
+    return built_once(tmp_path_factory, "separator_export", build) / "export"
 
 
 def good_row(i: int = 0) -> dict[str, Any]:
