@@ -127,6 +127,9 @@ class TuneConfig(StrictModel):
     """the refit is a trial that beats the default trial on every validation objective by more than this, else the default"""
     plots: Literal["html", "png", "none"] = "html"
     """study plots written after the study: html, png or none"""
+    allow_changed_pipeline: bool = False
+    """resume a study although the pipeline its trials ran with changed (data, spec, trainer, `trial_overrides`, ...):
+    the trials of both pipelines are then ranked together; default: refuse, naming the changed fields"""
 
     @field_validator("sampler")
     @classmethod

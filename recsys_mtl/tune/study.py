@@ -46,6 +46,7 @@ from recsys_mtl.spec.loading import load_pipeline
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.fit import FitResult, Prepared, fit, prepare
 from recsys_mtl.train.loggers import mlflow_assignments
+from recsys_mtl.tune.fingerprint import FINGERPRINT_ATTR, PIPELINE_ATTR, changes, fingerprint, pipeline_identity
 from recsys_mtl.tune.space_checks import check_space
 from recsys_mtl.tune.params import encode_choice
 from recsys_mtl.tune.pick import Pick, pick_over_default
@@ -114,7 +115,11 @@ def open_study(plan: StudyPlan) -> optuna.Study:
     )
     if study.user_attrs.get("metrics") not in (None, plan.metrics):
         raise SpecError(f"study {plan.study_name!r} in {plan.storage_url} optimises {study.user_attrs['metrics']}, not {plan.metrics}")
-    if not study.trials:  # a fresh study: record its objectives and queue the requested first trials
+    check_same_pipeline(study, plan)
+    if not study.trials:  # a fresh study: record its pipeline and objectives, queue the requested first trials
+        identity = pipeline_identity(plan.cfg, plan.spec, plan.tune)
+        study.set_user_attr(PIPELINE_ATTR, identity)
+        study.set_user_attr(FINGERPRINT_ATTR, fingerprint(identity))
         study.set_user_attr("metrics", plan.metrics)
         if t.enqueue_default:
             fixed, outside = default_assignment(t.space, plan.cfg)
@@ -123,6 +128,37 @@ def open_study(plan: StudyPlan) -> optuna.Study:
         for assignment in t.enqueue:
             study.enqueue_trial({k: encode_choice(v) for k, v in assignment.items()}, skip_if_exists=True)
     return study
+
+
+class LegacyStudyWarning(UserWarning):
+    """A study created before studies recorded their pipeline: resumed without the check."""
+
+
+def check_same_pipeline(study: optuna.Study, plan: StudyPlan) -> None:
+    """Refuse to resume ``study`` with a pipeline other than the one its trials ran with
+    (:mod:`recsys_mtl.tune.fingerprint`), unless ``tune.allow_changed_pipeline``; a study without a recorded
+    pipeline (created before the check) resumes with a :class:`LegacyStudyWarning`."""
+    recorded = study.user_attrs.get(FINGERPRINT_ATTR)
+    where = f"study {plan.study_name!r} in {plan.storage_url.split('@')[-1]}"
+    if recorded is None:
+        if study.trials:
+            warnings.warn(f"{where} has no recorded pipeline (created before studies recorded one): resuming it without "
+                          "checking that its trials ran with this pipeline", LegacyStudyWarning, stacklevel=2)
+        return
+    identity = pipeline_identity(plan.cfg, plan.spec, plan.tune)
+    if fingerprint(identity) == recorded:
+        return
+    changed = changes(study.user_attrs.get(PIPELINE_ATTR, {}), identity) or ["(fingerprints differ; no field-level difference in the recorded copy)"]
+    if plan.tune.allow_changed_pipeline:
+        log.warning("%s: resuming with a changed pipeline (tune.allow_changed_pipeline): %s", where, "; ".join(changed))
+        study.set_user_attr("resumed_with_changes", [*study.user_attrs.get("resumed_with_changes", []), changed])
+        return
+    n = len(study.get_trials(deepcopy=False, states=FINISHED))
+    raise SpecError(
+        f"{where} was created with another pipeline; its {n} finished trial(s) would be ranked with trials of this one. "
+        f"Changed (study -> now): {'; '.join(changed)}. To go on: start a new study (--study NAME or tune.study_name) or "
+        "another storage (--storage, --runs-dir), or rank both pipelines' trials together with --set tune.allow_changed_pipeline=true"
+    )
 
 
 def _storage(plan: StudyPlan, attempts: int = 5) -> RDBStorage:
@@ -423,6 +459,7 @@ def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | No
         "refit": None if result is None else {"run_dir": str(result.run_dir), "val": result.metrics["val"], "test": result.metrics.get("test")},
         "default_vs_tuned": default_vs_tuned(study, chosen, result, default_result),
         "default_outside_space": study.user_attrs.get("default_outside_space", []),
+        "resumed_with_changes": study.user_attrs.get("resumed_with_changes", []),
         "trials": rows,
     }
     path = plan.area / "summary.json"
