@@ -14,6 +14,10 @@ RetryHeartbeatStaleTrialCallback (formerly RetryFailedTrialCallback), re-enqueue
 of finished (complete + pruned) trials over all workers; a trial that finds ``n_trials`` earlier
 trials finished or running does no work, is marked FAIL with the user attribute ``surplus``, and
 stops its worker.
+
+A study records the pipeline its trials run with (:mod:`recsys_mtl.tune.fingerprint`) when it is
+created; reopening it with another pipeline is refused, naming the changed fields, unless
+``tune.allow_changed_pipeline`` (docs/reference.md, "Resuming a study").
 """
 
 from __future__ import annotations
