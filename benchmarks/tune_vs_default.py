@@ -7,7 +7,8 @@
 
 Prints one row per study: the refit trial and why, validation (trial objective) and test (each refit
 tested once) AUC per task for the default (trial 0) and the refit, and whether tuned >= default on
-test for every task. ``--json`` writes the rows (render_results.py's ``rows`` format).
+test for every task, then a ``why:`` line (the pick's reason and the best smallest validation gain over
+trial 0 of any trial). ``--json`` writes the rows (render_results.py's ``rows`` format).
 """
 
 from __future__ import annotations
