@@ -7,7 +7,8 @@
 
 Prints one row per study: the refit trial and why, validation (trial objective) and test (each refit
 tested once) AUC per task for the default (trial 0) and the refit, and whether tuned >= default on
-test for every task. ``--json`` writes the rows (render_results.py's ``rows`` format).
+test for every task, then a ``why:`` line (the pick's reason and the best smallest validation gain over
+trial 0 of any trial). ``--json`` writes the rows (render_results.py's ``rows`` format).
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ def row(label: str, seed: str, area: Path) -> list[Any]:
     return cells
 
 
+def why(area: Path) -> str:
+    """The pick's reason, and the best smallest validation gain over trial 0 any finished trial had
+    (what ``tune.refit_min_gain`` is compared with)."""
+    s = json.loads((area / "summary.json").read_text())
+    directions = list(s["objectives"].values())
+    done = [t for t in s["trials"] if t["state"] == "COMPLETE"]
+    default = next(t for t in done if t["role"] == "default")
+    signed = [[(v - d) if dr == "maximize" else (d - v) for v, d, dr in zip(t["values"], default["values"], directions)]
+              for t in done if t is not default]
+    best = max(signed, key=min, default=None)
+    gains = "none" if best is None else ", ".join(f"{g:+.4f}" for g in best)
+    return f"{s['chosen_trial']['reason']} | best smallest val gain of {len(done) - 1} trials: {gains}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("label")
@@ -43,8 +58,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args()
     rows = [row(args.label, seed, Path(folder)) for seed, folder in (a.split("=", 1) for a in args.areas)]
-    for r in rows:
+    for r, (_, folder) in zip(rows, (a.split("=", 1) for a in args.areas)):
         print(" | ".join(str(c) for c in r))
+        print(f"    why: {why(Path(folder))}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

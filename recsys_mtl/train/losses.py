@@ -22,5 +22,10 @@ def loss_fn(name: str) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
-    """Mean of (B,) values under (B,) row weights; 0 when no row counts (a fully masked batch)."""
-    return (values * weights).sum() / weights.sum().clamp_min(1e-12)
+    """Weighted mean over rows (dim 0); 0 where no row counts (a fully masked batch or task).
+
+    values, weights: (B,) -> () one task's loss (evaluation, ``task_losses``), or (B, T) -> (T,)
+    every task's at once (the training step's row losses). ``sum(0)`` on (B,) is bitwise ``sum()``;
+    a column of (B, T) may differ from its (B,) reduction in the last float bits (summation order).
+    """
+    return (values * weights).sum(0) / weights.sum(0).clamp_min(1e-12)

@@ -24,11 +24,6 @@ from recsys_mtl.train.optim import clip_gradients, configure, needs_schedule, us
 SPLITS = ("val", "test")
 
 
-def reduce_rows(rows: Tensor, weights: Tensor) -> Tensor:
-    """(B, T) row losses and row weights → (T,) weighted means (0 for a task no row counts)."""
-    return (rows * weights).sum(0) / weights.sum(0).clamp_min(1e-12)
-
-
 class MultiTaskModule(L.LightningModule):
     def __init__(self, model: MultiTaskModel, tasks: Sequence[Task], balancer: Balancer, trainer_cfg: TrainerConfig):
         super().__init__()
@@ -107,7 +102,7 @@ class MultiTaskModule(L.LightningModule):
 
     def step_losses(self, logits: dict[str, Tensor], batch: Batch) -> Tensor:
         """(T,) losses the training step balances: :meth:`step_rows` reduced per task."""
-        return reduce_rows(*self.step_rows(logits, batch))
+        return weighted_mean(*self.step_rows(logits, batch))
 
     def train_columns(self, table: EncodedTable) -> dict[str, Tensor]:
         """Extra (N, ·) columns the training loader carries for ``table`` (RL modes: transitions)."""
@@ -116,7 +111,7 @@ class MultiTaskModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         logits = self(batch)
         rows = self.step_rows(logits, batch)
-        losses = reduce_rows(*rows)
+        losses = weighted_mean(*rows)
         aux = self.model.auxiliary_loss()  # read before a strategy re-runs the forward (SAMO)
         self._guard(batch, logits, losses, losses.sum() if aux is None else losses.sum() + aux)
         ctx = StepContext(

@@ -114,7 +114,8 @@ class TuneConfig(StrictModel):
     enqueue_default: bool = True
     """the untuned pipeline is the study's first trial; the refit is a trial that beats it on every validation objective, else it"""
     refit_default: bool = True
-    """also refit the default trial (when it is not the chosen one) so the summary shows default vs tuned on test"""
+    """also refit the default trial (when it is not the chosen one): the chosen trial's refit must then beat it on every
+    validation objective by more than `refit_min_gain` (else the default's refit is the result), and the summary shows both"""
     heartbeat_interval: int = Field(30, ge=1)
     """seconds between a worker's heartbeats to an RDB storage (see `grace_period`)"""
     grace_period: int = Field(90, ge=2)
@@ -127,6 +128,9 @@ class TuneConfig(StrictModel):
     """the refit is a trial that beats the default trial on every validation objective by more than this, else the default"""
     plots: Literal["html", "png", "none"] = "html"
     """study plots written after the study: html, png or none"""
+    allow_changed_pipeline: bool = False
+    """resume a study although the pipeline its trials ran with changed (data, spec, trainer, `trial_overrides`, ...):
+    the trials of both pipelines are then ranked together; default: refuse, naming the changed fields"""
 
     @field_validator("sampler")
     @classmethod

@@ -14,6 +14,10 @@ RetryHeartbeatStaleTrialCallback (formerly RetryFailedTrialCallback), re-enqueue
 of finished (complete + pruned) trials over all workers; a trial that finds ``n_trials`` earlier
 trials finished or running does no work, is marked FAIL with the user attribute ``surplus``, and
 stops its worker.
+
+A study records the pipeline its trials run with (:mod:`recsys_mtl.tune.fingerprint`) when it is
+created; reopening it with another pipeline is refused, naming the changed fields, unless
+``tune.allow_changed_pipeline`` (docs/reference.md, "Resuming a study").
 """
 
 from __future__ import annotations
@@ -46,9 +50,10 @@ from recsys_mtl.spec.loading import load_pipeline
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.fit import FitResult, Prepared, fit, prepare
 from recsys_mtl.train.loggers import mlflow_assignments
+from recsys_mtl.tune.fingerprint import FINGERPRINT_ATTR, PIPELINE_ATTR, changes, fingerprint, pipeline_identity
 from recsys_mtl.tune.space_checks import check_space
 from recsys_mtl.tune.params import encode_choice
-from recsys_mtl.tune.pick import Pick, pick_over_default
+from recsys_mtl.tune.pick import Pick, confirm, pick_over_default
 from recsys_mtl.tune.paths import default_assignment, resolve, sample
 from recsys_mtl.tune.space import TuneConfig, parse_tune
 
@@ -114,7 +119,11 @@ def open_study(plan: StudyPlan) -> optuna.Study:
     )
     if study.user_attrs.get("metrics") not in (None, plan.metrics):
         raise SpecError(f"study {plan.study_name!r} in {plan.storage_url} optimises {study.user_attrs['metrics']}, not {plan.metrics}")
-    if not study.trials:  # a fresh study: record its objectives and queue the requested first trials
+    check_same_pipeline(study, plan)
+    if not study.trials:  # a fresh study: record its pipeline and objectives, queue the requested first trials
+        identity = pipeline_identity(plan.cfg, plan.spec, plan.tune)
+        study.set_user_attr(PIPELINE_ATTR, identity)
+        study.set_user_attr(FINGERPRINT_ATTR, fingerprint(identity))
         study.set_user_attr("metrics", plan.metrics)
         if t.enqueue_default:
             fixed, outside = default_assignment(t.space, plan.cfg)
@@ -123,6 +132,37 @@ def open_study(plan: StudyPlan) -> optuna.Study:
         for assignment in t.enqueue:
             study.enqueue_trial({k: encode_choice(v) for k, v in assignment.items()}, skip_if_exists=True)
     return study
+
+
+class LegacyStudyWarning(UserWarning):
+    """A study created before studies recorded their pipeline: resumed without the check."""
+
+
+def check_same_pipeline(study: optuna.Study, plan: StudyPlan) -> None:
+    """Refuse to resume ``study`` with a pipeline other than the one its trials ran with
+    (:mod:`recsys_mtl.tune.fingerprint`), unless ``tune.allow_changed_pipeline``; a study without a recorded
+    pipeline (created before the check) resumes with a :class:`LegacyStudyWarning`."""
+    recorded = study.user_attrs.get(FINGERPRINT_ATTR)
+    where = f"study {plan.study_name!r} in {plan.storage_url.split('@')[-1]}"
+    if recorded is None:
+        if study.trials:
+            warnings.warn(f"{where} has no recorded pipeline (created before studies recorded one): resuming it without "
+                          "checking that its trials ran with this pipeline", LegacyStudyWarning, stacklevel=2)
+        return
+    identity = pipeline_identity(plan.cfg, plan.spec, plan.tune)
+    if fingerprint(identity) == recorded:
+        return
+    changed = changes(study.user_attrs.get(PIPELINE_ATTR, {}), identity) or ["(fingerprints differ; no field-level difference in the recorded copy)"]
+    if plan.tune.allow_changed_pipeline:
+        log.warning("%s: resuming with a changed pipeline (tune.allow_changed_pipeline): %s", where, "; ".join(changed))
+        study.set_user_attr("resumed_with_changes", [*study.user_attrs.get("resumed_with_changes", []), changed])
+        return
+    n = len(study.get_trials(deepcopy=False, states=FINISHED))
+    raise SpecError(
+        f"{where} was created with another pipeline; its {n} finished trial(s) would be ranked with trials of this one. "
+        f"Changed (study -> now): {'; '.join(changed)}. To go on: start a new study (--study NAME or tune.study_name) or "
+        "another storage (--storage, --runs-dir), or rank both pipelines' trials together with --set tune.allow_changed_pipeline=true"
+    )
 
 
 def _storage(plan: StudyPlan, attempts: int = 5) -> RDBStorage:
@@ -267,6 +307,8 @@ class TuneResult:
     summary_path: Path
     #: the untuned pipeline's refit (None when it is the chosen trial, or not asked for)
     default_refit: FitResult | None = None
+    #: the refit of the trial picked on the trials' validation when the default's refit beat it (see pick.confirm)
+    rejected_refit: FitResult | None = None
 
 
 def run_workers(plan: StudyPlan, source: DataSource | None = None) -> tuple[optuna.Study, DataSource]:
@@ -365,13 +407,20 @@ def tune(plan: StudyPlan, *, do_refit: bool = True, source: DataSource | None = 
     chosen = None if pick is None else pick.trial
     result = refit(plan, chosen, source, refit_fit=refit_fit) if do_refit and chosen is not None else None
     default = default_trial(study)
-    default_result = None
+    default_result = rejected = None
     if do_refit and plan.tune.refit_default and default is not None and chosen is not None and default.number != chosen.number:
         default_result = refit(plan, default, source, suffix="default", refit_fit=refit_fit)
+        if pick is not None and result is not None:  # the pick must also win at the refits' (full) budget
+            values = plan.tune.objective.trial_values
+            pick = confirm(pick, default, values(result.metrics["val"], plan.metrics),
+                           values(default_result.metrics["val"], plan.metrics), plan.directions, plan.tune.refit_min_gain)
+            if pick.trial is default:
+                rejected = (chosen, result)
+                chosen, result, default_result = default, default_result, None
     plots = write_plots(study, plan.metrics, plan.area / "plots", plan.tune.plots)
     summary = write_summary(study, plan, chosen, result, time.perf_counter() - started, default_result,
-                            reason=None if pick is None else pick.reason)
-    return TuneResult(study, plan, chosen, result, plots, summary, default_result)
+                            reason=None if pick is None else pick.reason, rejected=rejected)
+    return TuneResult(study, plan, chosen, result, plots, summary, default_result, None if rejected is None else rejected[1])
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -409,7 +458,8 @@ def default_vs_tuned(study: optuna.Study, chosen: FrozenTrial | None, result: Fi
 
 
 def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | None, result: FitResult | None, seconds: float,
-                  default_result: FitResult | None = None, reason: str | None = None) -> Path:
+                  default_result: FitResult | None = None, reason: str | None = None,
+                  rejected: tuple[FrozenTrial, FitResult] | None = None) -> Path:
     rows = trial_rows(study)
     front = pareto_front(study, plan) if len(plan.directions) > 1 and chosen is not None else []
     summary = {
@@ -422,7 +472,12 @@ def write_summary(study: optuna.Study, plan: StudyPlan, chosen: FrozenTrial | No
         "pareto_front": [{"number": t.number, "values": t.values, "params": t.user_attrs.get("assignments")} for t in front],
         "refit": None if result is None else {"run_dir": str(result.run_dir), "val": result.metrics["val"], "test": result.metrics.get("test")},
         "default_vs_tuned": default_vs_tuned(study, chosen, result, default_result),
+        # the trials' pick whose refit lost to the default's refit on validation (its test read once, for the record)
+        "rejected_refit": None if rejected is None else {"trial": rejected[0].number, "params": rejected[0].user_attrs.get("assignments"),
+                                                         "run_dir": str(rejected[1].run_dir), "val": rejected[1].metrics["val"],
+                                                         "test": rejected[1].metrics.get("test")},
         "default_outside_space": study.user_attrs.get("default_outside_space", []),
+        "resumed_with_changes": study.user_attrs.get("resumed_with_changes", []),
         "trials": rows,
     }
     path = plan.area / "summary.json"
@@ -473,6 +528,11 @@ def summary_table(result: TuneResult, top: int = 10) -> str:
             test = {k: v for k, v in (r["test"] or {}).items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
             lines.append(f"  {side:>7} (trial {r['trial']}): val " + "  ".join(f"{k}={v:.4f}" for k, v in val.items())
                          + ("  | test " + "  ".join(f"{k}={v:.4f}" for k, v in test.items()) if test else ""))
+    rejected = json.loads(result.summary_path.read_text()).get("rejected_refit")
+    if rejected is not None:
+        val = {k: v for k, v in rejected["val"].items() if k.endswith(("/auc", "/rmse", "/accuracy"))}
+        lines.append(f"  rejected refit of trial {rejected['trial']} (lost to the default's refit on validation): val "
+                     + "  ".join(f"{k}={v:.4f}" for k, v in val.items()))
     if result.plots:
         lines.append(f"plots: {', '.join(p.name for p in result.plots)} in {result.plots[0].parent}")
     lines.append(f"summary: {result.summary_path}  ({len(rows)} trials)")

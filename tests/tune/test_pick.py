@@ -3,6 +3,7 @@ itself when no trial beats it on every objective (studies built in memory, no fi
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, create_trial
 
-from recsys_mtl.tune import plan_study
-from recsys_mtl.tune.pick import gains, pick_over_default
+from recsys_mtl.tune import open_study, plan_study, summary_table, tune
+from recsys_mtl.tune.pick import confirm, gains, pick_over_default
 from recsys_mtl.tune.study import ROLE, DEFAULT, choose, pareto_front
 from tests.support.tune import write_pipeline
 
@@ -84,3 +85,41 @@ def test_study_choice_takes_a_trial_that_beats_the_default_everywhere(tmp_path: 
     study, plan = _study(tmp_path, [[0.80, 0.70], [0.90, 0.69], [0.81, 0.72], [0.805, 0.71]])
     pick = choose(study, plan)
     assert pick is not None and pick.trial.number == 2 and "gains +0.0100, +0.0200" in pick.reason
+
+
+def test_confirm_keeps_a_pick_whose_refit_wins_and_falls_back_to_the_default_otherwise() -> None:
+    default, tuned = _trial(0, [0.80, 0.70]), _trial(1, [0.82, 0.72])
+    pick = pick_over_default([tuned], default, MAX2)
+    assert confirm(pick, default, [0.83, 0.75], [0.82, 0.74], MAX2).trial is tuned
+    lost = confirm(pick, default, [0.83, 0.73], [0.82, 0.74], MAX2)  # the refits trade task 1 away
+    assert lost.trial is default and lost.reason.startswith("default: trial 1 beat trial 0") and "-0.0100" in lost.reason
+    assert confirm(pick, default, [0.83, 0.75], [0.82, 0.74], MAX2, min_gain=0.02).trial is default
+
+
+@pytest.mark.slow
+def test_a_pick_whose_refit_loses_to_the_defaults_refit_is_not_the_result(tmp_path: Path) -> None:
+    """Trial 1's (proxy) validation value says it wins; refit on the full budget with its lr of 1e-7 it
+    cannot: the default's refit is the study's result and the pick's refit is reported as rejected."""
+    path = write_pipeline(tmp_path, {
+        "n_trials": 2,
+        "space": {"trainer.lr": {"type": "categorical", "choices": [0.01, 1.0e-7]}},
+        "objective": {"kind": "single", "metric": "val/task0/auc"},
+        "plots": "none",
+    }, rows=1500)
+    plan = plan_study(path)
+    study = open_study(plan)  # records the pipeline and enqueues the default (lr 0.01) as trial 0
+    study.enqueue_trial({"trainer.lr": 1.0e-7})
+    for value in (0.6, 0.99):  # the two trials as a misranking proxy scored them
+        trial = study.ask()
+        trial.set_user_attr("assignments", {"trainer.lr": trial.suggest_categorical("trainer.lr", [0.01, 1.0e-7])})
+        study.tell(trial, value)
+    assert [t.params["trainer.lr"] for t in study.trials] == [0.01, 1.0e-7]
+    result = tune(plan)
+    assert result.chosen is not None and result.chosen.number == 0
+    assert result.refit is not None and result.refit.run_dir.name.startswith("tiny-default")
+    assert result.rejected_refit is not None and result.rejected_refit.run_dir.name.startswith("tiny-tuned")
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["chosen_trial"]["reason"].startswith("default: trial 1 beat trial 0")
+    assert summary["rejected_refit"]["trial"] == 1 and summary["default_vs_tuned"]["default_is_best"] is True
+    assert summary["refit"]["val"]["task0/auc"] > summary["rejected_refit"]["val"]["task0/auc"]
+    assert "rejected refit of trial 1" in summary_table(result)
