@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.errors import DataError, SpecError
-from recsys_mtl.features.kinds.cooccurrence import raw_frame, similarity
+from recsys_mtl.features.kinds.cooccurrence import CooccurrenceFeature, raw_frame, similarity
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.loading import validate
 
@@ -92,3 +94,12 @@ def test_saved_and_loaded_state_transforms_alike(tmp_path: Path) -> None:
     pre.save(tmp_path / "preprocessing.json")
     loaded = Preprocessor.load(tmp_path / "preprocessing.json", pre.spec)
     assert np.array_equal(loaded.transform(_train()).numeric.numpy(), pre.transform(_train()).numeric.numpy())
+
+
+def test_the_reference_example_is_a_valid_feature() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reference.md").read_text()
+    section = text[text.index("### `cooccurrence`"):]
+    block = re.search(r"```yaml\n(.*?)```", section, flags=re.S)
+    assert block is not None
+    (feature,) = yaml.safe_load(block.group(1))
+    assert CooccurrenceFeature.model_validate(feature).top_items == 2000
