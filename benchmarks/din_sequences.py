@@ -185,6 +185,8 @@ BASELINES: dict[str, Callable[[Prepared, int, Path], dict[str, Any]]] = {
 
 def write_pipeline(tmp: Path, config: str, base_spec: dict, data: Path, args: argparse.Namespace) -> Path:
     pooling, model = CONFIGS.get(config, CONFIGS["target_attention"])
+    if config in WITH_COOC:
+        base_spec = yaml.safe_load((ROOT / "feature_specs" / COOC_SPEC).read_text())
     if config == "dtrn_interest":
         model = {"name": "dtrn", "params": {**model["params"], "interest": args.interest}}
     spec = dict(base_spec)
@@ -192,8 +194,6 @@ def write_pipeline(tmp: Path, config: str, base_spec: dict, data: Path, args: ar
         {**{k: v for k, v in f.items() if k not in ("pooling", "attention")}, **POOLINGS[pooling]} if f["name"] == "history" else f
         for f in base_spec["features"]
     ] + ([BUILTIN_MATCH] if config in WITH_BUILTIN_MATCH else [])
-    if config in WITH_COOC:
-        base_spec = yaml.safe_load((ROOT / "feature_specs" / COOC_SPEC).read_text())
     spec_file = tmp / f"spec_{config}.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     pipeline = {
