@@ -2,7 +2,8 @@
 
 Toy train histories (window max_len 3): [a, b], [a, b, c, d], [c, d], [b, a, a]. Item counts in the windows
 (row 2's window is [a, b, c]): a 4, b 3, c 2, d 1; with top_items 3 the kept items are a, b, c. Co-occurrence
-C[x, y] = Σ_rows m_x m_y over the windows: C[a, b] = 1 + 1 + 2·1 = 4, C[a, c] = 1, C[b, c] = 1; rows a = (0, 4, 1), b = (4, 0, 1), c = (1, 1, 0).
+C[x, y] = Σ_rows m_x m_y over the windows: C[a, b] = 1 + 1 + 2·1 = 4, C[a, c] = 1, C[b, c] = 1;
+rows a = (0, 4, 1), b = (4, 0, 1), c = (1, 1, 0).
 """
 
 from __future__ import annotations
