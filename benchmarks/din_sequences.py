@@ -36,6 +36,9 @@ Baselines on the same table, split and seeds (``--configs lightgbm lightgbm_matc
 - ``lightgbm_builtin_match``: the same trainer on the spec plus the built-in ``match`` feature
   (:data:`BUILTIN_MATCH`: hit, count, recency, history length of ``item_id`` in ``history``),
   whose columns reach the trees as numbers; ``target_attention_match`` is MMoE + DIN on that spec;
+- ``lightgbm_builtin_cooc`` / ``target_attention_cooc``: the same trainer / MMoE + DIN on
+  ``feature_specs/sequence_synthetic_match.yaml``: built-in ``match`` plus ``cooccurrence`` (mean,
+  max, recency-weighted co-occurrence similarity of the candidate to the history, fitted on train);
 - ``single_task``: the project's single-task baseline, one MMoE per task with DIN pooling (the
   best pooling in the table above).
 
@@ -86,7 +89,13 @@ CONFIGS = {
         "inner": {"name": "mmoe", "params": MMOE}, "interest": {}}}),
     # the same MMoE + DIN with the built-in match feature below added to the spec
     "target_attention_match": ("target_attention", {"name": "mmoe", "params": MMOE}),
+    # the same on feature_specs/sequence_synthetic_match.yaml (match + cooccurrence)
+    "target_attention_cooc": ("target_attention", {"name": "mmoe", "params": MMOE}),
 }
+#: configurations on feature_specs/sequence_synthetic_match.yaml (built-in match + cooccurrence) instead of
+#: sequence_synthetic.yaml
+COOC_SPEC = "sequence_synthetic_match.yaml"
+WITH_COOC = {"target_attention_cooc", "lightgbm_builtin_cooc"}
 #: the built-in ``match`` kind on the raw columns (hit, count, recency, history length): what the
 #: spec can now say instead of hand-made features; added by the ``*_match`` configurations (not
 #: ``lightgbm_match``, whose features are hand-made)
@@ -169,11 +178,15 @@ BASELINES: dict[str, Callable[[Prepared, int, Path], dict[str, Any]]] = {
     "lightgbm_repeat": partial(lightgbm_match, features=("history_len", "repeat_count")),
     # the project's LightGBM on the spec with the built-in match feature (its columns are numbers there)
     "lightgbm_builtin_match": lightgbm_plain,
+    # the same on the spec with built-in match + cooccurrence
+    "lightgbm_builtin_cooc": lightgbm_plain,
 }
 
 
 def write_pipeline(tmp: Path, config: str, base_spec: dict, data: Path, args: argparse.Namespace) -> Path:
     pooling, model = CONFIGS.get(config, CONFIGS["target_attention"])
+    if config in WITH_COOC:
+        base_spec = yaml.safe_load((ROOT / "feature_specs" / COOC_SPEC).read_text())
     if config == "dtrn_interest":
         model = {"name": "dtrn", "params": {**model["params"], "interest": args.interest}}
     spec = dict(base_spec)
@@ -187,7 +200,8 @@ def write_pipeline(tmp: Path, config: str, base_spec: dict, data: Path, args: ar
         "name": f"din_{config}", "spec": str(spec_file),
         "data": {"kind": "files", "train": str(data), "valid_fraction": 0.15, "test_fraction": 0.15},
         "model": model,
-        "trainer": {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": 3,
+        **({"encoder": args.encoder} if args.encoder else {}),
+        "trainer": {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
                     "monitor": "val/click/auc", "progress_bar": False},
         "runs_dir": str(tmp / "runs"),
     }
@@ -277,6 +291,9 @@ def main() -> None:
     ap.add_argument("--configs", "--poolings", nargs="+", default=list(POOLINGS), choices=[*CONFIGS, *BASELINES])
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--lr", type=float, default=0.003)
+    ap.add_argument("--patience", type=int, default=3, help="epochs without a better val click AUC before stopping")
+    ap.add_argument("--encoder", type=json.loads, default=None,
+                    help='JSON: the networks\' encoder section, e.g. {"gbdt_leaves": {"margin": true, ...}}')
     ap.add_argument("--interest", type=json.loads, default={}, help="JSON: dtrn_interest's interest params")
     args = ap.parse_args()
     if args.collect:
@@ -311,7 +328,7 @@ def main() -> None:
                 m = fit(cfg, loaded).metrics
             m["seconds"] = time.perf_counter() - started
             results.setdefault(config, []).append(m)
-            rounds = f"rounds {m['best_iteration']}" if "best_iteration" in m else ""
+            rounds = f"rounds {m['best_iteration']}" if "best_iteration" in m else f"best epoch {m.get('best_epoch')}"
             print(config, seed, {k: round(v, 4) for k, v in m["test"].items() if "auc" in k}, f"{m['seconds']:.1f} s", rounds, flush=True)
     report(results, args.seeds)
 

@@ -38,7 +38,7 @@ def single_task_prepared(prep: Prepared, col: int) -> Prepared:
         raise DataError(f"{prep.cfg.name}: single-task baselines need the train split in memory (not a parquet_stream)")
     task = prep.spec.tasks[col]
     spec = single_task_spec(prep.spec, task)
-    pre = Preprocessor(spec, prep.preprocessor.tables, prep.preprocessor.numeric)
+    pre = Preprocessor(spec, prep.preprocessor.tables, prep.preprocessor.numeric, pairs=prep.preprocessor.pairs)
     return replace(prep, spec=spec, preprocessor=pre, train=_one_column(prep.train, col),
                    valid=_one_column(prep.valid, col), test=_one_column(prep.test, col))
 

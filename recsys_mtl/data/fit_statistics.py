@@ -13,7 +13,7 @@ import math
 
 import polars as pl
 
-from recsys_mtl.features.fitted import FittedNumeric, FittedTable
+from recsys_mtl.features.fitted import FittedNumeric, FittedPairCounts, FittedTable
 from recsys_mtl.features.numeric_fit import ENGINE, aggregate as _aggregate
 from recsys_mtl.features.registry import grouped
 from recsys_mtl.features.tables import fit_tables
@@ -22,17 +22,21 @@ from recsys_mtl.spec.features import FeatureSpec
 __all__ = ["ENGINE", "FitStatistics", "fit_statistics"]
 
 
-FitStatistics = tuple[dict[str, FittedTable], dict[str, FittedNumeric], dict[str, tuple[float, float]]]
+FitStatistics = tuple[dict[str, FittedTable], dict[str, FittedNumeric], dict[str, tuple[float, float]],
+                      dict[str, FittedPairCounts]]
 
 
 def fit_statistics(spec: FeatureSpec, lf: pl.LazyFrame, where: str) -> FitStatistics:
-    """(tables, numeric columns, regression targets' (mean, std)) for ``spec`` over every row of
-    ``lf`` (columns already checked): the arguments of a :class:`~recsys_mtl.data.preprocess.Preprocessor`.
-    Tables are fitted over every kind indexing them; numeric statistics by each kind's own lazy fit."""
+    """(tables, numeric columns, regression targets' (mean, std), pair-count tables) for ``spec`` over
+    every row of ``lf`` (columns already checked): the arguments of a :class:`~recsys_mtl.data.preprocess.Preprocessor`.
+    Tables are fitted over every kind indexing them; numeric statistics and pair counts by each kind's own lazy fit."""
     numeric: dict[str, FittedNumeric] = {}
+    pairs: dict[str, FittedPairCounts] = {}
     for kind, fs in grouped(spec.features):
-        numeric |= kind.fit(fs, lf, where)
-    return fit_tables(spec.features, lf), numeric, _fit_targets(spec, lf)
+        kind_numeric, kind_pairs = kind.fit_all(fs, lf, where)
+        numeric |= kind_numeric
+        pairs |= kind_pairs
+    return fit_tables(spec.features, lf), numeric, _fit_targets(spec, lf), pairs
 
 
 def _fit_targets(spec: FeatureSpec, lf: pl.LazyFrame) -> dict[str, tuple[float, float]]:

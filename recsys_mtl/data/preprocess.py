@@ -25,7 +25,7 @@ from recsys_mtl.data.fit_statistics import fit_statistics
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.errors import DataError
 from recsys_mtl.features.base import Columns, Fitted
-from recsys_mtl.features.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedTable
+from recsys_mtl.features.fitted import FIRST, MISSING, OOV, FittedNumeric, FittedPairCounts, FittedTable
 from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.registry import for_each
 from recsys_mtl.features.tables import check_tables
@@ -49,13 +49,15 @@ class Preprocessor:
 
     def __init__(
         self, spec: FeatureSpec, tables: dict[str, FittedTable], numeric: dict[str, FittedNumeric],
-        targets: dict[str, tuple[float, float]] | None = None,
+        targets: dict[str, tuple[float, float]] | None = None, pairs: dict[str, FittedPairCounts] | None = None,
     ):
         self.spec = spec
         self.tables = tables
         self.numeric = numeric
+        #: feature → pair-count table (``cooccurrence`` features)
+        self.pairs = pairs or {}
         #: the same state as the kinds read it
-        self.fitted = Fitted(tables, numeric)
+        self.fitted = Fitted(tables, numeric, self.pairs)
         #: regression task → (mean, std) of its train labels; the model standardizes with them
         self.targets = targets or {}
         self.layout = self._layout()
@@ -104,6 +106,8 @@ class Preprocessor:
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
+        # "pairs" only when a feature fitted one, so files of specs without such features stay as they were
+        pairs = {"pairs": {k: asdict(v) for k, v in self.pairs.items()}} if self.pairs else {}
         return {
             "format_version": FORMAT_VERSION,
             "spec_name": self.spec.name,
@@ -112,6 +116,7 @@ class Preprocessor:
             "tables": {k: asdict(v) for k, v in self.tables.items()},
             "numeric": {k: asdict(v) for k, v in self.numeric.items()},
             "targets": {k: {"mean": m, "std": sd} for k, (m, sd) in self.targets.items()},
+            **pairs,
         }
 
     def save(self, path: str | Path) -> None:
@@ -127,7 +132,7 @@ class Preprocessor:
         if state.spec_hash != spec_hash(spec):
             raise DataError(f"{path}: fitted for a different spec (hash {state.spec_hash}, spec {spec_hash(spec)})")
         state.check(spec, path)
-        return cls(spec, state.tables, state.numeric, {k: (v.mean, v.std) for k, v in state.targets.items()})
+        return cls(spec, state.tables, state.numeric, {k: (v.mean, v.std) for k, v in state.targets.items()}, state.pairs)
 
 
 class TargetStats(BaseModel):
@@ -150,13 +155,15 @@ class PreprocessingState(BaseModel):
     numeric: dict[str, FittedNumeric]
     targets: dict[str, TargetStats] = {}
     """regression task → train label statistics the model standardises with"""
+    pairs: dict[str, FittedPairCounts] = {}
+    """feature → pair-count table (``cooccurrence`` features)"""
 
     def check(self, spec: FeatureSpec, path: Path) -> None:
         """Cross-field checks: the convention, and a usable entry for every table / numeric feature."""
         if self.index_convention != {"missing": MISSING, "oov": OOV, "first": FIRST}:
             raise DataError(f"{path}: index_convention {self.index_convention}, expected missing={MISSING}, oov={OOV}, first={FIRST}")
         check_tables(spec.features, self.tables, path)
-        fitted = Fitted(self.tables, self.numeric)
+        fitted = Fitted(self.tables, self.numeric, self.pairs)
         for kind, f in for_each(spec.features):
             kind.check_state(f, fitted, path)
         check_fitted_state(self.numeric, {k: (v.mean, v.std) for k, v in self.targets.items()}, path)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Sequence, TypeVar
 import numpy as np
 import polars as pl
 
-from recsys_mtl.features.fitted import FittedNumeric, FittedTable
+from recsys_mtl.features.fitted import FittedNumeric, FittedPairCounts, FittedTable
 from recsys_mtl.features.layout import Layout
 from recsys_mtl.strict import StrictModel
 from serving.contract import InputSpec
@@ -82,10 +82,12 @@ class TableUse:
 
 @dataclass
 class Fitted:
-    """What a preprocessing fit learned (``preprocessing.json``'s ``tables`` and ``numeric``)."""
+    """What a preprocessing fit learned (``preprocessing.json``'s ``tables``, ``numeric`` and ``pairs``)."""
 
     tables: dict[str, FittedTable]
     numeric: dict[str, FittedNumeric]
+    #: feature → its pair-count table (kinds that learn item-to-item statistics)
+    pairs: dict[str, FittedPairCounts] = field(default_factory=dict)
 
 
 class FeatureKind(ABC, Generic[S]):
@@ -130,6 +132,11 @@ class FeatureKind(ABC, Generic[S]):
         """Numeric statistics of this kind's features ``fs`` over every row of ``lf``: one lazy query path
         for in-memory and streamed data."""
         return {}
+
+    def fit_all(self, fs: list[S], lf: pl.LazyFrame, where: str) -> tuple[dict[str, FittedNumeric], dict[str, FittedPairCounts]]:
+        """Everything ``fs`` learn over ``lf``: numeric statistics and pair-count tables (a kind whose
+        numbers are computed from a table it fits overrides this; the default is :meth:`fit` alone)."""
+        return self.fit(fs, lf, where), {}
 
     def shape_only(self, f: S) -> dict[str, FittedNumeric]:
         """Statistics-free numeric entries with the layout a fit would give (model checks before data)."""

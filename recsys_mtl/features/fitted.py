@@ -1,7 +1,7 @@
 """What a preprocessing fit learns, one piece per table and numeric column.
 
-:class:`FittedTable` (a vocabulary or a hashing rule) and :class:`FittedNumeric` (imputation,
-clipping, scaling, quantiles) are computed by :mod:`recsys_mtl.data.fit_statistics` and held by
+:class:`FittedTable` (a vocabulary or a hashing rule), :class:`FittedNumeric` (imputation,
+clipping, scaling, quantiles) and :class:`FittedPairCounts` (item-to-item counts) are computed by :mod:`recsys_mtl.data.fit_statistics` and held by
 :class:`recsys_mtl.data.preprocess.Preprocessor`; they live apart from both so that the fit and
 the preprocessor each import them, and not each other.
 """
@@ -80,3 +80,19 @@ class FittedNumeric:
         if self.boundaries is not None:
             return np.searchsorted(np.asarray(self.boundaries), x, side="right") + FIRST, missing
         return (x - self.mean) / self.std, missing
+
+
+@dataclass
+class FittedPairCounts:
+    """Symmetric counts between pairs of keys, stored sparse (upper triangle): what a kind learning
+    an item-to-item table fits (``cooccurrence``); ``first[i] < second[i]`` index ``keys``, sorted."""
+
+    #: the feature that fitted it
+    name: str
+    #: the raw column it was counted on
+    source: str
+    #: the counted keys (the most frequent items), most frequent first
+    keys: list[str]
+    first: list[int]
+    second: list[int]
+    counts: list[int]

@@ -66,7 +66,8 @@ def grow(old: Preprocessor, new: Preprocessor) -> Preprocessor:
         known = set(t.vocab)
         added = [v for v in new.tables[name].vocab or [] if v not in known]
         tables[name] = replace(t, vocab=[*t.vocab, *added])
-    return Preprocessor(old.spec, tables, {k: replace(v) for k, v in old.numeric.items()})
+    # pair-count tables (cooccurrence) stay as first fitted, like the numeric statistics
+    return Preprocessor(old.spec, tables, {k: replace(v) for k, v in old.numeric.items()}, pairs=dict(old.pairs))
 
 
 def carry_weights(model: nn.Module, earlier: nn.Module) -> dict[str, int]:

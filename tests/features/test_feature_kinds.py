@@ -102,6 +102,12 @@ CASES = [
                        {"kind": "categorical", "name": "item"}, {"kind": "sequence", "name": "hist", "max_len": 4}],
              ({"candidate_category": None}, "history_category"), ("hist", {"x": 1}),
              lambda df: df.with_columns(pl.col("hcat").list.join(",").alias("hcat")), ("match feature 'm'", "'hcat'")),
+    # top_items below the 12 items: rarer items are unknown (similarity 0) in the fit and the graph
+    KindCase("cooccurrence", [{"kind": "cooccurrence", "name": "co", "candidate": "item", "history": "hist", "max_len": 6,
+                               "top_items": 8},
+                              {"kind": "categorical", "name": "item"}],
+             ({"top_items": 0}, "top_items"), ("hist", {"x": 1}),
+             lambda df: df.with_columns(pl.col("hist").list.join(",").alias("hist")), ("cooccurrence feature 'co'", "'hist'")),
     KindCase("cross", [{"kind": "cross", "name": "uc", "columns": ["user", "city"], "hash": {"buckets": 50, "seed": 3}},
                        {"kind": "categorical", "name": "user"}],
              ({"columns": ["user"]}, "columns"), ("city", [1])),
@@ -154,6 +160,7 @@ def test_streamed_fit_equals_in_memory_fit(case: KindCase, frame: pl.DataFrame, 
     frame[N // 3 :].write_parquet(files[1])
     streamed, memory = Preprocessor.fit_files(spec, files).state(), Preprocessor.fit(spec, frame).state()
     assert streamed["tables"] == memory["tables"]
+    assert streamed.get("pairs") == memory.get("pairs")
     assert streamed["numeric"].keys() == memory["numeric"].keys()
     for name, fit in memory["numeric"].items():
         for key, value in fit.items():

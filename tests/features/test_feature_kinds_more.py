@@ -270,7 +270,7 @@ def test_reference_documents_the_three_kinds_with_valid_examples() -> None:
     section = text[text.index("## Feature kinds"):]
     section = section[: section.index("\n## ", 3)]
     kinds = {f["kind"] for block in re.findall(r"```yaml\n(.*?)```", section, flags=re.S) for f in yaml.safe_load(block)}
-    assert {"expression", "timestamp", "dense"} <= kinds
+    assert {"expression", "timestamp", "dense", "cooccurrence"} <= kinds
 
 
 def test_streamed_fit_of_zoned_timestamps_array_vectors_and_text_numbers(tmp_path: Any) -> None:
