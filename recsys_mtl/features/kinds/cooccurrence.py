@@ -33,7 +33,6 @@ table is (V + 1)² float32 in the transform and in the exported graph (2000 item
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -47,8 +46,8 @@ from recsys_mtl.features.fitted import QUANTILE_STEPS, FittedNumeric, FittedPair
 from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.numeric_fit import ENGINE, NumericColumn, fit_numeric_columns
 from recsys_mtl.features.registry import register
-from recsys_mtl.features.sequences import check_sequence_column, sequence_items
-from recsys_mtl.strict import StrictModel
+from recsys_mtl.features.history_window import (CandidateHistory, check_columns, check_numeric_outputs, graph_window,
+                                                 unique_outputs, window)
 from serving.contract import InputSpec
 
 if TYPE_CHECKING:
@@ -60,21 +59,11 @@ OUTPUTS: tuple[Output, ...] = ("mean", "max", "weighted")
 MAX_TOP_ITEMS = 5000
 
 
-class CooccurrenceFeature(StrictModel):
+class CooccurrenceFeature(CandidateHistory):
     """Similarity of the candidate to the history by co-occurrence (see the module docstring)."""
 
     kind: Literal["cooccurrence"]
     """`cooccurrence`"""
-    name: str = Field(min_length=1)
-    """the feature's name (unique in the spec); its outputs are numeric columns `<name>.<output>`"""
-    candidate: str = Field(min_length=1)
-    """raw column of the candidate id (e.g. the item being scored)"""
-    history: str = Field(min_length=1)
-    """raw list column (or delimited text) of the user's history, most recent first"""
-    max_len: int = Field(ge=1)
-    """entries of the history looked at (in the fit and per row): the first max_len"""
-    separator: str | None = Field(None, min_length=1)
-    """split a text history on this string (as a sequence feature's separator)"""
     top_items: int = Field(2000, ge=1, le=MAX_TOP_ITEMS)
     """the most frequent history items (train windows) that get similarities; rarer and unseen items get 0"""
     outputs: tuple[Output, ...] | None = Field(None, min_length=1)
@@ -82,35 +71,16 @@ class CooccurrenceFeature(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "CooccurrenceFeature":
-        if self.outputs is not None and len(set(self.outputs)) != len(self.outputs):
-            raise ValueError(f"outputs: {list(self.outputs)} lists an output twice")
-        if self.candidate == self.history:
-            raise ValueError("'candidate' and 'history' name the same column")
+        unique_outputs(self.outputs)
         return self
 
     @property
     def chosen(self) -> tuple[Output, ...]:
         return self.outputs if self.outputs is not None else OUTPUTS
 
-    def column(self, output: str) -> str:
-        """Name of an output's column in the numeric matrix (and its ``preprocessing.json`` entry)."""
-        return f"{self.name}.{output}"
-
-
-@dataclass(frozen=True)
-class _Items:
-    """The history column read as items (what :func:`sequence_items` needs)."""
-
-    name: str
-    source: str
-    separator: str | None
-    kind: str = "cooccurrence"
-
 
 def _window(f: CooccurrenceFeature, dtype: pl.DataType) -> pl.Expr:
-    """list[str] of the first ``max_len`` history entries, "" read as null (the server's missing token)."""
-    items = sequence_items(_Items(f.name, f.history, f.separator), dtype).list.head(f.max_len).cast(pl.List(pl.String))
-    return items.list.eval(pl.when(pl.element() == "").then(None).otherwise(pl.element()))
+    return window(f, "cooccurrence", f.history, dtype)
 
 
 def fit_pairs(f: CooccurrenceFeature, lf: pl.LazyFrame) -> FittedPairCounts:
@@ -186,10 +156,7 @@ class Cooccurrence(FeatureKind[CooccurrenceFeature]):
         return [InputSpec(f.candidate, f.name, "categorical"), InputSpec(f.history, f.name, "sequence", f.max_len, f.separator)]
 
     def check_frame(self, f: CooccurrenceFeature, df: pl.DataFrame, where: str) -> None:
-        check_sequence_column(_Items(f.name, f.history, f.separator), df.schema[f.history], where)
-        if isinstance(df.schema[f.candidate], (pl.List, pl.Array, pl.Struct)):
-            raise DataError(f"{where}: column {f.candidate!r} (cooccurrence feature {f.name!r}) must hold one id per row, "
-                            f"got {df.schema[f.candidate]}")
+        check_columns(f, "cooccurrence", df, where, (f.candidate,), (f.history,))
 
     def fit(self, fs: list[CooccurrenceFeature], lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
         return self.fit_all(fs, lf, where)[0]
@@ -217,12 +184,7 @@ class Cooccurrence(FeatureKind[CooccurrenceFeature]):
         }
 
     def check_state(self, f: CooccurrenceFeature, fitted: Fitted, path: Path) -> None:
-        for o in f.chosen:
-            n = fitted.numeric.get(f.column(o))
-            if n is None:
-                raise DataError(f"{path}: numeric: no entry for {f.column(o)!r} (cooccurrence feature {f.name!r})")
-            if n.boundaries is not None or not n.std > 0:
-                raise DataError(f"{path}: numeric.{f.column(o)}: needs std > 0 and no boundaries")
+        check_numeric_outputs(f, "cooccurrence", f.chosen, fitted, path)
         p = fitted.pairs.get(f.name)
         if p is None:
             raise DataError(f"{path}: pairs: no entry for cooccurrence feature {f.name!r}")
@@ -252,18 +214,13 @@ def _graph_outputs(b: GraphBuilder, f: CooccurrenceFeature, p: FittedPairCounts)
     """output → (B,) double tensor from the raw inputs: :func:`raw_frame` as ONNX operators."""
     from onnx import TensorProto
 
-    from recsys_mtl.features.graph import ML_DOMAIN, slice_cols
+    from recsys_mtl.features.graph import ML_DOMAIN
 
     v = len(p.keys)
     hint = f"{f.name}.cooc"
     empty = b.const(np.array([[""]], dtype=object), "empty")
     axis1 = b.const(np.array([1], np.int64), "axis1")
-    # (B, L) any L → (B, <= max_len) + one "" column, so a row always has a column to reduce over
-    cut = slice_cols(b, f.history, f.max_len, f"{hint}.window")
-    batch = b.op("Shape", [f.history], f"{hint}.batch", start=0, end=1)
-    pad = b.op("Expand", [empty, b.op("Concat", [batch, b.const(np.array([1], np.int64), "one")], f"{hint}.padshape", axis=0)],
-               f"{hint}.pad")
-    items = b.op("Concat", [cut, pad], f"{hint}.padded", axis=1)
+    items = graph_window(b, f.history, f.max_len, hint)
 
     def index(x: str, what: str) -> str:
         # known key → 0..V-1; unknown, missing ("" is never a key) → V, the zero row / column

@@ -32,7 +32,6 @@ ONNX: ``Equal`` on strings needs opset >= 19 (the export uses 20).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -40,14 +39,13 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
-from recsys_mtl.errors import DataError
 from recsys_mtl.features.base import Columns, FeatureKind, Fitted
 from recsys_mtl.features.fitted import QUANTILE_STEPS, FittedNumeric
 from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.numeric_fit import NumericColumn, fit_numeric_columns
 from recsys_mtl.features.registry import register
-from recsys_mtl.features.sequences import check_sequence_column, sequence_items
-from recsys_mtl.strict import StrictModel
+from recsys_mtl.features.history_window import (CandidateHistory, check_columns, check_numeric_outputs, graph_window,
+                                                 unique_outputs, window)
 from serving.contract import InputSpec
 
 if TYPE_CHECKING:
@@ -60,21 +58,11 @@ CATEGORY_OUTPUTS: tuple[Output, ...] = ("category_hit", "category_count", "categ
 _LOG1P = {"count", "length", "category_count"}
 
 
-class MatchFeature(StrictModel):
+class MatchFeature(CandidateHistory):
     """Candidate-vs-history statistics (see the module docstring for each output)."""
 
     kind: Literal["match"]
     """`match`"""
-    name: str = Field(min_length=1)
-    """the feature's name (unique in the spec); its outputs are named `<name>_<output>`"""
-    candidate: str = Field(min_length=1)
-    """raw column of the candidate id (e.g. the item being scored)"""
-    history: str = Field(min_length=1)
-    """raw list column (or delimited text) of the user's history, most recent first"""
-    max_len: int = Field(ge=1)
-    """entries of the history looked at: the first max_len"""
-    separator: str | None = Field(None, min_length=1)
-    """split a text history on this string (as a sequence feature's separator)"""
     candidate_category: str | None = Field(None, min_length=1)
     """raw column of the candidate's category (the coarser level), with ``history_category``"""
     history_category: str | None = Field(None, min_length=1)
@@ -86,14 +74,11 @@ class MatchFeature(StrictModel):
     def _levels(self) -> "MatchFeature":
         if (self.candidate_category is None) != (self.history_category is None):
             raise ValueError("give both 'candidate_category' and 'history_category' (the coarser level), or neither")
+        unique_outputs(self.outputs)
         if self.outputs is not None:
-            if len(set(self.outputs)) != len(self.outputs):
-                raise ValueError(f"outputs: {list(self.outputs)} lists an output twice")
             bad = [o for o in self.outputs if o in CATEGORY_OUTPUTS and self.candidate_category is None]
             if bad:
                 raise ValueError(f"outputs: {bad} need 'candidate_category' and 'history_category'")
-        if self.candidate == self.history:
-            raise ValueError("'candidate' and 'history' name the same column")
         return self
 
     @property
@@ -101,26 +86,6 @@ class MatchFeature(StrictModel):
         if self.outputs is not None:
             return self.outputs
         return ITEM_OUTPUTS + (CATEGORY_OUTPUTS if self.candidate_category is not None else ())
-
-    def column(self, output: str) -> str:
-        """Name of an output's column in the numeric matrix (and its ``preprocessing.json`` entry)."""
-        return f"{self.name}.{output}"
-
-
-@dataclass(frozen=True)
-class _Items:
-    """A history column read as items (what :func:`sequence_items` needs)."""
-
-    name: str
-    source: str
-    separator: str | None
-    kind: str = "match"
-
-
-def _window(f: MatchFeature, column: str, dtype: pl.DataType) -> pl.Expr:
-    """list[str] of the first ``max_len`` entries, "" read as null (the server's missing token)."""
-    items = sequence_items(_Items(f.name, column, f.separator), dtype).list.head(f.max_len).cast(pl.List(pl.String))
-    return items.list.eval(pl.when(pl.element() == "").then(None).otherwise(pl.element()))
 
 
 def _level(cand: pl.Expr, items: pl.Expr) -> dict[str, pl.Expr]:
@@ -136,11 +101,11 @@ def _level(cand: pl.Expr, items: pl.Expr) -> dict[str, pl.Expr]:
 
 def raw_outputs(f: MatchFeature, schema: pl.Schema) -> dict[str, pl.Expr]:
     """output → float64 expression over the raw columns (before scaling)."""
-    items = _window(f, f.history, schema[f.history])
+    items = window(f, "match", f.history, schema[f.history])
     out = _level(pl.col(f.candidate).cast(pl.String), items)
     out["length"] = items.list.drop_nulls().list.len().fill_null(0).cast(pl.Float64)
     if f.candidate_category is not None and f.history_category is not None:
-        cats = _window(f, f.history_category, schema[f.history_category])
+        cats = window(f, "match", f.history_category, schema[f.history_category])
         out |= {f"category_{k}": v for k, v in _level(pl.col(f.candidate_category).cast(pl.String), cats).items()}
     return {o: out[o] for o in f.chosen}
 
@@ -170,13 +135,7 @@ class Match(FeatureKind[MatchFeature]):
         return out
 
     def check_frame(self, f: MatchFeature, df: pl.DataFrame, where: str) -> None:
-        for column in (f.history, f.history_category):
-            if column is not None:
-                check_sequence_column(_Items(f.name, column, f.separator), df.schema[column], where)
-        for column in (f.candidate, f.candidate_category):
-            if column is not None and isinstance(df.schema[column], (pl.List, pl.Array, pl.Struct)):
-                raise DataError(f"{where}: column {column!r} (match feature {f.name!r}) must hold one id per row, "
-                                f"got {df.schema[column]}")
+        check_columns(f, "match", df, where, (f.candidate, f.candidate_category), (f.history, f.history_category))
 
     def fit(self, fs: list[MatchFeature], lf: pl.LazyFrame, where: str) -> dict[str, FittedNumeric]:
         schema = lf.collect_schema()
@@ -190,12 +149,7 @@ class Match(FeatureKind[MatchFeature]):
         }
 
     def check_state(self, f: MatchFeature, fitted: Fitted, path: Path) -> None:
-        for o in f.chosen:
-            n = fitted.numeric.get(f.column(o))
-            if n is None:
-                raise DataError(f"{path}: numeric: no entry for {f.column(o)!r} (match feature {f.name!r})")
-            if n.boundaries is not None or not n.std > 0:
-                raise DataError(f"{path}: numeric.{f.column(o)}: needs std > 0 and no boundaries")
+        check_numeric_outputs(f, "match", f.chosen, fitted, path)
 
     def layout(self, f: MatchFeature, fitted: Fitted, lay: Layout) -> None:
         lay.numeric += [f.column(o) for o in f.chosen]
@@ -215,7 +169,7 @@ def _graph_outputs(b: GraphBuilder, f: MatchFeature) -> dict[str, str]:
     """output → (B,) double tensor, from the raw inputs: :func:`raw_outputs` as ONNX operators."""
     from onnx import TensorProto
 
-    from recsys_mtl.features.graph import ExportError, slice_cols
+    from recsys_mtl.features.graph import ExportError
 
     if b.opset < 19:
         raise ExportError(f"match feature {f.name!r}: comparing strings needs ONNX opset >= 19, got {b.opset}")
@@ -223,12 +177,7 @@ def _graph_outputs(b: GraphBuilder, f: MatchFeature) -> dict[str, str]:
     axis1 = b.const(np.array([1], np.int64), "axis1")
 
     def window(column: str) -> str:
-        # (B, L) any L → (B, <= max_len) + one "" column, so a row always has a column to reduce over
-        cut = slice_cols(b, column, f.max_len, f"{f.name}.{column}.window")
-        batch = b.op("Shape", [column], f"{f.name}.{column}.batch", start=0, end=1)
-        pad_shape = b.op("Concat", [batch, b.const(np.array([1], np.int64), "one")], f"{f.name}.{column}.padshape", axis=0)
-        pad = b.op("Expand", [empty, pad_shape], f"{f.name}.{column}.pad")
-        return b.op("Concat", [cut, pad], f"{f.name}.{column}.padded", axis=1)
+        return graph_window(b, column, f.max_len, f"{f.name}.{column}")
 
     def level(cand_column: str, items: str, prefix: str) -> dict[str, str]:
         cand = b.op("Unsqueeze", [cand_column, axis1], f"{prefix}.cand")
