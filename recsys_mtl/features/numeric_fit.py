@@ -58,6 +58,14 @@ def aggregate(lf: pl.LazyFrame, exprs: list[pl.Expr]) -> dict[str, float]:
     return lf.select(exprs).collect(engine=ENGINE).row(0, named=True)
 
 
+def quantiles(lf: pl.LazyFrame, x: pl.Expr, qs: np.ndarray, prefix: str) -> dict[str, float]:
+    """``x``'s linear quantiles at ``qs`` → {``<prefix>q<i>``: value}, ``x`` computed once: a plan
+    repeating a large expression (a nested ``expression`` feature) once per quantile took polars
+    seconds to optimise, whatever the row count."""
+    one = lf.select(x.alias("x"))
+    return aggregate(one, [pl.col("x").quantile(float(q), interpolation="linear").alias(f"{prefix}q{i}") for i, q in enumerate(qs)])
+
+
 def check_float32_magnitudes(cols: list[NumericColumn], frame: pl.DataFrame | pl.LazyFrame, where: str) -> None:
     """Every value of ``cols`` (numeric columns of any kind) after clip / log1p within ±FLOAT32_LIMIT:
     one aggregation (streamed over a LazyFrame), and a second query for the first row only when a
@@ -120,9 +128,7 @@ def fit_numeric_columns(cols: list[NumericColumn], lf: pl.LazyFrame, where: str)
         x = transformed(c, fitted[c.name].impute_value)
         if c.quantile_buckets is not None:
             qs = np.linspace(0, 1, c.quantile_buckets + 1)[1:-1]  # one column per query, as in pass 1
-            stats |= aggregate(
-                lf, [x.quantile(float(q), interpolation="linear").alias(f"{c.name}:q{i}") for i, q in enumerate(qs)]
-            )
+            stats |= quantiles(lf, x, qs, f"{c.name}:")
         elif c.standardize:
             second += [x.mean().alias(f"{c.name}:mean"), x.std(ddof=0).alias(f"{c.name}:std")]
     if second:
@@ -140,6 +146,6 @@ def fit_numeric_columns(cols: list[NumericColumn], lf: pl.LazyFrame, where: str)
         # pass 3: the quantiles piecewise-linear embeddings bin on, one column per query
         x = (transformed(c, fit.impute_value) - fit.mean) / fit.std
         qs = np.linspace(0, 1, QUANTILE_STEPS + 1)
-        row = aggregate(lf, [x.quantile(float(q), interpolation="linear").alias(f"q{i}") for i, q in enumerate(qs)])
+        row = quantiles(lf, x, qs, "")
         fit.quantiles = [float(row[f"q{i}"]) for i in range(len(qs))]
     return fitted

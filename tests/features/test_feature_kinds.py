@@ -113,7 +113,7 @@ CASES = [
              ({"columns": ["user"]}, "columns"), ("city", [1])),
     KindCase("expression", [{"kind": "expression", "name": "r", "expression": EXPRESSION}],
              ({"expression": "x % 2"}, "'%'"), ("x2", "abc"),
-             lambda df: _set(df, "x2", 7, math.inf), ("expression feature 'r'", "row 7"), slow=True),
+             lambda df: _set(df, "x2", 7, math.inf), ("expression feature 'r'", "row 7")),
     KindCase("timestamp", [{"kind": "timestamp", "name": "ts", "reference": "ref", "elapsed_unit": "days"}],
              ({"cyclical": ["minute"]}, "cyclical"), ("ref", "yesterday"),
              lambda df: df.with_columns(pl.col("ts").cast(pl.String)), ("timestamp feature 'ts'", "'ts'")),

@@ -26,27 +26,39 @@ from recsys_mtl.spec import FeatureSpec
 from recsys_mtl.train.run_folder import load_run
 from tests.support.synthetic import make_context, synthetic_spec
 from tests.support.export import make_run
+from tests.support.run_once import built_once
 
 PREF_MMOE = {"base": "mmoe", "base_params": {"num_experts": 2, "expert_hidden": [8], "tower_hidden": [4]},
              "film_hidden": [4], "default_preference": [0.7, 0.3]}
+#: the held-out rows of the shared export
+TEST = generate(SyntheticConfig(rows=200, num_tasks=2, seed=2))
+
+
+@pytest.fixture(scope="module")
+def preference_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run folder, export folder) of an untrained preference model (weights jittered: FiLM is not the
+    identity), exported once for the module's tests (an export costs seconds of torch.onnx)."""
+    def build(root: Path) -> None:
+        run = make_run(root, synthetic_spec(2), generate(SyntheticConfig(rows=500, num_tasks=2, seed=1)), "preference", PREF_MMOE)
+        export_run(run, root / "exp", parity_rows=100, test=TEST)
+
+    root = built_once(tmp_path_factory, "preference_export", build)
+    return root / "run-preference", root / "exp"
 
 
 @pytest.mark.slow
-def test_export_takes_the_preference_and_matches_torch(tmp_path: Path) -> None:
-    spec = synthetic_spec(2)
-    train = generate(SyntheticConfig(rows=500, num_tasks=2, seed=1))
-    test = generate(SyntheticConfig(rows=200, num_tasks=2, seed=2))
-    run = make_run(tmp_path, spec, train, "preference", PREF_MMOE)  # weights jittered: FiLM is not the identity
-    out = export_run(run, tmp_path / "exp", parity_rows=100, test=test)
-    meta = json.loads((out.out_dir / "metadata.json").read_text())
+def test_export_takes_the_preference_and_matches_torch(preference_export: tuple[Path, Path]) -> None:
+    run, out_dir = preference_export
+    test = TEST
+    meta = json.loads((out_dir / "metadata.json").read_text())
     (cond,) = meta["conditions"]
     assert cond["name"] == "preference" and cond["shape"] == ["batch", 2]
     np.testing.assert_allclose(cond["default"], [0.7, 0.3], atol=1e-6)
-    assert 'name: "preference"' in (out.out_dir / "triton" / "exp" / "config.pbtxt").read_text()
+    assert 'name: "preference"' in (out_dir / "triton" / "exp" / "config.pbtxt").read_text()
 
     loaded = load_run(run)
     pre, model = loaded.preprocessor, loaded.model
-    sess = ort.InferenceSession(str(out.out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     feed = raw_feed(raw_inputs(pre), test)
     cols = features_only(pre.transform(test).columns())
     scores = []
@@ -67,14 +79,12 @@ def test_export_takes_the_preference_and_matches_torch(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_predictor_fills_the_default_preference(tmp_path: Path) -> None:
+def test_predictor_fills_the_default_preference(preference_export: tuple[Path, Path]) -> None:
     from serving.predictor import Predictor
 
-    spec = synthetic_spec(2)
+    run, out_dir = preference_export
     df = generate(SyntheticConfig(rows=300, num_tasks=2, seed=1))
-    run = make_run(tmp_path, spec, df, "preference", PREF_MMOE)
-    out = export_run(run, tmp_path / "exp", parity_rows=50, test=df)
-    pred = Predictor(out.out_dir, intra_threads=1, warmup=True)
+    pred = Predictor(out_dir, intra_threads=1, warmup=True)
     feed = raw_feed(raw_inputs(load_run(run).preprocessor), df.head(20))
     default = pred.predict(feed)["task0"]
     given = pred.predict({**feed, "preference": np.tile(np.float32([0.7, 0.3]), (20, 1))})["task0"]
