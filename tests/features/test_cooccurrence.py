@@ -132,8 +132,8 @@ def test_kernel_shares_equal_the_hand_computed_ones() -> None:
 
 def test_kernels_are_checked_where_they_are_declared() -> None:
     with pytest.raises(SpecError, match=r"features\[0\].*kernels.*outputs"):
-        validate(FeatureSpec, {"name": "s", "features": [{**FEATURE, "kernels": {"mu": [0.5]}}], "tasks": [{"name": "y", "label": "y"}]},
-                 "spec.yaml")
+        validate(FeatureSpec, {"name": "s", "features": [{**FEATURE, "kernels": {"mu": [0.5]}}],
+                               "tasks": [{"name": "y", "label": "y"}]}, "spec.yaml")
     for bad, says in (({"mu": [0.5, 0.5]}, "twice"), ({"mu": [1.5]}, r"\[-1, 1\]"), ({"mu": [0.5], "sigma": 0}, "sigma"),
                       ({"mu": []}, "mu")):
         with pytest.raises(SpecError, match=says):

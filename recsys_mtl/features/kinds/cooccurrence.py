@@ -45,8 +45,8 @@ from pydantic import Field, model_validator
 
 from recsys_mtl.errors import DataError
 from recsys_mtl.features.base import Columns, FeatureKind, Fitted
-from recsys_mtl.features.kernel_pooling import Kernels, graph_kernel_shares, kernel_sums
 from recsys_mtl.features.fitted import QUANTILE_STEPS, FittedNumeric, FittedPairCounts
+from recsys_mtl.features.kernel_pooling import Kernels, graph_kernel_shares, kernel_sums
 from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.numeric_fit import ENGINE, NumericColumn, fit_numeric_columns
 from recsys_mtl.features.registry import register
