@@ -39,6 +39,8 @@ Baselines on the same table, split and seeds (``--configs lightgbm lightgbm_matc
 - ``lightgbm_builtin_cooc`` / ``target_attention_cooc``: the same trainer / MMoE + DIN on
   ``feature_specs/sequence_synthetic_match.yaml``: built-in ``match`` plus ``cooccurrence`` (mean,
   max, recency-weighted co-occurrence similarity of the candidate to the history, fitted on train);
+  ``--cooc-spec`` names another spec of ``feature_specs/`` for them (e.g.
+  ``sequence_synthetic_match_kernels.yaml``: plus the kernel-pooled similarity histogram);
 - ``single_task``: the project's single-task baseline, one MMoE per task with DIN pooling (the
   best pooling in the table above).
 
@@ -186,7 +188,7 @@ BASELINES: dict[str, Callable[[Prepared, int, Path], dict[str, Any]]] = {
 def write_pipeline(tmp: Path, config: str, base_spec: dict, data: Path, args: argparse.Namespace) -> Path:
     pooling, model = CONFIGS.get(config, CONFIGS["target_attention"])
     if config in WITH_COOC:
-        base_spec = yaml.safe_load((ROOT / "feature_specs" / COOC_SPEC).read_text())
+        base_spec = yaml.safe_load((ROOT / "feature_specs" / args.cooc_spec).read_text())
     if config == "dtrn_interest":
         model = {"name": "dtrn", "params": {**model["params"], "interest": args.interest}}
     spec = dict(base_spec)
@@ -294,6 +296,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3, help="epochs without a better val click AUC before stopping")
     ap.add_argument("--encoder", type=json.loads, default=None,
                     help='JSON: the networks\' encoder section, e.g. {"gbdt_leaves": {"margin": true, ...}}')
+    ap.add_argument("--cooc-spec", default=COOC_SPEC,
+                    help="the *_cooc configurations' spec, a file of feature_specs/ (e.g. a variant with kernel outputs)")
     ap.add_argument("--interest", type=json.loads, default={}, help="JSON: dtrn_interest's interest params")
     args = ap.parse_args()
     if args.collect:
@@ -329,7 +333,9 @@ def main() -> None:
             m["seconds"] = time.perf_counter() - started
             results.setdefault(config, []).append(m)
             rounds = f"rounds {m['best_iteration']}" if "best_iteration" in m else f"best epoch {m.get('best_epoch')}"
-            print(config, seed, {k: round(v, 4) for k, v in m["test"].items() if "auc" in k}, f"{m['seconds']:.1f} s", rounds, flush=True)
+            val = {f"val {k}": round(v, 4) for k, v in m.get("val", {}).items() if k.endswith("/auc")}
+            print(config, seed, {k: round(v, 4) for k, v in m["test"].items() if "auc" in k}, val, f"{m['seconds']:.1f} s", rounds,
+                  flush=True)
     report(results, args.seeds)
 
 

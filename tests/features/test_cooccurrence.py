@@ -104,3 +104,41 @@ def test_the_reference_example_is_a_valid_feature() -> None:
     assert block is not None
     (feature,) = yaml.safe_load(block.group(1))
     assert CooccurrenceFeature.model_validate(feature).top_items == 2000
+
+
+def test_kernel_shares_equal_the_hand_computed_ones() -> None:
+    """K-NRM kernel pooling: Σ_p exp(-(s_p - mu)² / (2 sigma²)) over the non-missing entries / their number."""
+    kernels = {"mu": [0.0, 0.5, 1.0], "sigma": 0.2}
+    pre = Preprocessor.fit(_spec(outputs=["mean", "kernels"], kernels=kernels), _train())
+    f = pre.spec.features[0]
+    assert [c for c in pre.numeric] == ["co.mean", "co.kernel0", "co.kernel1", "co.kernel2"]
+    rows = pl.DataFrame({"item": ["a", "a", "d", "a"], "hist": [["b", None, "c"], [], ["a", "b"], ["z", "a", "b", "c"]],
+                         "y": [0, 0, 0, 0]})
+    got = raw_frame(f, rows.lazy(), pre.pairs["co"]).collect()  # type: ignore[arg-type]
+    assert got.columns == ["mean", "kernel0", "kernel1", "kernel2"]
+    ab, ac = 1 / 17, 4 / math.sqrt(34)
+
+    def k(s: float, mu: float) -> float:
+        return math.exp(-((s - mu) ** 2) / (2 * 0.2**2))
+
+    for col, mu in zip(["kernel0", "kernel1", "kernel2"], [0.0, 0.5, 1.0]):
+        # row 0: b and c (the missing entry counts nowhere); row 1 empty; row 2 unknown candidate d:
+        # both entries at similarity 0; row 4: window [z, a, b], z unknown (similarity 0)
+        want = [(k(ab, mu) + k(ac, mu)) / 2, 0.0, k(0.0, mu), (k(0.0, mu) + k(1.0, mu) + k(ab, mu)) / 3]
+        assert got[col].to_list() == pytest.approx(want, abs=1e-6), col  # the table is float32
+    # the share near 1 counts the candidate's own occurrence in the window: 1 of 3 entries
+    assert got["kernel2"][3] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_kernels_are_checked_where_they_are_declared() -> None:
+    with pytest.raises(SpecError, match=r"features\[0\].*kernels.*outputs"):
+        validate(FeatureSpec, {"name": "s", "features": [{**FEATURE, "kernels": {"mu": [0.5]}}],
+                               "tasks": [{"name": "y", "label": "y"}]}, "spec.yaml")
+    for bad, says in (({"mu": [0.5, 0.5]}, "twice"), ({"mu": [1.5]}, r"\[-1, 1\]"), ({"mu": [0.5], "sigma": 0}, "sigma"),
+                      ({"mu": []}, "mu")):
+        with pytest.raises(SpecError, match=says):
+            validate(FeatureSpec, {"name": "s", "features": [{**FEATURE, "outputs": ["kernels"], "kernels": bad}],
+                                   "tasks": [{"name": "y", "label": "y"}]}, "spec.yaml")
+    # the default kernels need no section
+    assert CooccurrenceFeature.model_validate({**FEATURE, "outputs": ["kernels"]}).names == [
+        f"kernel{k}" for k in range(len(CooccurrenceFeature.model_validate(FEATURE).kernels.mu))]

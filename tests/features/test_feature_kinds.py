@@ -105,7 +105,11 @@ CASES = [
     # top_items below the 12 items: rarer items are unknown (similarity 0) in the fit and the graph
     KindCase("cooccurrence", [{"kind": "cooccurrence", "name": "co", "candidate": "item", "history": "hist", "max_len": 6,
                                "top_items": 8},
-                              {"kind": "categorical", "name": "item"}],
+                              {"kind": "categorical", "name": "item"},
+                              # every output, kernel pooling included, on its own history column window
+                              {"kind": "cooccurrence", "name": "cok", "candidate": "item", "history": "hist", "max_len": 4,
+                               "top_items": 12, "outputs": ["kernels", "mean", "max", "weighted"],
+                               "kernels": {"mu": [0.0, 0.3, 0.7, 1.0], "sigma": 0.15}}],
              ({"top_items": 0}, "top_items"), ("hist", {"x": 1}),
              lambda df: df.with_columns(pl.col("hist").list.join(",").alias("hist")), ("cooccurrence feature 'co'", "'hist'")),
     KindCase("cross", [{"kind": "cross", "name": "uc", "columns": ["user", "city"], "hash": {"buckets": 50, "seed": 3}},

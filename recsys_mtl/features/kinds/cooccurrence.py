@@ -20,9 +20,12 @@ output    value before scaling
 mean      Σ_p s_p / max(n, 1) (unknown items count in n, with similarity 0)
 max       max_p s_p, 0 for an empty window
 weighted  Σ_p w_p s_p / Σ_{p non-missing} w_p, 0 for an empty window
+kernels   one column ``kernel<k>`` per centre ``mu_k`` of ``kernels``:
+          Σ_p exp(-(s_p - mu_k)² / (2 sigma²)) / max(n, 1), the soft share of the window
+          near mu_k (K-NRM kernel pooling, :mod:`recsys_mtl.features.kernel_pooling`)
 ========= ===================================================================
 
-Each output is one numeric column ``<feature>.<output>``, standardised with train statistics.
+Each output is one numeric column ``<feature>.<output>`` (``kernels``: one per kernel), standardised with train statistics.
 Computed by one polars query (explode the window, join the similarity table, aggregate per row)
 for the fit and the transform, and by ``LabelEncoder`` + ``Gather`` on the (V + 1)² table in the ONNX
 graph (row / column V = unknown, all zeros), which the server runs as it is.
@@ -43,6 +46,7 @@ from pydantic import Field, model_validator
 from recsys_mtl.errors import DataError
 from recsys_mtl.features.base import Columns, FeatureKind, Fitted
 from recsys_mtl.features.fitted import QUANTILE_STEPS, FittedNumeric, FittedPairCounts
+from recsys_mtl.features.kernel_pooling import Kernels, graph_kernel_shares, kernel_sums
 from recsys_mtl.features.layout import Layout
 from recsys_mtl.features.numeric_fit import ENGINE, NumericColumn, fit_numeric_columns
 from recsys_mtl.features.registry import register
@@ -53,7 +57,7 @@ from serving.contract import InputSpec
 if TYPE_CHECKING:
     from recsys_mtl.features.graph import GraphBuilder
 
-Output = Literal["mean", "max", "weighted"]
+Output = Literal["mean", "max", "weighted", "kernels"]
 OUTPUTS: tuple[Output, ...] = ("mean", "max", "weighted")
 #: the largest ``top_items``: the dense similarity table is (V + 1)² float32 (5000 items: 100 MB)
 MAX_TOP_ITEMS = 5000
@@ -67,16 +71,25 @@ class CooccurrenceFeature(CandidateHistory):
     top_items: int = Field(2000, ge=1, le=MAX_TOP_ITEMS)
     """the most frequent history items (train windows) that get similarities; rarer and unseen items get 0"""
     outputs: tuple[Output, ...] | None = Field(None, min_length=1)
-    """which outputs to emit (mean, max, weighted); default all three"""
+    """which outputs to emit (mean, max, weighted, kernels); default mean, max and weighted"""
+    kernels: Kernels = Field(default_factory=Kernels)
+    """the RBF kernels of the `kernels` output (K-NRM kernel pooling): one column `<name>.kernel<k>` per centre"""
 
     @model_validator(mode="after")
     def _check(self) -> "CooccurrenceFeature":
         unique_outputs(self.outputs)
+        if "kernels" in self.model_fields_set and "kernels" not in self.chosen:
+            raise ValueError("kernels: set, but outputs does not name 'kernels' (add it to outputs or drop kernels)")
         return self
 
     @property
     def chosen(self) -> tuple[Output, ...]:
         return self.outputs if self.outputs is not None else OUTPUTS
+
+    @property
+    def names(self) -> list[str]:
+        """The output columns' names in order: ``chosen`` with ``kernels`` expanded to ``kernel0`` ..."""
+        return [n for o in self.chosen for n in (self.kernels.names() if o == "kernels" else [o])]
 
 
 def _window(f: CooccurrenceFeature, dtype: pl.DataType) -> pl.Expr:
@@ -132,15 +145,18 @@ def raw_frame(f: CooccurrenceFeature, lf: pl.LazyFrame, p: FittedPairCounts) -> 
     sim = pl.col("sim").fill_null(0.0)
     valid = pl.col("item").is_not_null().cast(pl.Float64)
     weight = (1.0 / (1.0 + pl.col("pos").cast(pl.Float64))).fill_null(0.0)
+    kernels = kernel_sums(f.kernels, sim, valid) if "kernels" in f.chosen else {}
     agg = long.group_by("row").agg(
-        s=sim.sum(), n=valid.sum(), top=sim.max(), ws=(weight * sim).sum(), wn=(weight * valid).sum(),
+        s=sim.sum(), n=valid.sum(), top=sim.max(), ws=(weight * sim).sum(), wn=(weight * valid).sum(), **kernels,
     ).sort("row")
+    n1 = pl.max_horizontal(pl.col("n"), pl.lit(1.0))
     out = {
-        "mean": pl.col("s") / pl.max_horizontal(pl.col("n"), pl.lit(1.0)),
+        "mean": pl.col("s") / n1,
         "max": pl.max_horizontal(pl.col("top").fill_null(0.0), pl.lit(0.0)),
         "weighted": pl.col("ws") / pl.max_horizontal(pl.col("wn"), pl.lit(1e-300)),
+        **{k: pl.col(k) / n1 for k in kernels},
     }
-    return agg.select(**{o: out[o] for o in f.chosen})
+    return agg.select(**{o: out[o] for o in f.names})
 
 
 @register
@@ -149,7 +165,7 @@ class Cooccurrence(FeatureKind[CooccurrenceFeature]):
     spec = CooccurrenceFeature
     order = 8
     summary = ("candidate vs history by item-to-item co-occurrence fitted on train: mean, max and "
-               "recency-weighted cosine similarity as numeric columns")
+               "recency-weighted cosine similarity and kernel-pooled shares as numeric columns")
     plain = False
 
     def inputs(self, f: CooccurrenceFeature) -> list[InputSpec]:
@@ -172,7 +188,7 @@ class Cooccurrence(FeatureKind[CooccurrenceFeature]):
         for f in fs:
             raw = raw_frame(f, lf, pairs[f.name])
             columns = [NumericColumn(name=f.column(o), source=f.history, what=f"cooccurrence feature {f.name!r}, output {o!r}",
-                                     raw=pl.col(o), impute="zero") for o in f.chosen]
+                                     raw=pl.col(o), impute="zero") for o in f.names]
             numeric |= fit_numeric_columns(columns, raw, where)
         return numeric, pairs
 
@@ -180,11 +196,11 @@ class Cooccurrence(FeatureKind[CooccurrenceFeature]):
         return {
             f.column(o): FittedNumeric(f.column(o), f.history, 0.0, False, None, None, False, 0.0, 1.0,
                                        quantiles=[i / QUANTILE_STEPS for i in range(QUANTILE_STEPS + 1)])
-            for o in f.chosen
+            for o in f.names
         }
 
     def check_state(self, f: CooccurrenceFeature, fitted: Fitted, path: Path) -> None:
-        check_numeric_outputs(f, "cooccurrence", f.chosen, fitted, path)
+        check_numeric_outputs(f, "cooccurrence", f.names, fitted, path)
         p = fitted.pairs.get(f.name)
         if p is None:
             raise DataError(f"{path}: pairs: no entry for cooccurrence feature {f.name!r}")
@@ -197,17 +213,17 @@ class Cooccurrence(FeatureKind[CooccurrenceFeature]):
             raise DataError(f"{path}: pairs.{f.name}: needs 0 <= first < second < {v} and counts > 0")
 
     def layout(self, f: CooccurrenceFeature, fitted: Fitted, lay: Layout) -> None:
-        lay.numeric += [f.column(o) for o in f.chosen]
+        lay.numeric += [f.column(o) for o in f.names]
 
     def transform(self, f: CooccurrenceFeature, df: pl.DataFrame, fitted: Fitted, where: str) -> Columns[np.ndarray]:
         raw = raw_frame(f, df.lazy(), fitted.pairs[f.name]).collect()
-        return Columns(numeric=[fitted.numeric[f.column(o)].transform(raw[o])[0] for o in f.chosen])
+        return Columns(numeric=[fitted.numeric[f.column(o)].transform(raw[o])[0] for o in f.names])
 
     def graph(self, f: CooccurrenceFeature, b: GraphBuilder, fitted: Fitted) -> Columns[str]:
         from recsys_mtl.features.graph import numeric
 
         raw = _graph_outputs(b, f, fitted.pairs[f.name])
-        return Columns(numeric=[numeric(b, raw[o], fitted.numeric[f.column(o)], f.column(o))[0] for o in f.chosen])
+        return Columns(numeric=[numeric(b, raw[o], fitted.numeric[f.column(o)], f.column(o))[0] for o in f.names])
 
 
 def _graph_outputs(b: GraphBuilder, f: CooccurrenceFeature, p: FittedPairCounts) -> dict[str, str]:
@@ -245,9 +261,12 @@ def _graph_outputs(b: GraphBuilder, f: CooccurrenceFeature, p: FittedPairCounts)
     s, n = total(sims, "s"), total(valid, "n")
     ws = total(b.op("Mul", [sims, weights], f"{hint}.wsims"), "ws")
     wn = total(b.op("Mul", [valid, weights], f"{hint}.wvalid"), "wn")
+    n1 = b.op("Max", [n, b.const(np.array(1.0), "one_d")], f"{hint}.n1")
+    kernels = graph_kernel_shares(b, f.kernels, sims, valid, n1, f"{hint}.kernels") if "kernels" in f.chosen else {}
     out = {
-        "mean": b.op("Div", [s, b.op("Max", [n, b.const(np.array(1.0), "one_d")], f"{hint}.n1")], f"{hint}.mean"),
+        "mean": b.op("Div", [s, n1], f"{hint}.mean"),
         "max": b.op("ReduceMax", [sims, axis1], f"{hint}.max", keepdims=0),
         "weighted": b.op("Div", [ws, b.op("Max", [wn, b.const(np.array(1e-300), "tiny")], f"{hint}.wn1")], f"{hint}.weighted"),
+        **kernels,
     }
-    return {o: out[o] for o in f.chosen}
+    return {o: out[o] for o in f.names}
