@@ -115,6 +115,8 @@ def compile_errors(model: nn.Module) -> Iterator[None]:
     try:
         yield
     except torch._dynamo.exc.TorchDynamoException as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+        # "backend='inductor' raised:" is followed by the cause on the next line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = " ".join(lines[:2] or [type(exc).__name__])[:400]
         raise RecsysMTLError(f"trainer.compile: torch.compile failed on {type(model).__name__}: {first}; "
                              "set trainer.compile: null to train eagerly") from exc
