@@ -55,12 +55,13 @@ def test_single_process_settings_pass() -> None:
 
 
 @pytest.fixture
-def no_cpp_compiler(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_cpp_compiler() -> Iterator[None]:
     from torch._inductor import config, cpp_builder
 
-    monkeypatch.setattr(config.cpp, "cxx", ("/nonexistent/c++",))
-    cpp_builder.cpp_compiler_search.cache_clear()  # the search is cached per process
-    yield
+    # torch's own patch: a monkeypatch of its config module does not restore it cleanly
+    with config.patch({"cpp.cxx": ("/nonexistent/c++",)}):
+        cpp_builder.cpp_compiler_search.cache_clear()  # the search is cached per process
+        yield
     cpp_builder.cpp_compiler_search.cache_clear()
 
 
