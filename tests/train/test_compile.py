@@ -139,3 +139,16 @@ def test_compiled_checkpoints_and_export_are_the_eager_ones(fits: tuple[FitResul
         assert list(ours) == list(theirs)
     result = export_run(compiled.run_dir, tmp_path / "export", parity_rows=64)
     assert result.metadata["parity"]["max_abs_diff"] <= result.metadata["parity"]["tolerance"]
+
+
+@pytest.mark.slow
+def test_a_compiled_run_resumes_compiled(tmp_path: Path) -> None:
+    # its own runs: resuming continues the run folder it is given
+    cfg, spec = _pipeline(tmp_path, "trainer.compile=true", "trainer.max_epochs=1")
+    first = fit(cfg, spec)
+    cfg, spec = _pipeline(tmp_path, "trainer.compile=true", "trainer.max_epochs=2")
+    resumed = fit(cfg, spec, resume=first.run_dir)
+    assert resumed.run_dir == first.run_dir
+    assert resumed.metrics["epochs_run"] == 2
+    last = torch.load(first.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1 and not any("_orig_mod" in k for k in last["state_dict"])
