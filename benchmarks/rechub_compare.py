@@ -1,6 +1,8 @@
 """Side by side with torch-rechub 0.9.0: MMoE on census-income, same inputs, alternating runs.
 
     python benchmarks/rechub_compare.py --rounds 2 --threads 1
+    python benchmarks/rechub_compare.py --rounds 2 --threads 1 --epochs 4 \
+        --ours-variant eager: --ours-variant 'compiled:trainer.compile=true'
 
 Both sides train the plain MMoE (:data:`PLAIN`: the pipeline's model without its GBDT leaves, PLE
 numerics and schedule). The parent process fits our preprocessing once (``recsys_mtl.data.census.read_census`` with the
@@ -19,7 +21,13 @@ every linear layer; their early stopping watches task 0's AUC (ours the mean val
 
 Timing: train seconds cover batch fetch + forward + backward + optimizer step, no validation.
 Both wall and process CPU seconds are reported; ``--threads`` fixes torch's intra-op threads
-in both (1 keeps timings stable on a shared machine).
+in both (1 keeps timings stable on a shared machine). ``steady_*`` fields leave the first epoch out
+(what a run costs per epoch once started: ``trainer.compile`` compiles in the first epoch's first
+steps); ``first_epoch_extra_seconds_wall`` is the first epoch's wall time minus the mean of the
+others (the compilation, for a compiled run); ``train_seconds_wall`` sums every epoch and
+``fit_seconds_wall`` is our whole ``trainer.fit`` (validation included), both with compilation.
+Each of our runs gets an empty inductor cache (``TORCHINDUCTOR_CACHE_DIR``), so a compiled run pays
+a cold compilation, as a first fit on a machine does.
 """
 
 from __future__ import annotations
@@ -104,10 +112,12 @@ def run_ours(pipeline: Path, overrides: list[str], threads: int) -> dict[str, An
         dm = TableDataModule(prep.train, prep.valid, prep.test, t.batch_size, t.eval_batch_size, t.seed)
         clock = TrainClock()
         trainer, checkpoint, _ = make_trainer(cfg, Path(tmp), [clock])
+        started = time.perf_counter()
         trainer.fit(module, datamodule=dm)
+        fit_seconds = time.perf_counter() - started
         test = trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False)[0]
     auc = {name: float(test[f"test/{name}/auc"]) for name in [t.name for t in spec.tasks]}
-    return _summary("recsys_mtl", clock.rows, clock.wall, clock.cpu, auc, threads)
+    return {**_summary("recsys_mtl", clock.rows, clock.wall, clock.cpu, auc, threads), "fit_seconds_wall": round(fit_seconds, 2)}
 
 
 # --------------------------------------------------------------------------- theirs (child)
@@ -163,7 +173,13 @@ def run_rechub(data: Path, threads: int, epochs: int, batch_size: int, lr: float
 
 
 def _summary(system: str, rows: int, wall: list[float], cpu: list[float], auc: dict[str, float], threads: int) -> dict[str, Any]:
+    per_epoch = rows / len(wall)  # every epoch sees the whole train split (no limit_train_batches here)
+    later_wall, later_cpu = wall[1:] or wall, cpu[1:] or cpu  # one epoch only: nothing to leave out
     return {
+        "steady_rows_per_sec_wall": round(per_epoch * len(later_wall) / sum(later_wall), 1),
+        "steady_rows_per_cpu_sec": round(per_epoch * len(later_cpu) / sum(later_cpu), 1),
+        "first_epoch_extra_seconds_wall": round(wall[0] - sum(later_wall) / len(later_wall), 2),
+        "train_seconds_wall": round(sum(wall), 2),
         "system": system,
         "torch_threads": threads,
         "epochs": len(wall),
@@ -187,6 +203,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs for both")
     ap.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
                     help="pipeline override for our side only, e.g. trainer.precision=bf16-mixed")
+    ap.add_argument("--ours-variant", action="append", default=[], metavar="LABEL:KEY=VALUE;KEY=VALUE",
+                    help="another configuration of our side, run in every round before theirs with --ours-set plus these "
+                         "overrides (';'-separated; none after ':' for the plain one), e.g. 'compiled:trainer.compile=true'")
     ap.add_argument("--child", choices=["ours", "rechub"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -209,36 +228,55 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         meta = write_inputs(args.pipeline, Path(tmp))
+        variants = _variants(args.ours_variant)
         print(json.dumps({"rows": meta["rows"], "hyperparameters": hp, "threads": args.threads,
-                          "ours_overrides": args.ours_set}), flush=True)
+                          "ours_overrides": args.ours_set, "variants": variants}), flush=True)
         script = str(Path(__file__).resolve())
         base = ["--pipeline", str(args.pipeline), "--threads", str(args.threads), "--data", tmp]
         if args.epochs:
             base += ["--epochs", str(args.epochs)]
         for r in range(args.rounds):
-            for child, python in (("ours", sys.executable), ("rechub", args.rechub_python)):
-                extra = [f"--ours-set={o}" for o in args.ours_set] if child == "ours" else []
-                proc = subprocess.run([python, script, "--child", child, *base, *extra], env=env, capture_output=True, text=True, cwd=ROOT)
+            runs = [("ours", sys.executable, label, sets) for label, sets in variants.items()] + [("rechub", args.rechub_python, "", [])]
+            for child, python, label, sets in runs:
+                extra = [f"--ours-set={o}" for o in [*args.ours_set, *sets]] if child == "ours" else []
+                cache = {"TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / f"inductor-{r}-{label}")}  # cold: a compiled run compiles afresh
+                proc = subprocess.run([python, script, "--child", child, *base, *extra], env={**env, **cache}, capture_output=True,
+                                      text=True, cwd=ROOT)
                 if proc.returncode != 0:
                     sys.exit(f"{child} run failed:\n{proc.stderr[-4000:]}")
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
                 res["round"] = r
+                if child == "ours":
+                    res["variant"] = label
                 results.append(res)
                 print(json.dumps(res), flush=True)
     print(json.dumps({"ratios": ratios(results)}, indent=1))
 
 
-def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
-    """Ours / theirs per round (same round = adjacent runs, same load), then the mean."""
-    out: dict[str, float] = {}
+def _variants(specs: list[str]) -> dict[str, list[str]]:
+    """``--ours-variant`` values as {label: overrides}; none given: one plain variant, "ours"."""
+    out: dict[str, list[str]] = {}
+    for spec in specs or ["ours:"]:
+        label, _, sets = spec.partition(":")
+        if not label or label in out:
+            sys.exit(f"--ours-variant {spec!r}: needs a label of its own before ':'")
+        out[label] = [s for s in sets.split(";") if s]
+    return out
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per variant of ours, ours / theirs per round (same round = adjacent runs, same load), then the mean."""
+    out: dict[str, dict[str, float]] = {}
     rounds = sorted({r["round"] for r in results})
-    for key in ("train_rows_per_sec_wall", "train_rows_per_cpu_sec"):
-        per = []
-        for r in rounds:
-            ours = next(x for x in results if x["round"] == r and x["system"] == "recsys_mtl")
-            theirs = next(x for x in results if x["round"] == r and x["system"] != "recsys_mtl")
-            per.append(ours[key] / theirs[key])
-        out[key] = round(sum(per) / len(per), 2)
+    for label in dict.fromkeys(x["variant"] for x in results if x["system"] == "recsys_mtl"):
+        out[label] = {}
+        for key in ("train_rows_per_sec_wall", "train_rows_per_cpu_sec", "steady_rows_per_sec_wall", "steady_rows_per_cpu_sec"):
+            per = []
+            for r in rounds:
+                ours = next(x for x in results if x["round"] == r and x.get("variant") == label)
+                theirs = next(x for x in results if x["round"] == r and x["system"] != "recsys_mtl")
+                per.append(ours[key] / theirs[key])
+            out[label][key] = round(sum(per) / len(per), 2)
     return out
 
 

@@ -231,6 +231,27 @@ class MLflowConfig(StrictModel):
         return uri
 
 
+class CompileConfig(StrictModel):
+    """``torch.compile`` of the model while it trains (see :mod:`recsys_mtl.train.compile`): in place
+    (``nn.Module.compile``), so state-dict keys, checkpoints, resume and exports are those of an eager
+    run; exports and everything after the fit run the eager model."""
+
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    """torch.compile's mode: `default`, `reduce-overhead`, `max-autotune`, `max-autotune-no-cudagraphs` (longer compiles
+    for faster kernels)
+    """
+    dynamic: bool | None = None
+    """shape handling: null compiles for the first batch size and once more with a dynamic batch dimension when another size
+    comes (the last, smaller batch); true is dynamic from the start; false compiles once per batch size (up to recompile_limit)
+    """
+    backend: str = "inductor"
+    """the torch.compile backend (`inductor`; `aot_eager` traces without generating code, for debugging)"""
+    evaluation: bool = False
+    """also compile validation and test forwards (another graph, compiled at the first validation); false: they run eagerly"""
+    recompile_limit: int = Field(8, ge=1)
+    """graphs compiled per code path at most; past it, a new shape runs eagerly instead of compiling again"""
+
+
 class TrainerConfig(StrictModel):
     max_epochs: int = Field(10, ge=1)
     """passes over the training data at most (early stopping may end sooner)"""
@@ -291,11 +312,15 @@ class TrainerConfig(StrictModel):
     """train on at most this many batches per epoch (smoke runs, benchmarks on huge streams)"""
     mlflow: MLflowConfig | None = None
     """also log params and metrics to MLflow: ``true`` or ``{tracking_uri, experiment, tags}``"""
+    compile: CompileConfig | None = None
+    """torch.compile the model for training: ``true`` or ``{mode, dynamic, backend, evaluation, recompile_limit}``; null: eager.
+    Compiling takes tens of seconds to minutes before the first step (see docs/benchmarks.md)
+    """
 
-    @field_validator("mlflow", mode="before")
+    @field_validator("mlflow", "compile", mode="before")
     @classmethod
-    def _mlflow_switch(cls, value: Any) -> Any:
-        # ``mlflow: true`` turns it on with the defaults, ``false`` off
+    def _switch(cls, value: Any) -> Any:
+        # ``mlflow: true`` / ``compile: true`` turn it on with the defaults, ``false`` off
         return {} if value is True else None if value is False else value
 
     @field_validator("monitor")

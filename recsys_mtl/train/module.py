@@ -17,6 +17,7 @@ from recsys_mtl.spec.features import Task
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.balancer_feed import BalancerFeed
+from recsys_mtl.train.compile import compile_errors, compile_model, eager_unless, make_eager
 from recsys_mtl.train.finite_guard import NonFiniteLossError, describe, nonfinite_loss
 from recsys_mtl.train.task_metrics import TaskMetrics
 from recsys_mtl.train.optim import clip_gradients, configure, needs_schedule, use_sparse_embeddings
@@ -41,7 +42,18 @@ class MultiTaskModule(L.LightningModule):
         self.feed = BalancerFeed(self)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        return self.model(features_only(batch))
+        if self.cfg.compile is None:
+            return self.model(features_only(batch))
+        with compile_errors(self.model):
+            return self.model(features_only(batch))
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.cfg.compile is not None:  # trainer.compile: in place, for this fit only
+            compile_model(self.model, self.cfg.compile)
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and self.cfg.compile is not None:  # validate / test / calibration / export: eager
+            make_eager(self.model)
 
     def _row_losses(self, logits: dict[str, Tensor], batch: Batch) -> list[Tensor]:
         """Per task, the (B,) unreduced loss (regression on the train-standardized scale when the
@@ -159,7 +171,8 @@ class MultiTaskModule(L.LightningModule):
 
     # ------------------------------------------------------------------ eval
     def _eval_step(self, batch: Batch, split: str) -> None:
-        logits = self(batch)
+        with eager_unless(self.cfg.compile):  # compiled only with trainer.compile.evaluation
+            logits = self(batch)
         sums, weights = self.task_loss_sums(logits, batch)
         self._eval_sums = self._eval_sums.to(sums.device) + sums
         self._eval_weights = self._eval_weights.to(sums.device) + weights
@@ -192,7 +205,8 @@ class MultiTaskModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
-        return self(batch)
+        with eager_unless(self.cfg.compile):
+            return self(batch)
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None) -> None:
         if gradient_clip_val:  # torch's clipping rejects the sparse gradients of large tables

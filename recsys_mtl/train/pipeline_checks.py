@@ -32,6 +32,7 @@ from recsys_mtl.models import build_model
 from recsys_mtl.models.base import model_context
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig, TrainerConfig
+from recsys_mtl.train.compile import check_compile
 from recsys_mtl.train.loggers import check_loggers
 from recsys_mtl.train.rl import check_rl
 
@@ -115,6 +116,7 @@ def check_trainer(t: TrainerConfig) -> None:
     _one_of("strategy", t.strategy, STRATEGIES)
     check_devices(t)
     check_loggers(t)
+    check_compile(t)
     # combinations (fsdp on CPU, a missing DeepSpeed, no GPU for 'gpu'...) as Lightning judges them;
     # building a Trainer starts nothing and writes nothing
     try:

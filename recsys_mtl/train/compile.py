@@ -1,0 +1,122 @@
+"""``trainer.compile``: torch.compile of the model while it trains, off by default.
+
+The model is compiled in place with ``nn.Module.compile`` when a fit starts and made eager again
+when it ends, so parameter names, checkpoints, resume, calibration and exports are exactly those of
+an eager run (an export reloads the run folder into a fresh, eager model anyway). Validation and
+test run eagerly unless ``evaluation`` is set: on a census-sized split they take a second or two,
+less than compiling their own graph would.
+
+Shapes: the training forward is compiled for the first batch size; the epoch's last, smaller batch
+makes dynamo compile once more with a dynamic batch dimension (``dynamic: null``, torch's
+"automatic dynamic"), after which no size recompiles. ``recompile_limit`` bounds the graphs per code
+path for ``dynamic: false``.
+
+Multi-process training (DDP and the other distributed strategies, Ray Train) is refused: a compiled
+submodule inside Lightning's DDP wrapper loses DDP's bucketed gradient overlap and has not been
+measured here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from recsys_mtl.errors import RecsysMTLError, SpecError
+from recsys_mtl.spec.pipeline import CompileConfig, TrainerConfig
+
+#: Lightning strategies that start or join several processes (refused with ``trainer.compile``)
+_DISTRIBUTED = re.compile(r"ddp|fsdp|deepspeed", re.IGNORECASE)
+
+
+def check_compile(t: TrainerConfig) -> None:
+    """Raise :class:`SpecError` naming ``trainer.compile`` when it is set but cannot be used here."""
+    c = t.compile
+    if c is None:
+        return
+    distributed = bool(_DISTRIBUTED.search(t.strategy)) or t.num_nodes > 1 or _device_count(t) > 1
+    if distributed:
+        raise SpecError(
+            f"trainer.compile: not supported with multi-process training (strategy {t.strategy!r}, devices {t.devices!r}, "
+            f"num_nodes {t.num_nodes}); set trainer.compile: null, or train on one device"
+        )
+    try:
+        supported = torch._dynamo.is_dynamo_supported()
+    except Exception:  # raises on an unsupported Python instead of answering False
+        supported = False
+    if not supported:
+        raise SpecError(f"trainer.compile: torch.compile is not supported with this Python / torch {torch.__version__}; "
+                        "set trainer.compile: null")
+    backends = torch.compiler.list_backends(exclude_tags=())
+    if c.backend not in backends:
+        raise SpecError(f"trainer.compile.backend: {c.backend!r} is not a torch.compile backend (choose from {', '.join(backends)})")
+    if c.backend == "inductor" and not _cuda(t.accelerator):
+        _check_cpp_compiler()
+
+
+def ray_refusal(t: TrainerConfig) -> None:
+    """Raise :class:`SpecError` when ``trainer.compile`` is set for a Ray Train fit (always distributed)."""
+    if t.compile is not None:
+        raise SpecError("trainer.compile: not supported with --engine ray (multi-process training); set trainer.compile: null")
+
+
+def _device_count(t: TrainerConfig) -> int:
+    """Devices ``trainer.devices`` asks for (a CPU run's 'auto' / -1 is one process)."""
+    raw = t.devices.strip() if isinstance(t.devices, str) else t.devices
+    if raw in ("auto", -1, "-1"):
+        return torch.cuda.device_count() if _cuda(t.accelerator) else 1
+    if isinstance(raw, int) or re.fullmatch(r"\d+", raw):
+        return int(raw)
+    return len([x for x in raw.split(",") if x.strip()])  # GPU ids '0,1'
+
+
+def _cuda(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def _check_cpp_compiler() -> None:
+    """Inductor turns CPU graphs into C++: without a compiler the first step would fail."""
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler:
+        raise SpecError("trainer.compile: inductor on CPU needs a C++ compiler (g++ or the one in $CXX), and none was "
+                        "found; install one, or set trainer.compile: null") from None
+
+
+def compile_model(model: nn.Module, c: CompileConfig) -> None:
+    """Compile ``model``'s forward in place (its modules, parameters and state-dict keys unchanged)."""
+    model.compile(mode=c.mode, dynamic=c.dynamic, backend=c.backend, recompile_limit=c.recompile_limit)
+
+
+def make_eager(model: nn.Module) -> None:
+    """Undo :func:`compile_model`: ``nn.Module.compile`` keeps the compiled call in this attribute
+    and has no public inverse; without it the module calls its plain forward again."""
+    model._compiled_call_impl = None
+
+
+@contextlib.contextmanager
+def eager_unless(c: CompileConfig | None) -> Iterator[None]:
+    """Run compiled forwards eagerly inside this block unless ``c.evaluation`` asks to compile them."""
+    if c is None or c.evaluation:
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):
+        yield
+
+
+@contextlib.contextmanager
+def compile_errors(model: nn.Module) -> Iterator[None]:
+    """Re-raise a torch.compile failure as :class:`RecsysMTLError` naming ``trainer.compile``."""
+    try:
+        yield
+    except torch._dynamo.exc.TorchDynamoException as exc:
+        # "backend='inductor' raised:" is followed by the cause on the next line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = " ".join(lines[:2] or [type(exc).__name__])[:400]
+        raise RecsysMTLError(f"trainer.compile: torch.compile failed on {type(model).__name__}: {first}; "
+                             "set trainer.compile: null to train eagerly") from exc
