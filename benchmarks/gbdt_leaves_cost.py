@@ -13,7 +13,14 @@ the same machine load, one Lightning epoch of ``--batches`` batches is clocked f
 - ``sum``: precomputed, with ``pooling: sum`` and ``--sum-dim`` dims: each task's leaf
   embeddings summed (tasks × d inputs instead of trees × d), on the same fitted trees;
 - ``group``: precomputed, ``pooling: sum`` with ``pool_trees: --group-trees`` and the recipe's
-  ``d_embedding``: each run of that many consecutive trees summed (trees / p × d inputs).
+  ``d_embedding``: each run of that many consecutive trees summed (trees / p × d inputs);
+- ``margin``: ``--margin-pipeline`` (``pipelines/census_mmoe_gbdt_margin.yaml``: early-stopped
+  trees ≤ 600 per task, 2-dim leaves concatenated, the trees' score in the logit), its trees fitted
+  once (the practitioner's LightGBM settings, early stopping on validation);
+- ``margin_only``: the same pipeline and trees with ``pooling: none``: no leaf inputs, the loader
+  carries the trees' precomputed (N, tasks) score, the network is ``plain``'s.
+
+``plain`` is the same MMoE without trees for both pipelines (they differ only in ``gbdt_leaves``).
 
 Prints rows/s (wall and CPU) per run, then the ratios to ``plain`` (mean over rounds), and the
 one-off seconds to precompute the train split's leaves.
@@ -55,13 +62,13 @@ class WalkingDataModule(TableDataModule):
 
 
 def same_trees_module(prep: Prepared, fitted: MultiTaskModule) -> MultiTaskModule:
-    """``prep``'s module with ``fitted``'s trees copied in (no second LightGBM fit)."""
+    """``prep``'s module with ``fitted``'s trees (and leaf values, kept counts) copied in (no second LightGBM fit)."""
     cfg = prep.cfg
     torch.manual_seed(cfg.trainer.seed)
     model = build_model(cfg.model.name, cfg.model.params, model_context(prep.preprocessor.layout, prep.spec.tasks, cfg.encoder))
-    with torch.no_grad():
-        for name in ("feature", "threshold", "left", "right"):
-            getattr(model.encoder.gbdt, name).copy_(getattr(fitted.model.encoder.gbdt, name))
+    trees = {k: v for k, v in fitted.model.encoder.gbdt.state_dict().items() if not k.startswith("embedding.")}
+    wanted = set(model.encoder.gbdt.state_dict())
+    model.encoder.gbdt.load_state_dict({k: v for k, v in trees.items() if k in wanted}, strict=False)
     balancer = build_balancer(cfg.balancing.name, cfg.balancing.params, model.task_names)
     return MultiTaskModule(model, prep.spec.tasks, balancer, cfg.trainer)
 
@@ -75,6 +82,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["plain", "walk", "precomputed", "sum", "group"], help="plain is always run")
     ap.add_argument("--sum-dim", type=int, default=16, help="d_embedding of the sum-pooled variant")
     ap.add_argument("--group-trees", type=int, default=10, help="pool_trees of the group variant")
+    ap.add_argument("--margin-pipeline", type=Path, default=ROOT / "pipelines" / "census_mmoe_gbdt_margin.yaml",
+                    help="pipeline of the margin and margin_only variants (same data and network as --pipeline)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         over = [*args.set, f"runs_dir={tmp}", "trainer.progress_bar=false", "trainer.max_epochs=1",
@@ -101,6 +110,19 @@ def main() -> None:
         grouped = same_trees_module(replace(prep, cfg=group_cfg), gbdt)
         variants = {"plain": (plain, TableDataModule), "walk": (gbdt, WalkingDataModule), "precomputed": (gbdt, TableDataModule),
                     "sum": (summed, TableDataModule), "group": (grouped, TableDataModule)}
+        if {"margin", "margin_only"} & set(args.variants):
+            only_cfg, _ = load_pipeline(args.margin_pipeline, [*over, "encoder.gbdt_leaves.pooling=none"])
+            t0, c0 = time.perf_counter(), time.process_time()
+            only = build_module(replace(prep, cfg=only_cfg))  # fits the margin pipeline's trees (early-stopped)
+            columns = precomputed_columns(only.model, prep.train)
+            gbdt_only = only.model.encoder.gbdt
+            print(json.dumps({"margin_fit_trees_and_precompute_s": round(time.perf_counter() - t0, 1),
+                              "margin_fit_trees_and_precompute_cpu_s": round(time.process_time() - c0, 1),
+                              "fitted_trees": gbdt_only.fitted_trees.tolist() if hasattr(gbdt_only, "fitted_trees") else None,
+                              "margin_only_columns": {k: list(v.shape) for k, v in columns.items()}}), flush=True)
+            margin_cfg, _ = load_pipeline(args.margin_pipeline, over)
+            variants["margin"] = (same_trees_module(replace(prep, cfg=margin_cfg), only), TableDataModule)
+            variants["margin_only"] = (only, TableDataModule)
         variants = {k: v for k, v in variants.items() if k == "plain" or k in args.variants}
         results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
         # copies made before any training: a trained module holds non-leaf tensors deepcopy refuses

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from recsys_mtl.data.preprocess import Layout
 from recsys_mtl.data.tensors import SEQ_PREFIX, Batch
 from recsys_mtl.errors import SpecError
-from recsys_mtl.nn.gbdt_leaves import LEAVES_KEY, GBDTLeaves, GBDTLeavesConfig
+from recsys_mtl.nn.gbdt_leaves import LEAVES_KEY, MARGINS_KEY, GBDTLeaves, GBDTLeavesConfig
 from recsys_mtl.nn.named import NamedModuleDict
 from recsys_mtl.nn.id_counts import IdCountInputs, IdCountsConfig
 from recsys_mtl.nn.id_dropout import IdDropout, IdDropoutConfig
@@ -218,7 +218,7 @@ class FeatureEncoder(nn.Module):
             parts.append(self.numeric_block(batch["numeric"]))
         if self.id_counts is not None:  # the raw ids' popularity (before id dropout: a dropped id keeps its count)
             parts.append(self.id_counts(batch["categorical"]))
-        if self.gbdt is not None:
+        if self.gbdt is not None and self.gbdt.n_fields:  # pooling none: the trees feed the logit only
             parts.append(self.gbdt.embed(self.gbdt_leaves(batch) if leaves is None else leaves))
         return parts, cat
 
@@ -231,6 +231,15 @@ class FeatureEncoder(nn.Module):
         assert self.gbdt is not None
         leaves = batch.get(LEAVES_KEY)
         return self.gbdt.leaves(self.gbdt_inputs(batch)) if leaves is None else leaves
+
+    def gbdt_margins(self, batch: Batch, leaves: Tensor | None = None) -> Tensor:
+        """(B, tasks) trees' scores (needs ``margin``): the batch's precomputed column when its loader
+        carries one (``MARGINS_KEY``), else the sum over ``leaves`` (or over the leaves :meth:`gbdt_leaves` gives)."""
+        assert self.gbdt is not None
+        margins = batch.get(MARGINS_KEY)
+        if margins is not None:
+            return margins
+        return self.gbdt.margins(self.gbdt_leaves(batch) if leaves is None else leaves)
 
     def gbdt_inputs(self, batch: Batch) -> Tensor:
         """(B, C + M) float: categorical indices as numbers, then the numeric matrix (the trees' inputs)."""

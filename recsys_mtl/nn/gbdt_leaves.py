@@ -26,10 +26,16 @@ count per task is stored with the trees (``fitted_trees``). The inputs are those
 practitioner's ``rank_all`` candidate: every categorical as its vocabulary index, which is ordered
 by training frequency (LightGBM's native subset splits have no threshold form for the walk).
 
+``pooling: none`` (with ``margin: true`` only) keeps the trees' score in the logit and drops the
+leaf embeddings: the network sees the plain inputs and learns the residual over the trees at the
+plain step's cost (no leaf table, no (B, T · d) inputs to the experts' first layer).
+
 The trees are frozen while the network trains, so a training row's leaves never change: loaders
 of in-memory splits carry them as a precomputed (B, T) batch column (:data:`LEAVES_KEY`, computed
-once per split by :mod:`recsys_mtl.train.precomputed`) and the training step skips the walk. A batch
-without that column (the exported graph, serving, ad-hoc calls) walks the trees on raw columns.
+once per split by :mod:`recsys_mtl.train.precomputed`) and the training step skips the walk; with
+``margin: true`` they also carry the (B, tasks) tree scores (:data:`MARGINS_KEY`), so the step does
+not gather and sum T leaf values either (``pooling: none`` carries the scores alone). A batch
+without those columns (the exported graph, serving, ad-hoc calls) walks the trees on raw columns.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from recsys_mtl.strict import ParamsModel
 
 #: batch key of precomputed (B, T) leaf indices (int16/int64) of every tree, in :meth:`GBDTLeaves.leaves` order
 LEAVES_KEY = "gbdt.leaves"
+#: batch key of precomputed (B, tasks) float32 tree scores (:meth:`GBDTLeaves.margins`), with ``margin: true``
+MARGINS_KEY = "gbdt.margins"
 
 
 class GBDTLeavesConfig(ParamsModel):
@@ -66,9 +74,11 @@ class GBDTLeavesConfig(ParamsModel):
     """share of the inputs each tree samples"""
     d_embedding: int = Field(4, ge=1)
     """width of each tree's leaf embedding"""
-    pooling: Literal["concat", "sum"] = "concat"
+    pooling: Literal["concat", "sum", "none"] = "concat"
     """`concat`: one d-vector per tree (trees × d inputs); `sum`: each task's trees' leaf vectors summed (tasks × d
-    inputs, a cheaper step; the paper's one-hot leaves into a linear model is this sum with d = 1)"""
+    inputs, a cheaper step; the paper's one-hot leaves into a linear model is this sum with d = 1); `none`: no leaf
+    inputs at all, only the trees' score in the logit (needs `margin: true`; the network learns the residual at
+    the plain step's cost; `d_embedding` unused)"""
     pool_trees: int | None = Field(None, ge=1)
     """with `pooling: sum`: consecutive trees of a task summed into one d-wide input (must divide `n_trees`;
     trees / pool_trees × d inputs); None: all of a task's trees (tasks × d inputs)"""
@@ -86,6 +96,9 @@ class GBDTLeavesConfig(ParamsModel):
 
     @model_validator(mode="after")
     def _pool_trees_divides(self) -> "GBDTLeavesConfig":
+        if self.pooling == "none" and not self.margin:
+            raise ValueError("gbdt_leaves.pooling: none (no leaf inputs) needs gbdt_leaves.margin: true, "
+                             "else the trees would add nothing to the model")
         if self.pool_trees is not None:
             if self.pooling != "sum":
                 raise ValueError("gbdt_leaves.pool_trees needs pooling: sum")
@@ -93,8 +106,13 @@ class GBDTLeavesConfig(ParamsModel):
                 raise ValueError(f"gbdt_leaves.pool_trees={self.pool_trees} must divide n_trees={self.n_trees}")
         return self
 
+    def leaf_inputs(self) -> bool:
+        """Whether the leaves are network inputs (embedded); False with ``pooling: none`` (margin only)."""
+        return self.pooling != "none"
+
     def trees_per_field(self) -> int:
-        """How many trees' leaf vectors one d-wide input field sums: 1 (concat), ``pool_trees``, or ``n_trees`` (sum)."""
+        """How many trees' leaf vectors one d-wide input field sums: 1 (concat), ``pool_trees``, or ``n_trees`` (sum,
+        none)."""
         if self.pooling == "concat":
             return 1
         return self.pool_trees or self.n_trees
@@ -131,11 +149,12 @@ class GBDTLeaves(nn.Module):
             self.register_buffer("leaf_value", torch.zeros(t, cfg.num_leaves))
         if cfg.early_stopping_rounds is not None:  # (tasks,) trees kept per task, chosen on validation
             self.register_buffer("fitted_trees", torch.zeros(n_tasks, dtype=torch.long))
-        self.embedding = nn.Embedding(t * cfg.num_leaves, cfg.d_embedding)
-        nn.init.normal_(self.embedding.weight, std=0.05)
+        if cfg.leaf_inputs():  # pooling none: no table at all (its state dict has no ``embedding.weight``)
+            self.embedding = nn.Embedding(t * cfg.num_leaves, cfg.d_embedding)
+            nn.init.normal_(self.embedding.weight, std=0.05)
         self.n_tasks = n_tasks
-        #: d_embedding-wide input fields: one per tree (concat), per ``pool_trees`` trees, or per task (sum)
-        self.n_fields = t // cfg.trees_per_field()
+        #: d_embedding-wide input fields: one per tree (concat), per ``pool_trees`` trees, per task (sum), none (none)
+        self.n_fields = t // cfg.trees_per_field() if cfg.leaf_inputs() else 0
         self.output_dim = self.n_fields * cfg.d_embedding
 
     def leaves(self, x: Tensor) -> Tensor:
@@ -158,8 +177,9 @@ class GBDTLeaves(nn.Module):
         return torch.int16 if self.cfg.num_leaves <= torch.iinfo(torch.int16).max else torch.int64
 
     def same_trees(self, other: "GBDTLeaves") -> bool:
-        """Whether ``other`` walks rows to the same leaves (same tree buffers)."""
-        names = ("feature", "threshold", "left", "right")
+        """Whether ``other`` walks rows to the same leaves (same tree buffers) and, with ``margin``,
+        scores them the same (same leaf values)."""
+        names = ("feature", "threshold", "left", "right") + (("leaf_value",) if self.cfg.margin and other.cfg.margin else ())
         return all(torch.equal(getattr(self, n), getattr(other, n)) for n in names)
 
     def embed(self, leaves: Tensor) -> Tensor:
@@ -173,6 +193,8 @@ class GBDTLeaves(nn.Module):
         training go through :func:`~recsys_mtl.nn.pooled_gather.pooled_gather` (the same sums, a
         backward without the expanded copy); in eval (validation, export) the gather and sum stay
         plain ops, the graph the exporter has always traced."""
+        if not self.cfg.leaf_inputs():
+            raise RuntimeError("gbdt_leaves.pooling: none has no leaf embeddings to look up")
         b = leaves.shape[0]
         index = leaves + self.leaf_offset  # (B, T) rows of the stacked tables
         weight = self.embedding.weight
