@@ -3,7 +3,7 @@ run would have if each task were read at its own best epoch (as its single-task 
 
 Validation only: the run folders keep the mean-selected and the last checkpoint, not one per epoch, so
 the test side of per-task selection cannot be computed from them. Issue #21's diagnosis of negative
-transfer on the drift recipe (docs/results_h31drift.md until merged):
+transfer on the drift recipe (docs/history.md, entry h-notes-h31drift):
 
     python benchmarks/per_task_epochs.py runs/h31/stem_s*/*-baselines-* --json per_task.json
 """
