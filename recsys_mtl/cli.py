@@ -123,8 +123,6 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from recsys_mtl.data.sources import data_source
-
     cfg, spec = _load_checked(args)
     if cfg.tune.get("space"):  # the search space, enqueued trials and objective, as `tune` checks them
         from recsys_mtl.tune import plan_study
@@ -132,6 +130,8 @@ def _validate(args: argparse.Namespace) -> int:
         plan_study(args.pipeline, args.set)
     print(f"{args.pipeline}: pipeline, spec {cfg.spec}, trainer, model and balancing settings are valid")
     if args.data:
+        from recsys_mtl.data.sources import data_source
+
         sizes = data_source(cfg.data).check(spec)
         print(f"data: {sizes} rows; every spec column present")
     return 0

@@ -35,7 +35,6 @@ import onnxruntime as ort
 import polars as pl
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
-from torchmetrics.functional.classification import binary_auroc
 
 from recsys_mtl.artifacts import writing
 from recsys_mtl.data.preprocess import Preprocessor, spec_hash
@@ -129,6 +128,9 @@ def parity(head: ScoringHead, session: ort.InferenceSession, pre: Preprocessor, 
 
 # ---------------------------------------------------------------------- variant metrics
 def _auc(p: np.ndarray, y: np.ndarray) -> float:
+    # imported here: torchmetrics brings scipy and matplotlib (~1.3 s), which only variant metrics need
+    from torchmetrics.functional.classification import binary_auroc
+
     return float(binary_auroc(torch.from_numpy(p.astype(np.float32)), torch.from_numpy(y).long()))
 
 
