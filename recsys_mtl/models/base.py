@@ -264,13 +264,11 @@ class FlatInputModel(MultiTaskModel):
         gbdt = self.encoder.gbdt
         if gbdt is None or not gbdt.cfg.margin:
             return self.add_wide(self.towers(self.task_inputs(self.encoder(batch))), batch)
-        if gbdt.n_fields:
-            leaves = self.encoder.gbdt_leaves(batch)  # one walk (or none: precomputed): leaf embeddings and the trees' score
-            logits = self.towers(self.task_inputs(self.encoder(batch, leaves)))
-            margins = self.encoder.gbdt_margins(batch, leaves)
-        else:  # pooling none: the plain network; the trees only score (precomputed in training, walked in export)
-            logits = self.towers(self.task_inputs(self.encoder(batch)))
-            margins = self.encoder.gbdt_margins(batch)
+        # one walk (or none: precomputed) serves the leaf embeddings and the trees' score; pooling none has no leaf
+        # inputs, so only the score is read (precomputed in training, walked in the exported graph)
+        leaves = self.encoder.gbdt_leaves(batch) if gbdt.cfg.leaf_inputs() else None
+        logits = self.towers(self.task_inputs(self.encoder(batch, leaves)))
+        margins = self.encoder.gbdt_margins(batch, leaves)
         # boosting from the trees' score: binary logits are log-odds, like LightGBM's raw score
         for j, i in enumerate(self.gbdt_tasks()):
             task = self.context.tasks[i]

@@ -218,7 +218,7 @@ class FeatureEncoder(nn.Module):
             parts.append(self.numeric_block(batch["numeric"]))
         if self.id_counts is not None:  # the raw ids' popularity (before id dropout: a dropped id keeps its count)
             parts.append(self.id_counts(batch["categorical"]))
-        if self.gbdt is not None and self.gbdt.n_fields:  # pooling none: the trees feed the logit only
+        if self.gbdt is not None and self.gbdt.cfg.leaf_inputs():  # pooling none: the trees feed the logit only
             parts.append(self.gbdt.embed(self.gbdt_leaves(batch) if leaves is None else leaves))
         return parts, cat
 

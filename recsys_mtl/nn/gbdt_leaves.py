@@ -95,7 +95,7 @@ class GBDTLeavesConfig(ParamsModel):
     """LightGBM's L2 on leaf values"""
 
     @model_validator(mode="after")
-    def _pool_trees_divides(self) -> "GBDTLeavesConfig":
+    def _pooling_consistent(self) -> "GBDTLeavesConfig":
         if self.pooling == "none" and not self.margin:
             raise ValueError("gbdt_leaves.pooling: none (no leaf inputs) needs gbdt_leaves.margin: true, "
                              "else the trees would add nothing to the model")

@@ -42,7 +42,7 @@ def precomputed_columns(model: nn.Module, table: EncodedTable, chunk_rows: int =
         return {}  # encoders with different trees: each walks its own in the step
     device = gbdt.threshold.device
     out: dict[str, Tensor] = {}
-    if gbdt.n_fields:
+    if gbdt.cfg.leaf_inputs():
         out[LEAVES_KEY] = torch.empty(len(table), gbdt.n_trees, dtype=gbdt.leaf_dtype())
     if gbdt.cfg.margin:
         out[MARGINS_KEY] = torch.empty(len(table), gbdt.n_tasks, dtype=gbdt.leaf_value.dtype)
