@@ -94,26 +94,27 @@ def the_run(ws: Workspace) -> Path:
 def test_fit_killed_mid_epoch_resumes_and_loses_at_most_the_epoch_in_progress(
         templates: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = workspace(templates, tmp_path)
-    bigger_fit(ws, epochs=3)
+    epochs = 6  # enough that the kill lands before the last epoch even when epochs take a fraction of a second
+    bigger_fit(ws, epochs=epochs)
     proc = cli(ws, "fit", str(ws.pipeline))
     last = lambda: next((ws.root / "ws" / "runs").glob("*/checkpoints/last.ckpt"), None)  # noqa: E731
     wait_for(lambda: (ws.root / "ws" / "runs").is_dir() and last() is not None, proc)
-    time.sleep(0.5)  # into the second epoch
+    time.sleep(0.2)  # into the second epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     run = the_run(ws)
     assert not (run / "metrics.json").exists()
     saved = load_checkpoint(run / "checkpoints" / "last.ckpt")  # whole: the save is atomic
     done_epochs = saved["epoch"] + 1
-    assert done_epochs < 3, "killed after the last epoch: nothing left to resume"
+    assert done_epochs < epochs, "killed after the last epoch: nothing left to resume"
     assert not list(run.glob("**/*.tmp"))
 
     assert main(["fit", str(ws.pipeline), "--resume", str(run)]) == 0, capsys.readouterr().err
     metrics = json.loads((run / "metrics.json").read_text())
     per_epoch = metrics["split_sizes"]["train"]
     # the resumed process trained only the epochs the checkpoint had not recorded
-    assert metrics["train_rows"] == (3 - done_epochs) * per_epoch
-    assert metrics["epochs_run"] == 3
+    assert metrics["train_rows"] == (epochs - done_epochs) * per_epoch
+    assert metrics["epochs_run"] == epochs
     load_run(run)
 
 
