@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from recsys_mtl.data.tensors import Batch
+from recsys_mtl.export.dynamo_export import export_program
 from recsys_mtl.models.base import MultiTaskModel
 from recsys_mtl.spec.features import Task
 
@@ -65,7 +66,10 @@ class ScoringHead(nn.Module):
 
 
 def export_model(head: ScoringHead, example: Sequence[Tensor]) -> onnx.ModelProto:
-    """Export with a dynamic batch axis (named ``batch``); outputs are named after the tasks."""
+    """Export with a dynamic batch axis (named ``batch``); outputs are named after the tasks.
+
+    The ONNX op registry is shared by the exports of a process (:mod:`recsys_mtl.export.dynamo_export`).
+    """
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -73,18 +77,13 @@ def export_model(head: ScoringHead, example: Sequence[Tensor]) -> onnx.ModelProt
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            program = torch.onnx.export(
+            return export_program(
                 head,
                 tuple(example),
-                None,
                 input_names=head.input_names,
                 output_names=[t.name for t in head.tasks],
                 dynamic_shapes=(tuple({0: batch} for _ in example),),  # one entry: the *inputs tuple
-                opset_version=OPSET,
-                dynamo=True,
-                verbose=False,
+                opset=OPSET,
             )
         finally:
             quiet.setLevel(level)
-    assert program is not None
-    return program.model_proto
