@@ -7,6 +7,7 @@ Lightning checkpoints it (``model.`` prefix under ``state_dict``).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,20 @@ def funnel_spec(base: FeatureSpec) -> FeatureSpec:
 EXPORT_TRAIN = generate(SyntheticConfig(rows=1200, num_tasks=2, seed=2))
 
 
+@lru_cache(maxsize=8)
+def _fitted_on_export_train(spec_json: str) -> Preprocessor:
+    """The preprocessing of a spec (by its JSON) fitted on EXPORT_TRAIN: many export tests fit the same
+    spec on it (~0.25 s each); transforms only read the fitted statistics."""
+    return Preprocessor.fit(FeatureSpec.model_validate_json(spec_json), EXPORT_TRAIN)
+
+
 def export_session(spec: FeatureSpec, name: str, params: dict[str, Any] | None = None, train: pl.DataFrame | None = None,
                    encoder: dict[str, Any] | None = None) -> tuple[ScoringHead, ort.InferenceSession, Preprocessor]:
     """``name`` built on ``spec`` (weights jittered) with the pipeline section ``encoder``, exported
     with raw-column preprocessing: (torch scoring head, onnxruntime session, preprocessor); fitted
     on ``train`` or EXPORT_TRAIN."""
+    pre = _fitted_on_export_train(spec.model_dump_json()) if train is None else Preprocessor.fit(spec, train)
     train = EXPORT_TRAIN if train is None else train
-    pre = Preprocessor.fit(spec, train)
     torch.manual_seed(0)
     model = build_model(name, params or {}, model_context(pre.layout, spec.tasks, encoder))
     with torch.no_grad():
