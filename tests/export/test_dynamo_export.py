@@ -27,8 +27,8 @@ def test_reused_registry_graph_is_byte_identical_to_the_public_export(monkeypatc
     spec = synthetic_spec(2)
     pre = Preprocessor.fit(spec, EXPORT_TRAIN)
     torch.manual_seed(0)
-    # ple: gates, expert banks, towers and the categorical, numeric and sequence encoders in one graph
-    model = build_model("ple", {"expert_hidden": [8], "num_levels": 2}, model_context(pre.layout, spec.tasks, None))
+    # gates, experts, towers and the categorical, numeric and sequence encoders in one small graph
+    model = build_model("mmoe", {"num_experts": 2, "expert_hidden": [8]}, model_context(pre.layout, spec.tasks, None))
     names = encoded_names(pre)
     head = ScoringHead(model, spec.tasks, names)
     cols = pre.transform(EXPORT_TRAIN).columns()
