@@ -19,7 +19,7 @@ from tests.support.model_table import Variant, cases
 
 @pytest.fixture(scope="module")
 def held() -> dict[int, pl.DataFrame]:
-    """held_out(rows) for the row counts below, generated once for the 21 rows of the table (read only)."""
+    """held_out(rows) for the row counts below, generated once for the 20 rows of the table (read only)."""
     return {rows: held_out(rows) for rows in (1, 300, 777)}
 
 
