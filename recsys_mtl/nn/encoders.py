@@ -29,6 +29,17 @@ def pool(emb: Tensor, idx: Tensor, how: str) -> Tensor:
     return total / mask.sum(dim=1).clamp_min(1.0)
 
 
+def lookup(table: nn.Embedding, ids: Tensor) -> Tensor:
+    """(N,) ids → (N, d) rows of ``table``, as ``table(ids)``.
+
+    A dense table is read with ``index_select``: its backward is one ``index_add_`` that reuses
+    one iterator for every row, where ``embedding``'s dense CPU backward runs an ``add_`` per id
+    (census, 31 columns × 1,024 rows: 1.8 → 0.4 ms per step). A sparse table keeps
+    ``embedding`` for its sparse gradient.
+    """
+    return table(ids) if table.sparse else table.weight.index_select(0, ids)
+
+
 class EmbeddingTables(nn.Module):
     """One ``nn.Embedding`` per table of the layout (shared tables appear once)."""
 
@@ -51,7 +62,7 @@ class FeatureEncoder(nn.Module):
     ``forward`` looks all categorical columns up at once when they share one embedding dim and
     their tables are small (≤ ``FUSE_MAX_ROWS`` rows together): the tables' weights are
     concatenated and indexed with per-column offsets, so a step runs one gather and one
-    embedding backward instead of one per column (census MMoE: ~8% less CPU per step). The
+    gradient scatter instead of one per column (census MMoE: ~8% less CPU per step). The
     parameters stay the per-table ``embeddings[table]`` weights, so checkpoints, export and
     models that read tables directly are unchanged.
 
@@ -169,9 +180,9 @@ class FeatureEncoder(nn.Module):
     def categorical_block(self, cat: Tensor) -> Tensor:
         """(B, C) indices → (B, Σ d_i): all categorical embeddings, concatenated in column order."""
         if not self.fused:
-            return torch.cat([self.embeddings[t](cat[:, i]) for i, t in enumerate(self.cat_tables)], dim=-1)
+            return torch.cat([lookup(self.embeddings[t], cat[:, i]) for i, t in enumerate(self.cat_tables)], dim=-1)
         weight = torch.cat([self.embeddings[t].weight for t in self.cat_tables])
-        return nn.functional.embedding(cat + self.cat_offsets, weight).flatten(1)
+        return weight.index_select(0, (cat + self.cat_offsets).flatten()).view(cat.shape[0], -1)
 
     def pool_sequence(self, i: int, emb: Tensor, idx: Tensor, cat: Tensor) -> Tensor:
         """(N, L, d) vectors at sequence i's (N, L) ids → (N, d) by its pooling: mean / sum / max,
