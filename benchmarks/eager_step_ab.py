@@ -8,15 +8,16 @@ Variants (``--variants``), each a copy of the same initial model stepped on the 
 with the training optimizer (:func:`recsys_mtl.train.optim.build_optimizer`: fused AdamW):
 
 - ``before``: the step as it was before these changes (the old code is kept below and patched in);
-- ``split``, ``mix``, ``lookup``: ``before`` with only that change;
-- ``after``: the package as it is.
+- ``split``, ``lookup``: ``before`` with only that change;
+- ``after``: the package as it is;
+- ``bmm_mix``: ``after`` with the MMoE gates' mixtures as one (B, T, E) @ (B, E, H) bmm instead of a
+  broadcast multiply + sum per gate (tried, not kept: faster at 8 × [64] experts, slower at 4 × [32]).
 
 The changes: ``split``: the experts' fused first GEMM cut by one ``split`` instead of two slices;
-``mix``: the MMoE gates' mixtures as one bmm (:func:`recsys_mtl.nn.blocks.mix_each`) instead of a
-broadcast multiply + sum per gate; ``lookup``: categorical embeddings read with ``index_select``
-instead of ``embedding`` (:func:`recsys_mtl.nn.encoders.lookup`). Variants take turns, one block of
-``--steps`` steps each per round; prints process-CPU ms per step (forward + loss, backward,
-optimizer) as the median over rounds, and each variant's step / ``before``'s step per round (median).
+``lookup``: categorical embeddings read with ``index_select`` instead of ``embedding``
+(:func:`recsys_mtl.nn.encoders.lookup`). Variants take turns, one block of ``--steps`` steps each per
+round; prints process-CPU ms per step (forward + loss, backward, optimizer) as the median over
+rounds, and each variant's step / the first variant's step, median of the per-round ratios.
 Writes the rows as JSON to ``--out`` when given.
 """
 
@@ -68,9 +69,11 @@ def old_experts_forward(self: blocks.ParallelExperts, x: Tensor, side: Sequence[
     return h
 
 
-def old_mix_each(experts: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
-    """Before ``mix``: a broadcast multiply + sum per gate."""
-    return [blocks.mix(experts, w) for w in weights]
+def bmm_mix_inputs(self: moe._MixtureOfExperts, x: Tensor) -> list[Tensor]:
+    """_MixtureOfExperts.task_inputs with every gate's mixture in one bmm (the rejected ``bmm_mix``)."""
+    experts, weights = blocks.experts_and_gates(self.experts, x, self.gates)
+    mixed = list(torch.bmm(torch.stack(weights, dim=1), experts).unbind(1))
+    return mixed if self.gates_per_task else mixed * len(self.task_names)
 
 
 def old_lookup(table: nn.Embedding, ids: Tensor) -> Tensor:
@@ -85,27 +88,30 @@ def old_categorical_block(self: encoders.FeatureEncoder, cat: Tensor) -> Tensor:
     return F.embedding(cat + self.cat_offsets, weight).flatten(1)
 
 
-#: change → (object, attribute, the old value)
-OLD: dict[str, list[tuple[object, str, object]]] = {
-    "split": [(blocks.ParallelExperts, "forward", old_experts_forward)],
-    "mix": [(moe, "mix_each", old_mix_each)],
-    "lookup": [(encoders.FeatureEncoder, "categorical_block", old_categorical_block), (encoders, "lookup", old_lookup)],
+#: patch → (object, attribute, value) it sets
+PATCHES: dict[str, list[tuple[object, str, object]]] = {
+    "old_split": [(blocks.ParallelExperts, "forward", old_experts_forward)],
+    "old_lookup": [(encoders.FeatureEncoder, "categorical_block", old_categorical_block), (encoders, "lookup", old_lookup)],
+    "bmm_mix": [(moe._MixtureOfExperts, "task_inputs", bmm_mix_inputs)],
+}
+#: variant → the patches it runs under
+VARIANTS: dict[str, list[str]] = {
+    "before": ["old_split", "old_lookup"], "split": ["old_lookup"], "lookup": ["old_split"], "after": [], "bmm_mix": ["bmm_mix"],
 }
 
 
 @contextlib.contextmanager
 def code_of(variant: str) -> Iterator[None]:
-    """The package's code with every change but ``variant``'s reverted (``before``: all reverted)."""
-    keep = set(OLD) if variant == "after" else ({variant} if variant in OLD else set())
-    patches = [p for change, ps in OLD.items() if change not in keep for p in ps]
+    """The package's code with ``variant``'s patches applied, restored on exit."""
+    patches = [p for name in VARIANTS[variant] for p in PATCHES[name]]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
-    for obj, name, old in patches:
-        setattr(obj, name, old)
+    for obj, name, value in patches:
+        setattr(obj, name, value)
     try:
         yield
     finally:
-        for obj, name, new in saved:
-            setattr(obj, name, new)
+        for obj, name, value in saved:
+            setattr(obj, name, value)
 
 
 def clock(fn: Callable[[], object]) -> float:
@@ -118,7 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mmoe_plain")
     ap.add_argument("--set", nargs="*", default=[], help="pipeline overrides")
-    ap.add_argument("--variants", default="before,split,mix,lookup,after")
+    ap.add_argument("--variants", default="before,split,lookup,after,bmm_mix")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=1024)

@@ -168,19 +168,6 @@ def mix(experts: Tensor, weights: Tensor) -> Tensor:
     return (experts * weights.unsqueeze(-1)).sum(dim=1)
 
 
-def mix_each(experts: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
-    """(B, E, H) experts, T (B, E) weights → T (B, H) weighted sums, as ``[mix(experts, w) for w in
-    weights]`` up to float rounding.
-
-    One (B, T, E) @ (B, E, H) bmm for all gates: its backward is two bmm's, where T broadcast
-    multiplies allocate and reduce a (B, E, H) product each way (census MMoE, 2 tasks: ~1 ms of
-    a ~8 ms step). A single gate keeps :func:`mix` (a bmm with one row per batch is no faster).
-    """
-    if len(weights) < 2:
-        return [mix(experts, w) for w in weights]
-    return list(torch.bmm(torch.stack(list(weights), dim=1), experts).unbind(1))
-
-
 def experts_and_gates(bank: nn.Module, x: Tensor, gates: Sequence[Gate]) -> tuple[Tensor, list[Tensor]]:
     """(B, in_dim) → ``bank``'s (B, E, H) experts and each gate's (B, E_g) weights, all on ``x``.
 

@@ -30,14 +30,16 @@ def pool(emb: Tensor, idx: Tensor, how: str) -> Tensor:
 
 
 def lookup(table: nn.Embedding, ids: Tensor) -> Tensor:
-    """(N,) ids → (N, d) rows of ``table``, as ``table(ids)``.
+    """(...) ids → (..., d) rows of ``table``, as ``table(ids)``.
 
     A dense table is read with ``index_select``: its backward is one ``index_add_`` that reuses
     one iterator for every row, where ``embedding``'s dense CPU backward runs an ``add_`` per id
     (census, 31 columns × 1,024 rows: 1.8 → 0.4 ms per step). A sparse table keeps
     ``embedding`` for its sparse gradient.
     """
-    return table(ids) if table.sparse else table.weight.index_select(0, ids)
+    if table.sparse:
+        return table(ids)
+    return table.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, table.embedding_dim)
 
 
 class EmbeddingTables(nn.Module):
@@ -190,7 +192,7 @@ class FeatureEncoder(nn.Module):
         key, t, how = self.sequences[i]
         name = key.removeprefix(SEQ_PREFIX)
         if name in self.attention_query:
-            query = self.embeddings[t](cat[:, self.attention_query[name]])
+            query = lookup(self.embeddings[t], cat[:, self.attention_query[name]])
             return self.attention[name](query, emb, idx)
         return pool(emb, idx, how)
 
@@ -199,12 +201,12 @@ class FeatureEncoder(nn.Module):
         parts = []
         for i, (key, t, _) in enumerate(self.sequences):
             idx = self.seq_dropout.column(batch[key], i) if self.training else batch[key]
-            parts.append(self.pool_sequence(i, self.embeddings[t](idx), idx, cat))
+            parts.append(self.pool_sequence(i, lookup(self.embeddings[t], idx), idx, cat))
         return parts
 
     def feature_embeddings(self, batch: Batch) -> list[Tensor]:
         cat = self.cat_dropout(batch["categorical"]) if self.training and self.cat_tables else batch["categorical"]
-        parts = [self.embeddings[t](cat[:, i]) for i, t in enumerate(self.cat_tables)]
+        parts = [lookup(self.embeddings[t], cat[:, i]) for i, t in enumerate(self.cat_tables)]
         return parts + self._sequence_parts(batch, cat)
 
     def numeric_block(self, numeric: Tensor) -> Tensor:
