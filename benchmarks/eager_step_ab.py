@@ -8,14 +8,15 @@ Variants (``--variants``), each a copy of the same initial model stepped on the 
 with the training optimizer (:func:`recsys_mtl.train.optim.build_optimizer`: fused AdamW):
 
 - ``before``: the step as it was before these changes (the old code is kept below and patched in);
-- ``split``, ``lookup``: ``before`` with only that change;
-- ``after``: the package as it is;
-- ``bmm_mix``: ``after`` with the MMoE gates' mixtures as one (B, T, E) @ (B, E, H) bmm instead of a
-  broadcast multiply + sum per gate (tried, not kept: faster at 8 × [64] experts, slower at 4 × [32]).
+- ``split``, ``lookup``, ``mix``: ``before`` with only that change;
+- ``after``: the package as it is.
 
 The changes: ``split``: the experts' fused first GEMM cut by one ``split`` instead of two slices;
 ``lookup``: categorical embeddings read with ``index_select`` instead of ``embedding``
-(:func:`recsys_mtl.nn.encoders.lookup`). Variants take turns, one block of ``--steps`` steps each per
+(:func:`recsys_mtl.nn.encoders.lookup`); ``mix``: the MMoE gates' mixtures as one bmm
+(:func:`recsys_mtl.nn.blocks.mix_each`, which keeps the broadcast multiply + sum per gate below
+``BMM_MIX_MIN_WORK``; ``--bmm-min-work 0`` forces the bmm at every size, to find that threshold).
+Variants take turns, one block of ``--steps`` steps each per
 round; prints process-CPU ms per step (forward + loss, backward, optimizer) as the median over
 rounds, and each variant's step / the first variant's step, median of the per-round ratios.
 Writes the rows as JSON to ``--out`` when given.
@@ -69,11 +70,9 @@ def old_experts_forward(self: blocks.ParallelExperts, x: Tensor, side: Sequence[
     return h
 
 
-def bmm_mix_inputs(self: moe._MixtureOfExperts, x: Tensor) -> list[Tensor]:
-    """_MixtureOfExperts.task_inputs with every gate's mixture in one bmm (the rejected ``bmm_mix``)."""
-    experts, weights = blocks.experts_and_gates(self.experts, x, self.gates)
-    mixed = list(torch.bmm(torch.stack(weights, dim=1), experts).unbind(1))
-    return mixed if self.gates_per_task else mixed * len(self.task_names)
+def old_mix_each(experts: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
+    """Before ``mix``: a broadcast multiply + sum per gate."""
+    return [blocks.mix(experts, w) for w in weights]
 
 
 def old_lookup(table: nn.Embedding, ids: Tensor) -> Tensor:
@@ -92,11 +91,12 @@ def old_categorical_block(self: encoders.FeatureEncoder, cat: Tensor) -> Tensor:
 PATCHES: dict[str, list[tuple[object, str, object]]] = {
     "old_split": [(blocks.ParallelExperts, "forward", old_experts_forward)],
     "old_lookup": [(encoders.FeatureEncoder, "categorical_block", old_categorical_block), (encoders, "lookup", old_lookup)],
-    "bmm_mix": [(moe._MixtureOfExperts, "task_inputs", bmm_mix_inputs)],
+    "old_mix": [(moe, "mix_each", old_mix_each)],
 }
 #: variant → the patches it runs under
 VARIANTS: dict[str, list[str]] = {
-    "before": ["old_split", "old_lookup"], "split": ["old_lookup"], "lookup": ["old_split"], "after": [], "bmm_mix": ["bmm_mix"],
+    "before": ["old_split", "old_lookup", "old_mix"], "split": ["old_lookup", "old_mix"],
+    "lookup": ["old_split", "old_mix"], "mix": ["old_split", "old_lookup"], "after": [],
 }
 
 
@@ -124,12 +124,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mmoe_plain")
     ap.add_argument("--set", nargs="*", default=[], help="pipeline overrides")
-    ap.add_argument("--variants", default="before,split,lookup,after,bmm_mix")
+    ap.add_argument("--variants", default="before,split,lookup,mix,after")
+    ap.add_argument("--bmm-min-work", type=int, default=blocks.BMM_MIX_MIN_WORK, help="mix_each's T·E·H threshold for the bmm")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    blocks.BMM_MIX_MIN_WORK = args.bmm_min_work
 
     pipeline, overrides = model_source(args.model)
     cfg, spec = load_pipeline(pipeline, [*overrides, *args.set])
