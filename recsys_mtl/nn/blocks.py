@@ -100,7 +100,7 @@ class ParallelExperts(nn.Module):
             bias = torch.cat([bias, *(lin.bias for lin in side)])
         out = torch.addmm(bias, x, weight)
         # one split, not two slices: its backward is one cat, where each slice's backward
-        # zero-fills and copies a full (B, width + Σ out_k) gradient (~9 % of a census MMoE step)
+        # zero-fills and copies a full (B, width + Σ out_k) gradient (census 8 × [64]: 0.96 of the step)
         h, *sides = out.split([width, *(lin.out_features for lin in side)], dim=1)
         if side_out is not None:
             side_out += sides
@@ -171,7 +171,7 @@ def mix(experts: Tensor, weights: Tensor) -> Tensor:
 #: T·E·H at or above which :func:`mix_each` uses one bmm: torch's CPU bmm runs a naive per-row
 #: loop below 400 multiply-adds per batch element (slower than broadcasting) and BLAS above it.
 #: Census MMoE, 2 gates, process CPU per step: 8 × [64] experts (1,024) bmm 0.73 vs 0.83 of the
-#: old step; 4 × [32] (256) 0.84 vs 0.75 (benchmarks/eager_step_ab.py, variant bmm_mix).
+#: old step; 4 × [32] (256) 0.84 vs 0.75 (benchmarks/eager_step_ab.py --bmm-min-work 0).
 BMM_MIX_MIN_WORK = 400
 
 
