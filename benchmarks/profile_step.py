@@ -4,7 +4,8 @@
     cd benchmarks && OMP_NUM_THREADS=1 python profile_step.py --model mmoe_plain --census --set model.params.num_experts=4
     cd benchmarks && OMP_NUM_THREADS=1 python profile_step.py --model mmoe --precomputed-leaves   # the census recipe's training step
 
-Same batches and step as expert_step_time.py (forward + loss + backward + Adam, 1,024 rows).
+Same batches and step as expert_step_time.py (forward + loss + backward + optimizer, 1,024 rows), with
+training's optimizer (``build_optimizer``: fused AdamW with the pipeline's lr and weight decay).
 Each forward op is charged to the innermost module it ran in (block indices folded: ``blocks.*``),
 each backward node to the module of the forward op that created it (the autograd sequence
 number links the two), so a Linear's weight-gradient GEMMs count as that Linear's backward. Ops
@@ -36,6 +37,7 @@ from recsys_mtl.data.tensors import features_only
 from recsys_mtl.models import ModelContext, build_model
 from recsys_mtl.nn.gbdt_leaves import LEAVES_KEY
 from recsys_mtl.spec import load_pipeline
+from recsys_mtl.train.optim import build_optimizer
 
 SCOPE = "module::"
 PHASES = ("forward", "loss", "backward", "optimizer")
@@ -116,7 +118,7 @@ def main() -> None:
     batch = pre.transform(train.head(args.batch_size)).columns()
     torch.manual_seed(0)
     model = build_model(cfg.model.name, cfg.model.params, ModelContext(layout=pre.layout, tasks=spec.tasks))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = build_optimizer(model, nn.Module(), cfg.trainer)  # training's optimizer (fused AdamW), not a stand-in
     gbdt = getattr(getattr(model, "encoder", None), "gbdt", None)
     if args.precomputed_leaves and gbdt is not None:
         batch[LEAVES_KEY] = torch.randint(0, gbdt.cfg.num_leaves, (args.batch_size, gbdt.n_trees), dtype=gbdt.leaf_dtype())

@@ -9,7 +9,7 @@ from recsys_mtl.errors import SpecError
 from recsys_mtl.models.base import FlatInputModel, ModelConfig, ModelContext
 from recsys_mtl.models.exclusivity import ExclusivityParams, allowed_mask, exclusive_owners
 from recsys_mtl.models.registry import register
-from recsys_mtl.nn.blocks import Gate, experts_and_gates, mix
+from recsys_mtl.nn.blocks import Gate, experts_and_gates, mix_each
 from recsys_mtl.nn.expert_banks import ExpertTypeParams, build_experts
 from torch import nn
 
@@ -40,7 +40,7 @@ class _MixtureOfExperts(FlatInputModel):
 
     def task_inputs(self, x: Tensor) -> list[Tensor]:
         experts, weights = experts_and_gates(self.experts, x, self.gates)  # (B, E, H), (B, E) each
-        mixed = [mix(experts, w) for w in weights]
+        mixed = mix_each(experts, weights)  # T (B, H)
         return mixed if self.gates_per_task else mixed * len(self.task_names)
 
     def shared_module(self) -> nn.Module:

@@ -29,6 +29,19 @@ def pool(emb: Tensor, idx: Tensor, how: str) -> Tensor:
     return total / mask.sum(dim=1).clamp_min(1.0)
 
 
+def lookup(table: nn.Embedding, ids: Tensor) -> Tensor:
+    """(...) ids → (..., d) rows of ``table``, as ``table(ids)``.
+
+    A dense table is read with ``index_select``: its backward is one ``index_add_`` that reuses
+    one iterator for every row, where ``embedding``'s dense CPU backward runs an ``add_`` per id
+    (census, 31 columns × 1,024 rows: 1.8 → 0.4 ms per step). A sparse table keeps
+    ``embedding`` for its sparse gradient.
+    """
+    if table.sparse:
+        return table(ids)
+    return table.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, table.embedding_dim)
+
+
 class EmbeddingTables(nn.Module):
     """One ``nn.Embedding`` per table of the layout (shared tables appear once)."""
 
@@ -51,7 +64,7 @@ class FeatureEncoder(nn.Module):
     ``forward`` looks all categorical columns up at once when they share one embedding dim and
     their tables are small (≤ ``FUSE_MAX_ROWS`` rows together): the tables' weights are
     concatenated and indexed with per-column offsets, so a step runs one gather and one
-    embedding backward instead of one per column (census MMoE: ~8% less CPU per step). The
+    gradient scatter instead of one per column (census MMoE: ~8% less CPU per step). The
     parameters stay the per-table ``embeddings[table]`` weights, so checkpoints, export and
     models that read tables directly are unchanged.
 
@@ -169,9 +182,9 @@ class FeatureEncoder(nn.Module):
     def categorical_block(self, cat: Tensor) -> Tensor:
         """(B, C) indices → (B, Σ d_i): all categorical embeddings, concatenated in column order."""
         if not self.fused:
-            return torch.cat([self.embeddings[t](cat[:, i]) for i, t in enumerate(self.cat_tables)], dim=-1)
+            return torch.cat([lookup(self.embeddings[t], cat[:, i]) for i, t in enumerate(self.cat_tables)], dim=-1)
         weight = torch.cat([self.embeddings[t].weight for t in self.cat_tables])
-        return nn.functional.embedding(cat + self.cat_offsets, weight).flatten(1)
+        return weight.index_select(0, (cat + self.cat_offsets).flatten()).view(cat.shape[0], -1)
 
     def pool_sequence(self, i: int, emb: Tensor, idx: Tensor, cat: Tensor) -> Tensor:
         """(N, L, d) vectors at sequence i's (N, L) ids → (N, d) by its pooling: mean / sum / max,
@@ -179,7 +192,7 @@ class FeatureEncoder(nn.Module):
         key, t, how = self.sequences[i]
         name = key.removeprefix(SEQ_PREFIX)
         if name in self.attention_query:
-            query = self.embeddings[t](cat[:, self.attention_query[name]])
+            query = lookup(self.embeddings[t], cat[:, self.attention_query[name]])
             return self.attention[name](query, emb, idx)
         return pool(emb, idx, how)
 
@@ -188,12 +201,12 @@ class FeatureEncoder(nn.Module):
         parts = []
         for i, (key, t, _) in enumerate(self.sequences):
             idx = self.seq_dropout.column(batch[key], i) if self.training else batch[key]
-            parts.append(self.pool_sequence(i, self.embeddings[t](idx), idx, cat))
+            parts.append(self.pool_sequence(i, lookup(self.embeddings[t], idx), idx, cat))
         return parts
 
     def feature_embeddings(self, batch: Batch) -> list[Tensor]:
         cat = self.cat_dropout(batch["categorical"]) if self.training and self.cat_tables else batch["categorical"]
-        parts = [self.embeddings[t](cat[:, i]) for i, t in enumerate(self.cat_tables)]
+        parts = [lookup(self.embeddings[t], cat[:, i]) for i, t in enumerate(self.cat_tables)]
         return parts + self._sequence_parts(batch, cat)
 
     def numeric_block(self, numeric: Tensor) -> Tensor:
