@@ -127,7 +127,9 @@ class MultiTaskModule(L.LightningModule):
         other steps skip it. True outside a fit."""
         if self._trainer is None:
             return True
-        return self.trainer._logger_connector.should_update_logs  # Lightning's own test, not a copy of it
+        # Lightning's own test, not a copy of it; private, so a Lightning that moves it logs every step
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     def _shows_progress(self) -> bool:
         """A progress bar shows ``train/loss`` at every step."""
