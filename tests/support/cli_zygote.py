@@ -155,8 +155,11 @@ def _child(request: dict[str, Any], out_w: int, err_w: int) -> None:
     code = 1
     try:
         code = main(request["argv"])
-    except SystemExit as exc:  # argparse's usage errors: as the interpreter reports them
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else (print(exc.code, file=sys.stderr) or 1))
+    except SystemExit as exc:  # argparse's usage errors (and --help): as the interpreter reports them
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
     finally:
