@@ -58,12 +58,20 @@ def aggregate(lf: pl.LazyFrame, exprs: list[pl.Expr]) -> dict[str, float]:
     return lf.select(exprs).collect(engine=ENGINE).row(0, named=True)
 
 
+def sorted_column(lf: pl.LazyFrame, x: pl.Expr) -> pl.DataFrame:
+    """``x`` streamed into one in-memory column ``x`` (what an exact median or quantile holds anyway),
+    sorted once: polars then reads each order statistic off the sorted column, where an aggregation
+    over the unsorted values sorted it again per quantile (65 quantiles of 300k rows: 560 ms
+    against 10 ms; the same values, nulls and NaN included)."""
+    return lf.select(x.alias("x")).collect(engine=ENGINE).sort("x")
+
+
 def quantiles(lf: pl.LazyFrame, x: pl.Expr, qs: np.ndarray, prefix: str) -> dict[str, float]:
     """``x``'s linear quantiles at ``qs`` → {``<prefix>q<i>``: value}, ``x`` computed once: a plan
     repeating a large expression (a nested ``expression`` feature) once per quantile took polars
     seconds to optimise, whatever the row count."""
-    one = lf.select(x.alias("x"))
-    return aggregate(one, [pl.col("x").quantile(float(q), interpolation="linear").alias(f"{prefix}q{i}") for i, q in enumerate(qs)])
+    exprs = [pl.col("x").quantile(float(q), interpolation="linear").alias(f"{prefix}q{i}") for i, q in enumerate(qs)]
+    return sorted_column(lf, x).select(exprs).row(0, named=True)
 
 
 def check_float32_magnitudes(cols: list[NumericColumn], frame: pl.DataFrame | pl.LazyFrame, where: str) -> None:
@@ -103,7 +111,7 @@ def fit_numeric_columns(cols: list[NumericColumn], lf: pl.LazyFrame, where: str)
     # memory (counts and sums stream, so they are batched in one query instead)
     for c in cols:
         if c.impute == "median":
-            stats |= aggregate(lf, [c.raw.median().alias(f"{c.name}:median")])
+            stats |= sorted_column(lf, c.raw).select(pl.col("x").median().alias(f"{c.name}:median")).row(0, named=True)
     fitted: dict[str, FittedNumeric] = {}
     for c in cols:
         if stats[f"{c.name}:inf"]:  # refused as in check_frame: ±inf would poison the statistics

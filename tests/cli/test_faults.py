@@ -1,20 +1,20 @@
 """Faults mid-write, each tried for real in a subprocess: a fit killed with SIGKILL then resumed,
 a file-size limit (as a full disk) during checkpointing and export, an export killed while writing,
-the server sent SIGTERM with requests in flight, and two fits started at once into one runs folder."""
+the server sent SIGTERM with requests in flight, and two fits started at once into one runs folder.
+
+The CLI processes are forked from one pre-imported parent (:mod:`tests.support.cli_zygote`): each
+is a process of its own (killed, limited, run side by side), without a fresh interpreter's ~4.5 CPU s
+of imports each."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import resource
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import yaml
@@ -26,6 +26,7 @@ from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.train.run_folder import FAILED_MARKER, load_run
 from serving.metadata import load_metadata
 from tests.support.bad_inputs import Workspace, build_templates, workspace
+from tests.support.cli_zygote import ForkedCli, Zygote
 from tests.support.export import export_dir, good_row  # noqa: F401  (fixture)
 from tests.support.serving import start_server
 
@@ -39,30 +40,31 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return build_templates(tmp_path_factory.mktemp("fault-templates"))
 
 
-def cli(ws: Workspace, *args: str, limit_bytes: int | None = None) -> subprocess.Popen[bytes]:
-    """``recsys-mtl *args`` in a subprocess run in the workspace (its relative ``runs`` folder), with
-    ``limit_bytes``: RLIMIT_FSIZE, as a full disk would."""
-    def limit() -> None:
-        if limit_bytes is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "recsys_mtl.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=limit, env=env, cwd=ws.pipeline.parent)
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote]:
+    parent = Zygote(ROOT)
+    yield parent
+    parent.close()
 
 
-def wait_for(check: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float = 240, poll: float = 0.05) -> None:
+def cli(ws: Workspace, zygote: Zygote, *args: str, limit_bytes: int | None = None) -> ForkedCli:
+    """``recsys-mtl *args`` in a process of its own run in the workspace (its relative ``runs``
+    folder), with ``limit_bytes``: RLIMIT_FSIZE, as a full disk would."""
+    return zygote.run(list(args), ws.pipeline.parent, ws.root / "cli-logs", limit_bytes=limit_bytes)
+
+
+def wait_for(check: Callable[[], bool], proc: ForkedCli, timeout: float = 240, poll: float = 0.05) -> None:
     deadline = time.time() + timeout
     while not check():
         if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode} first: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            raise AssertionError(f"exited {proc.returncode} first: {proc.stderr_text()[-2000:]}")
         if time.time() > deadline:
-            proc.kill()
+            proc.send_signal(signal.SIGKILL)
             raise AssertionError("timed out")
         time.sleep(poll)
 
 
-def one_error_line(proc: subprocess.Popen[bytes], timeout: float = 240) -> str:
+def one_error_line(proc: ForkedCli, timeout: float = 240) -> str:
     _, err = proc.communicate(timeout=timeout)
     text = err.decode()
     assert proc.returncode == 2 and "Traceback" not in text, text[-3000:]
@@ -92,11 +94,11 @@ def the_run(ws: Workspace) -> Path:
 
 @pytest.mark.slow
 def test_fit_killed_mid_epoch_resumes_and_loses_at_most_the_epoch_in_progress(
-        templates: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        templates: tuple[Path, Path], zygote: Zygote, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = workspace(templates, tmp_path)
     epochs = 6  # enough that the kill lands before the last epoch even when epochs take a fraction of a second
     bigger_fit(ws, epochs=epochs)
-    proc = cli(ws, "fit", str(ws.pipeline))
+    proc = cli(ws, zygote, "fit", str(ws.pipeline))
     last = lambda: next((ws.root / "ws" / "runs").glob("*/checkpoints/last.ckpt"), None)  # noqa: E731
     wait_for(lambda: (ws.root / "ws" / "runs").is_dir() and last() is not None, proc)
     time.sleep(0.2)  # into the second epoch
@@ -119,9 +121,10 @@ def test_fit_killed_mid_epoch_resumes_and_loses_at_most_the_epoch_in_progress(
 
 
 @pytest.mark.slow
-def test_checkpoint_write_that_fails_is_a_clear_error_and_keeps_no_partial_file(templates: tuple[Path, Path], tmp_path: Path) -> None:
+def test_checkpoint_write_that_fails_is_a_clear_error_and_keeps_no_partial_file(templates: tuple[Path, Path], zygote: Zygote,
+                                                                                  tmp_path: Path) -> None:
     ws = workspace(templates, tmp_path)
-    line = one_error_line(cli(ws, "fit", str(ws.pipeline), limit_bytes=FILE_LIMIT))
+    line = one_error_line(cli(ws, zygote, "fit", str(ws.pipeline), limit_bytes=FILE_LIMIT))
     assert "cannot write" in line and ".ckpt" in line and "File too large" in line, line
     run = the_run(ws)
     assert (run / FAILED_MARKER).is_file() and not (run / "metrics.json").exists()
@@ -131,35 +134,36 @@ def test_checkpoint_write_that_fails_is_a_clear_error_and_keeps_no_partial_file(
 
 
 @pytest.mark.slow
-def test_export_write_that_fails_leaves_no_folder_and_the_run_intact(templates: tuple[Path, Path], tmp_path: Path) -> None:
+def test_export_write_that_fails_leaves_no_folder_and_the_run_intact(templates: tuple[Path, Path], zygote: Zygote,
+                                                                      tmp_path: Path) -> None:
     ws = workspace(templates, tmp_path)
     own_cache(ws)
     data_source(load_run(ws.run).cfg.data).test()  # the run's synthetic data cache: only the export is left to write
     before = {p.name: p.read_bytes() for p in ws.run.rglob("*") if p.is_file()}
     out = ws.root / "exports" / "e1"
-    line = one_error_line(cli(ws, "export", str(ws.run), "--out", str(out), limit_bytes=FILE_LIMIT))
+    line = one_error_line(cli(ws, zygote, "export", str(ws.run), "--out", str(out), limit_bytes=FILE_LIMIT))
     assert str(out) in line and "cannot write" in line and "File too large" in line, line
     assert not out.exists() and not list(out.parent.iterdir())  # no partial folder, no staging left behind
     assert {p.name: p.read_bytes() for p in ws.run.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.slow
-def test_data_cache_write_that_fails_is_a_clear_error(templates: tuple[Path, Path], tmp_path: Path) -> None:
+def test_data_cache_write_that_fails_is_a_clear_error(templates: tuple[Path, Path], zygote: Zygote, tmp_path: Path) -> None:
     ws = workspace(templates, tmp_path)
     cache = own_cache(ws)
-    line = one_error_line(cli(ws, "export", str(ws.run), "--out", str(ws.root / "e"), limit_bytes=FILE_LIMIT))
+    line = one_error_line(cli(ws, zygote, "export", str(ws.run), "--out", str(ws.root / "e"), limit_bytes=FILE_LIMIT))
     assert "cannot write the synthetic data cache" in line and "File too large" in line, line
     assert not list(cache.glob("*")) and not (ws.root / "e").exists()
 
 
 @pytest.mark.slow
 def test_export_killed_mid_write_leaves_nothing_a_server_would_load(
-        templates: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        templates: tuple[Path, Path], zygote: Zygote, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = workspace(templates, tmp_path)
     out = ws.root / "exports" / "e1"
     out.parent.mkdir()
     # the int8 and fp16 variants are written after model.onnx: a wide window to kill it in
-    proc = cli(ws, "export", str(ws.run), "--out", str(out), "--int8", "--fp16")
+    proc = cli(ws, zygote, "export", str(ws.run), "--out", str(out), "--int8", "--fp16")
     wait_for(lambda: any(out.parent.glob(".e1-*/out/model.onnx")), proc, poll=0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -171,9 +175,9 @@ def test_export_killed_mid_write_leaves_nothing_a_server_would_load(
 
 
 @pytest.mark.slow
-def test_two_fits_at_once_write_two_complete_run_folders(templates: tuple[Path, Path], tmp_path: Path) -> None:
+def test_two_fits_at_once_write_two_complete_run_folders(templates: tuple[Path, Path], zygote: Zygote, tmp_path: Path) -> None:
     ws = workspace(templates, tmp_path)
-    procs = [cli(ws, "fit", str(ws.pipeline)) for _ in range(2)]
+    procs = [cli(ws, zygote, "fit", str(ws.pipeline)) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()[-2000:]

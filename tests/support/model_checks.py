@@ -3,6 +3,7 @@ batch independence, and a short fit against the constant (base-rate) predictor."
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -122,10 +123,12 @@ def click_conversion_spec() -> FeatureSpec:
     return FeatureSpec.model_validate(raw)
 
 
+@lru_cache(maxsize=None)
 def learnable_data(num_tasks: int = 2, rows: int = 2000, n_train: int = 1500, funnel: bool = False) -> tuple[ModelContext, EncodedTable, EncodedTable]:
     """Synthetic data with a strong, mostly linear signal (complexity 1, scale 3), so a few dozen
     steps separate a model that learns from one that does not; (context, train, test).
-    ``funnel``: the two tasks of :func:`click_conversion_spec` instead of independent ones."""
+    ``funnel``: the two tasks of :func:`click_conversion_spec` instead of independent ones.
+    Cached per process (the fits only read the tables), like ``model_table.context``."""
     spec = click_conversion_spec() if funnel else synthetic_spec(num_tasks)
     df = generate(SyntheticConfig(rows=rows, num_tasks=num_tasks, complexity=1, scale=3.0, seed=3))
     pre = Preprocessor.fit(spec, df)
