@@ -48,14 +48,6 @@ def census_dir() -> Path:
     return CENSUS_DIR
 
 
-#: Ray Train settings for the tests' short fits (read by the driver and passed on to Ray Train's controller
-#: and workers): the controller polls its workers every 0.2 s instead of 2 s (a finished or killed worker is
-#: seen sooner), and runs no preemption watcher or metrics callbacks (one actor process less per fit;
-#: a local instance is never drained)
-RAY_TRAIN_TEST_ENV = {"RAY_TRAIN_V2_ENABLED": "1", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-                      "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
-
-
 @pytest.fixture(scope="session")
 def local_ray() -> Iterator[object]:
     """One local Ray instance (2 logical CPUs) per pytest process, shared by every Ray test: its start-up
@@ -63,8 +55,13 @@ def local_ray() -> Iterator[object]:
     (tests and callbacks defined in them are unpickled there) through PYTHONPATH."""
     import ray
 
+    # Ray Train settings for short fits, read by the driver and passed on to Ray Train's controller and
+    # workers: the controller polls its workers every 0.2 s instead of 2 s (a finished or killed worker is
+    # seen sooner), and starts no preemption watcher or metrics callbacks (a local instance is never drained)
+    settings = {"RAY_TRAIN_V2_ENABLED": "1", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+                "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in RAY_TRAIN_TEST_ENV.items():
+        for key, value in settings.items():
             mp.setenv(key, value)
         with pytest.MonkeyPatch.context() as at_start:  # the raylet, and so every Ray worker, inherits it
             at_start.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
