@@ -5,7 +5,9 @@ Helpers that tests import (paths, spec builders, exports, tables) live in ``test
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Iterator
 
 import polars as pl
 import pytest
@@ -15,7 +17,7 @@ from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.spec import FeatureSpec
-from tests.support.paths import CENSUS_DIR
+from tests.support.paths import CENSUS_DIR, ROOT
 from tests.support.synthetic import synthetic_spec
 
 # tests use tiny tensors and run under pytest-xdist (one worker per core): intra-op threads only
@@ -44,3 +46,27 @@ def census_dir() -> Path:
     if not (CENSUS_DIR / "census-income.data.bz2").exists():
         pytest.skip(f"census-income data not found at {CENSUS_DIR} (set RECSYS_MTL_SHARED_DATA)")
     return CENSUS_DIR
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[object]:
+    """One local Ray instance (2 logical CPUs) per pytest process, shared by every Ray test: its start-up
+    (GCS, raylet, agents) is seconds of wall time on 2 cores. Its workers find this checkout's modules
+    (tests and callbacks defined in them are unpickled there) through PYTHONPATH."""
+    import ray
+
+    # Ray Train settings for short fits, read by the driver and passed on to Ray Train's controller and
+    # workers: the controller polls its workers every 0.2 s instead of 2 s (a finished or killed worker is
+    # seen sooner), and starts no preemption watcher or metrics callbacks (a local instance is never drained)
+    settings = {"RAY_TRAIN_V2_ENABLED": "1", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+                "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in settings.items():
+            mp.setenv(key, value)
+        with pytest.MonkeyPatch.context() as at_start:  # the raylet, and so every Ray worker, inherits it
+            at_start.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()

@@ -34,7 +34,6 @@ import json
 import logging
 import math
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +47,11 @@ from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.compile import ray_refusal
 from recsys_mtl.train.pipeline_checks import check_pipeline
+from recsys_mtl.train.ray_failures import RESTARTS_FILE, FailureLog, describe_failure, first_line, format_restart, restarts
 from recsys_mtl.train.fit import RUN_DIR_ENV, FitResult, fit, run_dir_path
 
 log = logging.getLogger(__name__)
 
-#: the run folder's record of worker failures and restarts (only written when a worker failed)
-RESTARTS_FILE = "restarts.json"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
 
@@ -182,12 +180,6 @@ def _train_worker(config: dict[str, Any]) -> None:
         extra_callbacks=config["callbacks"], placement=RayPlacement(cfg.trainer.strategy))
 
 
-def restarts(run_dir: Path) -> list[dict[str, Any]]:
-    """The failures recorded in ``run_dir/restarts.json`` ([] when no worker failed)."""
-    path = Path(run_dir) / RESTARTS_FILE
-    return json.loads(path.read_text()) if path.is_file() else []
-
-
 def _note_resume(run_dir: Path, last: Path) -> None:
     """Record in the latest failure which checkpoint the new attempt resumes from."""
     records = restarts(run_dir)
@@ -195,77 +187,6 @@ def _note_resume(run_dir: Path, last: Path) -> None:
         ckpt = load_checkpoint(last)
         records[-1]["resumed_from"] = {"checkpoint": LAST_CHECKPOINT, "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
         write_atomic(run_dir / RESTARTS_FILE, json.dumps(records, indent=1))
-
-
-def describe_failure(rank: int, exc: BaseException) -> dict[str, Any]:
-    """One worker's failure as data: its rank, whether its process died, where, and what happened.
-
-    A dead worker reaches the controller as a failed health check wrapping Ray's ``ActorDiedError``
-    (whose text holds the pid, the node and Ray's exit detail); a worker that raised, as its own
-    exception (a ``RayTaskError`` whose ``cause`` is the original).
-    """
-    from ray.exceptions import RayActorError
-
-    cause: BaseException = getattr(exc, "health_check_failure", None) or exc
-    if isinstance(cause, RayActorError):
-        text = str(cause)
-        pid, ip = re.search(r"\bpid: (\d+)", text), re.search(r"\bip: (\S+)", text)
-        exit_type = re.search(r"Worker exit type: (\w+)", text)
-        detail = re.search(r"Worker exit detail: (.+?\.)(?:\s|$)", text)
-        where = f"pid {pid.group(1)}" if pid else "its process"
-        what = (f"the worker process died ({where}{f' on {ip.group(1)}' if ip else ''}; Ray: "
-                f"{exit_type.group(1) if exit_type else type(cause).__name__}{f', {detail.group(1)}' if detail else ''})")
-        return {"worker_rank": rank, "died": True, "error": type(cause).__name__, "what": what, "node_ip": ip.group(1) if ip else None}
-    cause = getattr(cause, "cause", None) or cause  # RayTaskError wraps the worker's own exception
-    return {"worker_rank": rank, "died": False, "error": type(cause).__name__,
-            "what": f"raised {type(cause).__name__}: {_first_line(cause)}", "node_ip": None}
-
-
-def _first_line(exc: BaseException, limit: int = 240) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    # a RayTaskError's text starts with the traceback header; the error itself is the last line
-    line = lines[-1] if lines and lines[0].startswith(("ray::", "Traceback")) else (lines[0] if lines else "")
-    return line[:limit]
-
-
-def _import_user_callback() -> type:
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")  # before ray.train's first import (see _import_ray)
-    try:
-        from ray.train import UserCallback
-    except ImportError:  # ray missing: this module still imports; ray_fit says what to install
-        return object
-    return UserCallback  # type: ignore[no-any-return]
-
-
-class FailureLog(_import_user_callback()):  # type: ignore[misc]
-    """Ray Train controller callback: every worker-group failure appended to ``restarts.json``.
-
-    Runs on Ray's controller (an actor), so it records in the run folder rather than in memory;
-    the resumed rank 0 adds the checkpoint it resumed from (:func:`_note_resume`).
-    """
-
-    def __init__(self, run_dir: str, max_failures: int) -> None:
-        self.run_dir = Path(run_dir)
-        self.max_failures = max_failures
-
-    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
-        if not self.run_dir.is_dir():  # failed before any worker created the folder: nothing to resume
-            return
-        records = restarts(self.run_dir)
-        # the dead workers first: the others' errors (a closed gloo connection) follow from them
-        failures = sorted((describe_failure(rank, exc) for rank, exc in worker_exceptions.items()),
-                          key=lambda f: (not f["died"], f["worker_rank"]))
-        records.append({"attempt": len(records) + 1, "max_failures": self.max_failures, "workers": failures})
-        write_atomic(self.run_dir / RESTARTS_FILE, json.dumps(records, indent=1))
-
-
-def format_restart(record: dict[str, Any]) -> str:
-    """One line per recorded failure, for the CLI."""
-    workers = "; ".join(f"worker {w['worker_rank']}: {w['what']}" for w in record["workers"])
-    resumed = record.get("resumed_from")
-    then = (f"the workers restarted from {resumed['checkpoint']} (saved at epoch {resumed['epoch']}, step {resumed['global_step']})"
-            if resumed else "no restart from a checkpoint (none saved yet, or no retries left)")
-    return f"Ray fit failure {record['attempt']} (of at most {record['max_failures']} recovered): {workers}; {then}"
 
 
 def _fit_error(exc: BaseException, run_dir: Path) -> RecsysMTLError:
@@ -278,7 +199,7 @@ def _fit_error(exc: BaseException, run_dir: Path) -> RecsysMTLError:
                 return type(cause)(f"{cause} (Ray worker {rank})")
             except TypeError:  # a subclass with other constructor arguments
                 return RecsysMTLError(f"{type(cause).__name__}: {cause} (Ray worker {rank})")
-    parts = [describe_failure(rank, e)["what"] for rank, e in sorted(failures.items())] or [_first_line(exc)]
+    parts = [describe_failure(rank, e)["what"] for rank, e in sorted(failures.items())] or [first_line(exc)]
     where = f"; the run folder {run_dir} keeps its last checkpoint: fit --engine ray --resume {run_dir}" if (run_dir / LAST_CHECKPOINT).is_file() else ""
     return RecsysMTLError(f"Ray fit failed: {'; '.join(parts)}{where}")
 

@@ -1,5 +1,6 @@
 """``score --engine ray`` on a local Ray instance (2 CPUs): Ray Data reads, an actor pool of
-onnxruntime sessions scores, Ray Data writes; the scores are the local engine's."""
+onnxruntime sessions scores, Ray Data writes; the scores are the local engine's. The Ray instance is the
+conftest's ``local_ray`` (one per pytest process)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,6 @@ from tests.support.export import export_dir, held_out  # noqa: F401  (fixture)
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'recsys-mtl[ray]')")
 
 from serving.ray_score import score_ray  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> object:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
 
 
 @pytest.mark.slow

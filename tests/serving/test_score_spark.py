@@ -32,8 +32,11 @@ def spark() -> Iterator[SparkSession]:
     # the Python workers need this environment's packages (Spark otherwise starts "python3" from the PATH)
     saved = os.environ.get("PYSPARK_PYTHON")
     os.environ["PYSPARK_PYTHON"] = sys.executable
+    # a short-lived JVM: the client compiler only and the serial collector (JIT and GC threads otherwise
+    # take half the session's CPU on 2 cores); the driver's options reach the JVM through spark-submit
     session = (SparkSession.builder.master("local[1]").appName("recsys_mtl-test")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "1")
+               .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
                .getOrCreate())
     yield session
     session.stop()

@@ -1,16 +1,11 @@
 """DDP on two CPU processes (gloo): a short fit completes, ranks agree, evaluation covers every row.
 
-Lightning's DDP launcher re-runs the calling script for rank 1, so the fits run in a script of
-their own, in a subprocess with a timeout. One launch runs every fit in turn (each launch costs two
-interpreters importing torch and Lightning); each test reads the records of its own fit.
+The fits run in one two-process launch shared with the finite-guard test (``tests/support/ddp.py``).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,105 +13,11 @@ import torch
 
 from recsys_mtl.data.tensors import EncodedTable
 from recsys_mtl.train.datamodule import TableDataModule
-
-ROOT = Path(__file__).resolve().parents[2]
-
-SCRIPT = """
-import json, os, sys
-from pathlib import Path
-import lightning as L
-import torch
-torch.set_num_threads(1)
-from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.fit import RUN_DIR_ENV, build_module, fit, prepare
-from recsys_mtl.train.datamodule import TableDataModule
-
-out, pipeline = Path(sys.argv[1]), sys.argv[2]
-rank = int(os.environ.get("LOCAL_RANK", "0"))
-DDP = ["trainer.progress_bar=false", "trainer.strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-       "trainer.deterministic=false"]
-
-
-def load(tag, overrides):
-    return load_pipeline(pipeline, [*DDP, f"data.cache_dir={out / tag / 'cache'}", f"runs_dir={out / tag / 'runs'}", *overrides])
-
-
-class RecordWeights(L.Callback):
-    # read right after each step: DDP re-broadcasts rank 0's buffers at the next forward, so only
-    # here does last_weights hold what this rank computed
-    def __init__(self, tag):
-        self.tag, self.weights = tag, []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.weights.append(pl_module.balancer.last_weights.tolist())
-
-    def on_train_end(self, trainer, pl_module):
-        record = {
-            "weights": self.weights,
-            "checksum": float(sum(p.detach().double().sum() for p in pl_module.model.parameters())),
-        }
-        (out / f"{self.tag}_rank{trainer.global_rank}.json").write_text(json.dumps(record))
-
-
-class RecordSparse(L.Callback):
-    def on_train_end(self, trainer, pl_module):
-        tables = {n: m for n, m in pl_module.model.named_modules() if isinstance(m, torch.nn.Embedding)}
-        record = {
-            "sparse": sorted(n for n, m in tables.items() if m.sparse),
-            "optimizer": type(trainer.optimizers[0]).__name__,
-            "params": {n: p.detach().double().flatten().tolist() for n, p in pl_module.model.named_parameters()},
-        }
-        (out / f"sparse_rank{trainer.global_rank}.json").write_text(json.dumps(record))
-
-
-# first: a plain fit, whose rank 1 finds rank 0's run folder through the launcher's environment
-cfg, spec = load("fit", ["data.rows=3000", "trainer.max_epochs=2", "trainer.batch_size=256", "trainer.eval_batch_size=333"])
-result = fit(cfg, spec)
-record = {"run_dir": str(result.run_dir), "val": result.metrics["val"], "test": result.metrics["test"],
-          "epochs": result.metrics["epochs_run"], "best": result.metrics["best_checkpoint"]}
-
-# the later fits reuse the process group; rank 1 was launched with the first fit's folder, so
-# each fit's folder is pinned for both ranks
-SMALL = ["data.rows=2000", "trainer.max_epochs=1", "trainer.batch_size=128"]
-for method in ("mgda", "pcgrad"):
-    os.environ[RUN_DIR_ENV] = str(out / method / "run")
-    fit(*load(method, [*SMALL, f"balancing.name={method}"]), extra_callbacks=[RecordWeights(method)])
-os.environ[RUN_DIR_ENV] = str(out / "sparse" / "run")
-fit(*load("sparse", [*SMALL, "trainer.sparse_min_rows=0"]), extra_callbacks=[RecordSparse()])
-
-if rank == 0:  # the first fit's selected checkpoint, evaluated again by one process over the whole split
-    torch.distributed.destroy_process_group()  # else the metrics would try to sync with rank 1
-    prep = prepare(cfg, spec)
-    module = build_module(prep)
-    t = cfg.trainer
-    dm = TableDataModule(prep.train, prep.valid, prep.test, t.batch_size, t.eval_batch_size, t.seed)
-    single = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    val = single.validate(module, datamodule=dm, ckpt_path=str(result.run_dir / result.metrics["best_checkpoint"]), verbose=False)[0]
-    record["single_val"] = {k.removeprefix("val/"): float(v) for k, v in val.items()}
-(out / f"rank{rank}.json").write_text(json.dumps(record))
-"""
-
-
-@pytest.fixture(scope="module")
-def ddp_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder of one two-process launch of SCRIPT (its records are ``<fit>_rank<r>.json``)."""
-    out = tmp_path_factory.mktemp("ddp")
-    script = out / "ddp_fits.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    proc = subprocess.run(
-        [sys.executable, str(script), str(out), str(ROOT / "pipelines" / "synthetic_mmoe.yaml")],
-        capture_output=True, text=True, timeout=600, cwd=out,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
-def records(out: Path, name: str) -> tuple[dict, dict]:
-    return json.loads((out / f"{name}_rank0.json").read_text()), json.loads((out / f"{name}_rank1.json").read_text())
+from tests.support.ddp import ddp_out, records  # noqa: F401  (fixture)
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_fit_and_agree(ddp_out: Path) -> None:
+def test_ddp_two_processes_fit_and_agree(ddp_out: Path) -> None:  # noqa: F811
     r0 = json.loads((ddp_out / "rank0.json").read_text())
     r1 = json.loads((ddp_out / "rank1.json").read_text())
     assert r0["run_dir"] == r1["run_dir"]  # rank 1 writes into rank 0's run folder
@@ -149,7 +50,7 @@ def test_eval_loaders_cover_every_row_once_across_ranks() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, reports_weights", [("mgda", True), ("pcgrad", False)])
-def test_ddp_gradient_balancing_agrees_across_ranks(ddp_out: Path, method: str, reports_weights: bool) -> None:
+def test_ddp_gradient_balancing_agrees_across_ranks(ddp_out: Path, method: str, reports_weights: bool) -> None:  # noqa: F811
     """Gradient methods under DDP: each rank computes the same task weights from the all-reduced
     task-gradient Gram matrix, and the replicas end with identical parameters."""
     r0, r1 = records(ddp_out, method)
@@ -163,7 +64,7 @@ def test_ddp_gradient_balancing_agrees_across_ranks(ddp_out: Path, method: str, 
 
 
 @pytest.mark.slow
-def test_ddp_sparse_embeddings_agree_across_ranks(ddp_out: Path) -> None:
+def test_ddp_sparse_embeddings_agree_across_ranks(ddp_out: Path) -> None:  # noqa: F811
     """Sparse embedding gradients are all-reduced like dense ones: both replicas end equal."""
     r0, r1 = records(ddp_out, "sparse")
     assert r0["optimizer"] == "CombinedOptimizer" and len(r0["sparse"]) >= 3 and r0["sparse"] == r1["sparse"]

@@ -20,6 +20,7 @@ from recsys_mtl.train.finite_guard import NonFiniteLossError
 from recsys_mtl.train.fit import fit
 from recsys_mtl.train.run_folder import FAILED_MARKER, check_finite_results, load_run
 from tests.support.balancer_table import SHORT_FIT
+from tests.support.ddp import ddp_out, records  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 4  # 600 rows x 0.8 train share / 128
@@ -99,47 +100,13 @@ def test_results_with_a_non_finite_loss_are_refused_and_undefined_metrics_writte
         check_finite_results({"monitor": {"best": math.inf}}, tmp_path / "metrics.json")
 
 
-DDP_SCRIPT = """
-import os, sys
-from pathlib import Path
-import lightning as L
-import torch
-torch.set_num_threads(1)
-from recsys_mtl.spec import load_pipeline
-from recsys_mtl.train.finite_guard import NonFiniteLossError
-from recsys_mtl.train.fit import fit
-
-class PoisonRankOne(L.Callback):
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_rank == 1 and trainer.global_step == 3:
-            batch["numeric"][0, 0] = float("nan")
-
-tmp = Path(sys.argv[1])
-cfg, spec = load_pipeline(Path(sys.argv[2]) / "pipelines" / "synthetic_mmoe.yaml", [
-    "data.rows=600", f"data.cache_dir={tmp / 'cache'}", "trainer.max_epochs=2", "trainer.batch_size=64",
-    "trainer.progress_bar=false", f"runs_dir={tmp / 'runs'}", "trainer.accelerator=cpu", "trainer.devices=2",
-    "trainer.strategy=ddp"])
-try:
-    fit(cfg, spec, extra_callbacks=[PoisonRankOne()])
-except NonFiniteLossError as exc:
-    print(f"RANK {os.environ.get('LOCAL_RANK', '0')}: {exc}", flush=True)
-    sys.exit(3)
-print("NO ERROR", flush=True)
-"""
-
-
 @pytest.mark.slow
-def test_ddp_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    script = tmp_path / "ddp_guard.py"
-    script.write_text(DDP_SCRIPT)
-    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(ROOT)], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=tmp_path)  # a rank left waiting would hang until the timeout
-    out = proc.stdout
-    assert proc.returncode != 0 and "NO ERROR" not in out, out + proc.stderr[-3000:]
-    assert "RANK 0: training loss is not finite at step 3 (epoch 0) on another DDP rank" in out, out + proc.stderr[-3000:]
-    (run,) = (tmp_path / "runs").iterdir()
+def test_ddp_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(ddp_out: Path) -> None:  # noqa: F811
+    """Rank 1's loss turns NaN at step 3 (the last fit of the shared DDP launch, ``tests/support/ddp.py``):
+    both ranks stop there with the error (a rank left waiting would hang the launch until its timeout)."""
+    r0, r1 = records(ddp_out, "guard")
+    assert r0["error"] is not None and r1["error"] is not None, (r0, r1)  # no rank finished the fit
+    assert "training loss is not finite at step 3 (epoch 0) on another DDP rank" in r0["error"], r0
+    assert "training loss is not finite at step 3 (epoch 0) in task" in r1["error"], r1  # the poisoned rank's own
+    run = ddp_out / "guard" / "run"  # the folder both ranks were given
     assert (run / FAILED_MARKER).is_file() and not (run / "metrics.json").exists()

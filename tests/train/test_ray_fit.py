@@ -2,7 +2,7 @@
 two workers. A 2-worker fit reaches a 1-process fit's test AUC and writes the same run folder; a worker
 killed mid-fit is reported (which worker, what happened) and the fit resumes from the last checkpoint.
 
-One Ray instance serves the module (its start-up is most of the cost on 2 cores).
+One Ray instance (the conftest's ``local_ray``) serves every Ray test of the pytest process.
 """
 
 from __future__ import annotations
@@ -32,16 +32,6 @@ COMMON = ["trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.dete
 MATCH = ["data.rows=10000", "trainer.max_epochs=8"]
 SMALL = ["data.rows=4000", "trainer.max_epochs=3"]
 BATCH = 512  # the 1-process batch; each of 2 Ray workers takes half, so the global batch and the steps match
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> object:
-    # Ray's workers import this module (the kill callback is defined here): they inherit the environment
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        yield ray
-        ray.shutdown()
 
 
 def overrides(tmp: Path, batch: int, size: list[str] = SMALL) -> list[str]:
