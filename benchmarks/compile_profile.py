@@ -55,6 +55,28 @@ class StepClock(L.Callback):
         self.steps.append((int(batch["labels"].shape[0]), time.perf_counter() - self._t))
 
 
+class OpProfile(L.Callback):
+    """torch.profiler over training steps ``[start, start + steps)`` (compiled by then): where a
+    steady step's time goes (compiled kernels, optimizer, Lightning)."""
+
+    def __init__(self, start: int = 60, steps: int = 40) -> None:
+        import torch.profiler as tp
+
+        self.start, self.stop = start, start + steps
+        self.prof = tp.profile(activities=[tp.ProfilerActivity.CPU])
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if batch_idx == self.start:
+            self.prof.__enter__()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx == self.stop - 1:
+            self.prof.__exit__(None, None, None)
+
+    def table(self) -> str:
+        return str(self.prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -62,6 +84,7 @@ def main() -> None:
     ap.add_argument("--cprofile", type=Path, help="write a cProfile of the fit here")
     ap.add_argument("--explain", action="store_true", help="also run torch._dynamo.explain on one batch (graph breaks)")
     ap.add_argument("--json", type=Path, help="also write the result here")
+    ap.add_argument("--ops", action="store_true", help="also print torch.profiler's op table of 40 steady steps")
     args = ap.parse_args()
 
     import torch
@@ -82,7 +105,8 @@ def main() -> None:
         t = cfg.trainer
         dm = TableDataModule(prep.train, prep.valid, prep.test, t.batch_size, t.eval_batch_size, t.seed)
         clock = StepClock()
-        trainer, _, _ = make_trainer(cfg, Path(tmp), [clock])
+        ops = OpProfile() if args.ops else None
+        trainer, _, _ = make_trainer(cfg, Path(tmp), [clock, *([ops] if ops else [])])
         dutils.counters.clear()
         prof = cProfile.Profile() if args.cprofile else None
         started = time.perf_counter()
@@ -122,6 +146,8 @@ def main() -> None:
     }
     text = json.dumps(out, indent=1)
     print(text)
+    if ops:
+        print(ops.table())
     if args.json:
         args.json.write_text(text)
 

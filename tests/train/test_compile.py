@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from recsys_mtl.data.tensors import features_only
 from recsys_mtl.errors import RecsysMTLError, SpecError
 from recsys_mtl.export import export_run
 from recsys_mtl.spec import load_pipeline
@@ -124,6 +125,20 @@ def test_odd_training_batches_run_eagerly(settings: dict[str, object], training:
         with eager_odd_batch(c, training, rows, batch_size=8):
             assert torch.equal(model(x), x * 2)
     assert counting.graphs == graphs
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("model", ["mmoe", *(pytest.param(m, marks=pytest.mark.slow) for m in ("ple", "home", "multitab"))])
+def test_training_forward_has_no_graph_breaks(model: str, tmp_path: Path) -> None:
+    # a graph break splits the step into several graphs (each compiled, with eager Python between)
+    cfg, spec = _pipeline(tmp_path, f"model.name={model}", "model.params={}")
+    prep = prepare(cfg, spec)
+    module = build_module(prep)
+    module.train()  # the training forward: SharedCapture's hooks keep the shared representation
+    batch = {k: v[:64] for k, v in prep.train.columns().items()}
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(module.model)(features_only(batch))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), [str(b.reason) for b in explained.break_reasons]
     torch._dynamo.reset()
 
 
