@@ -9,8 +9,8 @@ less than compiling their own graph would.
 Shapes: the training forward is compiled for ``trainer.batch_size`` rows. A training batch of
 another size (the epoch's last, smaller one) runs eagerly by default (``odd_batches: eager``): the
 same arithmetic without a second graph, whose cold compile measured 14 s of a 45 s first epoch on
-census (docs/benchmarks.md); the step is bit-for-bit what an eager run does, so training semantics
-are those of every other batch. With ``odd_batches: compile`` dynamo compiles once more with a
+census (docs/benchmarks.md); that step is an eager run's step (no rows dropped or padded), so
+training semantics are unchanged. With ``odd_batches: compile`` dynamo compiles once more with a
 dynamic batch dimension (``dynamic: null``, torch's "automatic dynamic"), after which no size
 recompiles; ``recompile_limit`` bounds the graphs per code path for ``dynamic: false``.
 
@@ -19,8 +19,8 @@ in ``$TORCHINDUCTOR_CACHE_DIR`` (default ``/tmp/torchinductor_<user>``), keyed o
 (so on the model's code and sizes), input shapes, dtypes and strides, the torch version and
 inductor's settings. A second fit of the same model and batch size, in any process, or a tuning
 trial that repeats an earlier trial's architecture, skips code generation and the C++ compiler and
-only traces (census MMoE: ~7 s instead of ~45 s at one thread). The first compile on a machine also
-builds inductor's vector-ISA probe programs into that folder (~13 s on census' machine).
+only traces (census MMoE at one thread: 1–6 s instead of 17–25 s). The first compile on a machine
+(per cache folder) also builds inductor's vector-ISA probe programs into it (8–15 s here).
 
 Multi-process training (DDP and the other distributed strategies, Ray Train) is refused: a compiled
 submodule inside Lightning's DDP wrapper loses DDP's bucketed gradient overlap and has not been
