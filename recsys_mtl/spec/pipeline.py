@@ -250,6 +250,11 @@ class CompileConfig(StrictModel):
     """also compile validation and test forwards (another graph, compiled at the first validation); false: they run eagerly"""
     recompile_limit: int = Field(8, ge=1)
     """graphs compiled per code path at most; past it, a new shape runs eagerly instead of compiling again"""
+    odd_batches: Literal["eager", "compile"] = "eager"
+    """training batches whose row count is not trainer.batch_size (an epoch's last, smaller batch): `eager` runs them
+    eagerly (no second graph to compile: 14 s of a cold census first epoch at one thread); `compile` compiles them
+    like any other (a dynamic batch dimension with `dynamic: null`, one graph per size with `dynamic: false`)
+    """
 
 
 class TrainerConfig(StrictModel):
@@ -313,8 +318,8 @@ class TrainerConfig(StrictModel):
     mlflow: MLflowConfig | None = None
     """also log params and metrics to MLflow: ``true`` or ``{tracking_uri, experiment, tags}``"""
     compile: CompileConfig | None = None
-    """torch.compile the model for training: ``true`` or ``{mode, dynamic, backend, evaluation, recompile_limit}``; null: eager.
-    Compiling takes tens of seconds to minutes before the first step (see docs/benchmarks.md)
+    """torch.compile the model for training: ``true`` or ``{mode, dynamic, backend, evaluation, recompile_limit,
+    odd_batches}``; null: eager. Compiling takes tens of seconds to minutes before the first step (see docs/benchmarks.md)
     """
 
     @field_validator("mlflow", "compile", mode="before")

@@ -6,10 +6,21 @@ an eager run (an export reloads the run folder into a fresh, eager model anyway)
 test run eagerly unless ``evaluation`` is set: on a census-sized split they take a second or two,
 less than compiling their own graph would.
 
-Shapes: the training forward is compiled for the first batch size; the epoch's last, smaller batch
-makes dynamo compile once more with a dynamic batch dimension (``dynamic: null``, torch's
-"automatic dynamic"), after which no size recompiles. ``recompile_limit`` bounds the graphs per code
-path for ``dynamic: false``.
+Shapes: the training forward is compiled for ``trainer.batch_size`` rows. A training batch of
+another size (the epoch's last, smaller one) runs eagerly by default (``odd_batches: eager``): the
+same arithmetic without a second graph, whose cold compile measured 14 s of a 45 s first epoch on
+census (docs/benchmarks.md); that step is an eager run's step (no rows dropped or padded), so
+training semantics are unchanged. With ``odd_batches: compile`` dynamo compiles once more with a
+dynamic batch dimension (``dynamic: null``, torch's "automatic dynamic"), after which no size
+recompiles; ``recompile_limit`` bounds the graphs per code path for ``dynamic: false``.
+
+Caches: inductor's FX graph cache and the AOTAutograd cache persist compiled graphs across processes
+in ``$TORCHINDUCTOR_CACHE_DIR`` (default ``/tmp/torchinductor_<user>``), keyed on the traced graph
+(so on the model's code and sizes), input shapes, dtypes and strides, the torch version and
+inductor's settings. A second fit of the same model and batch size, in any process, or a tuning
+trial that repeats an earlier trial's architecture, skips code generation and the C++ compiler and
+only traces (census MMoE at one thread: 1–6 s instead of 17–25 s). The first compile on a machine
+(per cache folder) also builds inductor's vector-ISA probe programs into it (8–15 s here).
 
 Multi-process training (DDP and the other distributed strategies, Ray Train) is refused: a compiled
 submodule inside Lightning's DDP wrapper loses DDP's bucketed gradient overlap and has not been
@@ -97,6 +108,17 @@ def make_eager(model: nn.Module) -> None:
     """Undo :func:`compile_model`: ``nn.Module.compile`` keeps the compiled call in this attribute
     and has no public inverse; without it the module calls its plain forward again."""
     model._compiled_call_impl = None
+
+
+@contextlib.contextmanager
+def eager_odd_batch(c: CompileConfig, training: bool, rows: int, batch_size: int) -> Iterator[None]:
+    """Run a training forward of ``rows`` != ``batch_size`` rows eagerly unless ``c.odd_batches`` is
+    ``compile`` (or the graph is dynamic from the start: it already fits every size)."""
+    if not training or rows == batch_size or c.odd_batches == "compile" or c.dynamic is True:
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):
+        yield
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from recsys_mtl.spec.features import Task
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.balancer_feed import BalancerFeed
-from recsys_mtl.train.compile import compile_errors, compile_model, eager_unless, make_eager
+from recsys_mtl.train.compile import compile_errors, compile_model, eager_odd_batch, eager_unless, make_eager
 from recsys_mtl.train.finite_guard import NonFiniteLossError, describe, nonfinite_loss
 from recsys_mtl.train.task_metrics import TaskMetrics
 from recsys_mtl.train.optim import clip_gradients, configure, needs_schedule, use_sparse_embeddings
@@ -44,8 +44,10 @@ class MultiTaskModule(L.LightningModule):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         if self.cfg.compile is None:
             return self.model(features_only(batch))
-        with compile_errors(self.model):
-            return self.model(features_only(batch))
+        features = features_only(batch)
+        rows = next(iter(features.values())).shape[0]
+        with compile_errors(self.model), eager_odd_batch(self.cfg.compile, self.training, rows, self.cfg.batch_size):
+            return self.model(features)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.cfg.compile is not None:  # trainer.compile: in place, for this fit only

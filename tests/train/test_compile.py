@@ -10,11 +10,12 @@ import pytest
 import torch
 from torch import nn
 
+from recsys_mtl.data.tensors import features_only
 from recsys_mtl.errors import RecsysMTLError, SpecError
 from recsys_mtl.export import export_run
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.spec.pipeline import TrainerConfig
-from recsys_mtl.train.compile import check_compile, compile_errors, compile_model, ray_refusal
+from recsys_mtl.train.compile import check_compile, compile_errors, compile_model, eager_odd_batch, ray_refusal
 from recsys_mtl.train.fit import FitResult, build_module, fit, prepare
 from tests.support.paths import ROOT
 
@@ -32,6 +33,9 @@ def test_switch_and_defaults() -> None:
     assert TrainerConfig(compile=False).compile is None
     on = TrainerConfig(compile=True).compile
     assert on is not None and (on.mode, on.dynamic, on.backend, on.evaluation) == ("default", None, "inductor", False)
+    assert on.odd_batches == "eager"
+    with pytest.raises(ValueError, match="odd_batches"):
+        TrainerConfig(compile={"odd_batches": "pad"})
     assert TrainerConfig(compile={"mode": "max-autotune-no-cudagraphs", "dynamic": True}).compile.dynamic is True  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="mode"):
         TrainerConfig(compile={"mode": "fastest"})
@@ -92,6 +96,52 @@ def test_a_failing_compiler_names_the_field() -> None:
         model(torch.ones(2, 3))
 
 
+class _Counting:
+    """A torch.compile backend that runs the traced graph as it is and counts the graphs it got."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):  # type: ignore[no-untyped-def]
+        self.graphs += 1
+        return gm.forward
+
+
+@pytest.mark.parametrize("settings, training, graphs", [
+    ({}, True, 1),  # the odd batch ran eagerly: no second graph
+    ({"odd_batches": "compile"}, True, 2),  # automatic dynamic: one more graph for the other size
+    ({"dynamic": True}, True, 1),  # dynamic from the start: the one graph fits every size
+    ({}, False, 2),  # not a training forward: left to trainer.compile.evaluation's stance
+])
+def test_odd_training_batches_run_eagerly(settings: dict[str, object], training: bool, graphs: int) -> None:
+    torch._dynamo.reset()
+    counting = _Counting()
+    c = TrainerConfig(compile=settings).compile
+    assert c is not None
+    model = _Doubler()
+    model.compile(backend=counting, dynamic=c.dynamic)
+    for rows in (8, 8, 3, 8):  # batch_size 8, then the epoch's last, shorter batch
+        x = torch.arange(rows * 2, dtype=torch.float32).reshape(rows, 2)
+        with eager_odd_batch(c, training, rows, batch_size=8):
+            assert torch.equal(model(x), x * 2)
+    assert counting.graphs == graphs
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("model", ["mmoe", *(pytest.param(m, marks=pytest.mark.slow) for m in ("ple", "home", "multitab"))])
+def test_training_forward_has_no_graph_breaks(model: str, tmp_path: Path) -> None:
+    # a graph break splits the step into several graphs (each compiled, with eager Python between)
+    cfg, spec = _pipeline(tmp_path, f"model.name={model}", "model.params={}")
+    prep = prepare(cfg, spec)
+    module = build_module(prep)
+    module.train()  # the training forward: SharedCapture's hooks keep the shared representation
+    batch = {k: v[:64] for k, v in prep.train.columns().items()}
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(module.model)(features_only(batch))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), [str(b.reason) for b in explained.break_reasons]
+    torch._dynamo.reset()
+
+
 def test_setup_compiles_in_place_and_teardown_restores_eager(tmp_path: Path) -> None:
     cfg, spec = _pipeline(tmp_path, "trainer.compile={backend: eager}")
     module = build_module(prepare(cfg, spec))
@@ -124,9 +174,9 @@ def test_compiled_fit_matches_eager(fits: tuple[FitResult, FitResult, int]) -> N
         for name, value in eager.metrics[split].items():
             assert compiled.metrics[split][name] == pytest.approx(value, abs=2e-3), (split, name)
     assert compiled.metrics["best_epoch"] == eager.metrics["best_epoch"]
-    # one graph for the batches of 256, one with a dynamic batch size for the last, smaller batch;
-    # validation and test ran eagerly (no graph of their own)
-    assert graphs == 2
+    # one graph for the batches of 256; the last, smaller batch, validation and test ran eagerly
+    # (odd_batches: eager, evaluation: false): no graph of their own
+    assert graphs == 1
 
 
 @pytest.mark.slow
