@@ -30,8 +30,7 @@ import copy
 import json
 import os
 import statistics
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from census_models import model_source
+from mmoe_step_parts import clock
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.sources import load_splits
 from recsys_mtl.data.tensors import features_only
@@ -112,12 +112,6 @@ def code_of(variant: str) -> Iterator[None]:
     finally:
         for obj, name, value in saved:
             setattr(obj, name, value)
-
-
-def clock(fn: Callable[[], object]) -> float:
-    c = time.process_time()
-    fn()
-    return (time.process_time() - c) * 1000
 
 
 def main() -> None:
