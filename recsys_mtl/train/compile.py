@@ -110,25 +110,20 @@ def make_eager(model: nn.Module) -> None:
     model._compiled_call_impl = None
 
 
-@contextlib.contextmanager
-def eager_odd_batch(c: CompileConfig, training: bool, rows: int, batch_size: int) -> Iterator[None]:
+def _force_eager(when: bool) -> contextlib.AbstractContextManager[None]:
+    """Compiled forwards run eagerly inside the block when ``when``; otherwise nothing changes."""
+    return torch.compiler.set_stance("force_eager") if when else contextlib.nullcontext()
+
+
+def eager_odd_batch(c: CompileConfig, training: bool, rows: int, batch_size: int) -> contextlib.AbstractContextManager[None]:
     """Run a training forward of ``rows`` != ``batch_size`` rows eagerly unless ``c.odd_batches`` is
     ``compile`` (or the graph is dynamic from the start: it already fits every size)."""
-    if not training or rows == batch_size or c.odd_batches == "compile" or c.dynamic is True:
-        yield
-        return
-    with torch.compiler.set_stance("force_eager"):
-        yield
+    return _force_eager(training and rows != batch_size and c.odd_batches != "compile" and c.dynamic is not True)
 
 
-@contextlib.contextmanager
-def eager_unless(c: CompileConfig | None) -> Iterator[None]:
+def eager_unless(c: CompileConfig | None) -> contextlib.AbstractContextManager[None]:
     """Run compiled forwards eagerly inside this block unless ``c.evaluation`` asks to compile them."""
-    if c is None or c.evaluation:
-        yield
-        return
-    with torch.compiler.set_stance("force_eager"):
-        yield
+    return _force_eager(c is not None and not c.evaluation)
 
 
 @contextlib.contextmanager

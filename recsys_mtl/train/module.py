@@ -42,9 +42,9 @@ class MultiTaskModule(L.LightningModule):
         self.feed = BalancerFeed(self)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        if self.cfg.compile is None:
-            return self.model(features_only(batch))
         features = features_only(batch)
+        if self.cfg.compile is None:
+            return self.model(features)
         rows = next(iter(features.values())).shape[0]
         with compile_errors(self.model), eager_odd_batch(self.cfg.compile, self.training, rows, self.cfg.batch_size):
             return self.model(features)
