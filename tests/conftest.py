@@ -59,13 +59,20 @@ def local_ray() -> Iterator[object]:
     # workers: the controller polls its workers every 0.2 s instead of 2 s (a finished or killed worker is
     # seen sooner), and starts no preemption watcher or metrics callbacks (a local instance is never drained)
     settings = {"RAY_TRAIN_V2_ENABLED": "1", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-                "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
+                "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0",
+                # Ray Data asks for 32 parquet footer-reader actors per read (a process each on a local
+                # instance, ~1 CPU s), though it sends every batch of up to 10 files to the first: one
+                # reads the same footers
+                "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "1"}
     with pytest.MonkeyPatch.context() as mp:
         for key, value in settings.items():
             mp.setenv(key, value)
         with pytest.MonkeyPatch.context() as at_start:  # the raylet, and so every Ray worker, inherits it
             at_start.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # no idle workers started ahead: Ray Train's actors (a runtime env of their own) never use them,
+            # and Ray Data's tasks start theirs when needed
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
         try:
             yield ray
         finally:
