@@ -16,7 +16,9 @@ one as ``-NAME``):
 - ``loss``: all-BCE tasks' row losses as one (B, T) BCE instead of one per task and a stack;
 - ``transfer``: CPU batches handed to the step as they are instead of Lightning's per-tensor move;
 - ``walks``: the model's encoders found once per phase (``MultiTaskModel.modules_of``) instead of
-  walking every module in ``regularization`` and ``after_step`` at every step.
+  walking every module in ``regularization`` and ``after_step`` at every step;
+- ``balancer``: equal / static weights' collapse watch counted on the host (``constant_weights``)
+  instead of tensor ops and a host read at every step.
 
 Variants take turns within every round; prints training-batch rows per process-CPU second
 (:class:`TrainClock`, epochs after the first: validation and start-up excluded) and each
@@ -41,6 +43,7 @@ import torch
 from torch import Tensor
 
 from rechub_compare import PIPELINE, PLAIN
+from recsys_mtl.balancing.static import EqualWeights, StaticWeights
 from recsys_mtl.data.loader import ColumnBatchLoader
 from recsys_mtl.data.tensors import Batch, slice_batch
 from recsys_mtl.models.base import MultiTaskModel
@@ -97,6 +100,7 @@ PATCHES: dict[str, list[tuple[object, str, object]]] = {
     "loss": [(MultiTaskModule, "step_rows", old_step_rows)],
     "transfer": [(MultiTaskModule, "transfer_batch_to_device", L.LightningModule.transfer_batch_to_device)],
     "walks": [(MultiTaskModel, "modules_of", old_modules_of)],
+    "balancer": [(EqualWeights, "constant_weights", False), (StaticWeights, "constant_weights", False)],
 }
 
 
