@@ -14,7 +14,6 @@ one as ``-NAME``):
 - ``loader``: each shuffled batch gathered on its own instead of an epoch-wide gather of every column;
 - ``guard``: the finite checks as one scalar read each instead of cat + isfinite + all;
 - ``loss``: all-BCE tasks' row losses as one (B, T) BCE instead of one per task and a stack;
-- ``transfer``: CPU batches handed to the step as they are instead of Lightning's per-tensor move;
 - ``walks``: the model's encoders found once per phase (``MultiTaskModel.modules_of``) instead of
   walking every module in ``regularization`` and ``after_step`` at every step;
 - ``balancer``: equal / static weights' collapse watch counted on the host (``constant_weights``)
@@ -38,7 +37,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor
 
@@ -98,7 +96,6 @@ PATCHES: dict[str, list[tuple[object, str, object]]] = {
     "loader": [(ColumnBatchLoader, "__iter__", old_iter)],
     "guard": [(MultiTaskModule, "_guard", old_guard)],
     "loss": [(MultiTaskModule, "step_rows", old_step_rows)],
-    "transfer": [(MultiTaskModule, "transfer_batch_to_device", L.LightningModule.transfer_batch_to_device)],
     "walks": [(MultiTaskModel, "modules_of", old_modules_of)],
     "balancer": [(EqualWeights, "constant_weights", False), (StaticWeights, "constant_weights", False)],
 }

@@ -1,5 +1,5 @@
 """The training step's fast paths equal what they replace: one (B, T) BCE for all-BCE tasks, the
-finite check on one scalar, CPU batches passed through, the model's encoders found once per phase."""
+finite check on one scalar, the model's encoders found once per phase."""
 
 from __future__ import annotations
 
@@ -56,14 +56,6 @@ def test_one_scalar_read_flags_what_the_per_task_check_flagged(values: list[floa
     total = losses.sum()
     per_task = not all(math.isfinite(v) for v in [*losses.tolist(), float(total)])
     assert nonfinite_total(total) == per_task
-
-
-def test_cpu_batches_pass_through_unmoved() -> None:
-    module, batch = _module()
-    assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
-    other = [batch["labels"]]  # not a dict of CPU tensors: Lightning's own move (a new list)
-    moved = module.transfer_batch_to_device(other, torch.device("cpu"), 0)  # type: ignore[arg-type]
-    assert moved is not other and moved[0] is other[0]
 
 
 def test_encoders_are_found_once_per_phase() -> None:
