@@ -104,6 +104,9 @@ class Balancer(nn.Module, ABC):
     #: ``same_batch`` (the step's batch re-evaluated with the updated model: FAMO),
     #: ``validation_batch`` (a sampled validation batch: CoBa), or None
     post_step: ClassVar[Literal["same_batch", "validation_batch"] | None] = None
+    #: ``last_weights`` never change after construction (equal, static): the collapse watch then
+    #: counts steps on the host instead of ~6 tensor ops and a host read per step (~1 % of a census step)
+    constant_weights: ClassVar[bool] = False
 
     def __init__(self, task_names: Sequence[str], config: BalancerConfig):
         super().__init__()
@@ -173,11 +176,20 @@ class Balancer(nn.Module, ABC):
         return {}
 
     def _watch_collapse(self) -> None:
-        # counted on the device without a host sync; only read back when a window could be full
-        w = self.last_weights.detach().float()
-        low = w < self.config.collapse_ratio * w.mean().clamp_min(1e-12)
-        self._low_steps.copy_((self._low_steps.to(w.device) + 1) * low)
         window = self.config.collapse_window
+        if self.constant_weights:
+            # the same weights at every step: a low one is low at every step, so its count reaches the
+            # window exactly at step ``window``; counted on the host, the weights tested once there
+            seen = self.__dict__["_steps_watched"] = self.__dict__.get("_steps_watched", 0) + 1
+            if seen != window:
+                return
+            w = self.last_weights.detach().float()
+            self._low_steps.copy_((w < self.config.collapse_ratio * w.mean().clamp_min(1e-12)) * window)
+        else:
+            # counted on the device without a host sync; only read back when a window could be full
+            w = self.last_weights.detach().float()
+            low = w < self.config.collapse_ratio * w.mean().clamp_min(1e-12)
+            self._low_steps.copy_((self._low_steps.to(w.device) + 1) * low)
         if int(self._low_steps.max()) < window:
             return
         for name, n in zip(self.task_names, self._low_steps.tolist()):

@@ -15,6 +15,8 @@ from recsys_mtl.errors import SpecError
 class EqualWeights(Balancer):
     """Sum of task losses (each already scaled by its spec ``weight``)."""
 
+    constant_weights = True
+
     def combine(self, losses: Tensor, ctx: StepContext) -> Tensor:
         return losses.sum()
 
@@ -29,6 +31,7 @@ class StaticWeights(Balancer):
     """Fixed per-task weights from the pipeline: ``params: {weights: {income: 1.0, marital: 0.5}}``."""
 
     Config = StaticConfig
+    constant_weights = True
 
     def __init__(self, task_names: Sequence[str], config: StaticConfig):
         super().__init__(task_names, config)

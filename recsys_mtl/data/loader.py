@@ -1,7 +1,7 @@
 """Batch loader that slices whole batches out of contiguous column tensors.
 
 Per-row ``__getitem__`` + collate caps training near 120k rows/s on two cores; one gather per
-column per epoch and then views per batch reaches millions of rows/s.
+column per batch (shuffled) or views (in order) reaches millions of rows/s.
 """
 
 from __future__ import annotations
@@ -64,16 +64,22 @@ class ColumnBatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         columns = self._columns
+        order: Tensor | None = None
         if self.shuffle or self.world_size > 1:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(len(self.table), generator=g) if self.shuffle else torch.arange(len(self.table))
             per_rank = self._rows()
             if self.world_size > 1:
                 order = order[self.rank * per_rank : (self.rank + 1) * per_rank]
-            # one row gather per column; index_select is ~2x faster than v[order] on CPU
-            columns = {k: v.index_select(0, order) for k, v in self._columns.items()}
         self.epoch += 1
         n = self._rows()
         for b in range(len(self)):
-            start = b * self.batch_size
-            yield slice_batch(columns, start, min(start + self.batch_size, n))
+            start, stop = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            if order is None:
+                yield slice_batch(columns, start, stop)
+            else:
+                # each batch's rows gathered on their own (index_select: ~2x faster than v[rows] on CPU):
+                # the same rows as slicing an epoch-wide gather, without writing a shuffled copy of
+                # every column first (census: ~45 ms per epoch against ~20 ms, most of it page faults)
+                rows = order[start:stop]
+                yield {k: v.index_select(0, rows) for k, v in columns.items()}

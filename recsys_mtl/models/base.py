@@ -201,15 +201,28 @@ class MultiTaskModel(nn.Module, ABC):
         """Scalar penalty of this training batch on the model's parameters (rarity-aware id L2 of
         every encoder, the wide part's shrinkage), or None when there is none. Added to the loss
         by the training step, like :meth:`auxiliary_loss`; never reweighted by balancers."""
-        terms = [p for m in self.modules() if isinstance(m, FeatureEncoder) and (p := m.id_penalty(batch)) is not None]
-        terms += [m.penalty(batch) for m in self.modules() if isinstance(m, WideLogits) and m.cfg.l2 > 0]
+        terms = [p for m in self.modules_of(FeatureEncoder) if (p := m.id_penalty(batch)) is not None]  # type: ignore[operator]
+        terms += [m.penalty(batch) for m in self.modules_of(WideLogits) if m.cfg.l2 > 0]  # type: ignore[operator,union-attr]
         return torch.stack(terms).sum() if terms else None
 
     def after_step(self, batch: Batch) -> None:
         """After an optimizer step on ``batch``: max-norm of the id rows it used (when on)."""
-        for m in self.modules():
-            if isinstance(m, FeatureEncoder):
-                m.renorm_ids(batch)
+        for m in self.modules_of(FeatureEncoder):
+            m.renorm_ids(batch)  # type: ignore[operator]
+
+    def modules_of(self, kind: type[nn.Module]) -> list[nn.Module]:
+        """This model's modules that are ``kind``, in :meth:`modules` order. Kept from the first
+        call until the next :meth:`train` / ``eval()`` (Lightning calls it at every fit and
+        validation start): the training step asks twice per step, and each walk of a census
+        MMoE's modules costs ~35 µs of Python (~1.3 % of its step)."""
+        cache: dict[type[nn.Module], list[nn.Module]] = self.__dict__.setdefault("_modules_of", {})
+        if kind not in cache:
+            cache[kind] = [m for m in self.modules() if isinstance(m, kind)]
+        return cache[kind]
+
+    def train(self, mode: bool = True) -> MultiTaskModel:
+        self.__dict__.pop("_modules_of", None)  # a new phase may follow a change of submodules
+        return super().train(mode)
 
     def auxiliary_loss(self) -> Tensor | None:
         """A model's own extra training loss from its last forward (e.g. AITM's calibrator), or None.

@@ -18,7 +18,7 @@ from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.balancer_feed import BalancerFeed
 from recsys_mtl.train.compile import compile_errors, compile_model, eager_odd_batch, eager_unless, make_eager
-from recsys_mtl.train.finite_guard import NonFiniteLossError, describe, nonfinite_loss
+from recsys_mtl.train.finite_guard import NonFiniteLossError, describe, nonfinite_total
 from recsys_mtl.train.task_metrics import TaskMetrics
 from recsys_mtl.train.optim import clip_gradients, configure, needs_schedule, use_sparse_embeddings
 
@@ -35,6 +35,9 @@ class MultiTaskModule(L.LightningModule):
         self.shared = SharedCapture(model)  # the shared representation gradient strategies act on
         self.cfg = trainer_cfg
         self.losses = [loss_fn(t.loss_name) for t in self.tasks]
+        #: every task one logit under BCE (never standardized): the step's row losses are one
+        #: elementwise BCE over the stacked (B, T) logits, not a loss per task and a stack
+        self.one_bce = all(t.loss_name == "bce" and t.output_dim == 1 for t in self.tasks)
         self.register_buffer("task_weights", torch.tensor([t.weight for t in self.tasks]), persistent=False)
         self.metrics = torch.nn.ModuleDict({s: TaskMetrics(self.tasks) for s in SPLITS})
         self._eval_sums = torch.zeros(len(self.tasks))
@@ -92,9 +95,11 @@ class MultiTaskModule(L.LightningModule):
         return losses
 
     def _guard(self, batch: Batch, logits: dict[str, Tensor] | None, losses: Tensor, total: Tensor) -> None:
-        """Raise :class:`NonFiniteLossError` when ``losses`` (T,) or ``total`` () is not finite on any
-        rank, before the backward pass and the optimizer step (the weights stay the last good ones)."""
-        bad = local = nonfinite_loss(losses, total)
+        """Raise :class:`NonFiniteLossError` when ``total`` () is not finite on any rank, before the
+        backward pass and the optimizer step (the weights stay the last good ones). ``total`` sums
+        ``losses`` (T,) (the step's first check), or ``losses`` were checked before (its second):
+        one scalar read covers both (:func:`nonfinite_total`); ``losses`` name the task at fault."""
+        bad = local = nonfinite_total(total)
         if self._trainer is not None and self.trainer.world_size > 1:  # every rank stops at the same step
             bad = self.trainer.strategy.reduce_boolean_decision(local, all=False)
         if bad and not local:
@@ -112,6 +117,9 @@ class MultiTaskModule(L.LightningModule):
     def step_rows(self, logits: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor]:
         """(B, T) per-row losses the training step balances, times the spec weights (RL modes weigh
         rows first), and the (B, T) row weights (mask × row weight) that reduce them."""
+        if self.one_bce:  # elementwise: each (row, task) value is the per-task loss's
+            stacked = torch.stack([logits[t.name] for t in self.tasks], dim=1).float()
+            return self.losses[0](stacked, batch["labels"]) * self.task_weights, batch["weights"]
         return torch.stack(self._row_losses(logits, batch), dim=1) * self.task_weights, batch["weights"]
 
     def step_losses(self, logits: dict[str, Tensor], batch: Batch) -> Tensor:

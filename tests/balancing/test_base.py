@@ -44,3 +44,20 @@ def test_healthy_weights_do_not_warn() -> None:
         warnings.simplefilter("error", RuntimeWarning)
         for _ in range(5):
             balancer(torch.ones(2), StepContext(step=0, epoch=0))
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_constant_weights_warn_at_the_step_counting_every_step_would(window: int) -> None:
+    # equal / static count on the host; the device count every other strategy keeps must agree
+    steps: dict[bool, list[int]] = {}
+    for constant in (True, False):
+        balancer = build_balancer("static", {"weights": {"a": 1.0, "b": 0.001, "c": 1.0}, "collapse_window": window}, ["a", "b", "c"])
+        assert balancer.constant_weights
+        balancer.constant_weights = constant  # type: ignore[misc]
+        steps[constant] = []
+        for step in range(window + 3):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                balancer(torch.ones(3), StepContext(step=step, epoch=0))
+            steps[constant] += [step] * sum("task 'b'" in str(w.message) and f"for {window} steps" in str(w.message) for w in caught)
+    assert steps[True] == steps[False] == [window - 1]

@@ -64,3 +64,21 @@ def test_ranks_get_disjoint_equal_shards() -> None:
     assert all(len(s) == 33 for s in shards)
     union = set().union(*map(set, shards))
     assert len(union) == 99 and union <= set(range(101))
+
+
+def test_shuffled_batches_are_the_slices_of_the_epochs_permutation() -> None:
+    # the definition the per-batch gather keeps: batch b = rows order[b·size : (b+1)·size] of every column
+    t = table(301)
+    extra = {"x": torch.arange(301) * 10}
+    for rank in (0, 1):
+        loader = ColumnBatchLoader(t, batch_size=64, shuffle=True, seed=7, rank=rank, world_size=2, extra=extra)
+        for epoch in range(2):
+            order = torch.randperm(301, generator=torch.Generator().manual_seed(7 + epoch))[rank * 150 : (rank + 1) * 150]
+            columns = {**t.columns(), **extra}
+            batches = list(loader)
+            assert [len(b["labels"]) for b in batches] == [64, 64, 22]
+            for b, batch in enumerate(batches):
+                rows = order[b * 64 : (b + 1) * 64]
+                assert batch.keys() == columns.keys()
+                for k, v in columns.items():
+                    assert torch.equal(batch[k], v[rows]), k
