@@ -102,11 +102,19 @@ def one_fit(overrides: list[str]) -> tuple[float, float]:
         return cpu_seconds() - cpu, time.perf_counter() - wall
 
 
-def commit() -> str:
+def checkout() -> Path:
+    """The checkout whose ``recsys_mtl`` this process imported (``PYTHONPATH`` may point elsewhere)."""
+    import recsys_mtl
+
+    return Path(recsys_mtl.__file__).resolve().parents[1]
+
+
+def commit(folder: Path) -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return "unknown (not a git checkout)"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -135,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "median_cpu_s": round(statistics.median(cpu), 3), "median_wall_s": round(statistics.median(wall), 3),
         "cpu_s": [round(c, 3) for c in cpu], "parts_cpu_s": parts,
         "load": os.getloadavg()[0], "omp_threads": os.environ.get("OMP_NUM_THREADS"),
-        "commit": commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkout": str(checkout()), "commit": commit(checkout()),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     print(f"fit {' '.join(args.set) or '(defaults)'}: median {result['median_cpu_s']:.3f} CPU s "

@@ -280,7 +280,9 @@ def _train_and_record(cfg: PipelineConfig, prep: Prepared, module: MultiTaskModu
     # the selected checkpoint is re-evaluated on validation, then the test split is read once
     # with the weights that validation loaded (the module keeps them: no second read of the file)
     val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
-    test = trainer.test(module, datamodule=dm, ckpt_path=None if best else best, verbose=False, weights_only=True)[0] if evaluate_test else None
+    test = None
+    if evaluate_test:
+        test = trainer.test(module, datamodule=dm, ckpt_path=None if best else best, verbose=False, weights_only=True)[0]
     metrics = {
         "pipeline": cfg.name,
         "model": cfg.model.name,
