@@ -12,7 +12,10 @@ pays what a test or an Optuna trial pays per fit: a fixed cost, the training ste
 CPU = user + system seconds of this process (``resource.RUSAGE_SELF``), which the load of other
 processes barely changes; wall is printed too, with the load. ``--parts`` wraps the stages of a fit
 (data, model, Trainer, the three loops, each picture) and reports each one's CPU per fit; the stages
-overlap where one calls another (``Trainer.validate`` includes the diagnostics picture).
+overlap where one calls another (``Trainer.validate`` includes the diagnostics picture). The CPU
+of Python's cyclic garbage collections during the fits, and how many were full (generation 2),
+is reported apart: a full collection walks every object of the process, and the mean over the
+repeats shows it where the median does not.
 
 Run it from another checkout (``PYTHONPATH=<checkout>``) for a before/after comparison: only
 names both versions have are wrapped.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import gc
 import importlib
 import json
 import logging
@@ -89,6 +93,20 @@ def wrap_parts(totals: dict[str, float]) -> list[str]:
     return done
 
 
+class GCClock:
+    """CPU seconds spent in cyclic garbage collections, and the number of full ones, while installed."""
+
+    def __init__(self) -> None:
+        self.seconds, self.full, self._start = 0.0, 0, 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = cpu_seconds()
+        else:
+            self.seconds += cpu_seconds() - self._start
+            self.full += info["generation"] == 2
+
+
 def one_fit(overrides: list[str]) -> tuple[float, float]:
     """(CPU s, wall s) of one fit into a fresh folder."""
     from recsys_mtl.spec import load_pipeline
@@ -135,20 +153,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cold_cpu, cold_wall = one_fit(overrides)
     totals: dict[str, float] = defaultdict(float)
     wrapped = wrap_parts(totals) if args.parts else []
+    clock = GCClock()
+    gc.callbacks.append(clock)
     cpu, wall = zip(*(one_fit(overrides) for _ in range(args.repeats)))
+    gc.callbacks.remove(clock)
     parts = {k: round(totals[k] / args.repeats, 4) for k in wrapped}
     result = {
         "benchmark": "fit_fixed_cost", "overrides": overrides, "repeats": args.repeats,
         "cold_cpu_s": round(cold_cpu, 3), "cold_wall_s": round(cold_wall, 3),
-        "median_cpu_s": round(statistics.median(cpu), 3), "median_wall_s": round(statistics.median(wall), 3),
+        "median_cpu_s": round(statistics.median(cpu), 3), "mean_cpu_s": round(statistics.mean(cpu), 3),
+        "median_wall_s": round(statistics.median(wall), 3),
+        "gc_cpu_s_per_fit": round(clock.seconds / args.repeats, 4), "full_collections": clock.full,
         "cpu_s": [round(c, 3) for c in cpu], "parts_cpu_s": parts,
         "load": os.getloadavg()[0], "omp_threads": os.environ.get("OMP_NUM_THREADS"),
         "checkout": str(checkout()), "commit": commit(checkout()),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    print(f"fit {' '.join(args.set) or '(defaults)'}: median {result['median_cpu_s']:.3f} CPU s "
-          f"({result['median_wall_s']:.3f} wall s) over {args.repeats}, cold {cold_cpu:.2f} CPU s, load {result['load']:.2f}")
+    print(f"fit {' '.join(args.set) or '(defaults)'}: median {result['median_cpu_s']:.3f} CPU s, mean {result['mean_cpu_s']:.3f} "
+          f"({result['median_wall_s']:.3f} wall s) over {args.repeats}; GC {result['gc_cpu_s_per_fit'] * 1000:.0f} ms per fit, "
+          f"{clock.full} full collections; cold {cold_cpu:.2f} CPU s, load {result['load']:.2f}")
     for name, value in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {value * 1000:7.1f} ms  {name}")
     if args.out:
