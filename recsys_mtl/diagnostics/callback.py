@@ -5,8 +5,8 @@
     {"epochs": [{"epoch": 0, "rows": ..., "experts": ..., "gates": ..., "tasks": ...}, ...],
      "best": {"checkpoint": "best.ckpt", ...}}   # re-validation of the selected checkpoint, if any
 
-``<run>/diagnostics.png`` plots ``best`` (else the last epoch). Models without experts or gates
-(e.g. Shared-Bottom) produce nothing.
+``<run>/diagnostics.png`` plots ``best`` (unless ``plot`` is off: ``trainer.plots: false``). Models
+without experts or gates (e.g. Shared-Bottom) produce nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ class ExpertDiagnostics(L.Callback):
     checkpoint is validated after fitting (:func:`recsys_mtl.train.fit.fit` always does), not
     per epoch (matplotlib costs about a quarter second per drawing)."""
 
-    def __init__(self, run_dir: str | Path, near_zero: float = 0.01):
+    def __init__(self, run_dir: str | Path, near_zero: float = 0.01, plot: bool = True):
         self.run_dir = Path(run_dir)
         self.near_zero = near_zero
+        self.plot = plot
         self.history: dict[str, Any] = {"epochs": []}
         self._acc: DiagnosticsAccumulator | None = None
 
@@ -57,7 +58,8 @@ class ExpertDiagnostics(L.Callback):
             # trainer.validate(ckpt_path=...) does not restore the epoch counter: name the checkpoint
             ckpt = trainer.ckpt_path
             self.history["best"] = result = {"checkpoint": Path(ckpt).name if ckpt else None, **result}
-            self._plot(result)
+            if self.plot:
+                self._plot(result)
         else:
             result = {"epoch": trainer.current_epoch, **result}
             self.history["epochs"].append(result)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import matplotlib
 
@@ -12,6 +14,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 USAGE_KINDS = ("own", "group", "shared", "other")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def young_garbage(draw: F) -> F:
+    """Run ``draw`` (which builds, saves and closes a figure) with Python's cyclic garbage collector paused.
+
+    A figure is tens of thousands of objects in reference cycles. Collections during the drawing
+    promote them to the old generation, and once the figure is closed only a full collection frees
+    them: one that walks every object of the process (~0.3 CPU s after a fit, every few runs). Paused,
+    they stay young and the next young collection frees them. The collector's state is restored.
+    """
+
+    @functools.wraps(draw)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return draw(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return paused  # type: ignore[return-value]
 
 
 def save_png(fig: Any, path: str | Path, dpi: int = 90) -> Path:
@@ -24,6 +49,7 @@ def save_png(fig: Any, path: str | Path, dpi: int = 90) -> Path:
     return path
 
 
+@young_garbage
 def plot_diagnostics(result: dict[str, Any], path: str | Path, title: str = "") -> Path:
     """Write a three-panel PNG to ``path`` and return it."""
     path = Path(path)

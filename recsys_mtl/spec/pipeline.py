@@ -309,6 +309,11 @@ class TrainerConfig(StrictModel):
     """ask torch for deterministic algorithms (same seed, same run)"""
     progress_bar: bool = True
     """show Lightning's progress bar"""
+    plots: bool = True
+    """draw curves.png, reliability.png and diagnostics.png into the run folder; false leaves them out (their data stays in
+    logs/metrics.csv, calibration.json, diagnostics.json): matplotlib takes ~0.2 CPU s per picture, most of a short run's
+    fixed cost (tuning trials: `tune.trial_overrides: {trainer.plots: false}`)
+    """
     gradient_clip_val: float | None = None
     """clip the gradient norm to this value (null: no clipping)"""
     log_every_n_steps: int = Field(50, ge=1)

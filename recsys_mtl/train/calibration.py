@@ -159,14 +159,16 @@ def calibration_report(
     return report
 
 
-def write_calibration(run_dir: Path, report: dict[str, Any]) -> None:
-    """``calibration.json`` and ``reliability.png`` in the run folder (nothing for no binary task)."""
+def write_calibration(run_dir: Path, report: dict[str, Any], plot: bool = True) -> None:
+    """``calibration.json`` and, with ``plot``, ``reliability.png`` in the run folder (nothing for no
+    binary task)."""
     if not report:
         return
-    from recsys_mtl.train.calibration_plot import plot_reliability
-
     write_atomic(run_dir / CALIBRATION_FILE, json.dumps(report, indent=1))
-    plot_reliability(report, run_dir / RELIABILITY_PLOT)
+    if plot:
+        from recsys_mtl.train.calibration_plot import plot_reliability
+
+        plot_reliability(report, run_dir / RELIABILITY_PLOT)
 
 
 def load_calibration(run_dir: Path) -> dict[str, dict[str, float]]:

@@ -10,9 +10,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from recsys_mtl.diagnostics.plot import save_png  # noqa: E402
+from recsys_mtl.diagnostics.plot import save_png, young_garbage  # noqa: E402
 
 
+@young_garbage
 def plot_reliability(report: dict[str, Any], path: Path) -> Path:
     """Observed rate against mean prediction per bin, per split (raw, and calibrated if fitted)."""
     tasks = list(next(iter(report["raw"].values())).keys())

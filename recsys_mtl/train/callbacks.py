@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from recsys_mtl.artifacts import checkpoint_epoch
 from recsys_mtl.errors import RecsysMTLError
 
 
@@ -66,7 +67,14 @@ class RunCheckpoint(ModelCheckpoint):
     run folder would forget its best score, save the next best as ``best-v1.ckpt`` beside the
     stale ``best.ckpt``, or select a checkpoint in the old folder. Paths in the saved folder are
     mapped into the current one first.
+
+    It also remembers the epoch of each file it wrote in this process (:meth:`epoch_of`), so the
+    run's ``best_epoch`` needs no second read of a checkpoint it has just written.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._saved_epochs: dict[str, int] = {}
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         # a full disk (or a file-size limit) fails inside fsspec with a bare "[Errno 27] File too
@@ -74,9 +82,19 @@ class RunCheckpoint(ModelCheckpoint):
         try:
             super()._save_checkpoint(trainer, filepath)
         except OSError as exc:
+            self._saved_epochs.pop(filepath, None)
             raise CheckpointWriteError(
                 f"{filepath}: cannot write the checkpoint ({exc.strerror or exc}); the previous checkpoints are kept"
             ) from exc
+        # the value Lightning's dump_checkpoint wrote as the file's "epoch"
+        self._saved_epochs[filepath] = trainer.current_epoch
+
+    def epoch_of(self, filepath: str) -> int:
+        """The epoch ``filepath`` was saved at: remembered if this process wrote it, else read from the
+        file (a resumed run's best may come from an earlier process)."""
+        if filepath in self._saved_epochs:
+            return self._saved_epochs[filepath]
+        return checkpoint_epoch(filepath)
 
     @property
     def state_key(self) -> str:

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from recsys_mtl.diagnostics.plot import save_png  # noqa: E402
+from recsys_mtl.diagnostics.plot import save_png, young_garbage  # noqa: E402
 
 #: metric suffixes drawn in their own panel, in this order (loss first)
 _KINDS = ("loss", "auc", "gauc", "logloss", "rmse", "mae", "accuracy")
@@ -49,6 +49,7 @@ def curve_series(csv_path: str | Path, last_epoch: int | None = None) -> dict[st
     return out
 
 
+@young_garbage
 def plot_curves(run_dir: str | Path, out: str | Path | None = None, last_epoch: int | None = None) -> Path | None:
     """Write ``curves.png`` into the run folder (or ``out``); None when nothing was logged."""
     run_dir = Path(run_dir)

@@ -16,6 +16,7 @@ Layout of a run folder::
       calibration.json    binary tasks: ECE, predicted/observed ratio, reliability bins per split;
                           the post-hoc calibrator fitted on validation, if configured
       reliability.png     reliability diagram of the selected checkpoint
+                          (the three .png files are left out with trainer.plots: false)
 
 Everything that can fail on bad input (spec, data, trainer, model and balancing config) is checked
 before the folder is created, and every file is written atomically, so a failure never leaves a
@@ -36,9 +37,9 @@ from typing import Any, Protocol, Sequence
 
 import lightning as L
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 
-from recsys_mtl.artifacts import checkpoint_epoch, load_checkpoint, write_atomic
+from recsys_mtl.artifacts import load_checkpoint, write_atomic
 from recsys_mtl.balancing import build_balancer
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.sources import DataSource, FramesSource, Splits, TrainInput, data_source
@@ -165,7 +166,7 @@ class Placement(Protocol):
 
 
 def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Callback] = (),
-                 placement: Placement | None = None) -> tuple[L.Trainer, ModelCheckpoint, Throughput]:
+                 placement: Placement | None = None) -> tuple[L.Trainer, RunCheckpoint, Throughput]:
     t = cfg.trainer
     checkpoint = RunCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=t.mode, save_top_k=1, save_last=True
@@ -191,7 +192,7 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
             checkpoint,
             throughput,
             # diagnostics.json / .png (drawn by the validation of the selected checkpoint); a no-op for models without experts
-            ExpertDiagnostics(run_dir),
+            ExpertDiagnostics(run_dir, plot=t.plots),
             *extra_callbacks,
         ],
         logger=loggers,
@@ -277,8 +278,11 @@ def _train_and_record(cfg: PipelineConfig, prep: Prepared, module: MultiTaskModu
 
     best = checkpoint.best_model_path
     # the selected checkpoint is re-evaluated on validation, then the test split is read once
+    # with the weights that validation loaded (the module keeps them: no second read of the file)
     val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
-    test = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0] if evaluate_test else None
+    test = None
+    if evaluate_test:
+        test = trainer.test(module, datamodule=dm, ckpt_path=None if best else best, verbose=False, weights_only=True)[0]
     metrics = {
         "pipeline": cfg.name,
         "model": cfg.model.name,
@@ -287,7 +291,7 @@ def _train_and_record(cfg: PipelineConfig, prep: Prepared, module: MultiTaskModu
         "split_sizes": prep.sizes,
         # what export and report load: the file this run selected (best-v1.ckpt after some resumes)
         "best_checkpoint": Path(best).resolve().relative_to(run_dir.resolve()).as_posix() if best else None,
-        "best_epoch": _epoch_of(best),
+        "best_epoch": checkpoint.epoch_of(best) if best else None,
         "epochs_run": trainer.current_epoch,
         "monitor": {"name": t.monitor, "mode": t.mode, "best": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None},
         "val": _strip(val, "val/"),
@@ -301,8 +305,9 @@ def _train_and_record(cfg: PipelineConfig, prep: Prepared, module: MultiTaskModu
         # the module holds the selected checkpoint's weights (validate/test above loaded them)
         calibration = calibration_report(module.model, prep.spec.tasks, prep.valid, prep.test if evaluate_test else None, cfg.calibration)
         check_finite_results(calibration, run_dir / "calibration.json")
-        write_calibration(run_dir, calibration)
-        plot_curves(run_dir, last_epoch=trainer.current_epoch - 1)
+        write_calibration(run_dir, calibration, plot=t.plots)
+        if t.plots:
+            plot_curves(run_dir, last_epoch=trainer.current_epoch - 1)
         write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: its presence means complete
     return metrics
 
@@ -311,6 +316,3 @@ def _train_and_record(cfg: PipelineConfig, prep: Prepared, module: MultiTaskModu
 def _strip(values: dict[str, float], prefix: str) -> dict[str, float]:
     return {k.removeprefix(prefix): round(float(v), 6) for k, v in sorted(values.items())}
 
-
-def _epoch_of(ckpt: str) -> int | None:
-    return checkpoint_epoch(ckpt) if ckpt else None

@@ -93,7 +93,7 @@ def test_lightning_steps_the_optimizer_once_per_window(tmp_path) -> None:  # typ
     for method, params in [("equal", "{}"), ("gcond", "{accum_steps: 2}")]:
         cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
             "data.rows=800", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=128",
-            "trainer.progress_bar=false", f"runs_dir={tmp_path / method}", f"balancing.name={method}",
+            "trainer.progress_bar=false", "trainer.plots=false", f"runs_dir={tmp_path / method}", f"balancing.name={method}",
             f"balancing.params={params}",
         ])
         run_dir = fit(cfg, spec).run_dir

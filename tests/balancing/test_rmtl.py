@@ -144,7 +144,7 @@ def _session_pipeline(tmp_path: Path, session_column: str = "session", model: st
         "data": {"kind": "files", "train": "train.parquet", "valid": "valid.parquet", "test": "test.parquet"},
         "model": {"name": model, "params": models[model]},
         "rl": {"name": "rmtl", "params": {"session_column": session_column, "gamma": 0.5, "weight_scale": 1.0}},
-        "trainer": {"max_epochs": 3, "lr": 0.01, "batch_size": 128, "progress_bar": False, "log_every_n_steps": 1},
+        "trainer": {"max_epochs": 3, "lr": 0.01, "batch_size": 128, "progress_bar": False, "plots": False, "log_every_n_steps": 1},
         "runs_dir": str(tmp_path / "runs"),
     }
     path = tmp_path / "pipeline.yaml"

@@ -14,6 +14,7 @@ from recsys_mtl.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "data.rows=1500", "--set", "trainer.max_epochs=2", "--set", "trainer.batch_size=256", "--set", "trainer.progress_bar=false",
+         "--set", "trainer.plots=false",
          "--set", "baselines.lightgbm_params.num_leaves=7", "--set", "baselines.lightgbm_params.num_threads=1",
          "--set", "baselines.rmtgb_params.group_rounds=10"]
 

@@ -157,7 +157,7 @@ def test_parquet_stream_pipeline_fits(tmp_path: Path) -> None:
     base = yaml.safe_load((Path(__file__).resolve().parents[2] / "pipelines" / "synthetic_mmoe.yaml").read_text())
     base["spec"] = str(Path(__file__).resolve().parents[2] / "feature_specs" / "synthetic.yaml")
     base["data"] = {"kind": "parquet_stream", "train": "train", "valid": "valid.parquet", "test": "test.parquet", "shuffle_buffer_rows": 1000}
-    base["trainer"] = {**base.get("trainer", {}), "max_epochs": 2, "batch_size": 256, "progress_bar": False}
+    base["trainer"] = {**base.get("trainer", {}), "max_epochs": 2, "batch_size": 256, "progress_bar": False, "plots": False}
     base["runs_dir"] = str(tmp_path / "runs")
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(base))
     cfg, spec = load_pipeline(tmp_path / "p.yaml")

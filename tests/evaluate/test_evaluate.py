@@ -29,7 +29,7 @@ def fitted_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     root = tmp_path_factory.mktemp("evaluate")
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=4000", f"data.cache_dir={root / 'cache'}", "trainer.max_epochs=2", "trainer.batch_size=256",
-        "trainer.progress_bar=false", f"runs_dir={root / 'runs'}"])
+        "trainer.progress_bar=false", "trainer.plots=false", f"runs_dir={root / 'runs'}"])
     raw = spec.model_dump(mode="json", exclude_defaults=True)
     raw["tasks"][0]["group_by"] = "cat1"
     spec = FeatureSpec.model_validate(raw)

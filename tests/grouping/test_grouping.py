@@ -53,7 +53,7 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("grouping_run")
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1200", f"data.cache_dir={tmp / 'cache'}", "trainer.max_epochs=3", "trainer.batch_size=128",
-        "trainer.progress_bar=false", f"runs_dir={tmp / 'runs'}", "trainer.patience=10",
+        "trainer.progress_bar=false", "trainer.plots=false", f"runs_dir={tmp / 'runs'}", "trainer.patience=10",
     ])
     return fit(cfg, spec, extra_callbacks=[DataMaps(max_rows=300), LookaheadAffinity(every_n_steps=3)]).run_dir
 

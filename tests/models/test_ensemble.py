@@ -70,7 +70,7 @@ def test_fit_and_export_of_an_ensemble_on_early_stopped_trees_keep_parity(tmp_pa
     pytest.importorskip("lightgbm")
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1500", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=256",
-        "trainer.progress_bar=false", f"runs_dir={tmp_path / 'runs'}",
+        "trainer.progress_bar=false", "trainer.plots=false", f"runs_dir={tmp_path / 'runs'}",
         "model.name=ensemble", "model.params={base: mmoe, base_params: {num_experts: 2, expert_hidden: [16]}, members: 2}",
         "encoder.gbdt_leaves={n_trees: 30, num_leaves: 8, max_depth: 4, min_data_in_leaf: 20, learning_rate: 0.5, "
         "early_stopping_rounds: 3, margin: true}",

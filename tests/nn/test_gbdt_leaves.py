@@ -49,7 +49,7 @@ def test_unfitted_trees_send_every_row_to_leaf_zero() -> None:
 def test_fit_fits_the_trees_and_export_keeps_parity(tmp_path: Path, stopping: str) -> None:
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1500", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=256",
-        "trainer.progress_bar=false", f"runs_dir={tmp_path / 'runs'}",
+        "trainer.progress_bar=false", "trainer.plots=false", f"runs_dir={tmp_path / 'runs'}",
         # margin: the trees' scores join the logits, so parity covers both the leaf inputs and the sum
         "encoder.gbdt_leaves={n_trees: 40, num_leaves: 8, max_depth: 4, min_data_in_leaf: 20, margin: true" + stopping + "}",
     ])

@@ -67,7 +67,7 @@ def test_sum_pooled_leaves_fit_and_export_with_parity(tmp_path: Path, pool_trees
     pytest.importorskip("lightgbm")
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1500", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=256",
-        "trainer.progress_bar=false", f"runs_dir={tmp_path / 'runs'}",
+        "trainer.progress_bar=false", "trainer.plots=false", f"runs_dir={tmp_path / 'runs'}",
         "encoder.gbdt_leaves={n_trees: 6, num_leaves: 8, max_depth: 4, min_data_in_leaf: 20, d_embedding: 6, pooling: sum}",
         f"encoder.gbdt_leaves.pool_trees={'null' if pool_trees is None else pool_trees}",
     ])

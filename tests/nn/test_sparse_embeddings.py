@@ -96,7 +96,7 @@ def test_combined_state_round_trips() -> None:
 def test_sparse_fit_under_lightning_bf16_and_export(tmp_path: Path) -> None:
     overrides = [
         "data.rows=1500", f"data.cache_dir={tmp_path}", "trainer.max_epochs=2", "trainer.batch_size=128",
-        "trainer.progress_bar=false", "trainer.sparse_min_rows=0", "trainer.precision=bf16-mixed",
+        "trainer.progress_bar=false", "trainer.plots=false", "trainer.sparse_min_rows=0", "trainer.precision=bf16-mixed",
         "trainer.embedding_optimizer=rowwise_adagrad", "trainer.embedding_lr=0.05", "trainer.gradient_clip_val=1.0", f"runs_dir={tmp_path / 'runs'}",
     ]
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", overrides)

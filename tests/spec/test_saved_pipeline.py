@@ -69,7 +69,7 @@ def test_only_fields_that_applied_are_saved_and_they_load_back(tmp_path: Path) -
 def test_fit_saves_the_applied_pipeline_and_a_refit_from_it_is_the_same(tmp_path: Path) -> None:
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=300", f"data.cache_dir={tmp_path / 'cache'}", f"runs_dir={tmp_path / 'runs'}",
-        "trainer.max_epochs=1", "trainer.batch_size=128", "trainer.progress_bar=false",
+        "trainer.max_epochs=1", "trainer.batch_size=128", "trainer.progress_bar=false", "trainer.plots=false",
     ])
     run = fit(cfg, spec).run_dir
     text = (run / "pipeline.yaml").read_text()

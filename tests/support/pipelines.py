@@ -27,7 +27,8 @@ def small_pipeline(tmp_path: Path, *extra: str) -> tuple[PipelineConfig, Feature
 
 
 def short_fit(tmp_path: Path, method: str, *extra: str) -> tuple[dict, pl.DataFrame]:  # type: ignore[type-arg]
-    """A 2-epoch fit on 800 rows balanced by ``method`` (its SHORT_FIT row): (metrics, logged metrics.csv)."""
+    """A 2-epoch fit on 800 rows balanced by ``method`` (its SHORT_FIT row), without the run folder's
+    pictures: (metrics, logged metrics.csv)."""
     cfg, spec = load_pipeline(
         ROOT / "pipelines" / "synthetic_mmoe.yaml",
         [
@@ -37,6 +38,7 @@ def short_fit(tmp_path: Path, method: str, *extra: str) -> tuple[dict, pl.DataFr
             "trainer.patience=5",
             "trainer.batch_size=128",
             "trainer.progress_bar=false",
+            "trainer.plots=false",  # no test of a balancing method reads the pictures (tests/train/test_run.py does)
             "trainer.log_every_n_steps=2",
             f"runs_dir={tmp_path / 'runs'}",
             f"balancing.name={method}",

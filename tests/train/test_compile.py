@@ -24,7 +24,7 @@ def _pipeline(tmp: Path, *overrides: str):  # type: ignore[no-untyped-def]
     # 1,050 training rows in batches of 256: four full batches and a last one of 26 rows
     return load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1500", f"data.cache_dir={tmp / 'cache'}", f"runs_dir={tmp / 'runs'}", "trainer.max_epochs=2",
-        "trainer.batch_size=256", "trainer.progress_bar=false", *overrides,
+        "trainer.batch_size=256", "trainer.progress_bar=false", "trainer.plots=false", *overrides,
     ])
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -41,3 +43,27 @@ def test_plot_written_into_run_folder(tmp_path: Path) -> None:
     path = plot_curves(tmp_path)
     assert path == tmp_path / "curves.png" and path.stat().st_size > 1000
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_draws_with_the_garbage_collector_paused_and_restores_it(tmp_path: Path) -> None:
+    """A figure's cyclic garbage stays young (``young_garbage``): no collection runs while it is drawn,
+    so none promotes it to the generation only a full collection of the process frees."""
+    _write_log(tmp_path)
+    collections: list[int] = []
+
+    def seen(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(seen)
+    try:
+        plot_curves(tmp_path)
+    finally:
+        gc.callbacks.remove(seen)
+    assert collections == [] and gc.isenabled()
+    gc.disable()
+    try:
+        plot_curves(tmp_path, tmp_path / "again.png")
+        assert not gc.isenabled()  # a caller that paused the collector finds it paused
+    finally:
+        gc.enable()

@@ -107,7 +107,7 @@ def test_task_metrics_gauc_uses_the_spec_group_column() -> None:
 def test_fit_monitors_validation_gauc(tmp_path: Path) -> None:
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(grouped_spec().model_dump(mode="json", exclude_defaults=True)))
-    cfg, spec = small_pipeline(tmp_path, f"spec={spec_file}", "trainer.monitor=val/task0/gauc", "trainer.max_epochs=2")
+    cfg, spec = small_pipeline(tmp_path, f"spec={spec_file}", "trainer.monitor=val/task0/gauc", "trainer.max_epochs=2", "trainer.plots=false")
     result = fit(cfg, spec)
     m = json.loads((result.run_dir / "metrics.json").read_text())
     assert m["monitor"]["name"] == "val/task0/gauc"

@@ -35,7 +35,7 @@ def write_data(folder: Path, seed: int, new_ids: bool) -> Path:
         "name": folder.name, "spec": str(ROOT / "feature_specs" / "synthetic.yaml"),
         "data": {"kind": "files", "train": "train.parquet", "valid": "valid.parquet", "test": "test.parquet"},
         "model": {"name": "mmoe", "params": {"num_experts": 2, "expert_hidden": [16], "tower_hidden": [8]}},
-        "trainer": {"max_epochs": 1, "batch_size": 256, "progress_bar": False, "seed": 7},
+        "trainer": {"max_epochs": 1, "batch_size": 256, "progress_bar": False, "plots": False, "seed": 7},
         "runs_dir": str(folder.parent / "runs"),
     }
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(raw))

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def tiny(tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
     return load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=300", f"data.cache_dir={tmp_path / 'cache'}", f"runs_dir={tmp_path / 'runs'}",
-        "trainer.max_epochs=2", "trainer.batch_size=128", "trainer.progress_bar=false", "trainer.log_every_n_steps=1",
+        "trainer.max_epochs=2", "trainer.batch_size=128", "trainer.progress_bar=false", "trainer.plots=false", "trainer.log_every_n_steps=1",
         *extra,
     ])
 

@@ -71,7 +71,7 @@ def test_constant_without_warmup_has_no_scheduler() -> None:
 def test_fit_with_cosine_schedule_ends_at_the_floor(tmp_path: Path) -> None:
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1200", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=2", "trainer.patience=5",
-        "trainer.batch_size=256", "trainer.progress_bar=false", f"runs_dir={tmp_path / 'runs'}",
+        "trainer.batch_size=256", "trainer.progress_bar=false", "trainer.plots=false", f"runs_dir={tmp_path / 'runs'}",
         "trainer.lr_schedule=cosine", "trainer.min_lr_ratio=0.1", "trainer.weight_decay=0.01",
     ])
     run = fit(cfg, spec)

@@ -90,7 +90,7 @@ class _SeenKeys(L.Callback):
 def test_fit_feeds_precomputed_leaves_to_the_step(tmp_path: Path) -> None:
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1200", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1", "trainer.batch_size=256",
-        "trainer.progress_bar=false", f"runs_dir={tmp_path / 'runs'}",
+        "trainer.progress_bar=false", "trainer.plots=false", f"runs_dir={tmp_path / 'runs'}",
         "encoder.gbdt_leaves={n_trees: 4, num_leaves: 8, max_depth: 4, min_data_in_leaf: 20, margin: true}",
     ])
     seen = _SeenKeys()

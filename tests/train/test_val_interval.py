@@ -19,7 +19,7 @@ def test_mid_epoch_selection_picks_the_best_validation_step(tmp_path: Path) -> N
     # a high learning rate: validation AUC rises, peaks inside the second epoch, then wobbles
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [
         "data.rows=1500", f"data.cache_dir={tmp_path / 'cache'}", f"runs_dir={tmp_path / 'runs'}",
-        "trainer.max_epochs=3", "trainer.batch_size=64", "trainer.progress_bar=false", "trainer.patience=50",
+        "trainer.max_epochs=3", "trainer.batch_size=64", "trainer.progress_bar=false", "trainer.plots=false", "trainer.patience=50",
         "trainer.val_check_interval=5", "trainer.lr=0.1",
     ])
     result = fit(cfg, spec)
@@ -32,6 +32,7 @@ def test_mid_epoch_selection_picks_the_best_validation_step(tmp_path: Path) -> N
     ckpt = torch.load(result.run_dir / result.metrics["best_checkpoint"], map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == best["step"] + 1  # the checkpoint of the best validation step ...
     assert ckpt["global_step"] % steps_per_epoch != 0  # ... which is inside an epoch ...
+    assert result.metrics["best_epoch"] == ckpt["epoch"]
     assert best["step"] < during["step"].max()  # ... and not the last one
     assert result.metrics["monitor"]["best"] == pytest.approx(best["val/auc_mean"], abs=1e-6)
     assert result.metrics["val"]["auc_mean"] == pytest.approx(best["val/auc_mean"], abs=1e-5)  # its weights
