@@ -136,8 +136,10 @@ def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str,
 def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path, zygote: Zygote) -> None:
     path = write_pipeline(tmp_path, {
         "n_trials": 3, "space": SPACE, "sampler": {"name": "random", "params": {"seed": 0}},
-        "trial_overrides": {"trainer.max_epochs": 3}, "heartbeat_interval": 1, "grace_period": 2, "plots": "none",
-    }, rows=3000)
+        # a trial is RUNNING for its whole fit (training, re-validation, calibration, curves): long enough to be
+        # seen running at a 0.05 s poll and killed, on the default 1200 rows
+        "trial_overrides": {"trainer.max_epochs": 2}, "heartbeat_interval": 1, "grace_period": 2, "plots": "none",
+    })
     _cache_data(path)
     plan = plan_study(path)
     plan.area.mkdir(parents=True)  # the SQLite file's folder, so this test can watch the study
@@ -147,7 +149,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path, 
     deadline = time.time() + 300
     try:
         while killed is None and time.time() < deadline and worker.poll() is None:
-            time.sleep(0.3)
+            time.sleep(0.05)
             try:
                 trials = optuna.load_study(study_name=plan.study_name, storage=storage).get_trials(deepcopy=False)
             except KeyError:  # study not created yet
