@@ -92,7 +92,8 @@ def _has_user(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def zygote() -> Iterator[Zygote]:
-    """The parent the workers fork from: it imports what ``tune`` runs once."""
+    """The parent the workers fork from: it imports what ``tune`` runs once (asked for first: its imports
+    run while the PostgreSQL cluster starts and the data is cached)."""
     parent = Zygote(ROOT, preload=(*CLI_MODULES, "recsys_mtl.tune", "recsys_mtl.tune.study", "recsys_mtl.tune.plots"))
     yield parent
     parent.close()
@@ -114,7 +115,7 @@ def _cache_data(path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str, zygote: Zygote) -> None:
+def test_two_workers_share_one_postgres_study(zygote: Zygote, tmp_path: Path, postgres_url: str) -> None:
     n = 4
     path = write_pipeline(tmp_path, {"n_trials": n, "space": SPACE, "trial_overrides": {"trainer.max_epochs": 1},
                                      "sampler": {"name": "random"}, "plots": "none"})
@@ -133,7 +134,7 @@ def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str,
 
 
 @pytest.mark.slow
-def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path, zygote: Zygote) -> None:
+def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(zygote: Zygote, tmp_path: Path) -> None:
     path = write_pipeline(tmp_path, {
         "n_trials": 3, "space": SPACE, "sampler": {"name": "random", "params": {"seed": 0}},
         # a trial is RUNNING for its whole fit (training, re-validation, calibration, curves): long enough to be
