@@ -51,6 +51,7 @@ from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.fit import FitResult, Prepared, fit, prepare
 from recsys_mtl.train.loggers import mlflow_assignments
 from recsys_mtl.tune.fingerprint import FINGERPRINT_ATTR, PIPELINE_ATTR, changes, fingerprint, pipeline_identity
+from recsys_mtl.tune.gc_freeze import frozen_heap
 from recsys_mtl.tune.space_checks import check_space
 from recsys_mtl.tune.params import encode_choice
 from recsys_mtl.tune.pick import Pick, confirm, pick_over_default
@@ -329,16 +330,17 @@ def run_workers(plan: StudyPlan, source: DataSource | None = None) -> tuple[optu
     for q in quiet:
         q.setLevel(logging.WARNING)  # no per-trial "GPU available" banners
     try:
-        study.optimize(
-            TrialObjective(plan, prepared),
-            n_trials=None if target is None else target - _finished(study),
-            timeout=plan.tune.timeout,
-            callbacks=callbacks,
-            show_progress_bar=False,
-            gc_after_trial=True,
-            # a trial whose sampled combination is rejected or diverges is marked FAIL; the study goes on
-            catch=(RecsysMTLError, ValueError, RuntimeError, FloatingPointError),
-        )
+        with frozen_heap():  # gc_after_trial's collections walk only what the study creates
+            study.optimize(
+                TrialObjective(plan, prepared),
+                n_trials=None if target is None else target - _finished(study),
+                timeout=plan.tune.timeout,
+                callbacks=callbacks,
+                show_progress_bar=False,
+                gc_after_trial=True,
+                # a trial whose sampled combination is rejected or diverges is marked FAIL; the study goes on
+                catch=(RecsysMTLError, ValueError, RuntimeError, FloatingPointError),
+            )
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)

@@ -42,6 +42,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def zygote() -> Iterator[Zygote]:
+    """The CLI parent; the tests ask for it first, so its imports run while the templates' run is fitted."""
     parent = Zygote(ROOT)
     yield parent
     parent.close()
@@ -94,7 +95,7 @@ def the_run(ws: Workspace) -> Path:
 
 @pytest.mark.slow
 def test_fit_killed_mid_epoch_resumes_and_loses_at_most_the_epoch_in_progress(
-        templates: tuple[Path, Path], zygote: Zygote, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        zygote: Zygote, templates: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = workspace(templates, tmp_path)
     epochs = 6  # enough that the kill lands before the last epoch even when epochs take a fraction of a second
     bigger_fit(ws, epochs=epochs)
@@ -121,7 +122,7 @@ def test_fit_killed_mid_epoch_resumes_and_loses_at_most_the_epoch_in_progress(
 
 
 @pytest.mark.slow
-def test_checkpoint_write_that_fails_is_a_clear_error_and_keeps_no_partial_file(templates: tuple[Path, Path], zygote: Zygote,
+def test_checkpoint_write_that_fails_is_a_clear_error_and_keeps_no_partial_file(zygote: Zygote, templates: tuple[Path, Path],
                                                                                   tmp_path: Path) -> None:
     ws = workspace(templates, tmp_path)
     line = one_error_line(cli(ws, zygote, "fit", str(ws.pipeline), limit_bytes=FILE_LIMIT))
@@ -134,7 +135,7 @@ def test_checkpoint_write_that_fails_is_a_clear_error_and_keeps_no_partial_file(
 
 
 @pytest.mark.slow
-def test_export_write_that_fails_leaves_no_folder_and_the_run_intact(templates: tuple[Path, Path], zygote: Zygote,
+def test_export_write_that_fails_leaves_no_folder_and_the_run_intact(zygote: Zygote, templates: tuple[Path, Path],
                                                                       tmp_path: Path) -> None:
     ws = workspace(templates, tmp_path)
     own_cache(ws)
@@ -148,7 +149,7 @@ def test_export_write_that_fails_leaves_no_folder_and_the_run_intact(templates: 
 
 
 @pytest.mark.slow
-def test_data_cache_write_that_fails_is_a_clear_error(templates: tuple[Path, Path], zygote: Zygote, tmp_path: Path) -> None:
+def test_data_cache_write_that_fails_is_a_clear_error(zygote: Zygote, templates: tuple[Path, Path], tmp_path: Path) -> None:
     ws = workspace(templates, tmp_path)
     cache = own_cache(ws)
     line = one_error_line(cli(ws, zygote, "export", str(ws.run), "--out", str(ws.root / "e"), limit_bytes=FILE_LIMIT))
@@ -158,7 +159,7 @@ def test_data_cache_write_that_fails_is_a_clear_error(templates: tuple[Path, Pat
 
 @pytest.mark.slow
 def test_export_killed_mid_write_leaves_nothing_a_server_would_load(
-        templates: tuple[Path, Path], zygote: Zygote, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        zygote: Zygote, templates: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = workspace(templates, tmp_path)
     out = ws.root / "exports" / "e1"
     out.parent.mkdir()
@@ -175,7 +176,7 @@ def test_export_killed_mid_write_leaves_nothing_a_server_would_load(
 
 
 @pytest.mark.slow
-def test_two_fits_at_once_write_two_complete_run_folders(templates: tuple[Path, Path], zygote: Zygote, tmp_path: Path) -> None:
+def test_two_fits_at_once_write_two_complete_run_folders(zygote: Zygote, templates: tuple[Path, Path], tmp_path: Path) -> None:
     ws = workspace(templates, tmp_path)
     procs = [cli(ws, zygote, "fit", str(ws.pipeline)) for _ in range(2)]
     for p in procs:

@@ -50,6 +50,39 @@ def server_scores(export: Path, df: pl.DataFrame, tasks: list[str]) -> dict[str,
     return {t: answer.column(t).to_numpy() for t in tasks}
 
 
+def _stat(pid: int | str) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, None once it is gone."""
+    try:
+        state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except (OSError, IndexError, ValueError):
+        return None
+    return state, int(ppid)
+
+
+def _running(pid: int | str) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")  # a zombie only awaits its new parent
+
+
+def children(pid: int) -> list[int]:
+    """The running processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        stat = _stat(entry.name)
+        if stat is not None and stat[1] == pid and _running(entry.name):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_gone(pids: list[int], timeout: float = 30.0) -> None:
+    """Until none of ``pids`` runs."""
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _running(p)]
+        time.sleep(0.02)
+    assert not pids, f"processes {pids} still run {timeout} s after their parent was killed"
+
+
 def no_temporaries(out: Path) -> None:
     assert not out.exists()
     assert not [p.name for p in out.parent.glob(f".{out.name}*")]
@@ -183,10 +216,12 @@ def test_sigkill_leaves_no_output_and_a_rerun_completes(tmp_path: Path, export_d
         time.sleep(0.05)
     assert proc.poll() is None, "finished before it could be killed; make the input larger"
     time.sleep(0.3)
+    workers_started = children(proc.pid)
+    assert workers == 1 or len(workers_started) >= workers  # the share's partial file is a worker's
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()  # nothing under the output name
-    time.sleep(0.5)  # orphaned workers notice their parent is gone
+    wait_gone(workers_started)  # orphaned workers notice their parent is gone and stop
     assert main(["score", str(export_dir), str(inp), "--out", str(out), "--keep", "n", "--quiet",
                  "--workers", str(workers)]) == 0
     got = pq.read_table(out)

@@ -8,8 +8,9 @@ is a process of its own (pid, working folder, RLIMIT_FSIZE, exit status or killi
 runs ``recsys_mtl.cli.main`` and exits with its return code after the interpreter's exit work
 (atexit functions, flushed streams).
 Its stdout / stderr go through pipes the parent copies into files, so a file-size limit on the
-child never truncates them. The parent only imports before forking: no query or tensor op has
-started a thread pool that a child would inherit mid-use.
+child never truncates them. The parent only imports (and builds the ONNX op registry, pure Python:
+:func:`warm_export`) before forking: no query or tensor op has started a thread pool that a child
+would inherit mid-use.
 
 A fresh interpreter (the entry point, lazy imports) is tested by tests/cli/test_cli.py and
 tests/cli/test_lazy_imports.py. The parent's CPU, its children's included, is counted when the
@@ -23,6 +24,7 @@ and its output is in the files. The parent exits when its stdin closes and every
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import os
 import resource
@@ -34,19 +36,39 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Sequence
 
 #: the modules of the commands the tests run (fit, export), imported once before any fork
-PRELOAD = ("recsys_mtl.cli", "recsys_mtl.train.fit", "recsys_mtl.export")
+CLI_MODULES = ("recsys_mtl.cli", "recsys_mtl.train.fit", "recsys_mtl.export")
+#: what the parent loads before forking: a module name, or ``module:function`` to import and call
+PRELOAD = (*CLI_MODULES, "tests.support.cli_zygote:warm_export")
+#: what an export imports on its first call in a process (torch.export, the ONNX exporter, onnxscript)
+EXPORT_MODULES = ("torch.export._trace", "torch.onnx._internal.exporter._core", "torch._functorch.aot_autograd",
+                  "torch.fx.experimental.symbolic_shapes", "torch._inductor.codecache", "onnxscript", "onnx_ir", "sympy",
+                  "pandas", "pyarrow")
+
+
+def warm_export() -> None:
+    """In the parent: the first export's one-off work, done once for every child (~2 CPU s each):
+    the exporter's modules and the ONNX op registry (:mod:`recsys_mtl.export.dynamo_export`).
+    Imports and pure-Python tables only: no tensor op runs, no thread pool starts before a fork."""
+    for module in EXPORT_MODULES:
+        importlib.import_module(module)
+    from recsys_mtl.export.dynamo_export import _registry, cached_registry_available
+    from recsys_mtl.export.model_graph import OPSET
+
+    if cached_registry_available():
+        _registry(OPSET)
 
 
 # ---------------------------------------------------------------------------------- test side
 class Zygote:
     """The pre-imported parent process; :meth:`run` starts a CLI child."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, preload: Sequence[str] = PRELOAD) -> None:
+        """``preload``: what the parent loads before any fork (see :data:`PRELOAD`): the commands' modules."""
         env = {**os.environ, "PYTHONPATH": str(root)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.cli_zygote"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.cli_zygote", *preload], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, cwd=root, env=env)
         self._buffer = b""
         self._messages: list[dict[str, Any]] = []
@@ -172,9 +194,12 @@ def _child(request: dict[str, Any], out_w: int, err_w: int) -> None:
         os._exit(code)
 
 
-def _serve() -> None:
-    for module in PRELOAD:
-        __import__(module)
+def _serve(preload: Sequence[str]) -> None:
+    for entry in preload:
+        module, _, function = entry.partition(":")
+        loaded = importlib.import_module(module)
+        if function:
+            getattr(loaded, function)()
     children: dict[int, _Child] = {}
     pending = b""
     stdin_open = True
@@ -221,4 +246,4 @@ def _serve() -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C goes to pytest, which closes this parent
-    _serve()
+    _serve(sys.argv[1:] or PRELOAD)

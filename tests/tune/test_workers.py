@@ -1,4 +1,9 @@
-"""Many workers, one study: a real PostgreSQL server shared by two processes, and resume after kill -9."""
+"""Many workers, one study: a real PostgreSQL server shared by two processes, and resume after kill -9.
+
+The worker processes are forked from one pre-imported parent (:mod:`tests.support.cli_zygote`, one per
+module): each is a process of its own (pid, connections, heartbeat thread, SIGKILL) running
+``recsys-mtl tune``, without a fresh interpreter's seconds of imports each.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +25,7 @@ from optuna.trial import TrialState
 from recsys_mtl.data.sources import load_splits
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.tune import plan_study, run_workers
+from tests.support.cli_zygote import CLI_MODULES, ForkedCli, Zygote
 from tests.support.paths import ROOT
 from tests.support.tune import write_pipeline
 
@@ -85,12 +90,23 @@ def _has_user(name: str) -> bool:
         return False
 
 
-def _worker(path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "recsys_mtl.cli", "tune", str(path), "--no-refit", *args],
-        cwd=path.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote]:
+    """The parent the workers fork from: it imports what ``tune`` runs once (asked for first: its imports
+    run while the PostgreSQL cluster starts and the data is cached)."""
+    parent = Zygote(ROOT, preload=(*CLI_MODULES, "recsys_mtl.tune", "recsys_mtl.tune.study", "recsys_mtl.tune.plots"))
+    yield parent
+    parent.close()
+
+
+def _worker(zygote: Zygote, path: Path, *args: str) -> ForkedCli:
+    """``recsys-mtl tune path --no-refit *args`` in a process of its own, run in the pipeline's folder."""
+    return zygote.run(["tune", str(path), "--no-refit", *args], path.parent, path.parent / "worker-logs")
+
+
+def _output(worker: ForkedCli, timeout: float) -> str:
+    out, err = worker.communicate(timeout=timeout)
+    return (out + err).decode(errors="replace")
 
 
 def _cache_data(path: Path) -> None:
@@ -99,13 +115,13 @@ def _cache_data(path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str) -> None:
+def test_two_workers_share_one_postgres_study(zygote: Zygote, tmp_path: Path, postgres_url: str) -> None:
     n = 4
     path = write_pipeline(tmp_path, {"n_trials": n, "space": SPACE, "trial_overrides": {"trainer.max_epochs": 1},
                                      "sampler": {"name": "random"}, "plots": "none"})
     _cache_data(path)
-    workers = [_worker(path, "--storage", postgres_url, "--study", "shared") for _ in range(2)]
-    outputs = [w.communicate(timeout=400)[0] for w in workers]
+    workers = [_worker(zygote, path, "--storage", postgres_url, "--study", "shared") for _ in range(2)]
+    outputs = [_output(w, timeout=400) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
 
     study = optuna.load_study(study_name="shared", storage=postgres_url)
@@ -118,33 +134,36 @@ def test_two_workers_share_one_postgres_study(tmp_path: Path, postgres_url: str)
 
 
 @pytest.mark.slow
-def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) -> None:
+def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(zygote: Zygote, tmp_path: Path) -> None:
     path = write_pipeline(tmp_path, {
         "n_trials": 3, "space": SPACE, "sampler": {"name": "random", "params": {"seed": 0}},
-        "trial_overrides": {"trainer.max_epochs": 3}, "heartbeat_interval": 1, "grace_period": 2, "plots": "none",
-    }, rows=3000)
+        # a trial is RUNNING for its whole fit (training, re-validation, calibration, curves): long enough to be
+        # seen running at a 0.05 s poll and killed, on the default 1200 rows
+        "trial_overrides": {"trainer.max_epochs": 2}, "heartbeat_interval": 1, "grace_period": 2, "plots": "none",
+    })
     _cache_data(path)
     plan = plan_study(path)
     plan.area.mkdir(parents=True)  # the SQLite file's folder, so this test can watch the study
     storage = optuna.storages.RDBStorage(plan.storage_url)
-    worker = _worker(path)
+    worker = _worker(zygote, path)
     killed: optuna.trial.FrozenTrial | None = None
     deadline = time.time() + 300
     try:
         while killed is None and time.time() < deadline and worker.poll() is None:
-            time.sleep(0.3)
+            time.sleep(0.05)
             try:
                 trials = optuna.load_study(study_name=plan.study_name, storage=storage).get_trials(deepcopy=False)
             except KeyError:  # study not created yet
                 continue
             running = [t for t in trials if t.state == TrialState.RUNNING and "assignments" in t.user_attrs]
             if any(t.state == TrialState.COMPLETE for t in trials) and running:
-                os.kill(worker.pid, signal.SIGKILL)  # mid-trial, no chance to clean up
-                worker.wait()
+                worker.send_signal(signal.SIGKILL)  # mid-trial, no chance to clean up
+                worker.wait(timeout=60)
                 killed = running[0]
     finally:
         if worker.poll() is None:
-            worker.kill()
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=60)
     assert killed is not None, "the worker never reached a second trial"
     before = {t.number: t.values for t in optuna.load_study(study_name=plan.study_name, storage=storage).trials if t.state == TrialState.COMPLETE}
     time.sleep(plan.tune.grace_period + 1)  # the dead worker's heartbeat is now stale
