@@ -34,7 +34,7 @@ def stream_pipeline(folder: Path, rows: int = 2000, **trainer: object) -> Path:
         "spec": str(ROOT / "feature_specs" / "synthetic.yaml"),
         "data": {"kind": "parquet_stream", "train": "data/train", "valid": "data/valid.parquet", "test": "data/test.parquet", "shuffle_buffer_rows": 500},
         "model": {"name": "mmoe", "params": {"num_experts": 2, "expert_hidden": [16], "tower_hidden": [8]}},
-        "trainer": {"max_epochs": 2, "batch_size": 128, "progress_bar": False, **trainer},
+        "trainer": {"max_epochs": 2, "batch_size": 128, "progress_bar": False, "plots": False, **trainer},  # no picture is read
         "tune": {
             "n_trials": 2, "train_fraction": 0.5, "objective": {"kind": "single", "metric": "val/auc_mean"},
             "trial_overrides": {"trainer.max_epochs": 1},

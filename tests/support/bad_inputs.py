@@ -70,7 +70,7 @@ def build_templates(root: Path) -> tuple[Path, Path]:
         "spec": "spec.yaml",
         "data": {"kind": "files", "train": "data.parquet"},
         "model": {"name": "mmoe", "params": {"num_experts": 2, "expert_hidden": [8], "tower_hidden": [4]}},
-        "trainer": {"max_epochs": 1, "batch_size": 64, "progress_bar": False},
+        "trainer": {"max_epochs": 1, "batch_size": 64, "progress_bar": False, "plots": False},  # no test here reads a picture
         "runs_dir": "runs",
     }, sort_keys=False))
     run = make_run(root / "runs", spec, df, params={"num_experts": 2, "expert_hidden": [8], "tower_hidden": [4]})
