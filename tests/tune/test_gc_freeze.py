@@ -22,12 +22,17 @@ class Node:
 
 @pytest.fixture
 def no_automatic_gc() -> Iterator[None]:
-    """Only explicit collections run (each one a full walk here), so each check sees what they free."""
-    assert gc.get_freeze_count() == 0
+    """Only explicit collections run (each one a full walk here), so each check sees what they free.
+    The session's own freeze (tests/conftest.py) is lifted for the test and made again after it."""
+    session_frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
     gc.disable()
     yield
     gc.enable()
     gc.unfreeze()
+    if session_frozen:
+        gc.collect()
+        gc.freeze()
 
 
 def test_trial_cycles_are_freed_after_each_trial_and_older_objects_are_skipped(no_automatic_gc: None) -> None:
