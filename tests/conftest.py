@@ -26,16 +26,6 @@ from tests.support.synthetic import synthetic_spec
 torch.set_num_threads(1)
 
 
-#: fixtures of tests that mostly wait on processes of their own (Ray's actors, Spark's JVM, DDP ranks)
-WAITING_FIXTURES = frozenset({"local_ray", "spark", "ddp_out"})
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that wait on other processes run first (order otherwise kept): under xdist their waits
-    then overlap the other worker's CPU-bound tests instead of ending the run with one worker idle."""
-    items.sort(key=lambda item: not WAITING_FIXTURES.intersection(getattr(item, "fixturenames", ())))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _imports_frozen_for_gc() -> Iterator[None]:
     """What the process holds once every test is collected (torch, Lightning, the test modules: ~600k
