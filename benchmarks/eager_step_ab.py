@@ -30,7 +30,7 @@ import copy
 import json
 import os
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from census_models import model_source
+from code_patches import applied
 from mmoe_step_parts import clock
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.sources import load_splits
@@ -100,18 +101,9 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-@contextlib.contextmanager
-def code_of(variant: str) -> Iterator[None]:
+def code_of(variant: str) -> contextlib.AbstractContextManager[None]:
     """The package's code with ``variant``'s patches applied, restored on exit."""
-    patches = [p for name in VARIANTS[variant] for p in PATCHES[name]]
-    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
-    for obj, name, value in patches:
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for obj, name, value in saved:
-            setattr(obj, name, value)
+    return applied(p for name in VARIANTS[variant] for p in PATCHES[name])
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from code_patches import applied
 from rechub_compare import PIPELINE, PLAIN
 from recsys_mtl.balancing.static import EqualWeights, StaticWeights
 from recsys_mtl.data.loader import ColumnBatchLoader
@@ -112,17 +113,9 @@ def patches_of(variant: str) -> list[str]:
     return [p for p in PATCHES if p != variant]
 
 
-@contextlib.contextmanager
-def code_of(variant: str) -> Iterator[None]:
-    chosen = [p for name in patches_of(variant) for p in PATCHES[name]]
-    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in chosen]
-    for obj, name, value in chosen:
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for obj, name, value in saved:
-            setattr(obj, name, value)
+def code_of(variant: str) -> contextlib.AbstractContextManager[None]:
+    """The package's code with ``variant``'s patches applied, restored on exit."""
+    return applied(p for name in patches_of(variant) for p in PATCHES[name])
 
 
 def main() -> None:
