@@ -116,6 +116,7 @@ class Balancer(nn.Module, ABC):
         self.register_buffer("last_weights", torch.ones(T), persistent=False)
         self.register_buffer("_low_steps", torch.zeros(T, dtype=torch.long), persistent=False)
         self._warned: set[str] = set()
+        self._steps_watched = 0  # steps seen by the collapse watch of constant weights
 
     def register_history(self, name: str, value: Tensor) -> None:
         """A persistent buffer whose shape changes during training (histories): checkpoints hold
@@ -180,8 +181,8 @@ class Balancer(nn.Module, ABC):
         if self.constant_weights:
             # the same weights at every step: a low one is low at every step, so its count reaches the
             # window exactly at step ``window``; counted on the host, the weights tested once there
-            seen = self.__dict__["_steps_watched"] = self.__dict__.get("_steps_watched", 0) + 1
-            if seen != window:
+            self._steps_watched += 1
+            if self._steps_watched != window:
                 return
             w = self.last_weights.detach().float()
             self._low_steps.copy_((w < self.config.collapse_ratio * w.mean().clamp_min(1e-12)) * window)

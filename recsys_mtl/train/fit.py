@@ -282,7 +282,7 @@ def _train_and_record(cfg: PipelineConfig, prep: Prepared, module: MultiTaskModu
     val = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)[0]
     test = None
     if evaluate_test:
-        test = trainer.test(module, datamodule=dm, ckpt_path=None if best else best, verbose=False, weights_only=True)[0]
+        test = trainer.test(module, datamodule=dm, ckpt_path=None, verbose=False, weights_only=True)[0]
     metrics = {
         "pipeline": cfg.name,
         "model": cfg.model.name,
