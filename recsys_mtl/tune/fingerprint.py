@@ -11,17 +11,24 @@ Left out of the identity, because a trial does not depend on them: ``name``, ``r
 ``trial_overrides`` and ``train_fraction`` (``n_trials``, ``timeout``, ``storage``, sampler, pruner,
 ``space``, ``enqueue``, refit settings, heartbeats, plots: they steer the search or the refit, not what a
 trial's value means); and every searched path (each trial sets its own value). The spec enters by
-content, not by file path. Data files enter by path only (their contents are not hashed).
+content, not by file path; so do data files (:func:`~recsys_mtl.tune.file_signature.signature`: names
+relative to their folder, sizes, hashes of each file's ends), so that a study resumed from another
+checkout, or by a worker on a machine that mounts the data elsewhere, is the same study.
+
+Studies recorded before data entered by content (:func:`path_identity`, absolute paths) still resume on
+their machine: :func:`recorded_by_path` recognises them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
+from recsys_mtl.tune.file_signature import signature
 from recsys_mtl.tune.space import TuneConfig
 
 #: study user attributes written at creation
@@ -37,6 +44,17 @@ _ABSENT = object()
 
 def pipeline_identity(cfg: PipelineConfig, spec: FeatureSpec, tune: TuneConfig) -> dict[str, Any]:
     """The canonical (JSON-able) pipeline a study's trials share: see the module docstring for what is left out."""
+    raw = path_identity(cfg, spec, tune)
+    data = raw["data"]
+    for name in type(cfg.data).model_fields:  # found by type, so a new data kind's paths are covered unlisted
+        value = getattr(cfg.data, name)
+        if isinstance(value, Path) and name in data:
+            data[name] = signature(value)
+    return raw
+
+
+def path_identity(cfg: PipelineConfig, spec: FeatureSpec, tune: TuneConfig) -> dict[str, Any]:
+    """:func:`pipeline_identity` with data files by absolute path: what studies recorded before content signatures."""
     raw: dict[str, Any] = json.loads(cfg.model_dump_json())
     for key in _DROP_TOP:
         raw.pop(key, None)
@@ -45,6 +63,11 @@ def pipeline_identity(cfg: PipelineConfig, spec: FeatureSpec, tune: TuneConfig) 
     for path in (*_DROP_PATHS, *tune.space):
         _drop(raw, path)
     return raw
+
+
+def recorded_by_path(recorded: str, cfg: PipelineConfig, spec: FeatureSpec, tune: TuneConfig) -> bool:
+    """Whether fingerprint ``recorded`` is this pipeline's as studies recorded it before data entered by content."""
+    return fingerprint(path_identity(cfg, spec, tune)) == recorded
 
 
 def fingerprint(identity: dict[str, Any]) -> str:

@@ -50,7 +50,7 @@ from recsys_mtl.spec.loading import load_pipeline
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.fit import FitResult, Prepared, fit, prepare
 from recsys_mtl.train.loggers import mlflow_assignments
-from recsys_mtl.tune.fingerprint import FINGERPRINT_ATTR, PIPELINE_ATTR, changes, fingerprint, pipeline_identity
+from recsys_mtl.tune.fingerprint import FINGERPRINT_ATTR, PIPELINE_ATTR, changes, fingerprint, pipeline_identity, recorded_by_path
 from recsys_mtl.tune.gc_freeze import frozen_heap
 from recsys_mtl.tune.space_checks import check_space
 from recsys_mtl.tune.params import encode_choice
@@ -152,6 +152,11 @@ def check_same_pipeline(study: optuna.Study, plan: StudyPlan) -> None:
         return
     identity = pipeline_identity(plan.cfg, plan.spec, plan.tune)
     if fingerprint(identity) == recorded:
+        return
+    if recorded_by_path(recorded, plan.cfg, plan.spec, plan.tune):  # recorded before data entered by content
+        log.info("%s: its pipeline record names data files by path; rewritten by content", where)
+        study.set_user_attr(PIPELINE_ATTR, identity)
+        study.set_user_attr(FINGERPRINT_ATTR, fingerprint(identity))
         return
     changed = changes(study.user_attrs.get(PIPELINE_ATTR, {}), identity) or ["(fingerprints differ; no field-level difference in the recorded copy)"]
     if plan.tune.allow_changed_pipeline:

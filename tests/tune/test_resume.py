@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from recsys_mtl.cli import main
 from recsys_mtl.errors import SpecError
 from recsys_mtl.tune import open_study, plan_study
-from recsys_mtl.tune.fingerprint import FINGERPRINT_ATTR, PIPELINE_ATTR, changes, fingerprint, pipeline_identity
+from recsys_mtl.tune.fingerprint import FINGERPRINT_ATTR, PIPELINE_ATTR, changes, fingerprint, path_identity, pipeline_identity
 from recsys_mtl.tune.study import LegacyStudyWarning
 from tests.support.tune import write_pipeline
 
@@ -94,3 +96,45 @@ def test_cli_refuses_a_changed_pipeline_before_reading_data(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert err.startswith("error: study 'tiny'") and "trainer.batch_size: 128 -> 64" in err
     assert not (tmp_path / "cache").exists()  # refused before the data was generated
+
+
+def _files_pipeline(tmp: Path, data: Path) -> Path:
+    """``write_pipeline``'s pipeline reading its train file from ``data`` (resuming reads no data: any bytes do)."""
+    path = write_pipeline(tmp, TUNE)
+    raw = yaml.safe_load(path.read_text())
+    raw["data"] = {"kind": "files", "train": str(data / "train.csv")}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_a_study_resumes_from_a_moved_checkout_but_not_with_other_data(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"  # one storage, as workers on two machines share one
+    first, moved = tmp_path / "machine_a" / "data", tmp_path / "machine_b" / "mnt" / "data"
+    first.mkdir(parents=True)
+    (first / "train.csv").write_text("x,task0,task1\n1,0,1\n")
+    shutil.copytree(first, moved)
+    study = open_study(plan_study(_files_pipeline(tmp_path / "machine_a", first), [f"tune.storage={storage}"]))
+    assert study.user_attrs[PIPELINE_ATTR]["data"]["train"]["name"] == "train.csv"
+    again = open_study(plan_study(_files_pipeline(tmp_path / "machine_b", moved), [f"tune.storage={storage}"]))
+    assert again._study_id == study._study_id
+
+    (moved / "train.csv").write_text("x,task0,task1\n1,0,1\n2,1,0\n")  # the table refreshed on one machine
+    with pytest.raises(SpecError, match=r"data\.train\.bytes: 20 -> 26; data\.train\.sha256: "):
+        open_study(plan_study(_files_pipeline(tmp_path / "machine_b", moved), [f"tune.storage={storage}"]))
+
+
+def test_a_study_recorded_with_data_paths_resumes_and_is_recorded_anew(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("x,task0,task1\n1,0,1\n")
+    plan = plan_study(_files_pipeline(tmp_path, tmp_path / "data"))
+    plan.area.mkdir(parents=True)
+    old = optuna.create_study(study_name=plan.study_name, storage=plan.storage_url, directions=plan.directions)
+    old.set_user_attr("metrics", plan.metrics)
+    by_path = path_identity(plan.cfg, plan.spec, plan.tune)  # what a study recorded before data entered by content
+    old.set_user_attr(PIPELINE_ATTR, by_path)
+    old.set_user_attr(FINGERPRINT_ATTR, fingerprint(by_path))
+    old.enqueue_trial({"trainer.lr": 0.01})
+    assert by_path["data"]["train"] == str(tmp_path / "data" / "train.csv")
+    study = open_study(plan)
+    assert study.user_attrs[FINGERPRINT_ATTR] == fingerprint(pipeline_identity(plan.cfg, plan.spec, plan.tune))
+    assert study.user_attrs[PIPELINE_ATTR]["data"]["train"]["files"] == 1
