@@ -8,7 +8,6 @@ with no record to complete: so no file. The Ray Train run with a killed worker i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

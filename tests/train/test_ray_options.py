@@ -79,6 +79,11 @@ def test_fit_engine_local_does_not_reach_ray_fit(tmp_path: Path, monkeypatch: py
     """The flag decides: without ``--engine ray`` (the default) the fit is the local one."""
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(ray_fit_module, "ray_fit", fake_ray_fit(calls, tmp_path, []))
-    monkeypatch.setattr("recsys_mtl.train.fit.fit", lambda cfg, spec, **kw: calls.append({"local": True}) or RayFitResult(tmp_path, METRICS))
+
+    def local_fit(cfg: Any, spec: Any, **kwargs: Any) -> RayFitResult:
+        calls.append({"local": True})
+        return RayFitResult(tmp_path, METRICS)
+
+    monkeypatch.setattr("recsys_mtl.train.fit.fit", local_fit)
     assert main(["fit", str(PIPELINE), "--workers", "3"]) == 0
     assert calls == [{"local": True}]
