@@ -64,8 +64,25 @@ def check_compile(t: TrainerConfig) -> None:
     backends = torch.compiler.list_backends(exclude_tags=())
     if c.backend not in backends:
         raise SpecError(f"trainer.compile.backend: {c.backend!r} is not a torch.compile backend (choose from {', '.join(backends)})")
+    _check_options(c)
     if c.backend == "inductor" and not _cuda(t.accelerator):
         _check_cpp_compiler()
+
+
+def _check_options(c: CompileConfig) -> None:
+    """``options`` are inductor's: refused with another backend, and each name must be one of inductor's settings."""
+    if not c.options:
+        return
+    if c.backend != "inductor":
+        raise SpecError(f"trainer.compile.options: inductor settings, but trainer.compile.backend is {c.backend!r}; "
+                        "remove the options or use backend: inductor")
+    from torch._inductor import list_options
+
+    known = set(list_options())
+    for name in c.options:
+        if name not in known:
+            raise SpecError(f"trainer.compile.options.{name}: not an inductor setting (see torch._inductor.list_options(), "
+                            "e.g. cpp_wrapper, max_autotune, cpp.weight_prepack)")
 
 
 def ray_refusal(t: TrainerConfig) -> None:
@@ -101,7 +118,17 @@ def _check_cpp_compiler() -> None:
 
 def compile_model(model: nn.Module, c: CompileConfig) -> None:
     """Compile ``model``'s forward in place (its modules, parameters and state-dict keys unchanged)."""
-    model.compile(mode=c.mode, dynamic=c.dynamic, backend=c.backend, recompile_limit=c.recompile_limit)
+    model.compile(dynamic=c.dynamic, backend=c.backend, recompile_limit=c.recompile_limit, **_mode_or_options(c))
+
+
+def _mode_or_options(c: CompileConfig) -> dict[str, object]:
+    """torch.compile's ``mode``, or with ``options`` set its ``options``: torch.compile refuses both
+    at once, so the mode is spelled out as the inductor settings it stands for, ``options`` over them."""
+    if not c.options:
+        return {"mode": c.mode}
+    from torch._inductor import list_mode_options
+
+    return {"options": {**list_mode_options(c.mode, c.dynamic), **c.options}}
 
 
 def make_eager(model: nn.Module) -> None:
