@@ -63,7 +63,9 @@ class Variant:
     keywords; ``options``: inductor config for this compile only (torch.compile's ``options``).
     ``skip_guards``: run the steps under ``set_stance(skip_guard_eval_unsafe=True)`` (dynamo checks
     no guards when one graph is cached). ``compile_optimizer``: also ``torch.compile`` the
-    optimizer's ``step``."""
+    optimizer's ``step``. ``capture``: keep ``SharedCapture``'s forward hook on the experts (False:
+    removed, as a balancer without gradient surgery could do without it; compiled, the hooked output
+    is an extra graph output whose gradient AOTAutograd fills with zeros every step)."""
 
     compiled: bool = True
     scope: str = "model"
@@ -71,6 +73,7 @@ class Variant:
     options: dict[str, Any] = field(default_factory=dict)
     skip_guards: bool = False
     compile_optimizer: bool = False
+    capture: bool = True
 
 
 #: name → variant (``--variants`` picks and orders them; the first is every ratio's baseline)
@@ -87,6 +90,8 @@ VARIANTS: dict[str, Variant] = {
     "compiled_optimizer": Variant(compile_optimizer=True),
     "model_loss_cpp_wrapper": Variant(scope="model+loss", options={"cpp_wrapper": True}),
     "cpp_wrapper_autotune_cpp": Variant(options={"cpp_wrapper": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}),
+    "eager_no_capture": Variant(compiled=False, capture=False),
+    "default_no_capture": Variant(capture=False),
     "all": Variant(scope="model+loss", options={"cpp_wrapper": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"},
                    skip_guards=True),
 }
@@ -151,6 +156,9 @@ def main() -> None:
     for n in names:
         v = VARIANTS[n]
         module = copy.deepcopy(base)
+        if not v.capture:
+            for m in module.model.modules():
+                m._forward_hooks.clear()  # the deep copy kept SharedCapture's hook (writing to base's capture)
         opt = build_optimizer(module.model, torch.nn.Module(), t)
         fn = step_fn(module, v)
         opt_step: Callable[[], object] = torch.compile(opt.step) if v.compile_optimizer else opt.step
