@@ -189,7 +189,7 @@ def main() -> None:
 
         with tp.profile(activities=[tp.ProfilerActivity.CPU], record_shapes=True) as prof:
             block(args.profile)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=60))
         print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=20))
         return
     table: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
