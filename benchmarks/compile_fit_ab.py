@@ -38,8 +38,11 @@ from recsys_mtl.spec import load_pipeline  # noqa: E402
 from recsys_mtl.train.datamodule import TableDataModule  # noqa: E402
 from recsys_mtl.train.fit import build_module, make_trainer, prepare  # noqa: E402
 
-DEFAULT_VARIANTS = ["eager:", "compiled:trainer.compile=true", "compiled-cppw:trainer.compile={options: {cpp_wrapper: true}}",
-                    "compiled-cppw-bmm:trainer.compile={options: {cpp_wrapper: true, max_autotune: true, max_autotune_gemm_backends: 'CPP,ATEN'}}"]
+DEFAULT_VARIANTS = [
+    "eager:", "compiled:trainer.compile=true", "compiled-cppw:trainer.compile={options: {cpp_wrapper: true}}",
+    "compiled-cppw-bmm:trainer.compile={options: {cpp_wrapper: true, max_autotune: true, "
+    "max_autotune_gemm_backends: 'CPP,ATEN'}}",
+]
 
 
 def main() -> None:

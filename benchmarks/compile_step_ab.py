@@ -205,7 +205,8 @@ def main() -> None:
         cpu_ratio = statistics.median(a[1] / b[1] for a, b in zip(table[n], table[names[0]]))
         rows.append({"variant": n, "step_ms_wall": round(wall, 3), "step_ms_cpu": round(cpu, 3),
                      "min_ms_wall": round(min(r[0] for r in table[n]), 3),  # the least disturbed block (shared machine)
-                     f"wall_vs_{names[0]}": round(ratio, 3), f"cpu_vs_{names[0]}": round(cpu_ratio, 3), "per_round_wall": [round(r[0], 2) for r in table[n]], "per_round_cpu": [round(r[1], 2) for r in table[n]],
+                     f"wall_vs_{names[0]}": round(ratio, 3), f"cpu_vs_{names[0]}": round(cpu_ratio, 3),
+                     "per_round_wall": [round(r[0], 2) for r in table[n]], "per_round_cpu": [round(r[1], 2) for r in table[n]],
                      "first_block_s": round(first[n], 2)})
         print(json.dumps(rows[-1]), flush=True)
     meta = {"threads": torch.get_num_threads(), "precision": args.precision, "load": [round(x, 2) for x in load],
