@@ -255,6 +255,11 @@ class CompileConfig(StrictModel):
     eagerly (no second graph to compile: 14 s of a cold census first epoch at one thread); `compile` compiles them
     like any other (a dynamic batch dimension with `dynamic: null`, one graph per size with `dynamic: false`)
     """
+    options: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    """inductor settings for this compile only (torch.compile's `options`: names from `torch._inductor.list_options()`),
+    e.g. `{cpp_wrapper: true}`; empty: inductor's defaults. Part of the compiled-graph cache key (a new setting compiles
+    anew)
+    """
 
 
 class TrainerConfig(StrictModel):
@@ -324,7 +329,7 @@ class TrainerConfig(StrictModel):
     """also log params and metrics to MLflow: ``true`` or ``{tracking_uri, experiment, tags}``"""
     compile: CompileConfig | None = None
     """torch.compile the model for training: ``true`` or ``{mode, dynamic, backend, evaluation, recompile_limit,
-    odd_batches}``; null: eager. Compiling takes tens of seconds to minutes before the first step (see docs/benchmarks.md)
+    odd_batches, options}``; null: eager. Compiling takes tens of seconds to minutes before the first step (see docs/benchmarks.md)
     """
 
     @field_validator("mlflow", "compile", mode="before")

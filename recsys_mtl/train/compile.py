@@ -22,6 +22,23 @@ trial that repeats an earlier trial's architecture, skips code generation and th
 only traces (census MMoE at one thread: 1–6 s instead of 17–25 s). The first compile on a machine
 (per cache folder) also builds inductor's vector-ISA probe programs into it (8–15 s here).
 
+Speed (census MMoE 8 × [64], bf16-mixed, one thread; h53compile's notes in docs/history.md): the compiled
+model's step alone is 0.94× the eager one (~0.35 ms of a ~7 ms Lightning step, within whole fits'
+noise), and that bound is structural, not a setting. Inductor leaves the GEMMs to
+oneDNN (10 ``mm`` + 5 ``addmm`` + 3 ``bmm`` a step, ~45 % of it, the very calls eager makes): its own
+C++ GEMM templates need constant weights (``freezing``, which inductor applies only with gradients
+off, i.e. inference), and its ``bmm`` template wins on one of the three, by ~0.08 ms. Its C++ takes
+over the pointwise work, the embedding gather, the softmaxes and the autocast casts (the weights are
+cast to bf16 inside the first forward kernel every step, as eager autocast does), but the compiled
+call adds dynamo's frame lookup and AOTAutograd's runtime wrappers (~0.5 ms a step), most of what
+the fusion saves; the loss, the optimizer and Lightning stay eager. One graph, no breaks, no
+recompiles. ``options`` passes inductor settings (e.g. ``{cpp_wrapper: true}``, C++ instead of Python
+around the kernels): measured on the step alone (benchmarks/compile_step_ab.py) ``cpp_wrapper`` is
+0.97× the default compiled step and inductor's bmm template (``max_autotune`` with backends
+``CPP,ATEN``) 0.97×, differences that whole fits on a shared machine do not resolve; neither is a
+default (their effect at two threads is unmeasured; ``cpp_wrapper`` adds ~1.5 s to a warm start).
+Compiling the loss with the model would pay more (0.95×; the module's training step, not here).
+
 Multi-process training (DDP and the other distributed strategies, Ray Train) is refused: a compiled
 submodule inside Lightning's DDP wrapper loses DDP's bucketed gradient overlap and has not been
 measured here.
@@ -64,8 +81,25 @@ def check_compile(t: TrainerConfig) -> None:
     backends = torch.compiler.list_backends(exclude_tags=())
     if c.backend not in backends:
         raise SpecError(f"trainer.compile.backend: {c.backend!r} is not a torch.compile backend (choose from {', '.join(backends)})")
+    _check_options(c)
     if c.backend == "inductor" and not _cuda(t.accelerator):
         _check_cpp_compiler()
+
+
+def _check_options(c: CompileConfig) -> None:
+    """``options`` are inductor's: refused with another backend, and each name must be one of inductor's settings."""
+    if not c.options:
+        return
+    if c.backend != "inductor":
+        raise SpecError(f"trainer.compile.options: inductor settings, but trainer.compile.backend is {c.backend!r}; "
+                        "remove the options or use backend: inductor")
+    from torch._inductor import list_options
+
+    known = set(list_options())
+    for name in c.options:
+        if name not in known:
+            raise SpecError(f"trainer.compile.options.{name}: not an inductor setting (see torch._inductor.list_options(), "
+                            "e.g. cpp_wrapper, max_autotune, cpp.weight_prepack)")
 
 
 def ray_refusal(t: TrainerConfig) -> None:
@@ -101,7 +135,17 @@ def _check_cpp_compiler() -> None:
 
 def compile_model(model: nn.Module, c: CompileConfig) -> None:
     """Compile ``model``'s forward in place (its modules, parameters and state-dict keys unchanged)."""
-    model.compile(mode=c.mode, dynamic=c.dynamic, backend=c.backend, recompile_limit=c.recompile_limit)
+    model.compile(dynamic=c.dynamic, backend=c.backend, recompile_limit=c.recompile_limit, **_mode_or_options(c))
+
+
+def _mode_or_options(c: CompileConfig) -> dict[str, object]:
+    """torch.compile's ``mode``, or with ``options`` set its ``options``: torch.compile refuses both
+    at once, so the mode is spelled out as the inductor settings it stands for, ``options`` over them."""
+    if not c.options:
+        return {"mode": c.mode}
+    from torch._inductor import list_mode_options
+
+    return {"options": {**list_mode_options(c.mode, c.dynamic), **c.options}}
 
 
 def make_eager(model: nn.Module) -> None:
