@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 import glob
+import multiprocessing
+import multiprocessing.context
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -180,6 +182,21 @@ def _slices(columns: Batch, start: int, stop: int, size: int) -> Iterator[Batch]
         yield {k: v[s : min(s + size, stop)] for k, v in columns.items()}
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How the DataLoader workers start: forked from multiprocessing's fork server, which imported
+    this module (torch, polars, pyarrow) once, not each a fresh interpreter (``spawn``: ~2 CPU s and
+    seconds of wall time per worker, again every epoch, as the workers are not persistent: each
+    epoch's stream is dealt anew). Not a plain fork of this process: polars' thread pool deadlocks
+    in a child forked from a process that used it, and the fork server has only imported. Where
+    there is no fork server (Windows), spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # read when the server starts (the first loader of this process): later calls change nothing
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 class StreamLoader:
     """The train loader over a :class:`ParquetStream`: DataLoader workers, epochs, equal DDP steps.
 
@@ -207,8 +224,7 @@ class StreamLoader:
     def __iter__(self) -> Iterator[Batch]:
         self.stream.drop_last = self.stream.drop_last or self.equal_steps
         limit = len(self)
-        # spawn, not fork: polars' thread pool deadlocks in a child forked from a process that used it
-        context = "spawn" if self.num_workers else None
+        context = worker_context() if self.num_workers else None
         loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, multiprocessing_context=context)
         for i, batch in enumerate(loader):
             if i >= limit:

@@ -74,8 +74,9 @@ def one_error_line(proc: ForkedCli, timeout: float = 240) -> str:
 
 
 def bigger_fit(ws: Workspace, epochs: int) -> None:
-    """2000 rows in batches of 16: epochs long enough to be killed in the middle of one."""
-    generate(SyntheticConfig(rows=2000, num_tasks=2, seed=3)).write_parquet(ws.data)
+    """1000 rows in batches of 16 (~45 steps an epoch): epochs long enough to be killed in one, and
+    few steps left for the in-process resume to train (the epochs after the kill)."""
+    generate(SyntheticConfig(rows=1000, num_tasks=2, seed=3)).write_parquet(ws.data)
     ws.edit_pipeline(trainer={"max_epochs": epochs, "batch_size": 16, "patience": 10})
 
 

@@ -84,9 +84,10 @@ def test_early_stopping_keeps_the_best_validation_iteration(fitted) -> None:
     for k, booster in enumerate(full):
         kept = int(gbdt.fitted_trees[k])
         target = torch.as_tensor(vy[:, k]).long()
-        aucs = np.array([float(binary_auroc(torch.as_tensor(booster.predict(vx, raw_score=True, num_iteration=j)), target))
-                         for j in range(1, cap + 1)])
         assert 1 < kept < cap - 5
+        # the curve up to the last round seen before stopping (the later rounds cannot change the choice)
+        aucs = np.array([float(binary_auroc(torch.as_tensor(booster.predict(vx, raw_score=True, num_iteration=j)), target))
+                         for j in range(1, kept + 5 + 1)])
         # the first best of the rounds seen before stopping, and 5 rounds without improvement after it
         assert kept == int(np.argmax(aucs[:kept + 5])) + 1
         np.testing.assert_allclose(gbdt.margins(leaves)[:, k].numpy(), booster.predict(vx, raw_score=True, num_iteration=kept), atol=1e-4)

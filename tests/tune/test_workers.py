@@ -20,6 +20,7 @@ from typing import Iterator
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from recsys_mtl.data.sources import load_splits
@@ -109,6 +110,13 @@ def _output(worker: ForkedCli, timeout: float) -> str:
     return (out + err).decode(errors="replace")
 
 
+def _has_heartbeat(storage: optuna.storages.RDBStorage, trial_id: int) -> bool:
+    """Whether the trial's heartbeat thread has written its row (Optuna fails only trials that have one)."""
+    table = sqlalchemy.table("trial_heartbeats", sqlalchemy.column("trial_id"))
+    with storage.engine.connect() as conn:
+        return conn.execute(sqlalchemy.select(table.c.trial_id).where(table.c.trial_id == trial_id)).first() is not None
+
+
 def _cache_data(path: Path) -> None:
     cfg, _ = load_pipeline(path)
     load_splits(cfg.data)  # generate the synthetic parquet once, before workers race to it
@@ -155,7 +163,10 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(zygote: Zygote, 
                 trials = optuna.load_study(study_name=plan.study_name, storage=storage).get_trials(deepcopy=False)
             except KeyError:  # study not created yet
                 continue
-            running = [t for t in trials if t.state == TrialState.RUNNING and "assignments" in t.user_attrs]
+            # a trial killed before its heartbeat thread first wrote is never stale to Optuna (no heartbeat
+            # row): under load that write can come after the objective has started
+            running = [t for t in trials if t.state == TrialState.RUNNING and "assignments" in t.user_attrs
+                       and _has_heartbeat(storage, t._trial_id)]
             if any(t.state == TrialState.COMPLETE for t in trials) and running:
                 worker.send_signal(signal.SIGKILL)  # mid-trial, no chance to clean up
                 worker.wait(timeout=60)
