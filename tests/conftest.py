@@ -6,6 +6,7 @@ Helpers that tests import (paths, spec builders, exports, tables) live in ``test
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -90,3 +91,14 @@ def local_ray() -> Iterator[object]:
             yield ray
         finally:
             ray.shutdown()
+
+
+@pytest.fixture
+def restore_lightning_log_levels() -> Iterator[None]:
+    """For tests that call the CLI's ``main()`` in process: it quiets Lightning's info loggers for the
+    process; put them back for the other tests."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")]
+    levels = [lg.level for lg in loggers]
+    yield
+    for lg, level in zip(loggers, levels):
+        lg.setLevel(level)

@@ -7,11 +7,9 @@ The error paths and the census fit run in-process (:func:`tests.support.bad_inpu
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -24,18 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = str(ROOT / "pipelines" / "synthetic_mmoe.yaml")
 
 
+pytestmark = pytest.mark.usefixtures("restore_lightning_log_levels")  # main() runs in process
+
+
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "recsys_mtl.cli", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=600)
-
-
-@pytest.fixture(autouse=True)
-def restore_lightning_log_levels() -> Iterator[None]:
-    """main() quiets Lightning's info loggers for the process; put them back for the other tests."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")]
-    levels = [lg.level for lg in loggers]
-    yield
-    for lg, level in zip(loggers, levels):
-        lg.setLevel(level)
 
 
 def test_missing_pipeline_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

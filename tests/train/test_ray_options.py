@@ -5,9 +5,8 @@ no worker failed). ``ray_fit`` is replaced by a fake; the Ray Train run itself i
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -26,14 +25,7 @@ RESTART = {"attempt": 1, "max_failures": 1, "workers": [{"worker_rank": 1, "died
            "resumed_from": {"checkpoint": "checkpoints/last.ckpt", "epoch": 0, "global_step": 14}}
 
 
-@pytest.fixture(autouse=True)
-def restore_lightning_log_levels() -> Iterator[None]:
-    """main() quiets Lightning's info loggers for the process; put them back for the other tests."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")]
-    levels = [lg.level for lg in loggers]
-    yield
-    for lg, level in zip(loggers, levels):
-        lg.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_lightning_log_levels")  # main() runs in process
 
 
 def fake_ray_fit(calls: list[dict[str, Any]], run_dir: Path, restarts: list[dict[str, Any]]) -> Any:
