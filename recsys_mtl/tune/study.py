@@ -120,9 +120,9 @@ def open_study(plan: StudyPlan) -> optuna.Study:
     )
     if study.user_attrs.get("metrics") not in (None, plan.metrics):
         raise SpecError(f"study {plan.study_name!r} in {plan.storage_url} optimises {study.user_attrs['metrics']}, not {plan.metrics}")
-    check_same_pipeline(study, plan)
+    identity = pipeline_identity(plan.cfg, plan.spec, plan.tune)  # reads each data file's ends: once
+    check_same_pipeline(study, plan, identity)
     if not study.trials:  # a fresh study: record its pipeline and objectives, queue the requested first trials
-        identity = pipeline_identity(plan.cfg, plan.spec, plan.tune)
         study.set_user_attr(PIPELINE_ATTR, identity)
         study.set_user_attr(FINGERPRINT_ATTR, fingerprint(identity))
         study.set_user_attr("metrics", plan.metrics)
@@ -139,9 +139,9 @@ class LegacyStudyWarning(UserWarning):
     """A study created before studies recorded their pipeline: resumed without the check."""
 
 
-def check_same_pipeline(study: optuna.Study, plan: StudyPlan) -> None:
-    """Refuse to resume ``study`` with a pipeline other than the one its trials ran with
-    (:mod:`recsys_mtl.tune.fingerprint`), unless ``tune.allow_changed_pipeline``; a study without a recorded
+def check_same_pipeline(study: optuna.Study, plan: StudyPlan, identity: dict[str, Any]) -> None:
+    """Refuse to resume ``study`` with a pipeline (``identity``: its :func:`pipeline_identity`) other than
+    the one its trials ran with (:mod:`recsys_mtl.tune.fingerprint`), unless ``tune.allow_changed_pipeline``; a study without a recorded
     pipeline (created before the check) resumes with a :class:`LegacyStudyWarning`."""
     recorded = study.user_attrs.get(FINGERPRINT_ATTR)
     where = f"study {plan.study_name!r} in {plan.storage_url.split('@')[-1]}"
@@ -150,7 +150,6 @@ def check_same_pipeline(study: optuna.Study, plan: StudyPlan) -> None:
             warnings.warn(f"{where} has no recorded pipeline (created before studies recorded one): resuming it without "
                           "checking that its trials ran with this pipeline", LegacyStudyWarning, stacklevel=2)
         return
-    identity = pipeline_identity(plan.cfg, plan.spec, plan.tune)
     if fingerprint(identity) == recorded:
         return
     if recorded_by_path(recorded, plan.cfg, plan.spec, plan.tune):  # recorded before data entered by content
