@@ -77,6 +77,9 @@ class DataMaps(L.Callback):
     of every epoch and writes ``datamaps.npz`` into the run folder (the trainer's
     ``default_root_dir``) at the end of the fit."""
 
+    #: its batch hooks read one training batch (refused with trainer.steps_per_execution > 1)
+    reads_training_batches = True
+
     def __init__(self, max_rows: int = 4096, seed: int = 0):
         self.max_rows, self.seed = max_rows, seed
         self.rows: np.ndarray | None = None

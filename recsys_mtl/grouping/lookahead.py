@@ -54,6 +54,9 @@ def lookahead_affinity(model: nn.Module, batch: Batch, task_losses: Callable[[di
 class LookaheadAffinity(L.Callback):
     """Averages :func:`lookahead_affinity` over training batches (every ``every_n_steps``)."""
 
+    #: its batch hooks read one training batch (refused with trainer.steps_per_execution > 1)
+    reads_training_batches = True
+
     def __init__(self, every_n_steps: int = 10, lr: float | None = None):
         self.every_n_steps, self.lr = every_n_steps, lr
         self.total: Tensor | None = None

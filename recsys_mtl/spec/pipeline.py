@@ -327,6 +327,12 @@ class TrainerConfig(StrictModel):
     """train on at most this many batches per epoch (smoke runs, benchmarks on huge streams)"""
     mlflow: MLflowConfig | None = None
     """also log params and metrics to MLflow: ``true`` or ``{tracking_uri, experiment, tags}``"""
+    steps_per_execution: int = Field(1, ge=1)
+    """optimizer steps per Lightning training step (Keras' name): the loader hands over groups of this many consecutive
+    batches (the same batches, rows and order as 1) and one Lightning step runs one optimizer step per batch, so Lightning's
+    per-batch machinery (fetch, hooks, progress, logging) runs once per group; the same training as 1
+    (recsys_mtl.train.execution). Single-process only (refused with DDP / Ray workers and val_check_interval)
+    """
     compile: CompileConfig | None = None
     """torch.compile the model for training: ``true`` or ``{mode, dynamic, backend, evaluation, recompile_limit,
     odd_batches, options}``; null: eager. Compiling takes tens of seconds to minutes before the first step (see docs/benchmarks.md)

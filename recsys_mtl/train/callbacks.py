@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from recsys_mtl.artifacts import checkpoint_epoch
 from recsys_mtl.errors import RecsysMTLError
+from recsys_mtl.train.execution import batch_rows
 
 
 def peak_rss_mib() -> float:
@@ -40,7 +41,7 @@ class Throughput(L.Callback):
         now = time.perf_counter()
         self.seconds += now - self._mark
         self._mark = now
-        self.rows += batch["labels"].shape[0]
+        self.rows += batch_rows(batch)  # a batch, or a group of them (trainer.steps_per_execution)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._epoch_t0)

@@ -32,7 +32,7 @@ class TableDataModule(L.LightningDataModule):
             return {"rank": 0, "world_size": 1}
         return {"rank": trainer.global_rank, "world_size": trainer.world_size}
 
-    def train_dataloader(self) -> ColumnBatchLoader | StreamLoader:
+    def train_dataloader(self) -> object:
         train = self.tables["train"]
         if isinstance(train, ParquetStream):  # larger than memory: row groups read per rank/worker
             self._train_loader = train.train_loader(**self._shard())
@@ -41,7 +41,13 @@ class TableDataModule(L.LightningDataModule):
                 train, self.batch_size, shuffle=True, seed=self.seed, extra={**self._precomputed(train), **self._train_columns(train)},
                 **self._shard(),
             )
-        return self._train_loader
+        return self._execution(self._train_loader)
+
+    def _execution(self, loader: ColumnBatchLoader | StreamLoader) -> object:
+        """The loader as the trainer's module trains on it (groups of batches with
+        ``trainer.steps_per_execution`` > 1, see :mod:`recsys_mtl.train.execution`)."""
+        hook = getattr(self.trainer.lightning_module, "execution_loader", None) if self.trainer is not None else None
+        return hook(loader) if callable(hook) else loader
 
     def _eval_loader(self, table: EncodedTable) -> ColumnBatchLoader:
         """Every evaluation row exactly once across ranks: rank r takes rows [r·n/W, (r+1)·n/W).

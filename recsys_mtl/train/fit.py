@@ -55,6 +55,7 @@ from recsys_mtl.train.callbacks import RunCheckpoint, Throughput
 from recsys_mtl.train.pipeline_checks import check_pipeline
 from recsys_mtl.train.curves import plot_curves
 from recsys_mtl.train.datamodule import TableDataModule
+from recsys_mtl.train.execution import lightning_arguments
 from recsys_mtl.train.incremental import carry_weights, start_from
 from recsys_mtl.train.loggers import make_loggers
 from recsys_mtl.train.module import MultiTaskModule
@@ -182,8 +183,7 @@ def make_trainer(cfg: PipelineConfig, run_dir: Path, extra_callbacks: list[L.Cal
         **where,
         precision=t.precision,  # type: ignore[arg-type]
         deterministic=t.deterministic,
-        gradient_clip_val=t.gradient_clip_val,
-        limit_train_batches=t.limit_train_batches,
+        **lightning_arguments(t),  # gradient_clip_val, limit_train_batches (the module's / loader's with groups)
         # every N batches across epochs (Lightning needs check_val_every_n_epoch=None for that);
         # EarlyStopping and ModelCheckpoint then act at each validation, not at epoch ends
         **({"val_check_interval": t.val_check_interval, "check_val_every_n_epoch": None} if t.val_check_interval else {}),

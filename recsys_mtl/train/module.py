@@ -17,6 +17,7 @@ from recsys_mtl.spec.features import Task
 from recsys_mtl.spec.pipeline import TrainerConfig
 from recsys_mtl.train.losses import loss_fn, weighted_mean
 from recsys_mtl.train.balancer_feed import BalancerFeed
+from recsys_mtl.train.execution import GroupedLoader, check_callbacks, check_strategy, run_group
 from recsys_mtl.train.compile import compile_errors, compile_model, eager_odd_batch, eager_unless, make_eager
 from recsys_mtl.train.finite_guard import NonFiniteLossError, describe, nonfinite_total
 from recsys_mtl.train.task_metrics import TaskMetrics
@@ -43,6 +44,8 @@ class MultiTaskModule(L.LightningModule):
         self._eval_sums = torch.zeros(len(self.tasks))
         self._eval_weights = torch.zeros(len(self.tasks))
         self.feed = BalancerFeed(self)
+        #: trainer.steps_per_execution > 1: the training step runs a group's optimizer steps itself
+        self.automatic_optimization = trainer_cfg.steps_per_execution == 1
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         features = features_only(batch)
@@ -53,6 +56,9 @@ class MultiTaskModule(L.LightningModule):
             return self.model(features)
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":  # before anything trains: groups need one process and batch-agnostic callbacks
+            check_strategy(self.trainer.strategy, self.cfg.steps_per_execution)
+            check_callbacks(self.trainer.callbacks, self.cfg.steps_per_execution)
         if stage == "fit" and self.cfg.compile is not None:  # trainer.compile: in place, for this fit only
             compile_model(self.model, self.cfg.compile)
 
@@ -145,7 +151,9 @@ class MultiTaskModule(L.LightningModule):
         """A progress bar shows ``train/loss`` at every step."""
         return self._trainer is not None and self.trainer.progress_bar_callback is not None
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def step_total(self, batch: Batch, logs: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """One batch's forward, balancing and finite-loss guard: the () total loss to back-propagate,
+        and (when ``logs``) the scalars of the step's logs by name ({} otherwise)."""
         logits = self(batch)
         rows = self.step_rows(logits, batch)
         losses = weighted_mean(*rows)
@@ -157,35 +165,65 @@ class MultiTaskModule(L.LightningModule):
             rows=rows,
         )
         total = self.balancer(losses, ctx)
-        n = batch["labels"].shape[0]
-        logs = self.logs_this_step()
+        scalars: dict[str, Tensor] = {}
         if aux is not None:
             total = total + aux
             if logs:
-                self.log("train/auxiliary_loss", aux, batch_size=n)
+                scalars["train/auxiliary_loss"] = aux
         reg = self.model.regularization(batch)  # rarity-aware id L2, wide shrinkage: added like aux
         if reg is not None:
             total = total + reg
             if logs:
-                self.log("train/regularization", reg, batch_size=n)
+                scalars["train/regularization"] = reg
         self._guard(batch, None, losses, total)  # the balanced total (a strategy's own arithmetic)
+        if logs:
+            scalars["train/loss"] = total
+            for i, name in enumerate(self.model.task_names):
+                scalars[f"train/{name}/loss"] = losses[i]
+            for name, w in self.balancer.weight_dict().items():
+                scalars[f"balance/{name}/weight"] = w  # type: ignore[assignment]
+            for key, value in self.balancer.diagnostics().items():
+                scalars[f"balance/{key}"] = value  # type: ignore[assignment]
+        return total, scalars
+
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor:
+        if not self.automatic_optimization:  # trainer.steps_per_execution > 1: a group of batches
+            assert isinstance(batch, list), "trainer.steps_per_execution > 1 trains on groups of batches"
+            return run_group(self, batch, self._shows_progress())
+        assert not isinstance(batch, list)
+        logs = self.logs_this_step()
+        total, scalars = self.step_total(batch, logs)
+        n = batch["labels"].shape[0]
         if logs or self._shows_progress():
             self.log("train/loss", total, prog_bar=True, batch_size=n)
-        if logs:
-            for i, name in enumerate(self.model.task_names):
-                self.log(f"train/{name}/loss", losses[i], batch_size=n)
-            for name, w in self.balancer.weight_dict().items():
-                self.log(f"balance/{name}/weight", w, batch_size=n)
-            for key, value in self.balancer.diagnostics().items():
-                self.log(f"balance/{key}", value, batch_size=n)
+        for name, value in scalars.items():
+            if name != "train/loss":
+                self.log(name, value, batch_size=n)
         return total
 
     def on_train_start(self) -> None:
         self.feed.on_train_start()
 
-    def on_train_batch_end(self, outputs: object, batch: Batch, batch_idx: int) -> None:
+    def after_batch(self, batch: Batch) -> None:
+        """Per batch, after its optimizer step: the balancer's post-step losses, the model's own."""
         self.feed.after_step(batch)
         self.model.after_step(batch)  # max-norm of the id rows the step used
+
+    def on_train_batch_end(self, outputs: object, batch: Batch | list[Batch], batch_idx: int) -> None:
+        if self.automatic_optimization:  # a group ran after_batch per batch (run_group)
+            self.after_batch(batch)  # type: ignore[arg-type]
+
+    def execution_loader(self, loader: Any) -> Any:
+        """The training loader as the training step takes it: batches, or groups of
+        ``trainer.steps_per_execution`` batches (:class:`~recsys_mtl.train.execution.GroupedLoader`)."""
+        k = self.cfg.steps_per_execution
+        return loader if k == 1 else GroupedLoader(loader, k, self.cfg.limit_train_batches)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # groups run under manual optimization, where Lightning never clips: clip here, where
+        # Lightning's automatic optimization does (after 16-mixed's unscale, before the step)
+        if not self.automatic_optimization and self.cfg.gradient_clip_val:
+            self.configure_gradient_clipping(optimizer, self.cfg.gradient_clip_val, "norm")
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:  # type: ignore[no-untyped-def,override]
         """Steps every batch, or once per window of batches a strategy accumulates (GCond)."""
@@ -245,5 +283,7 @@ class MultiTaskModule(L.LightningModule):
         steps = None
         if needs_schedule(self.cfg):  # only a schedule needs the trainer's step count
             total = self.trainer.estimated_stepping_batches  # inf for a stream of unknown length
+            if not self.automatic_optimization:  # Lightning counts groups: the schedule counts optimizer steps
+                total = self.trainer.max_epochs * self.trainer.train_dataloader.batches_per_epoch()  # type: ignore[union-attr]
             steps = int(total) if math.isfinite(total) else None
         return configure(self.model, self.balancer, self.cfg, steps)

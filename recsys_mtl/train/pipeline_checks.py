@@ -33,6 +33,7 @@ from recsys_mtl.models.base import model_context
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig, TrainerConfig
 from recsys_mtl.train.compile import check_compile
+from recsys_mtl.train.execution import check_strategy, check_trainer_config
 from recsys_mtl.train.loggers import check_loggers
 from recsys_mtl.train.rl import check_rl
 
@@ -117,11 +118,12 @@ def check_trainer(t: TrainerConfig) -> None:
     check_devices(t)
     check_loggers(t)
     check_compile(t)
+    check_trainer_config(t)
     # combinations (fsdp on CPU, a missing DeepSpeed, no GPU for 'gpu'...) as Lightning judges them;
     # building a Trainer starts nothing and writes nothing
     try:
         with _quiet_lightning():
-            L.Trainer(
+            trainer = L.Trainer(
                 accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
                 precision=t.precision,  # type: ignore[arg-type]
                 logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -132,6 +134,7 @@ def check_trainer(t: TrainerConfig) -> None:
             f"trainer: Lightning refuses accelerator={t.accelerator!r}, devices={t.devices!r}, "
             f"strategy={t.strategy!r}, precision={t.precision!r}: {first}"
         ) from None
+    check_strategy(trainer.strategy, t.steps_per_execution)
 
 
 # ---------------------------------------------------------------------- model and balancing

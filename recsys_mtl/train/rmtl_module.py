@@ -109,8 +109,8 @@ class RMTLModule(MultiTaskModule):
             self.log(f"rmtl/{t.name}/weight", (critic_w[:, i] * mask[:, i]).sum() / mask[:, i].sum().clamp_min(1e-12), batch_size=n)
         return critic_w * rows * self.task_weights, mask
 
-    def on_train_batch_end(self, outputs: object, batch: Batch, batch_idx: int) -> None:
-        super().on_train_batch_end(outputs, batch, batch_idx)
+    def after_batch(self, batch: Batch) -> None:
+        super().after_batch(batch)
         self.critics.value.soft_update(self.model)
 
 
