@@ -45,12 +45,13 @@ DEFAULT_VARIANTS = [
 ]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(default_variants: list[str] = DEFAULT_VARIANTS, description: str = __doc__.splitlines()[0]) -> None:
+    """Parse the command line and run it (``steps_per_execution_ab.py`` runs it with its own variants)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--precision", default="bf16-mixed")
-    ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, metavar="LABEL:KEY=VALUE;KEY=VALUE")
+    ap.add_argument("--variants", nargs="*", default=default_variants, metavar="LABEL:KEY=VALUE;KEY=VALUE")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

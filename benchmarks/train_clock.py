@@ -8,6 +8,8 @@ from typing import Any
 
 import lightning as L
 
+from recsys_mtl.train.execution import batch_rows
+
 
 class TrainClock(L.Callback):
     """Wall and process-CPU seconds of each training epoch's batches, and the rows they held."""
@@ -27,7 +29,7 @@ class TrainClock(L.Callback):
         self.wall[-1] += w - self._w
         self.cpu[-1] += c - self._c
         self._w, self._c = w, c
-        self.rows += batch["labels"].shape[0]
+        self.rows += batch_rows(batch)  # a batch, or a group (trainer.steps_per_execution)
 
     def rows_per_sec(self) -> tuple[float, float]:
         """(rows per wall second, rows per process-CPU second) over every clocked epoch."""

@@ -115,6 +115,13 @@ def check_trainer_config(t: TrainerConfig) -> None:
                         f"given batch; trainer.val_check_interval ({t.val_check_interval}) needs {FIELD}: 1")
 
 
+def check_ray(t: TrainerConfig) -> None:
+    """SpecError for a Ray Train fit (DDP workers, always) with groups, before Ray starts."""
+    if t.steps_per_execution > 1:
+        raise SpecError(f"{FIELD}: {t.steps_per_execution} is not supported with --engine ray (DDP workers synchronize "
+                        f"gradients once per forward, a group runs K backward passes inside one); set {FIELD}: 1")
+
+
 def check_strategy(strategy: object, k: int) -> None:
     """SpecError unless one process trains (DDP synchronizes gradients once per wrapper forward,
     a group runs K backward passes inside one)."""

@@ -44,8 +44,13 @@ class MultiTaskModule(L.LightningModule):
         self._eval_sums = torch.zeros(len(self.tasks))
         self._eval_weights = torch.zeros(len(self.tasks))
         self.feed = BalancerFeed(self)
-        #: trainer.steps_per_execution > 1: the training step runs a group's optimizer steps itself
-        self.automatic_optimization = trainer_cfg.steps_per_execution == 1
+
+    @property  # type: ignore[override]
+    def automatic_optimization(self) -> bool:
+        """Lightning's automatic optimization for single batches; with ``trainer.steps_per_execution`` > 1
+        the training step runs a group's optimizer steps itself (:func:`~recsys_mtl.train.execution.run_group`).
+        Read from ``cfg`` (a benchmark or a study may swap it before a fit)."""
+        return self.cfg.steps_per_execution == 1
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         features = features_only(batch)
@@ -56,7 +61,7 @@ class MultiTaskModule(L.LightningModule):
             return self.model(features)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit":  # before anything trains: groups need one process and batch-agnostic callbacks
+        if stage == "fit" and self._trainer is not None:  # before anything trains: groups need one process, batch-agnostic callbacks
             check_strategy(self.trainer.strategy, self.cfg.steps_per_execution)
             check_callbacks(self.trainer.callbacks, self.cfg.steps_per_execution)
         if stage == "fit" and self.cfg.compile is not None:  # trainer.compile: in place, for this fit only

@@ -46,6 +46,7 @@ from recsys_mtl.errors import RecsysMTLError
 from recsys_mtl.spec.features import FeatureSpec
 from recsys_mtl.spec.pipeline import PipelineConfig
 from recsys_mtl.train.compile import ray_refusal
+from recsys_mtl.train.execution import check_ray
 from recsys_mtl.train.pipeline_checks import check_pipeline
 from recsys_mtl.train.ray_failures import RESTARTS_FILE, FailureLog, describe_failure, first_line, format_restart, restarts
 from recsys_mtl.train.fit import RUN_DIR_ENV, FitResult, fit, run_dir_path
@@ -129,6 +130,7 @@ def ray_fit(cfg: PipelineConfig, spec: FeatureSpec, options: RayOptions = RayOpt
     """
     check_pipeline(cfg, spec)
     ray_refusal(cfg.trainer)  # trainer.compile: single-process only
+    check_ray(cfg.trainer)  # trainer.steps_per_execution: single-process only
     ray = _import_ray()
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer

@@ -29,6 +29,7 @@ from recsys_mtl.train.execution import GroupedLoader, check_strategy, lightning_
 from recsys_mtl.train.finite_guard import NonFiniteLossError
 from recsys_mtl.train.fit import Prepared, build_module, prepare
 from recsys_mtl.train.pipeline_checks import check_trainer
+from recsys_mtl.train.ray_fit import ray_fit
 from tests.support.paths import ROOT
 from tests.support.synthetic import make_context
 
@@ -225,10 +226,12 @@ def test_refused_with_ddp_val_check_interval_and_batch_readers(tmp_path: Path) -
     cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", ["trainer.steps_per_execution=4", "trainer.val_check_interval=10"])
     with pytest.raises(SpecError, match="trainer.steps_per_execution: 4 .*val_check_interval"):
         check_trainer(cfg.trainer)
-    cfg, _ = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", ["trainer.steps_per_execution=4", "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"])
+    cfg, spec = load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", ["trainer.steps_per_execution=4", "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"])
     with pytest.raises(SpecError, match="trainer.steps_per_execution: 4 needs a single training process; strategy DDPStrategy"):
         check_trainer(cfg.trainer)
     check_strategy(object(), 1)  # K = 1: any strategy
+    with pytest.raises(SpecError, match="trainer.steps_per_execution: 2 is not supported with --engine ray"):
+        ray_fit(load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", ["trainer.steps_per_execution=2"])[0], spec)
     prep = _prepared(tmp_path)
     with pytest.raises(SpecError, match="trainer.steps_per_execution: 2 .*DataMaps reads single training batches"):
         _train(prep, 2, callbacks=[DataMaps()])
