@@ -30,8 +30,10 @@ What differs from K = 1 (what Lightning allows):
   shows the group's last loss;
 - Lightning's batch counter (the loggers' step, saved in checkpoints) is advanced to count
   batches, not groups, so validation metrics land at the same steps as K = 1;
-- a checkpoint taken inside an epoch (none is, by default: checkpoints are per validation, per
-  epoch) would fall between groups;
+- ``trainer.global_step`` counts optimizer steps (batches) as with K = 1, but Lightning reads it
+  once per group: a checkpoint every N training steps or ``max_steps`` (neither is used by
+  ``fit``: checkpoints, early stopping and validation are per epoch) would act at the first group
+  end at or past the step; resuming restarts at an epoch boundary, as with K = 1;
 - ``trainer.val_check_interval`` (validation every N batches) is refused, as is any strategy but
   a single process (DDP all-reduces gradients once per forward of its wrapper, and a group runs
   K backward passes inside one: the other K − 1 would not be synchronized).
