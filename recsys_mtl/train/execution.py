@@ -41,7 +41,7 @@ What differs from K = 1 (what Lightning allows):
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Protocol, Sized
+from typing import Any, Iterable, Iterator, Protocol
 
 import lightning as L
 import torch

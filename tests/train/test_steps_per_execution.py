@@ -108,7 +108,6 @@ CASES = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_groups_train_exactly_as_single_batches(tmp_path: Path, case: str) -> None:
     prep = _prepared(tmp_path, *CASES[case])
@@ -121,7 +120,6 @@ def test_groups_train_exactly_as_single_batches(tmp_path: Path, case: str) -> No
         _assert_identical(_state(module, trainer), want)
 
 
-@pytest.mark.slow
 def test_rmtl_trains_exactly_as_single_batches(tmp_path: Path) -> None:
     df = generate(SyntheticConfig(rows=800, num_tasks=2, seed=4)).with_columns(session=(pl.int_range(pl.len()) // 5).cast(pl.Utf8))
     for name, part in (("train", df[:500]), ("valid", df[500:650]), ("test", df[650:])):
@@ -178,7 +176,6 @@ def _train_logs(path: Path) -> list[tuple[int, str]]:
         return sorted((int(r["step"]), r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss"))
 
 
-@pytest.mark.slow
 def test_logs_land_at_the_same_steps(tmp_path: Path) -> None:
     prep = _prepared(tmp_path, "trainer.log_every_n_steps=3")
     logs = []
@@ -205,7 +202,6 @@ class PoisonAfter(L.Callback):
                     p.fill_(math.inf)
 
 
-@pytest.mark.slow
 def test_finite_guard_stops_at_the_same_step(tmp_path: Path) -> None:
     prep = _prepared(tmp_path)
     for k in (1, 4):
@@ -213,7 +209,6 @@ def test_finite_guard_stops_at_the_same_step(tmp_path: Path) -> None:
             _train(prep, k, callbacks=[PoisonAfter(2)])
 
 
-@pytest.mark.slow
 def test_resume_from_a_checkpoint_between_epochs(tmp_path: Path) -> None:
     prep = _prepared(tmp_path, "trainer.gradient_clip_val=0.05")  # (a GCond window across epochs is not in checkpoints, whatever K)
     want = _state(*_train(prep, 4, epochs=2))
@@ -239,7 +234,6 @@ def test_refused_with_ddp_val_check_interval_and_batch_readers(tmp_path: Path) -
         load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", ["trainer.steps_per_execution=0"])
 
 
-@pytest.mark.slow
 def test_a_streamed_training_split_trains_exactly_as_single_batches(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
     for i in range(2):
