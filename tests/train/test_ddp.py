@@ -23,6 +23,8 @@ def test_ddp_two_processes_fit_and_agree(ddp_out: Path) -> None:  # noqa: F811
     assert r0["run_dir"] == r1["run_dir"]  # rank 1 writes into rank 0's run folder
     assert len(list((ddp_out / "fit" / "runs").iterdir())) == 1
     assert (Path(r0["run_dir"]) / "metrics.json").is_file()
+    # the one DDP fit that draws its pictures (the later fits of the launch leave them out)
+    assert sorted(p.name for p in Path(r0["run_dir"]).glob("*.png")) == ["curves.png", "diagnostics.png", "reliability.png"]
     assert r0["epochs"] == r1["epochs"] == 2
     assert r0["val"] == r1["val"] and r0["test"] == r1["test"]  # synced: equal on each rank
     # every validation row evaluated exactly once across the two ranks: the AUC of the
