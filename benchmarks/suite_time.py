@@ -50,9 +50,11 @@ def run_tier(tree: Path, tier: str, workers: int, top: int) -> dict[str, Any]:
         wall, cpu, after = time.perf_counter() - t0, children_cpu() - cpu0, load()
         tests = [json.loads(line) for f in sorted(Path(folder).glob("cpu_*.jsonl")) for line in f.read_text().splitlines()]
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
+    # -ra's short summary: which tests failed or errored, and why (a timing run must not hide a flake)
+    failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
     tests.sort(key=lambda t: -t["cpu"])
     return {
-        "tier": tier, "command": " ".join(["python", *cmd[1:]]), "returncode": proc.returncode, "summary": summary,
+        "tier": tier, "command": " ".join(["python", *cmd[1:]]), "returncode": proc.returncode, "summary": summary, "failed": failed,
         "tests": len(tests), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "test_cpu_sum_s": round(sum(t["cpu"] for t in tests), 1), "test_wall_sum_s": round(sum(t["wall"] for t in tests), 1),
         "load_before": before, "load_after": after,
@@ -83,6 +85,8 @@ def main() -> None:
             results.append(r)
             print(f"{tier}: {r['tests']} tests, wall {r['wall_s']} s, CPU {r['cpu_s']} s (sum over tests {r['test_cpu_sum_s']} s), "
                   f"load {r['load_before']} -> {r['load_after']}, rc {r['returncode']}: {r['summary']}")
+            for line in r["failed"]:
+                print(f"  {line}", flush=True)
             for t in r["top"]:
                 print(f"  {t['cpu_s']:7.2f} s CPU {t['wall_s']:7.2f} s wall  {t['id']}", flush=True)
             if args.json:  # after every tier, so a long full run does not hold back the quick tier's numbers

@@ -187,3 +187,15 @@ def test_the_three_answers_name_the_commits_of_the_tables_they_link() -> None:
             runs = [run_commit for cell, run_commit in cells_there if value in cell]
             assert runs, f"{value} (quoted at the top) is in none of the tables the answer links"
             assert set(runs) & named, f"{value}: its rows come from commits {runs}, none named in the answer"
+
+
+def test_the_performance_summary_is_stamped_with_the_runs_it_summarises() -> None:
+    """Each row of the issue-#25 summary carries the run of a full table below it: the same commit,
+    date, load and command, so a rerun of that table cannot leave the summary's stamp behind."""
+    topics = rr.load_topics()
+    fields = ("commit", "date", "load")
+    stamps = {(tuple(run[f] for f in fields), tuple(run["command"])) for name, topic in topics.items() if name != "performance"
+              for run in topic.runs}
+    for run in topics["performance"].runs:
+        stamp = (tuple(run[f] for f in fields), tuple(run["command"]))
+        assert stamp in stamps, f"performance: run {run.get('id')} ({run['commit']}, {run['date']}) is no run of a full table"
