@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -122,13 +123,43 @@ def _cache_data(path: Path) -> None:
     load_splits(cfg.data)  # generate the synthetic parquet once, before workers race to it
 
 
+def _count(conn: sqlalchemy.Connection, query: sqlalchemy.TextClause) -> int:
+    """``query``'s count in a transaction of its own: PostgreSQL keeps one snapshot of its activity
+    statistics per transaction, so a second read in the same one would see the first's numbers."""
+    try:
+        return int(conn.execute(query).scalar_one())
+    finally:
+        conn.rollback()
+
+
+@contextmanager
+def _trials_held_until_all_wait(url: str, workers: list[ForkedCli], timeout: float = 300) -> Iterator[None]:
+    """Hold Optuna's ``trials`` table locked while the block starts ``workers``, and until as many
+    connections wait on a lock (each worker blocks before it can create, or even look for, a trial)
+    or one of them has exited, so that no worker can start a trial before every worker is there to
+    take one."""
+    storage = optuna.storages.RDBStorage(url)  # Optuna's tables, made before any worker connects
+    waiting = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    with storage.engine.connect() as holder, holder.begin():
+        holder.execute(sqlalchemy.text("LOCK TABLE trials IN ACCESS EXCLUSIVE MODE"))
+        yield
+        deadline = time.time() + timeout
+        with storage.engine.connect() as watch:
+            while _count(watch, waiting) < len(workers) and all(w.poll() is None for w in workers):
+                assert time.time() < deadline, f"{len(workers)} workers never reached the study's trials within {timeout} s"
+                time.sleep(0.05)
+    storage.engine.dispose()
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_postgres_study(zygote: Zygote, tmp_path: Path, postgres_url: str) -> None:
     n = 4
     path = write_pipeline(tmp_path, {"n_trials": n, "space": SPACE, "trial_overrides": {"trainer.max_epochs": 1},
                                      "sampler": {"name": "random"}, "plots": "none"})
     _cache_data(path)
-    workers = [_worker(zygote, path, "--storage", postgres_url, "--study", "shared") for _ in range(2)]
+    workers: list[ForkedCli] = []
+    with _trials_held_until_all_wait(postgres_url, workers):  # else the first worker up may run all n before the other starts
+        workers += [_worker(zygote, path, "--storage", postgres_url, "--study", "shared") for _ in range(2)]
     outputs = [_output(w, timeout=400) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
 
