@@ -289,6 +289,7 @@ class MultiTaskModule(L.LightningModule):
         if needs_schedule(self.cfg):  # only a schedule needs the trainer's step count
             total = self.trainer.estimated_stepping_batches  # inf for a stream of unknown length
             if not self.automatic_optimization:  # Lightning counts groups: the schedule counts optimizer steps
+                # (the loader is set up by now: estimated_stepping_batches above sets it up)
                 total = self.trainer.max_epochs * self.trainer.train_dataloader.batches_per_epoch()  # type: ignore[union-attr]
             steps = int(total) if math.isfinite(total) else None
         return configure(self.model, self.balancer, self.cfg, steps)
