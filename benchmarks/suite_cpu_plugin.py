@@ -7,7 +7,7 @@ fits, servers, DDP launches), over setup + call + teardown, so a test that sleep
 server costs little and one that fits costs what it computes: a measure that the load of other
 processes on the machine barely changes, unlike wall time. Ray's and Spark's daemons are not
 children of the test process: their CPU is not counted. One JSON line per test
-(``{"id", "cpu", "wall"}``) is appended to ``$SUITE_CPU_DIR/cpu_<xdist worker>.jsonl``.
+(``{"id", "cpu", "wall", "start"}``, start in Unix seconds, to lay the workers' timelines side by side) is appended to ``$SUITE_CPU_DIR/cpu_<xdist worker>.jsonl``.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ class _Recorder:
         if self.out is None:  # opened in the worker that runs the test (xdist workers load the plugin too)
             worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
             self.out = open(self.folder / f"cpu_{worker}.jsonl", "a")
-        cpu, wall = cpu_seconds(), time.perf_counter()
+        cpu, wall, start = cpu_seconds(), time.perf_counter(), time.time()
         yield
-        self.out.write(json.dumps({"id": item.nodeid, "cpu": cpu_seconds() - cpu, "wall": time.perf_counter() - wall}) + "\n")
+        self.out.write(json.dumps({"id": item.nodeid, "cpu": cpu_seconds() - cpu, "wall": time.perf_counter() - wall,
+                                   "start": start}) + "\n")
         self.out.flush()
 
 

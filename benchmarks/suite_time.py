@@ -37,8 +37,9 @@ def children_cpu() -> float:
     return kids.ru_utime + kids.ru_stime
 
 
-def run_tier(tree: Path, tier: str, workers: int, top: int) -> dict[str, Any]:
-    """One pytest run of ``tier`` in ``tree``: totals and the ``top`` tests by CPU seconds."""
+def run_tier(tree: Path, tier: str, workers: int, top: int, raw: Path | None = None) -> dict[str, Any]:
+    """One pytest run of ``tier`` in ``tree``: totals and the ``top`` tests by CPU seconds; with ``raw``,
+    every test's record (worker, start, CPU, wall) is also written to ``raw/<tier>.jsonl``."""
     with tempfile.TemporaryDirectory(prefix="suite-cpu-") as folder:
         env = {**os.environ, "SUITE_CPU_DIR": folder, "PYTHONPATH": str(tree),
                # a clone's tests would look for the shared data next to the clone
@@ -48,7 +49,11 @@ def run_tier(tree: Path, tier: str, workers: int, top: int) -> dict[str, Any]:
         before, cpu0, t0 = load(), children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
         wall, cpu, after = time.perf_counter() - t0, children_cpu() - cpu0, load()
-        tests = [json.loads(line) for f in sorted(Path(folder).glob("cpu_*.jsonl")) for line in f.read_text().splitlines()]
+        tests = [{**json.loads(line), "worker": f.stem.removeprefix("cpu_")}
+                 for f in sorted(Path(folder).glob("cpu_*.jsonl")) for line in f.read_text().splitlines()]
+    if raw is not None:
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / f"{tier}.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tests))
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
     # -ra's short summary: which tests failed or errored, and why (a timing run must not hide a flake)
     failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
@@ -74,6 +79,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="how many of the costliest tests to list")
     parser.add_argument("--here", action="store_true", help="run in this working tree, not a clone of HEAD")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--raw", type=Path, help="a folder for every test's record per tier (<tier>.jsonl: worker, start, CPU, wall)")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results = []
@@ -81,7 +87,7 @@ def main() -> None:
         tree = ROOT if args.here else clone_head(Path(tmp) / "clone")
         for tier in args.tier or ["fast", "full"]:
             start = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-            r = run_tier(tree, tier, args.workers, args.top) | {"commit": commit, "date": f"{start}-{time.strftime('%H:%M', time.gmtime())} UTC"}
+            r = run_tier(tree, tier, args.workers, args.top, args.raw) | {"commit": commit, "date": f"{start}-{time.strftime('%H:%M', time.gmtime())} UTC"}
             results.append(r)
             print(f"{tier}: {r['tests']} tests, wall {r['wall_s']} s, CPU {r['cpu_s']} s (sum over tests {r['test_cpu_sum_s']} s), "
                   f"load {r['load_before']} -> {r['load_after']}, rc {r['returncode']}: {r['summary']}")
