@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from recsys_mtl.data.sources import load_splits
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.tune import open_study, plan_study, run_workers
-from tests.support.cli_zygote import CLI_MODULES, ForkedCli, Zygote
+from tests.support.cli_zygote import ForkedCli, Zygote
 from tests.support.paths import ROOT
 from tests.support.tune import write_pipeline
 
@@ -96,7 +96,9 @@ def _has_user(name: str) -> bool:
 def zygote() -> Iterator[Zygote]:
     """The parent the workers fork from: it imports what ``tune`` runs once (asked for first: its imports
     run while the PostgreSQL cluster starts and the data is cached)."""
-    parent = Zygote(ROOT, preload=(*CLI_MODULES, "recsys_mtl.tune", "recsys_mtl.tune.study", "recsys_mtl.tune.plots"))
+    # not the export's modules (CLI_MODULES): ``tune --no-refit`` never exports (~2.3 CPU s of onnx imports)
+    parent = Zygote(ROOT, preload=("recsys_mtl.cli", "recsys_mtl.train.fit", "recsys_mtl.tune", "recsys_mtl.tune.study",
+                                   "recsys_mtl.tune.plots"))
     yield parent
     parent.close()
 
