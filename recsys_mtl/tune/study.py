@@ -8,8 +8,9 @@ Study area (``<runs_dir>/tune/<study>/``)::
     summary.json    objectives, every finished trial, the Pareto front / best trial, the refit run
     trials.csv      one row per trial: number, state, values, params, seconds
 
-Every worker opens the same storage with a heartbeat; a worker killed mid-trial leaves a RUNNING
-trial whose heartbeat stops, which the next worker to start a trial marks FAIL and, through
+Every worker opens the same storage with a heartbeat, recorded from the moment a trial runs
+(:mod:`recsys_mtl.tune.heartbeat`); a worker killed mid-trial leaves a RUNNING trial whose heartbeat
+stops, which the next worker to start a trial marks FAIL and, through
 RetryHeartbeatStaleTrialCallback (formerly RetryFailedTrialCallback), re-enqueues with the same parameters. ``n_trials`` is the study's total
 of finished (complete + pruned) trials over all workers; a trial that finds ``n_trials`` earlier
 trials finished or running does no work, is marked FAIL with the user attribute ``surplus``, and
@@ -52,6 +53,7 @@ from recsys_mtl.train.fit import FitResult, Prepared, fit, prepare
 from recsys_mtl.train.loggers import mlflow_assignments
 from recsys_mtl.tune.fingerprint import FINGERPRINT_ATTR, PIPELINE_ATTR, changes, fingerprint, pipeline_identity, recorded_by_path
 from recsys_mtl.tune.gc_freeze import frozen_heap
+from recsys_mtl.tune.heartbeat import HeartbeatFromStartStorage
 from recsys_mtl.tune.space_checks import check_space
 from recsys_mtl.tune.params import encode_choice
 from recsys_mtl.tune.pick import Pick, confirm, pick_over_default
@@ -174,7 +176,7 @@ def _storage(plan: StudyPlan, attempts: int = 5) -> RDBStorage:
     t = plan.tune
     for attempt in range(attempts):
         try:
-            return RDBStorage(
+            return HeartbeatFromStartStorage(  # a worker killed right after ask() leaves a trial that can go stale
                 plan.storage_url,
                 heartbeat_interval=t.heartbeat_interval,
                 grace_period=t.grace_period,

@@ -75,9 +75,10 @@ def one_error_line(proc: ForkedCli, timeout: float = 240) -> str:
 
 def bigger_fit(ws: Workspace, epochs: int) -> None:
     """1000 rows in batches of 16 (~45 steps an epoch): epochs long enough to be killed in one, and
-    few steps left for the in-process resume to train (the epochs after the kill)."""
+    few steps left for the in-process resume to train (the epochs after the kill); no pictures (the
+    resume's claims are its checkpoint, epochs and metrics)."""
     generate(SyntheticConfig(rows=1000, num_tasks=2, seed=3)).write_parquet(ws.data)
-    ws.edit_pipeline(trainer={"max_epochs": epochs, "batch_size": 16, "patience": 10})
+    ws.edit_pipeline(trainer={"max_epochs": epochs, "batch_size": 16, "patience": 10, "plots": False})
 
 
 def own_cache(ws: Workspace) -> Path:
@@ -98,7 +99,7 @@ def the_run(ws: Workspace) -> Path:
 def test_fit_killed_mid_epoch_resumes_and_loses_at_most_the_epoch_in_progress(
         zygote: Zygote, templates: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = workspace(templates, tmp_path)
-    epochs = 6  # enough that the kill lands before the last epoch even when epochs take a fraction of a second
+    epochs = 4  # the kill lands ~0.25 s after the first epoch's checkpoint: 3 more epochs cannot end first (~0.35 s each)
     bigger_fit(ws, epochs=epochs)
     proc = cli(ws, zygote, "fit", str(ws.pipeline))
     last = lambda: next((ws.root / "ws" / "runs").glob("*/checkpoints/last.ckpt"), None)  # noqa: E731
@@ -193,11 +194,13 @@ def test_two_fits_at_once_write_two_complete_run_folders(zygote: Zygote, templat
 
 @pytest.mark.slow
 def test_server_sigterm_answers_every_request_in_flight_then_exits_cleanly(export_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The server's graceful shutdown (the one test of it: tests/serving/test_http.py starts none)."""
     with (tmp_path / "server.log").open("wb") as log:
-        # a long batching wait holds the requests inside the server when the signal arrives
+        # a long batching wait holds the requests inside the server when the signal arrives (1.2 s after
+        # it, even on a loaded machine)
         proc, port = start_server(export_dir, log, "--max-wait-ms", "1500", "--max-batch", "10000")
         body = json.dumps([good_row(i) for i in range(20)])
-        results: list[tuple[int, dict]] = []  # type: ignore[type-arg]
+        results: list[tuple[int, dict, float]] = []  # type: ignore[type-arg]
         sent = threading.Barrier(9)
 
         def client() -> None:
@@ -205,7 +208,7 @@ def test_server_sigterm_answers_every_request_in_flight_then_exits_cleanly(expor
             conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
             sent.wait()
             resp = conn.getresponse()
-            results.append((resp.status, json.loads(resp.read())))
+            results.append((resp.status, json.loads(resp.read()), time.monotonic()))
             conn.close()
 
         threads = [threading.Thread(target=client) for _ in range(8)]
@@ -213,6 +216,7 @@ def test_server_sigterm_answers_every_request_in_flight_then_exits_cleanly(expor
             t.start()
         sent.wait()
         time.sleep(0.3)  # the requests have been read: they wait in the micro-batcher
+        signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(timeout=60)
@@ -221,6 +225,7 @@ def test_server_sigterm_answers_every_request_in_flight_then_exits_cleanly(expor
         assert proc.wait(timeout=60) == -signal.SIGTERM
     text = (tmp_path / "server.log").read_text()
     assert "Application shutdown complete" in text and "Finished server process" in text and "Traceback" not in text
-    assert len(results) == 8 and all(status == 200 and body["rows"] == 20 for status, body in results), results
+    assert len(results) == 8 and all(status == 200 and body["rows"] == 20 for status, body, _ in results), results
+    assert all(done > signalled for _, _, done in results)  # every answer came after the signal: they were in flight
     with pytest.raises(OSError):  # the listening socket is gone
         http.client.HTTPConnection("127.0.0.1", port, timeout=5).request("GET", "/health")

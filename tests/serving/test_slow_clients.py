@@ -54,23 +54,26 @@ def _healthy(port: int) -> None:
     assert r.status_code == 200 and r.json()["rows"] == 1
 
 
-@pytest.mark.slow
-def test_slow_headers_get_408_and_close(server: tuple[int, Path]) -> None:
-    with _connect(server[0]) as s:
+def test_slow_headers_silence_and_slow_body_get_408_and_close(server: tuple[int, Path]) -> None:
+    """Three clients at once, so that the three timeouts run out together: one wait, not three (the
+    quick tier's silent and slow-body cases took one each; the slow headers' joins them)."""
+    with _connect(server[0]) as slow_headers, _connect(server[0]) as silent, _connect(server[0]) as slow_body:
         started = time.monotonic()
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        slow_headers.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        slow_body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"num0\"")
         time.sleep(0.3)
-        s.sendall(b"Content-Type: application/json\r\n")  # trickled: the deadline is not reset
-        status, headers, body = _split(_read_all(s))
+        slow_headers.sendall(b"Content-Type: application/json\r\n")  # trickled: the deadline is not reset
+        status, headers, body = _split(_read_all(slow_headers))
         assert time.monotonic() - started < HEADER_TIMEOUT + 5
-    assert status == 408 and headers["connection"] == "close" and json.loads(body)["code"] == "header_timeout"
+        assert status == 408 and headers["connection"] == "close" and json.loads(body)["code"] == "header_timeout"
+
+        status, headers, _ = _split(_read_all(silent))
+        assert status == 408 and headers["connection"] == "close"
+
+        status, headers, body = _split(_read_all(slow_body))
+        error = json.loads(body)
+        assert status == 408 and headers["connection"] == "close" and error["code"] == "body_timeout" and error["field"] == "body"
     _healthy(server[0])
-
-
-def test_silent_connection_is_closed(server: tuple[int, Path]) -> None:
-    with _connect(server[0]) as s:
-        status, headers, _ = _split(_read_all(s))
-    assert status == 408 and headers["connection"] == "close"
 
 
 def test_oversized_headers_get_431(server: tuple[int, Path]) -> None:
@@ -81,15 +84,6 @@ def test_oversized_headers_get_431(server: tuple[int, Path]) -> None:
             time.sleep(0.01)
         status, headers, body = _split(_read_all(s))
     assert status == 431 and headers["connection"] == "close" and json.loads(body)["code"] == "headers_too_large"
-    _healthy(server[0])
-
-
-def test_slow_body_gets_408_and_close(server: tuple[int, Path]) -> None:
-    with _connect(server[0]) as s:
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"num0\"")
-        status, headers, body = _split(_read_all(s))
-    error = json.loads(body)
-    assert status == 408 and headers["connection"] == "close" and error["code"] == "body_timeout" and error["field"] == "body"
     _healthy(server[0])
 
 

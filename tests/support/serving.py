@@ -44,7 +44,8 @@ def start_server(export: Path, log: BinaryIO, *extra: str) -> tuple[subprocess.P
             if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
                 return proc, port
         except httpx.TransportError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.05)  # not listening yet, or not ready (503): ask again soon, without spinning
     proc.kill()
     raise AssertionError("server not ready in 60 s")
 
