@@ -75,7 +75,8 @@ def make_run(root: Path, spec: FeatureSpec, train: pl.DataFrame, model: str = "m
     cfg = PipelineConfig.model_validate({
         "name": f"t_{model}",
         "spec": str(run / "spec.yaml"),
-        "data": {"kind": "synthetic", "rows": 1000, "cache_dir": str(root / "cache")},
+        # labels for every task of the spec, for exports that read the run's own held-out rows
+        "data": {"kind": "synthetic", "rows": 1000, "num_tasks": len(spec.tasks), "cache_dir": str(root / "cache")},
         "model": {"name": model, "params": params or {}},
         "encoder": encoder or {},
     })
