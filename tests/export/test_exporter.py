@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -23,7 +23,7 @@ from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.fit import fit
 from serving.contract import inputs_from_json
 from serving.predictor import Predictor
-from tests.support.export import delimited, held_out, separator_export_dir  # noqa: F401  (fixture)
+from tests.support.export import delimited, head_key, held_out, separator_export_dir  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,14 +34,10 @@ def one_graph_per_head() -> Iterator[None]:
     distinct scoring head (weights, dtype, names, calibration); each export_run still attaches the
     preprocessing graph, checks parity through the server's input path and writes its files."""
     real = exporter.export_model
-    graphs: dict[Any, onnx.ModelProto] = {}
+    graphs: dict[str, onnx.ModelProto] = {}
 
     def export_once(head: ScoringHead, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
-        key = (
-            tuple(head.input_names), tuple(t.name for t in head.tasks), head.compute_dtype, tuple(sorted(head.calibration.items())),
-            tuple((n, str(v.dtype), tuple(v.shape), v.detach().cpu().numpy().tobytes()) for n, v in head.state_dict().items()),
-            tuple((str(x.dtype), tuple(x.shape[1:])) for x in example),
-        )
+        key = head_key(head, example)
         if key not in graphs:
             graphs[key] = real(head, example)
         graph = onnx.ModelProto()

@@ -7,10 +7,13 @@ Lightning checkpoints it (``model.`` prefix under ``state_dict``).
 
 from __future__ import annotations
 
+import hashlib
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
+import onnx
 import onnxruntime as ort
 import polars as pl
 import pytest
@@ -19,6 +22,7 @@ import yaml
 
 from recsys_mtl.data.preprocess import Preprocessor
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
+from recsys_mtl.export import exporter
 from recsys_mtl.export.exporter import attach_preprocessing
 from recsys_mtl.export.model_graph import ScoringHead, export_model
 from recsys_mtl.export.preprocess_graph import encoded_names
@@ -75,7 +79,8 @@ def make_run(root: Path, spec: FeatureSpec, train: pl.DataFrame, model: str = "m
     cfg = PipelineConfig.model_validate({
         "name": f"t_{model}",
         "spec": str(run / "spec.yaml"),
-        "data": {"kind": "synthetic", "rows": 1000, "cache_dir": str(root / "cache")},
+        # labels for every task of the spec, for exports that read the run's own held-out rows
+        "data": {"kind": "synthetic", "rows": 1000, "num_tasks": len(spec.tasks), "cache_dir": str(root / "cache")},
         "model": {"name": model, "params": params or {}},
         "encoder": encoder or {},
     })
@@ -108,6 +113,55 @@ def held_out(rows: int = 400, seed: int = 7) -> pl.DataFrame:
     )
 
 
+def _stable_repr(value: Any) -> str:
+    """``repr`` with functions named by where they are defined (their default repr holds an address,
+    which differs between xdist workers)."""
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "(" + ", ".join(_stable_repr(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_stable_repr(v)}" for k, v in value.items()) + "}"
+    if callable(value) and hasattr(value, "__qualname__"):
+        code = getattr(value, "__code__", None)
+        where = f"@{code.co_filename}:{code.co_firstlineno}" if code is not None else ""
+        return f"{getattr(value, '__module__', None)}.{value.__qualname__}{where}"
+    return repr(value)
+
+
+def head_key(head: ScoringHead, example: Sequence[torch.Tensor]) -> str:
+    """A digest of what the model graph of ``head`` depends on: the modules' classes, structure and
+    plain attributes (a flag a forward reads), weights, input names, tasks, dtype, calibration and the
+    example's dtypes and trailing shapes. An attribute without a stable repr only makes keys differ."""
+    digest = hashlib.sha256()
+    for module in head.modules():
+        plain = {k: v for k, v in vars(module).items() if not k.startswith("_")}
+        digest.update(f"{type(module).__module__}.{type(module).__qualname__}{_stable_repr(plain)}".encode())
+    digest.update(repr((head.input_names, head.tasks, head.compute_dtype, sorted(head.calibration.items()),
+                        [(str(x.dtype), tuple(x.shape[1:])) for x in example])).encode())
+    for name, value in head.state_dict().items():
+        digest.update(f"{name}{value.dtype}{tuple(value.shape)}".encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@contextmanager
+def shared_model_graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``export_run`` traces each distinct scoring head once per pytest run, for every xdist worker
+    (:func:`~tests.support.run_once.built_once`): session artifacts of the same model on the same
+    encoded layout (e.g. two preprocessings of the same columns) share its ~3 s export; each export
+    still attaches its own preprocessing graph, checks parity and writes its files."""
+    real = exporter.export_model
+
+    def export_once(head: ScoringHead, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
+        def build(folder: Path) -> None:
+            onnx.save(real(head, example), folder / "model.onnx")
+
+        return onnx.load(built_once(tmp_path_factory, f"model_graph-{head_key(head, example)[:24]}", build) / "model.onnx")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exporter, "export_model", export_once)
+        yield
+
+
 @pytest.fixture(scope="session")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One exported model (untrained mmoe on the synthetic spec, fp32 + int8) per test session.
@@ -119,7 +173,8 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def build(root: Path) -> None:
         run = make_run(root, synthetic_spec(2), generate(SyntheticConfig(rows=1000, num_tasks=2, seed=1)))
-        export_run(run, root / "export", variants=("int8",), test=held_out(200))
+        with shared_model_graphs(tmp_path_factory):  # the model graph of separator_export_dir
+            export_run(run, root / "export", variants=("int8",), test=held_out(200))
 
     return built_once(tmp_path_factory, "serving_export", build) / "export"
 
@@ -144,7 +199,8 @@ def separator_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def build(root: Path) -> None:
         train = delimited(generate(SyntheticConfig(rows=1000, num_tasks=2, seed=1)))
-        export_run(make_run(root, separator_spec(), train), root / "export", test=delimited(held_out(200)))
+        with shared_model_graphs(tmp_path_factory):  # the model graph of export_dir: same columns once encoded
+            export_run(make_run(root, separator_spec(), train), root / "export", test=delimited(held_out(200)))
 
     return built_once(tmp_path_factory, "separator_export", build) / "export"
 
