@@ -147,7 +147,7 @@ def ray_fit(cfg: PipelineConfig, spec: FeatureSpec, options: RayOptions = RayOpt
                                 {"num_cpus": max(os.cpu_count() or 1, math.ceil(options.workers * options.cpus_per_worker))})
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **init)
     storage = options.storage_path or Path(tempfile.gettempdir()) / "recsys_mtl_ray"
-    trainer = TorchTrainer(
+    trainer = _without_idle_dataset_manager(TorchTrainer)(
         _train_worker,
         train_loop_config={"cfg": cfg, "spec": spec, "run_dir": str(run_dir), "init_from": str(init_from) if init_from else None,
                            "callbacks": list(extra_callbacks)},
@@ -165,6 +165,31 @@ def ray_fit(cfg: PipelineConfig, spec: FeatureSpec, options: RayOptions = RayOpt
     if not metrics_path.is_file():
         raise RecsysMTLError(f"{run_dir}: the Ray workers finished but rank 0 wrote no metrics.json")
     return RayFitResult(run_dir, json.loads(metrics_path.read_text()), restarts(run_dir))
+
+
+def _without_idle_dataset_manager(trainer_cls: type) -> type:
+    """``trainer_cls`` that starts no Ray Data ``DatasetManager`` actor when it is given no datasets.
+
+    Ray Train (2.4x-2.6x) adds its datasets callback to every run, and the callback starts a
+    ``DatasetManager`` actor (a process that imports Ray Data: ~2.5 CPU s) at every worker-group
+    start, restarts included, even with no datasets to shard: the library's workers read their own
+    data. Where Ray's trainer or callback no longer look as expected, ``trainer_cls`` as it is.
+    """
+    try:
+        from ray.train.v2._internal.callbacks import DatasetsCallback
+    except ImportError:
+        return trainer_cls
+    if not callable(getattr(trainer_cls, "_create_default_callbacks", None)):
+        return trainer_cls
+
+    class Trainer(trainer_cls):  # type: ignore[valid-type,misc]
+        def _create_default_callbacks(self) -> list[Any]:
+            callbacks = super()._create_default_callbacks()
+            if getattr(self, "datasets", True):  # datasets given (or an unknown trainer): Ray's callbacks as they are
+                return callbacks
+            return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+
+    return Trainer
 
 
 def _train_worker(config: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from recsys_mtl.train.fit import fit
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'recsys-mtl[ray]')")
 
-from recsys_mtl.train.ray_fit import RESTARTS_FILE, RayOptions, format_restart, ray_fit  # noqa: E402
+from recsys_mtl.train.ray_fit import RESTARTS_FILE, RayOptions, _without_idle_dataset_manager, format_restart, ray_fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = ROOT / "pipelines" / "synthetic_mmoe.yaml"
@@ -119,3 +119,22 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     cfg, spec = load_pipeline(PIPELINE, overrides(tmp_path, BATCH))
     with pytest.raises(RecsysMTLError, match=r"pip install 'recsys-mtl\[ray\]'"):
         ray_fit(cfg, spec)
+
+
+def test_no_dataset_manager_without_datasets() -> None:
+    """Ray Train's datasets callback (a DatasetManager actor per worker-group start) is left out only
+    when the trainer has no datasets."""
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks import DatasetsCallback
+
+    trainer_cls = _without_idle_dataset_manager(TorchTrainer)
+    assert issubclass(trainer_cls, TorchTrainer)
+
+    def kinds(datasets: dict[str, object] | None) -> set[type]:
+        trainer = trainer_cls(lambda: None, scaling_config=ScalingConfig(num_workers=1), datasets=datasets)
+        return {type(c) for c in trainer._create_default_callbacks()}
+
+    without, with_data = kinds(None), kinds({"train": lambda: None})
+    assert DatasetsCallback not in without and DatasetsCallback in with_data
+    assert with_data - without == {DatasetsCallback}  # every other callback of Ray's stays
