@@ -67,6 +67,11 @@ def run_tier(tree: Path, tier: str, workers: int, top: int, raw: Path | None = N
     }
 
 
+#: what .ci/run byte-compiles after the install (an editable install compiles nothing, and with
+#: PYTHONDONTWRITEBYTECODE set every process would compile the package again)
+COMPILED = ["recsys_mtl", "serving", "tests"]
+
+
 def clone_head(into: Path) -> Path:
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(into)], check=True)
     return into
@@ -79,12 +84,16 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="how many of the costliest tests to list")
     parser.add_argument("--here", action="store_true", help="run in this working tree, not a clone of HEAD")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--compile", action="store_true",
+                        help="byte-compile the clone's packages first, as .ci/run does (this environment sets PYTHONDONTWRITEBYTECODE)")
     parser.add_argument("--raw", type=Path, help="a folder for every test's record per tier (<tier>.jsonl: worker, start, CPU, wall)")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results = []
     with tempfile.TemporaryDirectory(prefix="suite-clone-") as tmp:
         tree = ROOT if args.here else clone_head(Path(tmp) / "clone")
+        if args.compile:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", *COMPILED], cwd=tree, check=True)
         for tier in args.tier or ["fast", "full"]:
             start = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
             r = run_tier(tree, tier, args.workers, args.top, args.raw) | {"commit": commit, "date": f"{start}-{time.strftime('%H:%M', time.gmtime())} UTC"}
