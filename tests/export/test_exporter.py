@@ -4,48 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import polars as pl
 import pytest
-import torch
 
 from recsys_mtl.cli import main
-from recsys_mtl.export import ExportError, export_run, exporter
+from recsys_mtl.export import ExportError, export_run
 from recsys_mtl.export.raw import raw_feed
-from recsys_mtl.export.model_graph import ScoringHead
 from recsys_mtl.errors import DataError
 from recsys_mtl.train.run_folder import load_run
 from recsys_mtl.spec import load_pipeline
 from recsys_mtl.train.fit import fit
 from serving.contract import inputs_from_json
 from serving.predictor import Predictor
-from tests.support.export import delimited, head_key, held_out, separator_export_dir  # noqa: F401  (fixture)
+from tests.support.export import delimited, held_out, separator_export_dir, shared_model_graphs  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_graph_per_head() -> Iterator[None]:
+def one_graph_per_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every test here exports the same run folder. torch.onnx.export (seconds each) runs once per
     distinct scoring head (weights, dtype, names, calibration); each export_run still attaches the
     preprocessing graph, checks parity through the server's input path and writes its files."""
-    real = exporter.export_model
-    graphs: dict[str, onnx.ModelProto] = {}
-
-    def export_once(head: ScoringHead, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
-        key = head_key(head, example)
-        if key not in graphs:
-            graphs[key] = real(head, example)
-        graph = onnx.ModelProto()
-        graph.CopyFrom(graphs[key])  # callers attach preprocessing to their own copy
-        return graph
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(exporter, "export_model", export_once)
+    with shared_model_graphs(tmp_path_factory):
         yield
 
 
