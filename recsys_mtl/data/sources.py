@@ -218,12 +218,12 @@ class CensusSource(InMemorySource[CensusData]):
 
     @cached_property
     def _held_out(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        rest = read_census_file(self.cfg.path / TEST_FILE).sample(fraction=1.0, shuffle=True, seed=self.cfg.split_seed)
+        rest = read_census_file(self.cfg.path / TEST_FILE, self.cfg.cache_dir).sample(fraction=1.0, shuffle=True, seed=self.cfg.split_seed)
         half = rest.height // 2
         return rest.head(half), rest.tail(rest.height - half)
 
     def load(self) -> Splits:
-        return Splits(read_census_file(self.cfg.path / TRAIN_FILE), *self._held_out)
+        return Splits(read_census_file(self.cfg.path / TRAIN_FILE, self.cfg.cache_dir), *self._held_out)
 
     def valid(self) -> pl.DataFrame:
         return self._held_out[0]

@@ -56,6 +56,8 @@ class CensusData(DataSection):
     """the folder holding census-income.data and census-income.test"""
     split_seed: int = 2018
     """seed of the 1:1 split of the .test file into validation and test"""
+    cache_dir: Path | None = Path("data_cache")
+    """folder of the decoded Parquet copies of the census files (null: decode them on every read)"""
 
 
 class SyntheticData(DataSection):

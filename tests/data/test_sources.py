@@ -16,7 +16,8 @@ from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.synthetic import SyntheticConfig, generate
 from recsys_mtl.errors import SpecError
 from recsys_mtl.spec import load_pipeline
-from recsys_mtl.spec.pipeline import FilesData
+from recsys_mtl.spec.pipeline import CensusData, FilesData
+from tests.support.census import tiny_census
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,3 +130,15 @@ def test_synthetic_source_passes_task_groups_to_the_generator_and_caches_per_set
 def test_synthetic_task_groups_beyond_tasks_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"data.*task_groups \(3\) must not exceed num_tasks \(2\)"):
         load_pipeline(ROOT / "pipelines" / "synthetic_mmoe.yaml", [f"data.cache_dir={tmp_path}", "data.task_groups=3"])
+
+
+def test_census_source_reads_through_its_cache_dir(tmp_path: Path) -> None:
+    folder = tiny_census(tmp_path / "census", train_rows=40, test_rows=20)
+    assert CensusData(kind="census_kdd", path=folder).cache_dir == Path("data_cache")  # cached by default
+    cached = data_source(CensusData(kind="census_kdd", path=folder, cache_dir=tmp_path / "cache"))
+    plain = data_source(CensusData(kind="census_kdd", path=folder, cache_dir=None))
+    assert cached.sizes() == plain.sizes() == {"train": 40, "valid": 10, "test": 10}
+    for split in ("train", "valid", "test"):
+        assert getattr(cached.splits, split).equals(getattr(plain.splits, split))
+    assert len(list((tmp_path / "cache").glob("*.parquet"))) == 2  # train and test file; none without a cache_dir
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "census"]

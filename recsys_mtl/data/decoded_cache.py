@@ -1,0 +1,60 @@
+"""Parquet copies of decoded source files, so that a slow parse is paid once, not by every process.
+
+Decompressing and parsing a text file (census-income's 100 MB ``.bz2``: ~5 CPU s) is paid again by
+every process that reads it: each ``fit``, each Optuna worker, each ``baseline`` run. A Parquet copy
+of the decoded frame reads in a fraction of that. The copy is named from the source file's name,
+size and modification time (ns) and the decoder's ``tag`` (which carries its format version), so a
+replaced or edited source file is decoded again and a changed decoder never reads an old copy.
+Copies are written to a per-process temporary file and renamed, so processes started together never
+read a half-written copy.
+
+The cache never changes what a read returns or which error it raises: errors come from the decoder
+on the source file; a copy that cannot be read (truncated, corrupt) is decoded again and rewritten;
+a folder that cannot be written gives a warning and the decoded frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+#: what reading a damaged Parquet file raises (a panic of polars' reader is not an ``Exception``)
+_UNREADABLE = (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException)
+
+
+def read_decoded(source: Path, cache_dir: Path | None, decode: Callable[[Path], pl.DataFrame], tag: str) -> pl.DataFrame:
+    """``decode(source)``, through a Parquet copy under ``cache_dir`` (none: decode every time).
+
+    ``tag`` names the decoder and its format version (``census-v1``): bump it whenever ``decode``
+    would return another frame for the same file.
+    """
+    if cache_dir is None or not source.is_file():
+        return decode(source)  # a missing source is the decoder's error, never the cache's
+    stat = source.stat()
+    copy = cache_dir / f"{tag}_{source.name}_{stat.st_size}_{stat.st_mtime_ns}.parquet"
+    if copy.is_file():
+        try:
+            return pl.read_parquet(copy)
+        except _UNREADABLE:
+            pass  # truncated or corrupt: decoded again and rewritten below
+    frame = decode(source)
+    _write(frame, copy)
+    return frame
+
+
+def _write(frame: pl.DataFrame, copy: Path) -> None:
+    tmp = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")  # per process: workers started together
+    try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(tmp)
+        tmp.replace(copy)  # atomic: no reader ever sees a half-written copy
+    except (OSError, pl.exceptions.PolarsError) as exc:  # polars reports an IO error (disk full) as ComputeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        warnings.warn(f"{copy.parent}: cannot write the decoded cache ({reason}); the file is decoded on every read", stacklevel=3)
