@@ -81,6 +81,7 @@ def test_census_fit_from_cli(tmp_path: Path, census_dir: Path, capsys: pytest.Ca
     rc = main([
         "fit", str(ROOT / "pipelines" / "census_mmoe.yaml"), "--runs-dir", str(runs),
         "--set", f"data.path={data}", "--set", "trainer.max_epochs=1", "--set", "trainer.batch_size=256",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}",  # the decoded copies of the prefix files: not into pipelines/
         # no test here reads a picture (tests/train/test_run.py checks curves.png of a CLI-equivalent fit)
         "--set", "trainer.plots=false",
         # 20 trees per task instead of 100: the leaf inputs still carry the fit (test AUC 0.94 / 0.993 on

@@ -43,6 +43,18 @@ def test_identity_ignores_searched_values_and_study_logistics(tmp_path: Path) ->
     assert base["spec"]["name"] == "synthetic"  # the spec by content, not by file path
 
 
+def test_the_data_cache_folders_are_not_part_of_the_identity(tmp_path: Path) -> None:
+    # generated data is keyed by its settings, census copies by their source file: where they are kept
+    # (or whether census files are cached at all) changes no trial
+    census = Path(__file__).resolve().parents[2] / "pipelines" / "census_mmoe_tune.yaml"
+    for path in (write_pipeline(tmp_path, TUNE), census):
+        base = _identity(path)
+        assert "cache_dir" not in base["data"]
+        moved = _identity(path, f"data.cache_dir={tmp_path / 'elsewhere'}")
+        assert fingerprint(moved) == fingerprint(base)
+    assert fingerprint(_identity(census, "data.cache_dir=null")) == fingerprint(_identity(census))
+
+
 def test_changes_name_every_changed_field_by_dotted_path(tmp_path: Path) -> None:
     path = write_pipeline(tmp_path, TUNE)
     new = _identity(path, "trainer.max_epochs=5", "tune.trial_overrides={trainer.max_epochs: 1}", "tune.train_fraction=0.5",
