@@ -33,18 +33,27 @@ def read_decoded(source: Path, cache_dir: Path | None, decode: Callable[[Path], 
     ``tag`` names the decoder and its format version (``census-v1``): bump it whenever ``decode``
     would return another frame for the same file.
     """
-    if cache_dir is None or not source.is_file():
+    if cache_dir is None or (key := _key(source)) is None:
         return decode(source)  # a missing source is the decoder's error, never the cache's
-    stat = source.stat()
-    copy = cache_dir / f"{tag}_{source.name}_{stat.st_size}_{stat.st_mtime_ns}.parquet"
+    copy = cache_dir / f"{tag}_{source.name}_{key}.parquet"
     if copy.is_file():
         try:
             return pl.read_parquet(copy)
         except _UNREADABLE:
             pass  # truncated or corrupt: decoded again and rewritten below
     frame = decode(source)
-    _write(frame, copy)
+    if _key(source) == key:  # a file replaced while it was decoded is not kept under the old file's name
+        _write(frame, copy)
     return frame
+
+
+def _key(source: Path) -> str | None:
+    """``<size>_<mtime in ns>`` of the file; None where it cannot be read (missing)."""
+    try:
+        st = source.stat()
+    except OSError:
+        return None
+    return f"{st.st_size}_{st.st_mtime_ns}"
 
 
 def _write(frame: pl.DataFrame, copy: Path) -> None:

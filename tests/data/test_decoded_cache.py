@@ -88,6 +88,23 @@ def test_a_replaced_or_edited_source_is_decoded_again(tmp_path: Path, decodes: l
     assert read_census_file(plain, cache).equals(after) and decodes.count(plain) == 3
 
 
+def test_a_file_replaced_while_it_is_decoded_is_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, plain = tmp_path / "cache", tmp_path / "census.data"
+    plain.write_bytes(census_lines(5, seed=0))
+    decode = census._decode
+
+    def refreshed_meanwhile(path: Path) -> pl.DataFrame:
+        frame = decode(path)
+        path.write_bytes(census_lines(8, seed=1))
+        return frame
+
+    monkeypatch.setattr(census, "_decode", refreshed_meanwhile)
+    assert read_census_file(plain, cache).height == 5
+    assert not cache.exists()  # the 5 rows are not kept under the 8-row file's name, nor the old one's
+    monkeypatch.setattr(census, "_decode", decode)
+    assert read_census_file(plain, cache).height == 8
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_damaged_copy_is_decoded_again_and_rewritten(tmp_path: Path, decodes: list[Path], damage: str) -> None:
     cache = tmp_path / "cache"
