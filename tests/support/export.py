@@ -148,7 +148,13 @@ def shared_model_graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     """``export_run`` traces each distinct scoring head once per pytest run, for every xdist worker
     (:func:`~tests.support.run_once.built_once`): session artifacts of the same model on the same
     encoded layout (e.g. two preprocessings of the same columns) share its ~3 s export; each export
-    still attaches its own preprocessing graph, checks parity and writes its files."""
+    still attaches its own preprocessing graph, checks parity and writes its files.
+
+    Nested (a session artifact built inside a module that shares graphs), the inner one is the outer
+    one: wrapping the wrapper would take the same graph's file lock twice in one process and hang."""
+    if getattr(exporter.export_model, "shares_graphs", False):
+        yield
+        return
     real = exporter.export_model
 
     def export_once(head: ScoringHead, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
@@ -157,6 +163,7 @@ def shared_model_graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
         return onnx.load(built_once(tmp_path_factory, f"model_graph-{head_key(head, example)[:24]}", build) / "model.onnx")
 
+    export_once.shares_graphs = True  # type: ignore[attr-defined]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(exporter, "export_model", export_once)
         yield
