@@ -21,7 +21,7 @@ from typing import Any, Iterator, TypeVar
 import torch
 from pydantic import BaseModel, ValidationError
 
-from recsys_mtl.errors import DataError, format_validation_error
+from recsys_mtl.errors import DataError, RecsysMTLError, format_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,6 +37,25 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"{path}: cannot write ({exc.strerror or exc}); the previous file, if any, is kept") from exc
+
+
+def check_new_folder(out: Path, option: str = "--out", error: type[RecsysMTLError] = DataError) -> None:
+    """Refuse, before any work is done, an output folder that could not be written at the end.
+
+    ``out`` must be a new or empty folder, and the nearest existing folder above it writable: a
+    path under a regular file, a file named as the folder, or a read-only parent otherwise fails
+    only after the whole export or evaluation has run. Raises ``error`` naming ``out`` and the
+    path at fault; ``option`` is the flag the user changes.
+    """
+    if out.exists() and not out.is_dir():
+        raise error(f"{out}: is a file; the output is a new folder, choose another {option}")
+    if out.is_dir() and any(out.iterdir()):
+        raise error(f"{out}: already exists and is not empty; choose another {option}")
+    existing = next(p for p in (out, *out.parents) if p.exists())  # the root always exists
+    if not existing.is_dir():
+        raise error(f"{out}: cannot be created: {existing} is a file, not a folder; choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise error(f"{out}: cannot be created: {existing} is not writable; choose another {option}")
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
-from recsys_mtl.artifacts import write_atomic
+from recsys_mtl.artifacts import check_new_folder, write_atomic
 from recsys_mtl.data.preprocess import encode_groups, encode_labels
 from recsys_mtl.errors import DataError
 from recsys_mtl.evaluate.drift import drift_flag, drift_report
@@ -45,8 +45,7 @@ def evaluate(export_dir: str | Path, inputs: Sequence[str], out: str | Path, by:
              max_slices: int = MAX_SLICES) -> Evaluation:
     export = load_export(export_dir)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out}: already exists and is not empty; choose another --out")
+    check_new_folder(out)  # before scoring every row, not after
     df, files = read_rows(inputs, needed_columns(export, by), export)
     where = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
     tasks = export.tasks

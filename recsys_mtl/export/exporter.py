@@ -36,7 +36,7 @@ import polars as pl
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from recsys_mtl.artifacts import writing
+from recsys_mtl.artifacts import check_new_folder, writing
 from recsys_mtl.data.preprocess import Preprocessor, spec_hash
 from recsys_mtl.data.sources import data_source
 from recsys_mtl.data.tensors import EncodedTable
@@ -227,8 +227,7 @@ def export_run(
     all_tasks = list(run.spec.tasks)
     subset = check_tasks([t.name for t in all_tasks], tasks) if tasks is not None else None
     out_dir = Path(out) if out is not None else Path("exports") / run.run_dir.name
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ExportError(f"{out_dir}: already exists and is not empty; choose another --out")
+    check_new_folder(out_dir, error=ExportError)  # before the export's minutes, not after them
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise ExportError(f"unknown export variants {sorted(unknown)} (choose from {sorted(VARIANTS)})")

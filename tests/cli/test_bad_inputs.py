@@ -301,7 +301,10 @@ EDGE_CASES = [
     Case("run-failed-report", on_run("report", failed_run), ("the fit of this run failed",)),
     Case("export-out-under-a-file", then(lambda ws: write(ws.root / "afile", "x"),
                                          lambda ws: ["export", str(ws.run), "--out", str(ws.root / "afile" / "e")]),
-         ("afile",)),
+         ("afile/e: cannot be created", "afile is a file, not a folder")),
+    Case("export-out-is-a-file", then(lambda ws: write(ws.root / "afile", "x"),
+                                      lambda ws: ["export", str(ws.run), "--out", str(ws.root / "afile")]),
+         ("afile: is a file",)),
     Case("resume-failed-run-bad-pipeline", resume_with(failed_run), ("last.ckpt",)),
 ]
 

@@ -94,6 +94,21 @@ def test_missing_label_column_is_named(fitted_export: tuple[Path, Path, Path], t
         evaluate(export, [str(tmp_path / "nolabel.parquet")], tmp_path / "ev")
 
 
+def test_an_unwritable_out_is_refused_before_any_row_is_read(fitted_export: tuple[Path, Path, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _, export, test = fitted_export
+    (tmp_path / "afile").write_text("x")
+
+    def no_rows(*args: object) -> None:
+        raise AssertionError("the output folder is checked before the rows are read and scored")
+
+    monkeypatch.setattr("recsys_mtl.evaluate.report.read_rows", no_rows)
+    with pytest.raises(DataError, match=r"afile/ev: cannot be created: .*afile is a file, not a folder; choose another --out"):
+        evaluate(export, [str(test)], tmp_path / "afile" / "ev")
+    with pytest.raises(DataError, match=r"afile: is a file"):
+        evaluate(export, [str(test)], tmp_path / "afile")
+
+
 def test_psi_bins_from_training_quantiles() -> None:
     rng = np.random.default_rng(0)
     train = rng.normal(size=200_000)

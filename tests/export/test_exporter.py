@@ -44,6 +44,18 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fit(cfg, spec).run_dir
 
 
+def test_graph_sharing_nests_without_wrapping_itself(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """This module shares graphs, and so do the session exports built inside it (separator_export_dir):
+    the inner context must be the outer one (a wrapper of the wrapper took one graph's lock twice and hung)."""
+    from recsys_mtl.export import exporter
+
+    outer = exporter.export_model
+    assert getattr(outer, "shares_graphs", False)  # this module's autouse fixture is active
+    with shared_model_graphs(tmp_path_factory):
+        assert exporter.export_model is outer
+    assert exporter.export_model is outer
+
+
 @pytest.mark.slow
 def test_cli_export_writes_models_metadata_and_triton_layout(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "exports" / "tiny"
@@ -87,12 +99,23 @@ def test_parity_failure_is_loud_and_writes_nothing(run_dir: Path, tmp_path: Path
     assert not out.exists() and not list(tmp_path.glob(".bad-*"))
 
 
-def test_refuses_existing_output_and_incomplete_run(run_dir: Path, tmp_path: Path) -> None:
+def test_refuses_existing_output_and_incomplete_run(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("keep me")
+    (tmp_path / "afile").write_text("x")
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("the output folder is checked before the export starts")
+
+    monkeypatch.setattr("recsys_mtl.export.exporter.export_model", no_export)
     with pytest.raises(ExportError, match="already exists"):
         export_run(run_dir, tmp_path / "taken")
     assert (tmp_path / "taken" / "x").read_text() == "keep me"
+    with pytest.raises(ExportError, match=r"afile: is a file"):
+        export_run(run_dir, tmp_path / "afile")
+    with pytest.raises(ExportError, match=r"afile/e: cannot be created: .*afile is a file, not a folder"):
+        export_run(run_dir, tmp_path / "afile" / "e")
+    monkeypatch.undo()
     with pytest.raises(DataError, match="not a complete run folder .pipeline.yaml is missing"):
         load_run(tmp_path)
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
