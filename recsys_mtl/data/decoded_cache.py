@@ -10,18 +10,19 @@ read a half-written copy.
 
 The cache never changes what a read returns or which error it raises: errors come from the decoder
 on the source file; a copy that cannot be read (truncated, corrupt) is decoded again and rewritten;
-a folder that cannot be written gives a warning and the decoded frame.
+a folder that cannot be written gives a warning naming the copy and the decoded frame.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import polars as pl
+
+from recsys_mtl.data.readers import write_parquet_atomic
+from recsys_mtl.errors import DataError
 
 #: what reading a damaged Parquet file raises (a panic of polars' reader is not an ``Exception``)
 _UNREADABLE = (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException)
@@ -57,13 +58,7 @@ def _key(source: Path) -> str | None:
 
 
 def _write(frame: pl.DataFrame, copy: Path) -> None:
-    tmp = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")  # per process: workers started together
     try:
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(tmp)
-        tmp.replace(copy)  # atomic: no reader ever sees a half-written copy
-    except (OSError, pl.exceptions.PolarsError) as exc:  # polars reports an IO error (disk full) as ComputeError
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        warnings.warn(f"{copy.parent}: cannot write the decoded cache ({reason}); the file is decoded on every read", stacklevel=3)
+        write_parquet_atomic(frame, copy, "the decoded cache")
+    except DataError as exc:  # a cache that cannot be written slows reads down, it never fails them
+        warnings.warn(f"{exc}; the file is decoded on every read", stacklevel=3)

@@ -1,7 +1,9 @@
-"""Read CSV, Parquet and Arrow IPC files into polars, with errors that name the file."""
+"""Read CSV, Parquet and Arrow IPC files into polars, and write Parquet atomically, with errors that name the file."""
 
 from __future__ import annotations
 
+import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Callable
 
@@ -36,3 +38,19 @@ def read_table(path: str | Path) -> pl.DataFrame:
     if df.height == 0:
         raise DataError(f"{path}: file has no rows")
     return df
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path, what: str) -> None:
+    """Write ``frame`` to ``path`` through a per-process temporary file beside it and a rename:
+    processes started together (DDP ranks, Ray or Optuna workers) never read a half-written file.
+    A failed write removes the temporary file and raises :class:`DataError` naming ``path`` and ``what``."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+    except (OSError, pl.exceptions.PolarsError) as exc:  # polars reports an IO error (disk full) as ComputeError
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot write {what} ({reason})") from None

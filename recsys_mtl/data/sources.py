@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,7 +32,7 @@ from pydantic import BaseModel
 
 from recsys_mtl.data.census import TEST_FILE, TRAIN_FILE, read_census_file
 from recsys_mtl.data.preprocess import Preprocessor, check_frame
-from recsys_mtl.data.readers import read_table
+from recsys_mtl.data.readers import read_table, write_parquet_atomic
 from recsys_mtl.data.streaming import ParquetStream, parquet_files, row_groups
 from recsys_mtl.data.synthetic import SyntheticConfig, write_parquet
 from recsys_mtl.data import synthetic_drift, synthetic_sequences
@@ -272,10 +271,7 @@ class SyntheticSequencesSource(InMemorySource[SyntheticSequencesData]):
         digest = hashlib.sha256(json.dumps(dataclasses.asdict(gen), sort_keys=True).encode()).hexdigest()[:12]
         path = cfg.cache_dir / f"synthetic_sequences_r{gen.rows}_s{gen.seed}_{digest}.parquet"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: workers started together
-            synthetic_sequences.generate_sequences(gen).write_parquet(tmp)
-            tmp.replace(path)  # a concurrent run never reads a half-written file
+            write_parquet_atomic(synthetic_sequences.generate_sequences(gen), path, "the synthetic data cache")
         return random_split(read_table(path), cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)
 
 

@@ -27,13 +27,13 @@ With G = 2 and ρ_x < 0: tasks correlate positively within and negatively across
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from recsys_mtl.errors import DataError
+
+from recsys_mtl.data.readers import write_parquet_atomic
 
 
 @dataclass(frozen=True)
@@ -138,12 +138,5 @@ def generate(cfg: SyntheticConfig) -> pl.DataFrame:
 
 
 def write_parquet(cfg: SyntheticConfig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: DDP / Ray workers started together write the same cache
-    try:
-        generate(cfg).write_parquet(tmp)
-    except (OSError, pl.exceptions.ComputeError) as exc:  # polars reports an IO error (disk full) as ComputeError
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{path}: cannot write the synthetic data cache ({str(exc).strip().splitlines()[0][:200]})") from None
-    tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache
+    write_parquet_atomic(generate(cfg), path, "the synthetic data cache")  # DDP / Ray workers started together write the same cache
     return path

@@ -33,13 +33,14 @@ same frame, bit for bit.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import polars as pl
+
+from recsys_mtl.data.readers import write_parquet_atomic
 
 TASKS = ("click", "convert", "quick")
 #: bumped whenever the same config would generate other rows (part of the cache file's name)
@@ -276,8 +277,5 @@ def time_split(df: pl.DataFrame, time_column: str, valid_periods: int = 1, test_
 
 
 def write_parquet(cfg: DriftConfig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: runs started together may write the same cache
-    generate(cfg).write_parquet(tmp)
-    tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache
+    write_parquet_atomic(generate(cfg), path, "the synthetic data cache")  # runs started together may write the same cache
     return path
